@@ -1,0 +1,64 @@
+"""Packaging for super_selfish."""
+
+import os
+import re
+
+from setuptools import find_packages, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def read_version() -> str:
+    # Read __version__ without importing the package (its dependencies may not be installed yet).
+    with open(os.path.join(HERE, "super_selfish", "__init__.py"), encoding="utf-8") as fh:
+        match = re.search(r'^__version__\s*=\s*["\']([^"\']+)["\']', fh.read(), re.MULTILINE)
+    if match is None:
+        raise RuntimeError("__version__ not found in super_selfish/__init__.py")
+    return match.group(1)
+
+
+def read_readme() -> str:
+    path = os.path.join(HERE, "README.md")
+    if not os.path.exists(path):
+        return ""
+    with open(path, encoding="utf-8") as fh:
+        return fh.read()
+
+
+setup(
+    name="super_selfish",
+    version=read_version(),
+    description="Self-supervised learning for PyTorch",
+    long_description=read_readme(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["super_selfish", "super_selfish.*"]),
+    package_data={"super_selfish.assets": ["*.npz", "*.npy"]},
+    include_package_data=True,
+    python_requires=">=3.9",
+    install_requires=[
+        "torch>=2.1",
+        "torchvision",
+        "kornia>=0.7",
+        "efficientnet-pytorch",
+        "scikit-image",
+        "elasticdeform",
+        "tqdm",
+        "colorama",
+        "numpy",
+        "pillow",
+    ],
+    extras_require={
+        "test": [
+            "pytest",
+            "pytest-timeout",
+            "nbclient",
+            "nbformat",
+            "ipykernel",
+            "matplotlib",
+            "pandas",
+            "tensorboard",
+        ],
+        "viz": ["matplotlib", "tensorboard", "pandas"],
+    },
+    entry_points={"console_scripts": ["super-selfish = super_selfish.cli:main"]},
+)
