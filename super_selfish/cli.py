@@ -1,0 +1,155 @@
+"""Command line: ``super-selfish train|eval|preview ...``.
+
+``train`` trains a method and reports weighted-kNN accuracy of the backbone before and after;
+``eval`` scores a saved run; ``preview`` writes an augmentation grid.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import List, Optional
+
+import torch
+
+from . import augment, backbones, console, data, evaluate, methods, store
+from .errors import SuperSelfishError
+
+
+def _add_data_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", default="cifar10-sample",
+                        help="name (cifar10-sample, cifar10, cifar100, stl10) or image folder")
+    parser.add_argument("--test-dataset", default=None,
+                        help="labelled data for kNN; default: the test split of --dataset")
+    parser.add_argument("--size", type=int, default=None, help="resize images to SIZE px")
+    parser.add_argument("--root", default="datasets", help="where torchvision datasets live")
+
+
+def _datasets(args: argparse.Namespace):
+    train = data.dataset(args.dataset, "train", size=args.size, root=args.root)
+    test_source = args.test_dataset or args.dataset
+    test = data.dataset(test_source, "test", size=args.size, root=args.root) \
+        if test_source in data.NAMES or args.test_dataset else None
+    return train, test
+
+
+def _knn(backbone: torch.nn.Module, train: data.ImageDataset,
+         test: Optional[data.ImageDataset], k: int) -> Optional[float]:
+    if test is None or not train.has_labels or not test.has_labels:
+        return None
+    return evaluate.knn_accuracy(backbone, train, test, k=k)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    train, test = _datasets(args)
+    cls = methods.get(args.method)
+    sup = cls(train, backbone=args.backbone, seed=args.seed)
+    if args.device:
+        sup.to(args.device)
+    console.info(f"{cls.__name__} on {args.dataset} ({len(train)} images, "
+                 f"{sup.image_size} px), backbone {args.backbone} "
+                 f"({sup.backbone.feature_dim}-d features)")
+    before = _knn(sup.get_backbone(), train, test, args.k)
+    if before is not None:
+        console.info(f"kNN accuracy before training: {before:.4f}")
+    started = time.perf_counter()
+    history = sup.supervise(lr=args.lr, epochs=args.epochs, batch_size=args.batch_size,
+                            name=args.name, pretrained=args.resume,
+                            lr_scheduler=args.schedule, weight_decay=args.weight_decay,
+                            num_workers=args.num_workers, seed=args.seed,
+                            precision=args.precision)
+    minutes = (time.perf_counter() - started) / 60
+    after = _knn(sup.get_backbone(), train, test, args.k)
+    speed = sum(r["images_per_s"] for r in history) / max(1, len(history))
+    summary = (f"{args.method}: {len(history)} epochs in {minutes:.1f} min, "
+               f"{speed:.0f} images/s, final loss {history[-1]['loss']:.4f}"
+               if history else f"{args.method}: nothing to train")
+    if after is not None:
+        summary += f"; kNN accuracy {before:.4f} -> {after:.4f}"
+    console.success(summary + f"; checkpoint {store.checkpoint_path(args.name)}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    payload = store.read(args.name)
+    cls = methods.get(payload["method"])
+    hp = payload["hparams"]
+    sup = cls(backbone=hp["backbone"], norm=hp.get("norm", "batch"),
+              image_size=hp.get("image_size"))
+    sup.load(args.name)
+    train, test = _datasets(args)
+    if test is None:
+        console.warn("no labelled test data: pass --test-dataset")
+        return 2
+    knn = evaluate.knn_accuracy(sup.get_backbone(), train, test, k=args.k)
+    line = f"{args.name}: {payload['method']} epoch {payload['epoch']}, kNN accuracy {knn:.4f}"
+    if args.linear_epochs:
+        linear = evaluate.linear_probe(sup.get_backbone(), train, test, epochs=args.linear_epochs)
+        line += f", linear probe {linear:.4f}"
+    console.success(line)
+    return 0
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    ds = data.materialize(data.dataset(args.dataset, "train", size=args.size, root=args.root))
+    size = args.out_size or ds.image_shape[-1]
+    grid = augment.preview(augment.build(args.preset, size), ds.images[:args.n_images],
+                           n_views=args.n_views)
+    grid.save(args.out)
+    console.success(f"{args.preset} preview written to {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="super-selfish", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a method, print kNN accuracy before and after")
+    train.add_argument("method", help=f"one of: {', '.join(methods.available())}")
+    _add_data_args(train)
+    train.add_argument("--backbone", default="convnet-small",
+                       help=f"one of: {', '.join(backbones.available())}")
+    train.add_argument("--epochs", type=int, default=10)
+    train.add_argument("--batch-size", type=int, default=256)
+    train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument("--weight-decay", type=float, default=0.0)
+    train.add_argument("--schedule", default="cosine", choices=["constant", "cosine"])
+    train.add_argument("--num-workers", type=int, default=0)
+    train.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    train.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--name", default="store/base", help="checkpoint name (store/NAME)")
+    train.add_argument("--resume", action="store_true", help="continue the checkpoint --name")
+    train.add_argument("--k", type=int, default=200, help="neighbours for the kNN score")
+    train.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("eval", help="kNN (and linear probe) accuracy of a saved run")
+    ev.add_argument("--name", required=True)
+    _add_data_args(ev)
+    ev.add_argument("--k", type=int, default=200)
+    ev.add_argument("--linear-epochs", type=int, default=0,
+                    help="also train a linear probe for this many epochs")
+    ev.set_defaults(func=cmd_eval)
+
+    pv = sub.add_parser("preview", help="write a grid of augmented views")
+    pv.add_argument("preset", help="augmentation preset name")
+    _add_data_args(pv)
+    pv.add_argument("--out", default="preview.png")
+    pv.add_argument("--out-size", type=int, default=None, help="view size (default: image size)")
+    pv.add_argument("--n-images", type=int, default=8)
+    pv.add_argument("--n-views", type=int, default=4)
+    pv.set_defaults(func=cmd_preview)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SuperSelfishError as exc:
+        console.warn(str(exc))
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

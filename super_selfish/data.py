@@ -1,0 +1,391 @@
+"""Datasets and loaders: everything becomes uint8 image batches (N, C, H, W) of one size.
+
+Views are made later, on the training device, by :mod:`super_selfish.augment`; the loader only
+decodes and stacks. :func:`dataset` accepts a torch ``Dataset`` (PIL, uint8 or float images,
+with or without labels), a NumPy array or tensor (optionally ``(images, labels)``), a folder
+(ImageFolder layout or flat), or a name: ``cifar10``, ``cifar100``, ``stl10`` (torchvision)
+and ``cifar10-sample`` (a real CIFAR-10 sample bundled with the package, works offline).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from .errors import DataError, check, unknown_name
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
+NO_LABEL = -1
+_TORCHVISION = {"cifar10": "CIFAR10", "cifar100": "CIFAR100", "stl10": "STL10"}
+NAMES = ("cifar10-sample", *_TORCHVISION)
+
+
+class Batch(NamedTuple):
+    """What the training step receives: uint8 images, labels (-1 when unknown), dataset indices."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    index: torch.Tensor
+
+    def to(self, device: torch.device | str) -> "Batch":
+        return Batch(*(t.to(device, non_blocking=True) for t in self))
+
+
+class ImageDataset(Dataset):
+    """A dataset of uint8 (C, H, W) image tensors with integer labels (-1 when unlabeled)."""
+
+    classes: List[str] = []
+
+    @property
+    def has_labels(self) -> bool:
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> Tuple[torch.Tensor, int]:
+        raise NotImplementedError
+
+
+class TensorImageDataset(ImageDataset):
+    """All images in memory as one uint8 tensor: batches are slices, no per-sample work."""
+
+    def __init__(self, images: torch.Tensor, labels: Optional[torch.Tensor] = None,
+                 classes: Sequence[str] = ()):
+        self.images = images
+        self.labels = (torch.as_tensor(labels, dtype=torch.long) if labels is not None
+                       else torch.full((len(images),), NO_LABEL, dtype=torch.long))
+        if len(self.labels) != len(self.images):
+            raise DataError(f"Got {len(self.images)} images but {len(self.labels)} labels: "
+                            "pass one label per image.")
+        self.classes = list(classes)
+
+    @property
+    def has_labels(self) -> bool:
+        return bool(len(self.labels)) and bool((self.labels != NO_LABEL).all())
+
+    @property
+    def image_shape(self) -> Tuple[int, int, int]:
+        return tuple(self.images.shape[1:])
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> Tuple[torch.Tensor, int]:
+        return self.images[index], int(self.labels[index])
+
+    def subset(self, indices: torch.Tensor) -> "TensorImageDataset":
+        return TensorImageDataset(self.images[indices], self.labels[indices], self.classes)
+
+
+class ConvertedDataset(ImageDataset):
+    """Wraps any dataset and converts each item to a uint8 (3, H, W) tensor and a label."""
+
+    def __init__(self, source: Dataset, size: Optional[int] = None):
+        self.source = source
+        self.size = size
+        self.classes = list(getattr(source, "classes", []) or [])
+        if len(source) == 0:
+            raise DataError("dataset is empty: pass a dataset with at least one image.")
+        _, first_label = self._convert(source[0])
+        self._labelled = first_label != NO_LABEL
+
+    @property
+    def has_labels(self) -> bool:
+        return self._labelled
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def _convert(self, item: Any) -> Tuple[torch.Tensor, int]:
+        label = NO_LABEL
+        if isinstance(item, (tuple, list)):
+            if len(item) >= 2 and _is_label(item[1]):
+                label = int(item[1])
+            item = item[0]
+        return to_uint8_image(item, self.size), label
+
+    def __getitem__(self, index: int) -> Tuple[torch.Tensor, int]:
+        return self._convert(self.source[index])
+
+
+class FolderDataset(ImageDataset):
+    """Images from a folder: ImageFolder layout (one sub-folder per class) or a flat folder."""
+
+    def __init__(self, root: str | os.PathLike, size: Optional[int] = None):
+        root = Path(root)
+        subdirs = sorted(d for d in root.iterdir() if d.is_dir())
+        self.size = size
+        if subdirs:
+            self.classes = [d.name for d in subdirs]
+            self.samples = [(f, c) for c, d in enumerate(subdirs) for f in _image_files(d)]
+        else:
+            self.classes = []
+            self.samples = [(f, NO_LABEL) for f in _image_files(root)]
+        if not self.samples:
+            raise DataError(f"dataset folder {str(root)!r} contains no images with extensions "
+                            f"{', '.join(IMAGE_EXTENSIONS)}.")
+
+    @property
+    def has_labels(self) -> bool:
+        return bool(self.classes)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> Tuple[torch.Tensor, int]:
+        path, label = self.samples[index]
+        with Image.open(path) as img:
+            return to_uint8_image(img, self.size), label
+
+
+def _image_files(folder: Path) -> List[Path]:
+    return sorted(f for f in folder.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def _is_label(value: Any) -> bool:
+    if isinstance(value, (int, np.integer)):
+        return True
+    return isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_floating_point()
+
+
+def to_uint8_image(image: Any, size: Optional[int] = None) -> torch.Tensor:
+    """Convert one PIL image, array or tensor to a uint8 (3, H, W) tensor, resized if asked."""
+    if isinstance(image, Image.Image):
+        if image.mode in ("I;16", "I;16B", "I", "F"):
+            array = np.asarray(image, dtype=np.float64)
+            image = Image.fromarray((array / max(array.max(), 1) * 255).astype(np.uint8))
+        image = image.convert("RGB")
+        if size is not None and image.size != (size, size):
+            image = image.resize((size, size), Image.BILINEAR)
+        return torch.from_numpy(np.array(image)).permute(2, 0, 1).contiguous()
+    tensor = images_to_uint8(_as_tensor(image)[None], "image")[0]
+    if size is not None and tuple(tensor.shape[1:]) != (size, size):
+        tensor = resize_uint8(tensor[None], size)[0]
+    return tensor
+
+
+def _as_tensor(array: Any) -> torch.Tensor:
+    if isinstance(array, torch.Tensor):
+        return array
+    if isinstance(array, np.ndarray):
+        if array.dtype == np.uint16:
+            array = array.astype(np.int32)
+        return torch.from_numpy(np.ascontiguousarray(array))
+    raise DataError(f"Cannot use an image of type {type(array).__name__}: pass PIL images, "
+                    "NumPy arrays or torch tensors.")
+
+
+def images_to_uint8(images: torch.Tensor, argument: str = "images") -> torch.Tensor:
+    """Bring a batch (N, H, W), (N, H, W, C) or (N, C, H, W) to uint8 (N, 3, H, W).
+
+    Grayscale is repeated to 3 channels, alpha dropped, 16-bit scaled; float images must lie in
+    [0, 1]. Anything else raises :class:`DataError` naming ``argument``.
+    """
+    if images.ndim == 3:
+        images = images[:, None]
+    if images.ndim != 4:
+        raise DataError(f"{argument} has shape {tuple(images.shape)}: expected (N, C, H, W), "
+                        "(N, H, W, C) or (N, H, W).")
+    if images.shape[1] not in (1, 3, 4) and images.shape[-1] in (1, 3, 4):
+        images = images.permute(0, 3, 1, 2)
+    channels = images.shape[1]
+    if channels not in (1, 3, 4):
+        raise DataError(f"{argument} has {channels} channels: expected 1 (grayscale), "
+                        "3 (RGB) or 4 (RGBA).")
+    if images.is_floating_point():
+        if not torch.isfinite(images).all():
+            raise DataError(f"{argument} contains NaN or infinite pixel values: clean or drop "
+                            "those images first.")
+        low, high = float(images.min()), float(images.max())
+        if low < -1e-3 or high > 1 + 1e-3:
+            raise DataError(f"{argument} are floats in [{low:.3g}, {high:.3g}]: expected floats "
+                            "in [0, 1] (divide by 255) or uint8 images.")
+        images = (images * 255).round().clamp_(0, 255).to(torch.uint8)
+    elif images.dtype != torch.uint8:
+        if images.dtype == torch.bool or images.min() < 0:
+            raise DataError(f"{argument} has dtype {images.dtype} with negative or boolean "
+                            "values: expected uint8, 16-bit, or float images in [0, 1].")
+        top = 65535 if images.max() > 255 else 255
+        images = (images.double() * 255 / top).round().to(torch.uint8)
+    if channels == 4:
+        images = images[:, :3]
+    elif channels == 1:
+        images = images.expand(-1, 3, -1, -1)
+    return images.contiguous()
+
+
+def resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Antialiased bilinear resize of a uint8 batch to ``size`` x ``size``."""
+    out = F.interpolate(images.float(), size=(size, size), mode="bilinear",
+                        align_corners=False, antialias=True)
+    return out.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def dataset(source: Any, split: str = "train", *, size: Optional[int] = None,
+            root: str | os.PathLike = "datasets", download: bool = True) -> ImageDataset:
+    """Resolve ``source`` (name, folder, array, tensor or Dataset) to an :class:`ImageDataset`.
+
+    ``split`` selects ``train``/``test`` for named datasets (``unlabeled`` too for STL-10);
+    ``size`` resizes every image to ``size`` x ``size``; ``root`` is where torchvision datasets
+    live or are downloaded to.
+    """
+    if size is not None:
+        check(isinstance(size, int) and size > 0, "size", size, "a positive int (pixels)")
+    if isinstance(source, ImageDataset):
+        return source
+    if isinstance(source, str) and source in NAMES:
+        return _named(source, split, size, root, download)
+    if isinstance(source, (str, os.PathLike)):
+        if os.path.isdir(source):
+            return FolderDataset(source, size)
+        raise unknown_name("dataset", source, NAMES) if not os.path.exists(source) else \
+            DataError(f"dataset path {str(source)!r} is a file: pass a folder of images.")
+    if isinstance(source, tuple) and len(source) == 2:
+        return _from_arrays(source[0], source[1], size)
+    if isinstance(source, (np.ndarray, torch.Tensor)):
+        return _from_arrays(source, None, size)
+    if isinstance(source, Dataset):
+        return ConvertedDataset(source, size)
+    raise DataError(f"dataset of type {type(source).__name__} is not supported: pass a torch "
+                    "Dataset, an array or tensor of images, (images, labels), a folder path or "
+                    f"one of {', '.join(NAMES)}.")
+
+
+def _from_arrays(images: Any, labels: Any, size: Optional[int]) -> TensorImageDataset:
+    tensor = _as_tensor(images)
+    if len(tensor) == 0:
+        raise DataError("dataset is empty: pass at least one image.")
+    tensor = images_to_uint8(tensor, "dataset")
+    if size is not None and tuple(tensor.shape[2:]) != (size, size):
+        tensor = resize_uint8(tensor, size)
+    return TensorImageDataset(tensor, None if labels is None else _as_tensor(labels).long())
+
+
+def _named(name: str, split: str, size: Optional[int], root: str | os.PathLike,
+           download: bool) -> ImageDataset:
+    splits = ("train", "test", "unlabeled") if name == "stl10" else ("train", "test")
+    check(split in splits, "split", split, f"one of {splits} for {name!r}")
+    if name == "cifar10-sample":
+        from .assets import load_cifar10_sample
+
+        images, labels, classes = load_cifar10_sample(split)
+        ds = _from_arrays(images, labels, size)
+        ds.classes = list(classes)
+        return ds
+    import torchvision.datasets as tvd
+
+    cls = getattr(tvd, _TORCHVISION[name])
+    kwargs = {"split": split} if name == "stl10" else {"train": split == "train"}
+    try:
+        raw = cls(root=str(root), download=download, **kwargs)
+    except Exception as exc:  # offline, or files missing with download=False
+        raise DataError(
+            f"Could not load {name!r} ({type(exc).__name__}: {exc}). Without network access, "
+            f"put torchvision's {_TORCHVISION[name]} files under {os.path.abspath(root)} "
+            "(pass root=... to choose another folder), or use 'cifar10-sample', which ships "
+            "with the package.") from exc
+    data = raw.data
+    if name == "stl10":
+        data = np.asarray(data)  # already (N, 3, 96, 96)
+    labels = np.asarray(raw.labels if name == "stl10" else raw.targets)
+    ds = _from_arrays(data, None if split == "unlabeled" else labels, size)
+    ds.classes = list(getattr(raw, "classes", []))
+    return ds
+
+
+def materialize(ds: ImageDataset) -> TensorImageDataset:
+    """Load a whole dataset into memory (eval features, small training sets)."""
+    if isinstance(ds, TensorImageDataset):
+        return ds
+    images, labels = [], []
+    for batch in DataLoader(ds, batch_size=256, collate_fn=_collate_pairs):
+        images.append(batch[0])
+        labels.append(batch[1])
+    out = TensorImageDataset(torch.cat(images), torch.cat(labels), ds.classes)
+    return out
+
+
+def _collate_pairs(items: List[Tuple[torch.Tensor, int]]) -> Tuple[torch.Tensor, torch.Tensor]:
+    shapes = {tuple(img.shape) for img, _ in items}
+    if len(shapes) > 1:
+        raise DataError(f"dataset has images of different sizes {sorted(shapes)[:4]}: pass "
+                        "size=... (e.g. size=32) so every image is resized to one size.")
+    return (torch.stack([img for img, _ in items]),
+            torch.tensor([label for _, label in items], dtype=torch.long))
+
+
+def _collate_indexed(items: List[Tuple[int, Tuple[torch.Tensor, int]]]) -> Batch:
+    images, labels = _collate_pairs([item for _, item in items])
+    return Batch(images, labels, torch.tensor([i for i, _ in items], dtype=torch.long))
+
+
+class _Indexed(Dataset):
+    def __init__(self, ds: ImageDataset):
+        self.ds = ds
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, index: int):
+        return index, self.ds[index]
+
+
+class BatchLoader:
+    """Iterates :class:`Batch` es of uint8 images; in-memory datasets are sliced directly.
+
+    The order comes from ``generator`` (or a distributed ``sampler``), so seeded runs repeat.
+    """
+
+    def __init__(self, ds: ImageDataset, batch_size: int, shuffle: bool = True,
+                 drop_last: bool = True, num_workers: int = 0,
+                 generator: Optional[torch.Generator] = None, sampler: Any = None):
+        check(isinstance(batch_size, int) and batch_size > 0, "batch_size", batch_size,
+              "a positive int")
+        n = len(ds) if sampler is None else len(sampler)
+        if n == 0:
+            raise DataError("dataset is empty: pass a dataset with at least one image.")
+        if drop_last and batch_size > n:
+            raise DataError(f"batch_size={batch_size} is larger than the dataset ({n} images) "
+                            f"and incomplete batches are dropped: use batch_size <= {n}.")
+        self.ds, self.batch_size, self.shuffle = ds, batch_size, shuffle
+        self.drop_last, self.num_workers = drop_last, num_workers
+        self.generator, self.sampler = generator, sampler
+
+    def __len__(self) -> int:
+        n = len(self.ds) if self.sampler is None else len(self.sampler)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def _order(self) -> torch.Tensor:
+        if self.sampler is not None:
+            return torch.tensor(list(iter(self.sampler)), dtype=torch.long)
+        if self.shuffle:
+            return torch.randperm(len(self.ds), generator=self.generator)
+        return torch.arange(len(self.ds))
+
+    def __iter__(self) -> Iterator[Batch]:
+        order = self._order()
+        batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        if self.drop_last and batches and len(batches[-1]) < self.batch_size:
+            batches.pop()
+        if isinstance(self.ds, TensorImageDataset):
+            for idx in batches:
+                yield Batch(self.ds.images[idx], self.ds.labels[idx], idx)
+            return
+        loader = DataLoader(_Indexed(self.ds), batch_sampler=[b.tolist() for b in batches],
+                            num_workers=self.num_workers, collate_fn=_collate_indexed,
+                            persistent_workers=False)
+        yield from loader
+
+
+def split(ds: ImageDataset, fraction: float, seed: int = 0
+          ) -> Tuple[TensorImageDataset, TensorImageDataset]:
+    """Deterministic random split into (first, rest) with ``fraction`` of the images first."""
+    check(0 < fraction < 1, "fraction", fraction, "a number strictly between 0 and 1")
+    ds = materialize(ds)
+    order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))
+    cut = max(1, int(round(fraction * len(ds))))
+    return ds.subset(order[:cut]), ds.subset(order[cut:])

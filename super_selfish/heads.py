@@ -1,0 +1,38 @@
+"""Projection and prediction heads, all built from one configurable MLP."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch.nn as nn
+
+from .errors import check
+
+_NORMS = {"batch": nn.BatchNorm1d, "layer": nn.LayerNorm, "none": None}
+
+
+class MLPHead(nn.Sequential):
+    """Linear layers of sizes ``dims`` with norm and activation between them.
+
+    The last layer is a plain Linear unless ``last_norm`` is set (SimSiam's projector ends in
+    an affine-free BatchNorm; most heads must not, or their outputs collapse to unit variance).
+    """
+
+    def __init__(self, dims: Sequence[int], norm: str = "batch", last_norm: bool = False,
+                 activation: type[nn.Module] = nn.ReLU, bias_before_norm: bool = False):
+        check(len(dims) >= 2 and all(int(d) > 0 for d in dims), "dims", dims,
+              "at least two positive layer sizes, e.g. [512, 2048, 128]")
+        check(norm in _NORMS, "norm", norm, f"one of {sorted(_NORMS)}")
+        layers: list[nn.Module] = []
+        norm_cls = _NORMS[norm]
+        n_linear = len(dims) - 1
+        for i, (din, dout) in enumerate(zip(dims[:-1], dims[1:])):
+            last = i == n_linear - 1
+            with_norm = norm_cls is not None and (not last or last_norm)
+            layers.append(nn.Linear(din, dout, bias=bias_before_norm or not with_norm))
+            if with_norm:
+                layers.append(norm_cls(dout, elementwise_affine=not last)
+                              if norm_cls is nn.LayerNorm else norm_cls(dout, affine=not last))
+            if not last:
+                layers.append(activation())
+        super().__init__(*layers)
+        self.dims = tuple(int(d) for d in dims)

@@ -1,0 +1,40 @@
+"""SimCLR (Chen et al., 2020, "A Simple Framework for Contrastive Learning of Visual
+Representations")."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..data import Batch
+from ..heads import MLPHead
+from ..losses import NTXentLoss
+from ..supervisor import Supervisor
+from .registry import register
+
+
+@register("simclr")
+class SimCLRSupervisor(Supervisor):
+    """Two augmented views per image, an MLP projector and the NT-Xent loss.
+
+    Defaults follow the paper: ``simclr`` augmentations, a 2-layer projector
+    (feature -> ``hidden_dim`` 2048 -> ``projection_dim`` 128, BatchNorm), temperature 0.5
+    (the paper's CIFAR-10 setting; 0.1 for large batches on ImageNet).
+    """
+
+    default_augment = "simclr"
+
+    def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
+                 temperature: float = 0.5, projection_dim: int = 128, hidden_dim: int = 2048,
+                 **kwargs: Any):
+        super().__init__(dataset, backbone, **kwargs)
+        self.projector = MLPHead([self.backbone.feature_dim, hidden_dim, projection_dim])
+        self.criterion = NTXentLoss(temperature)
+        self._record_hparams(temperature=temperature, projection_dim=projection_dim,
+                             hidden_dim=hidden_dim)
+
+    def _forward(self, batch: Batch) -> torch.Tensor:
+        view1, view2 = self.augment_views(batch.images)[:2]
+        features = torch.cat(self.encode_views([view1, view2]))
+        z1, z2 = self.projector(features).chunk(2)
+        return self.criterion(z1, z2)

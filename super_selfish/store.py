@@ -1,0 +1,105 @@
+"""Checkpoint files: written atomically, read without executing code.
+
+A run ``name`` (e.g. ``store/base``) has one checkpoint file ``store/base.pt``; its run
+folder ``store/base/`` holds the history, TensorBoard events and older checkpoints kept by
+:func:`keep`.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Dict
+
+import torch
+
+from .errors import CheckpointError
+
+FORMAT = 1
+
+
+def checkpoint_path(name: str | os.PathLike) -> Path:
+    """``store/base`` and ``store/base.pt`` both mean ``store/base.pt``."""
+    path = Path(name)
+    return path if path.suffix == ".pt" else path.with_name(path.name + ".pt")
+
+
+def run_dir(name: str | os.PathLike) -> Path:
+    """Folder beside the checkpoint for the run's history, logs and kept checkpoints."""
+    path = checkpoint_path(name)
+    return path.with_suffix("")
+
+
+def write(payload: Dict[str, Any], name: str | os.PathLike) -> Path:
+    """Save ``payload`` atomically: temporary file, fsync, rename. Readers never see half a file."""
+    path = checkpoint_path(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # not possible on every platform; the rename is still atomic
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read(name: str | os.PathLike, map_location: Any = "cpu") -> Dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True``; anything unsafe or broken is refused."""
+    path = checkpoint_path(name)
+    if not path.exists():
+        raise CheckpointError(f"No checkpoint at {str(path)!r}: train with supervise(..., "
+                              f"name={str(path.with_suffix(''))!r}) first or check the name.")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"Checkpoint {str(path)!r} holds objects other than tensors and plain data (for "
+            f"example a pickled function) and was refused, since loading it could run code: "
+            f"{exc}") from exc
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:
+        raise CheckpointError(f"Checkpoint {str(path)!r} is truncated or corrupted and cannot "
+                              f"be read ({type(exc).__name__}: {exc}). Use an older kept "
+                              f"checkpoint from {str(run_dir(name))!r} if there is one.") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{str(path)!r} is not a super_selfish checkpoint (format "
+                              f"{FORMAT} expected).")
+    return payload
+
+
+def keep(name: str | os.PathLike, epoch: int, keep_last: int, is_best: bool) -> None:
+    """Copy the current checkpoint into the run folder; prune to the last ``keep_last``."""
+    src = checkpoint_path(name)
+    folder = run_dir(name) / "checkpoints"
+    folder.mkdir(parents=True, exist_ok=True)
+    if keep_last > 0:
+        _atomic_copy(src, folder / f"epoch_{epoch:04d}.pt")
+        for old in sorted(folder.glob("epoch_*.pt"))[:-keep_last]:
+            old.unlink()
+    if is_best:
+        _atomic_copy(src, folder / "best.pt")
+
+
+def _atomic_copy(src: Path, dst: Path) -> None:
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
