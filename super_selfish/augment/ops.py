@@ -1,0 +1,529 @@
+"""The standard batched ops: crops, flips, colour, blur and the intensity ops of the SSL papers.
+
+Each op draws per-image parameters on the CPU and runs as a few tensor operations over the whole
+batch; kornia does the pixel work wherever it takes per-image tensor parameters.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from kornia.color import rgb_to_grayscale
+from kornia.enhance import equalize, normalize, posterize, solarize
+from kornia.filters import gaussian_blur2d
+
+from ..errors import DataError
+from .core import Applied, Op, Params, Size, as_range, pixel_grid, resize, still_owned, uniform
+from .fixation import FixationOp, FixationPolicy
+
+# Draws per image when looking for a crop or an erased box that fits, as torchvision does.
+BOX_ATTEMPTS = 10
+
+
+def box_candidates(
+    n: int,
+    image_size: Size,
+    scale: tuple[float, float],
+    ratio: tuple[float, float],
+    generator: torch.Generator | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``BOX_ATTEMPTS`` candidate boxes per image as (width, height) fractions of the image.
+
+    The area fraction is uniform in ``scale`` and the aspect ratio (width / height, in pixels)
+    log-uniform in ``ratio``.
+    """
+    height, width = image_size
+    area = uniform(n * BOX_ATTEMPTS, scale, generator).view(n, BOX_ATTEMPTS)
+    log_ratio = uniform(n * BOX_ATTEMPTS, (math.log(ratio[0]), math.log(ratio[1])), generator)
+    aspect = log_ratio.exp().view(n, BOX_ATTEMPTS)
+    box_width = (area * aspect * height / width).sqrt()
+    box_height = (area / aspect * width / height).sqrt()
+    return box_width, box_height
+
+
+def first_valid(candidates: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Per row, the first candidate marked valid (the first one if none is)."""
+    first = valid.int().argmax(dim=1, keepdim=True)
+    return candidates.gather(1, first)[:, 0]
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class RandomResizedCrop(FixationOp):
+    """Crop a random box (area fraction in ``scale``, aspect in ``ratio``) and resize it.
+
+    All crops of a batch are one ``grid_sample`` call (bilinear, no antialiasing: shrinking a
+    large image to a small crop can alias). By default boxes lie fully
+    inside the image. With a ``fixation`` (e.g. ``"saliency"``) the box is centred on the fixation
+    and clipped to the image, as in the saliency-guided crops of the foveation study; a box keeps
+    at least ``scale[0]`` of the image after clipping.
+    """
+
+    name: ClassVar[str] = "random_resized_crop"
+    resamples: ClassVar[bool] = True
+    allows_no_fixation: ClassVar[bool] = True
+    fixation: FixationPolicy | None = None
+    scale: tuple[float, float] = (0.08, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._set("scale", as_range(self.scale, f"{type(self).__name__}.scale", 1e-6, 1.0))
+        self._set("ratio", as_range(self.ratio, f"{type(self).__name__}.ratio", 1e-6))
+
+    def sample(self, images: torch.Tensor, generator: torch.Generator | None) -> Params:
+        n, _, height, width = images.shape
+        box_width, box_height = box_candidates(
+            n, (height, width), self.scale, self.ratio, generator
+        )
+        if self.fixation is None:
+            return {"box": self._inside_boxes(box_width, box_height, (height, width), generator)}
+        fixation = self.sample_fixations(images, generator)
+        return {"box": self._boxes_around(fixation, box_width, box_height), "fixation": fixation}
+
+    def _inside_boxes(
+        self,
+        box_width: torch.Tensor,
+        box_height: torch.Tensor,
+        image_size: Size,
+        generator: torch.Generator | None,
+    ) -> torch.Tensor:
+        """Boxes fully inside the image; (N, 4) as centre x, centre y, width, height fractions."""
+        height, width = image_size
+        fits = (box_width <= 1) & (box_height <= 1)
+        found = fits.any(dim=1)
+        # Fallback as in torchvision: the whole image, narrowed to the nearest allowed aspect ratio.
+        aspect = min(max(width / height, self.ratio[0]), self.ratio[1])
+        fallback_width = min(1.0, aspect * height / width)
+        fallback_height = min(1.0, width / (aspect * height))
+        chosen_width = torch.where(found, first_valid(box_width, fits), fallback_width)
+        chosen_height = torch.where(found, first_valid(box_height, fits), fallback_height)
+        position = torch.rand(box_width.shape[0], 2, generator=generator)
+        centre_x = chosen_width / 2 + position[:, 0] * (1 - chosen_width)
+        centre_y = chosen_height / 2 + position[:, 1] * (1 - chosen_height)
+        return torch.stack([centre_x, centre_y, chosen_width, chosen_height], dim=1)
+
+    def _boxes_around(
+        self, fixation: torch.Tensor, box_width: torch.Tensor, box_height: torch.Tensor
+    ) -> torch.Tensor:
+        """Boxes centred on the fixations and clipped to the image, same layout as above."""
+        centre = (fixation + 1) / 2
+        left = (centre[:, :1] - box_width / 2).clamp(0, 1)
+        right = (centre[:, :1] + box_width / 2).clamp(0, 1)
+        top = (centre[:, 1:] - box_height / 2).clamp(0, 1)
+        bottom = (centre[:, 1:] + box_height / 2).clamp(0, 1)
+        kept = (right - left) * (bottom - top) >= self.scale[0]
+        found = kept.any(dim=1)
+        # Fallback: the whole image.
+        left, top = (torch.where(found, first_valid(edge, kept), 0.0) for edge in (left, top))
+        right, bottom = (
+            torch.where(found, first_valid(edge, kept), 1.0) for edge in (right, bottom)
+        )
+        return torch.stack(
+            [(left + right) / 2, (top + bottom) / 2, right - left, bottom - top], dim=1
+        )
+
+    def transform(self, images: torch.Tensor, params: Params, size: Size) -> torch.Tensor:
+        # Each box's pixel grid is the output's, scaled by the box extent and moved to its centre.
+        centre = params["box"][:, :2].view(-1, 1, 1, 2)
+        extent = params["box"][:, 2:].view(-1, 1, 1, 2)
+        grid = torch.addcmul(2 * centre - 1, extent, pixel_grid(*size, images.device))
+        return F.grid_sample(
+            images, grid, mode="bilinear", padding_mode="border", align_corners=False
+        )
+
+    def marked_fixations(self, params: Params) -> torch.Tensor | None:
+        if "fixation" not in params:
+            return None
+        centre, extent = params["box"][:, :2], params["box"][:, 2:]
+        return ((params["fixation"] + 1) / 2 - centre) / (extent / 2)
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class Resize(Op):
+    """Resize to the output size (antialiased bilinear); the whole of the `none` preset."""
+
+    name: ClassVar[str] = "resize"
+    resamples: ClassVar[bool] = True
+
+    def transform(self, images: torch.Tensor, params: Params, size: Size) -> torch.Tensor:
+        return resize(images, size)
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class HorizontalFlip(Op):
+    """Mirror left-right."""
+
+    name: ClassVar[str] = "hflip"
+    p: float = 0.5
+
+    def transform(self, images: torch.Tensor, params: Params, size: Size) -> torch.Tensor:
+        return images.flip(-1)
+
+    def move_points(self, points: torch.Tensor, params: Params) -> torch.Tensor:
+        return points * torch.tensor([-1.0, 1.0])
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class VerticalFlip(Op):
+    """Mirror top-bottom."""
+
+    name: ClassVar[str] = "vflip"
+    p: float = 0.5
+
+    def transform(self, images: torch.Tensor, params: Params, size: Size) -> torch.Tensor:
+        return images.flip(-2)
+
+    def move_points(self, points: torch.Tensor, params: Params) -> torch.Tensor:
+        return points * torch.tensor([1.0, -1.0])
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class Rotate90(Op):
+    """Rotate by a random multiple of 90° (0, 90, 180 or 270, uniformly) per image.
+
+    Quarter turns swap height and width, so non-square images are rejected.
+    """
+
+    name: ClassVar[str] = "rotate90"
+
+    def sample(self, images: torch.Tensor, generator: torch.Generator | None) -> Params:
+        return {"quarter_turns": torch.randint(0, 4, (images.shape[0],), generator=generator)}
+
+    def transform(self, images: torch.Tensor, params: Params, size: Size) -> torch.Tensor:
+        if images.shape[-1] != images.shape[-2]:
+            raise DataError(
+                "rotate90 needs square images to keep one output size; "
+                f"got {tuple(images.shape[-2:])}. "
+                "Put a square crop or resize before it."
+            )
+        out = images.clone()
+        turns = params["quarter_turns"]
+        for k in (1, 2, 3):
+            index = (turns == k).nonzero()[:, 0]
+            if len(index):
+                out[index] = images[index].rot90(k, dims=(-2, -1))
+        return out
+
+    def move_points(self, points: torch.Tensor, params: Params) -> torch.Tensor:
+        for turn in range(3):  # each quarter turn maps (x, y) to (y, -x)
+            turned = torch.stack([points[:, 1], -points[:, 0]], dim=1)
+            points = torch.where((params["quarter_turns"] > turn)[:, None], turned, points)
+        return points
+
+
+# NTSC luma and chroma (YIQ) basis. A hue shift is a rotation of the chroma plane, so the whole
+# jitter becomes one 3x3 matrix per image (as DALI does), instead of an RGB -> HSV -> RGB round trip
+# that made the op ten times slower on the CPU.
+LUMA = (0.299, 0.587, 0.114)
+RGB_TO_YIQ = torch.tensor([LUMA, (0.596, -0.274, -0.322), (0.211, -0.523, 0.312)])
+YIQ_TO_RGB = torch.linalg.inv(RGB_TO_YIQ)
+
+
+def colour_matrices(
+    brightness: torch.Tensor, contrast: torch.Tensor, saturation: torch.Tensor, hue: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image (N, 3, 3) colour matrices and the weights (N,) of each image's mean luma.
+
+    Brightness scales, contrast blends with the mean luma, saturation blends each pixel with its
+    own luma and hue rotates the chroma plane; the output is ``matrix @ rgb + weight * mean_luma``.
+    """
+    n, device = brightness.shape[0], brightness.device
+    luma = torch.tensor(LUMA, device=device)
+    s = saturation.view(n, 1, 1)
+    desaturate = s * torch.eye(3, device=device) + (1 - s) * luma.expand(3, 3)
+    # Minus: a positive hue turns red towards yellow, as in HSV.
+    cos, sin = torch.cos(-2 * math.pi * hue), torch.sin(-2 * math.pi * hue)
+    rotation = torch.zeros(n, 3, 3, device=device)
+    rotation[:, 0, 0] = 1
+    rotation[:, 1, 1], rotation[:, 1, 2], rotation[:, 2, 1], rotation[:, 2, 2] = cos, -sin, sin, cos
+    rotate_hue = YIQ_TO_RGB.to(device) @ rotation @ RGB_TO_YIQ.to(device)
+    matrix = (brightness * contrast).view(n, 1, 1) * (rotate_hue @ desaturate)
+    # Grays are fixed points of the saturation and hue matrices, so the contrast term stays gray.
+    return matrix, (1 - contrast) * brightness
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class ColorJitter(Op):
+    """Random brightness, contrast, saturation and hue, with independent factors per image.
+
+    Numbers follow torchvision: ``brightness=0.4`` means a factor in [0.6, 1.4] (a pair gives the
+    range itself) and ``hue=0.1`` a shift in [-0.1, 0.1] of a full turn. Unlike torchvision the
+    four adjustments are composed into one colour matrix per image, clipped once at the end, and
+    hue turns the YIQ chroma plane rather than the HSV hue.
+    """
+
+    name: ClassVar[str] = "color_jitter"
+    brightness: float | tuple[float, float] = 0.0
+    contrast: float | tuple[float, float] = 0.0
+    saturation: float | tuple[float, float] = 0.0
+    hue: float | tuple[float, float] = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for field in ("brightness", "contrast", "saturation"):
+            self._factor_range(field)
+        self._hue_range()
+
+    def _factor_range(self, field: str) -> tuple[float, float]:
+        value = getattr(self, field)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            self._check(
+                value >= 0, field, value, "a non-negative strength or a (low, high) factor range"
+            )
+            return (max(0.0, 1.0 - value), 1.0 + value)
+        return as_range(value, f"{type(self).__name__}.{field}", 0.0)
+
+    def _hue_range(self) -> tuple[float, float]:
+        value = self.hue
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            self._check(
+                0 <= value <= 0.5, "hue", value, "a strength in [0, 0.5] or a (low, high) range"
+            )
+            return (-value, value)
+        return as_range(value, f"{type(self).__name__}.hue", -0.5, 0.5)
+
+    def sample(self, images: torch.Tensor, generator: torch.Generator | None) -> Params:
+        n = images.shape[0]
+        params = {
+            f: uniform(n, self._factor_range(f), generator)
+            for f in ("brightness", "contrast", "saturation")
+        }
+        params["hue"] = uniform(n, self._hue_range(), generator)
+        return params
+
+    def neutralised(self, params: Params, skipped: torch.Tensor) -> Params:
+        neutral = {"brightness": 1.0, "contrast": 1.0, "saturation": 1.0, "hue": 0.0}
+        return {key: value.masked_fill(skipped, neutral[key]) for key, value in params.items()}
+
+    def transform(self, images: torch.Tensor, params: Params, size: Size) -> torch.Tensor:
+        matrix, mean_weight = colour_matrices(**params)
+        n = images.shape[0]
+        mean_luma = images.mean(dim=(-2, -1)) @ torch.tensor(LUMA, device=images.device)
+        offset = (mean_weight * mean_luma).view(n, 1, 1)
+        out = torch.baddbmm(offset, matrix, images.reshape(n, 3, -1))
+        return out.clamp_(0, 1).view_as(images)
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class Grayscale(Op):
+    """Replace colour by luminance (kept as 3 identical channels)."""
+
+    name: ClassVar[str] = "grayscale"
+    p: float = 0.2
+
+    def transform(self, images: torch.Tensor, params: Params, size: Size) -> torch.Tensor:
+        return rgb_to_grayscale(images).expand(-1, 3, -1, -1)
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class GaussianBlur(Op):
+    """Gaussian blur with a per-image ``sigma`` (pixels): one separable, grouped convolution.
+
+    ``kernel_size=None`` uses about 10% of the image's shorter side (odd, at least 3), as SimCLR.
+    """
+
+    name: ClassVar[str] = "gaussian_blur"
+    p: float = 0.5
+    sigma: tuple[float, float] = (0.1, 2.0)
+    kernel_size: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._set("sigma", as_range(self.sigma, f"{type(self).__name__}.sigma", 1e-3))
+        self._check(
+            self.kernel_size is None
+            or (isinstance(self.kernel_size, int) and self.kernel_size % 2 == 1),
+            "kernel_size",
+            self.kernel_size,
+            "None (10% of the image side) or an odd int",
+        )
+
+    def sample(self, images: torch.Tensor, generator: torch.Generator | None) -> Params:
+        return {"sigma": uniform(images.shape[0], self.sigma, generator)}
+
+    def transform(self, images: torch.Tensor, params: Params, size: Size) -> torch.Tensor:
+        kernel = self.kernel_size or max(3, int(0.1 * min(images.shape[-2:])) // 2 * 2 + 1)
+        sigma = params["sigma"][:, None].expand(-1, 2)
+        # Rounding can put a blurred 1.0 a hair above 1.
+        return gaussian_blur2d(images, kernel, sigma, border_type="reflect").clamp_(0, 1)
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class Solarize(Op):
+    """Invert every pixel brighter than a per-image ``threshold``."""
+
+    name: ClassVar[str] = "solarize"
+    p: float = 0.2
+    threshold: float | tuple[float, float] = 0.5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        as_range(self.threshold, f"{type(self).__name__}.threshold", 0.0, 1.0)
+
+    def sample(self, images: torch.Tensor, generator: torch.Generator | None) -> Params:
+        bounds = as_range(self.threshold, "threshold", 0.0, 1.0)
+        return {"threshold": uniform(images.shape[0], bounds, generator)}
+
+    def transform(self, images: torch.Tensor, params: Params, size: Size) -> torch.Tensor:
+        return solarize(images, params["threshold"])
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class Equalize(Op):
+    """Histogram-equalise each channel (as PIL's ImageOps.equalize)."""
+
+    name: ClassVar[str] = "equalize"
+    p: float = 0.5
+
+    def transform(self, images: torch.Tensor, params: Params, size: Size) -> torch.Tensor:
+        return equalize(images)
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class Posterize(Op):
+    """Keep only the top ``bits`` bits per channel (an int, or an inclusive per-image range)."""
+
+    name: ClassVar[str] = "posterize"
+    p: float = 0.5
+    bits: int | tuple[int, int] = 4
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        low, high = as_range(self.bits, f"{type(self).__name__}.bits", 1, 8)
+        self._check(low.is_integer() and high.is_integer(), "bits", self.bits, "ints in [1, 8]")
+
+    def sample(self, images: torch.Tensor, generator: torch.Generator | None) -> Params:
+        low, high = as_range(self.bits, "bits", 1, 8)
+        return {
+            "bits": torch.randint(int(low), int(high) + 1, (images.shape[0],), generator=generator)
+        }
+
+    def transform(self, images: torch.Tensor, params: Params, size: Size) -> torch.Tensor:
+        return posterize(images, params["bits"])
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class RandomErasing(Op):
+    """Fill a random box (area fraction in ``scale``, aspect in ``ratio``) with ``value``."""
+
+    name: ClassVar[str] = "random_erasing"
+    p: float = 0.5
+    scale: tuple[float, float] = (0.02, 0.33)
+    ratio: tuple[float, float] = (0.3, 3.3)
+    value: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._set("scale", as_range(self.scale, f"{type(self).__name__}.scale", 0.0, 1.0))
+        self._set("ratio", as_range(self.ratio, f"{type(self).__name__}.ratio", 1e-6))
+        self._check(0 <= self.value <= 1, "value", self.value, "a fill value in [0, 1]")
+
+    def sample(self, images: torch.Tensor, generator: torch.Generator | None) -> Params:
+        n, _, height, width = images.shape
+        box_width, box_height = box_candidates(
+            n, (height, width), self.scale, self.ratio, generator
+        )
+        fits = (box_width <= 1) & (box_height <= 1)
+        # Like torchvision, an image with no fitting box is left as it is (an empty box).
+        box_width = torch.where(fits.any(dim=1), first_valid(box_width, fits), 0.0)
+        box_height = torch.where(fits.any(dim=1), first_valid(box_height, fits), 0.0)
+        corner = torch.rand(n, 2, generator=generator)
+        left, top = corner[:, 0] * (1 - box_width), corner[:, 1] * (1 - box_height)
+        return {"box": torch.stack([left, top, left + box_width, top + box_height], dim=1)}
+
+    def transform(self, images: torch.Tensor, params: Params, size: Size) -> torch.Tensor:
+        height, width = images.shape[-2:]
+        left, top, right, bottom = (edge.view(-1, 1, 1) for edge in params["box"].unbind(dim=1))
+        # A pixel is erased when its centre falls inside the box.
+        x = (torch.arange(width, device=images.device) + 0.5) / width
+        y = (torch.arange(height, device=images.device) + 0.5) / height
+        inside = (x >= left) & (x < right) & (y[:, None] >= top) & (y[:, None] < bottom)
+        return images.masked_fill(inside[:, None], self.value)
+
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class Normalize(Op):
+    """Standardise channels with ``mean`` and ``std`` (for user pipelines; presets leave it out).
+
+    The output leaves [0, 1], so put it last.
+    """
+
+    name: ClassVar[str] = "normalize"
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._check(self.p == 1.0, "p", self.p, "1.0 (normalisation applies to every image)")
+        self._check(len(self.mean) == 3, "mean", self.mean, "three per-channel values")
+        self._check(
+            len(self.std) == 3 and all(s > 0 for s in self.std),
+            "std",
+            self.std,
+            "three positive values",
+        )
+
+    def transform(self, images: torch.Tensor, params: Params, size: Size) -> torch.Tensor:
+        mean = torch.tensor(self.mean, device=images.device)
+        std = torch.tensor(self.std, device=images.device)
+        return normalize(images, mean, std)
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class SomeOf(Op):
+    """Apply ``k`` ops drawn per image from ``ops`` (in listed order), each with its own ``p``.
+
+    This is the "a few random ops from a pool" policy of the CPC augmentations.
+    """
+
+    name: ClassVar[str] = "some_of"
+    ops: tuple[Op, ...] = ()
+    k: int = 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._set("ops", tuple(self.ops))
+        self._check(
+            all(isinstance(op, Op) and not op.resamples for op in self.ops),
+            "ops",
+            self.ops,
+            "Op instances that keep the image size (no crops or resizes)",
+        )
+        self._check(
+            isinstance(self.k, int) and 1 <= self.k <= len(self.ops),
+            "k",
+            self.k,
+            f"an int in [1, {len(self.ops)}]",
+        )
+
+    def run(
+        self,
+        images: torch.Tensor,
+        generator: torch.Generator | None,
+        size: Size,
+        where: torch.Tensor | None = None,
+        owned: bool = False,
+    ) -> tuple[torch.Tensor, list[Applied]]:
+        n = images.shape[0]
+        chosen = torch.rand(n, generator=generator) < self.p
+        if where is not None:
+            chosen &= where
+        # The k ops with the smallest random keys are the ones picked for an image.
+        keys = torch.rand(n, len(self.ops), generator=generator)
+        smallest = keys.topk(self.k, largest=False).indices
+        picked = torch.zeros_like(keys, dtype=torch.bool).scatter_(1, smallest, True)
+        records: list[Applied] = []
+        for column, op in enumerate(self.ops):
+            only = chosen & picked[:, column]
+            out, applied = op.run(images, generator, size, where=only, owned=owned)
+            owned, images = still_owned(images, out, owned), out
+            records.extend(applied)
+        return images, records
