@@ -179,3 +179,147 @@ class _EfficientNetFeatures(nn.Module):
 for _variant in range(8):
     register(f"efficientnet-b{_variant}")(
         lambda in_channels=3, _v=_variant: _EfficientNetFeatures(f"efficientnet-b{_v}", in_channels))
+
+
+# ---------------------------------------------------------------------- vision transformer
+def sincos_position_embedding(dim: int, grid_h: int, grid_w: int,
+                              device: torch.device | None = None) -> torch.Tensor:
+    """Fixed 2-D sine-cosine position codes, (grid_h * grid_w, dim), row-major patch order.
+
+    Half of the channels encode the row, half the column, each as sines and cosines of
+    geometrically spaced frequencies; computed for any grid, so no interpolation is needed.
+    """
+    check(dim % 4 == 0, "dim", dim, "a multiple of 4 for 2-D sine-cosine position codes")
+    quarter = dim // 4
+    freqs = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float32, device=device) / quarter)
+    rows, cols = torch.meshgrid(torch.arange(grid_h, dtype=torch.float32, device=device),
+                                torch.arange(grid_w, dtype=torch.float32, device=device),
+                                indexing="ij")
+    parts = []
+    for pos in (rows.reshape(-1, 1), cols.reshape(-1, 1)):
+        angles = pos * freqs.view(1, -1)
+        parts += [angles.sin(), angles.cos()]
+    return torch.cat(parts, dim=1)
+
+
+class ViTBlock(nn.Module):
+    """Pre-norm transformer block: multi-head self-attention and a GELU MLP, both residual."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0):
+        super().__init__()
+        check(dim % heads == 0, "heads", heads, f"a divisor of the width {dim}")
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        n, length, dim = tokens.shape
+        qkv = self.qkv(self.norm1(tokens)).view(n, length, 3, self.heads, dim // self.heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)
+        attended = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+        tokens = tokens + self.proj(attended.transpose(1, 2).reshape(n, length, dim))
+        return tokens + self.mlp(self.norm2(tokens))
+
+
+def _init_transformer_weights(module: nn.Module) -> None:
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_uniform_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
+class VisionTransformer(nn.Module):
+    """A plain ViT (Dosovitskiy et al., 2021) over non-overlapping patches, with a cls token.
+
+    Works at any input size divisible by the patch size: position codes are 2-D sine-cosine
+    computed for the input's grid (``pos_embed="sincos"``), or learned on the first grid seen
+    and bicubically resized to others (``pos_embed="learned"``). ``patch_size=None`` picks
+    4 for inputs up to 64 px and 8 above, on the first forward (the :class:`Backbone` probe at
+    the training ``image_size``, i.e. at construction). ``forward`` returns the final cls token
+    (``pool="cls"``) or the mean patch token (``pool="mean"``); :meth:`encode_visible` encodes
+    only a subset of patches (masked autoencoders).
+    """
+
+    def __init__(self, in_channels: int = 3, patch_size: int | None = None, dim: int = 192,
+                 depth: int = 12, heads: int = 3, mlp_ratio: float = 4.0,
+                 pos_embed: str = "sincos", pool: str = "cls"):
+        super().__init__()
+        check(patch_size is None or (isinstance(patch_size, int) and patch_size >= 1),
+              "patch_size", patch_size, "None (automatic) or a positive int")
+        check(isinstance(depth, int) and depth >= 1, "depth", depth, "a positive int")
+        check(pos_embed in ("sincos", "learned"), "pos_embed", pos_embed,
+              "'sincos' or 'learned'")
+        check(pool in ("cls", "mean"), "pool", pool, "'cls' or 'mean'")
+        self.in_channels, self.dim, self.pos_kind, self.pool = in_channels, dim, pos_embed, pool
+        self.patch_size: int | None = None
+        self.patch_embed: nn.Conv2d | None = None
+        self.pos_embed: nn.Parameter | None = None
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        self.blocks = nn.ModuleList(ViTBlock(dim, heads, mlp_ratio) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.apply(_init_transformer_weights)
+        if patch_size is not None:
+            self._build_patch_embed(patch_size, torch.device("cpu"))
+
+    def _build_patch_embed(self, patch_size: int, device: torch.device) -> None:
+        self.patch_size = patch_size
+        self.patch_embed = nn.Conv2d(self.in_channels, self.dim, patch_size, patch_size)
+        nn.init.xavier_uniform_(self.patch_embed.weight.view(self.dim, -1))
+        nn.init.zeros_(self.patch_embed.bias)
+        self.patch_embed.to(device)
+
+    def grid(self, images: torch.Tensor) -> tuple[int, int]:
+        """The (rows, columns) patch grid of ``images``; checks that the size fits."""
+        height, width = images.shape[-2:]
+        if self.patch_embed is None:
+            self._build_patch_embed(4 if max(height, width) <= 64 else 8, images.device)
+        p = self.patch_size
+        check(height % p == 0 and width % p == 0, "image size", (height, width),
+              f"height and width divisible by the ViT patch size {p}")
+        return height // p, width // p
+
+    def _position(self, grid: tuple[int, int], device: torch.device) -> torch.Tensor:
+        if self.pos_kind == "sincos":
+            return sincos_position_embedding(self.dim, *grid, device=device).unsqueeze(0)
+        if self.pos_embed is None:
+            self.pos_embed = nn.Parameter(torch.zeros(1, self.dim, *grid, device=device))
+            nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        pos = self.pos_embed
+        if tuple(pos.shape[-2:]) != tuple(grid):
+            pos = torch.nn.functional.interpolate(pos, size=grid, mode="bicubic",
+                                                  align_corners=False)
+        return pos.flatten(2).transpose(1, 2)
+
+    def patch_tokens(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, L, dim) patch embeddings with position codes, row-major over the grid."""
+        grid = self.grid(images)
+        tokens = self.patch_embed(images).flatten(2).transpose(1, 2)
+        return tokens + self._position(grid, images.device).to(tokens.dtype)
+
+    def encode_visible(self, images: torch.Tensor, keep: torch.Tensor | None = None
+                       ) -> torch.Tensor:
+        """Encode only the patches ``keep`` ((N, K) indices, row-major), or all when None.
+
+        Returns the normalised tokens (N, 1 + K, dim), the cls token first.
+        """
+        tokens = self.patch_tokens(images)
+        if keep is not None:
+            tokens = torch.gather(tokens, 1, keep.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
+        tokens = torch.cat([self.cls_token.expand(len(tokens), -1, -1).to(tokens.dtype), tokens],
+                           dim=1)
+        for block in self.blocks:
+            tokens = block(tokens)
+        return self.norm(tokens)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        tokens = self.encode_visible(images)
+        return tokens[:, 0] if self.pool == "cls" else tokens[:, 1:].mean(dim=1)
+
+
+register("vit-tiny")(lambda in_channels=3: VisionTransformer(in_channels, dim=192, depth=12,
+                                                             heads=3))

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from . import console
 from .errors import DataError, check, unknown_name
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
@@ -152,24 +153,48 @@ def _is_label(value: Any) -> bool:
     return isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_floating_point()
 
 
+_NOTED: set = set()
+
+
+def _note_once(key: str, message: str) -> None:
+    """Tell the user about a conversion once per process, not once per image."""
+    if key not in _NOTED:
+        _NOTED.add(key)
+        console.info(message)
+
+
 def to_uint8_image(image: Any, size: Optional[int] = None) -> torch.Tensor:
     """Convert one PIL image, array or tensor to a uint8 (3, H, W) tensor, resized if asked."""
     if isinstance(image, Image.Image):
-        if image.mode in ("I;16", "I;16B", "I", "F"):
-            array = np.asarray(image, dtype=np.float64)
-            image = Image.fromarray((array / max(array.max(), 1) * 255).astype(np.uint8))
-        image = image.convert("RGB")
-        if size is not None and image.size != (size, size):
-            image = image.resize((size, size), Image.BILINEAR)
-        return torch.from_numpy(np.array(image)).permute(2, 0, 1).contiguous()
-    tensor = images_to_uint8(_as_tensor(image)[None], "image")[0]
+        if image.mode.startswith("I") or image.mode == "F":  # 16/32-bit integer or float
+            image = np.array(image)  # same rules as arrays: 16-bit scaled, floats in [0, 1]
+        else:
+            if image.mode in ("L", "1", "LA"):
+                _note_once("gray", "grayscale images are converted to RGB (channel repeated).")
+            if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+                _note_once("alpha", "images with an alpha channel are converted to RGB (alpha "
+                           "dropped).")
+            image = image.convert("RGB")
+            if size is not None and image.size != (size, size):
+                image = image.resize((size, size), Image.BILINEAR)
+            return torch.from_numpy(np.array(image)).permute(2, 0, 1).contiguous()
+    tensor = images_to_uint8(_as_tensor(image)[None], "image", bits=_bits(image))[0]
     if size is not None and tuple(tensor.shape[1:]) != (size, size):
         tensor = resize_uint8(tensor[None], size)[0]
     return tensor
 
 
+def _bits(array: Any) -> Optional[int]:
+    """16 for unsigned 16-bit arrays/tensors (scaled by 65535 whatever their maximum)."""
+    dtype = getattr(array, "dtype", None)
+    wide = (isinstance(dtype, np.dtype) and dtype == np.uint16) or dtype is torch.uint16
+    return 16 if wide else None
+
+
 def _as_tensor(array: Any) -> torch.Tensor:
     if isinstance(array, torch.Tensor):
+        if array.dtype in (torch.uint16, torch.uint32, torch.uint64):  # few ops support them
+            return array.to(torch.int64)
         return array
     if isinstance(array, np.ndarray):
         if array.dtype == np.uint16:
@@ -179,11 +204,13 @@ def _as_tensor(array: Any) -> torch.Tensor:
                     "NumPy arrays or torch tensors.")
 
 
-def images_to_uint8(images: torch.Tensor, argument: str = "images") -> torch.Tensor:
+def images_to_uint8(images: torch.Tensor, argument: str = "images",
+                    bits: Optional[int] = None) -> torch.Tensor:
     """Bring a batch (N, H, W), (N, H, W, C) or (N, C, H, W) to uint8 (N, 3, H, W).
 
-    Grayscale is repeated to 3 channels, alpha dropped, 16-bit scaled; float images must lie in
-    [0, 1]. Anything else raises :class:`DataError` naming ``argument``.
+    Grayscale is repeated to 3 channels, alpha dropped, 16-bit scaled (``bits=16``, or any
+    integer batch whose maximum exceeds 255), each with a one-time note; float images must
+    lie in [0, 1]. Anything else raises :class:`DataError` naming ``argument``.
     """
     if images.ndim == 3:
         images = images[:, None]
@@ -209,11 +236,20 @@ def images_to_uint8(images: torch.Tensor, argument: str = "images") -> torch.Ten
         if images.dtype == torch.bool or images.min() < 0:
             raise DataError(f"{argument} has dtype {images.dtype} with negative or boolean "
                             "values: expected uint8, 16-bit, or float images in [0, 1].")
-        top = 65535 if images.max() > 255 else 255
+        high = int(images.max())
+        if high > 65535:
+            raise DataError(f"{argument} has dtype {images.dtype} with values up to {high}: "
+                            "expected uint8 (0-255) or 16-bit (0-65535) integers, or floats "
+                            "in [0, 1].")
+        top = 65535 if bits == 16 or high > 255 else 255
+        if top == 65535:
+            _note_once("16bit", "16-bit images are converted to 8 bits (value * 255 / 65535).")
         images = (images.double() * 255 / top).round().to(torch.uint8)
     if channels == 4:
+        _note_once("alpha", "images with an alpha channel are converted to RGB (alpha dropped).")
         images = images[:, :3]
     elif channels == 1:
+        _note_once("gray", "grayscale images are converted to RGB (channel repeated).")
         images = images.expand(-1, 3, -1, -1)
     return images.contiguous()
 
@@ -259,7 +295,7 @@ def _from_arrays(images: Any, labels: Any, size: Optional[int]) -> TensorImageDa
     tensor = _as_tensor(images)
     if len(tensor) == 0:
         raise DataError("dataset is empty: pass at least one image.")
-    tensor = images_to_uint8(tensor, "dataset")
+    tensor = images_to_uint8(tensor, "dataset", bits=_bits(images))
     if size is not None and tuple(tensor.shape[2:]) != (size, size):
         tensor = resize_uint8(tensor, size)
     return TensorImageDataset(tensor, None if labels is None else _as_tensor(labels).long())
@@ -377,8 +413,17 @@ class BatchLoader:
             return
         loader = DataLoader(_Indexed(self.ds), batch_sampler=[b.tolist() for b in batches],
                             num_workers=self.num_workers, collate_fn=_collate_indexed,
-                            persistent_workers=False)
+                            persistent_workers=False,
+                            worker_init_fn=_ignore_interrupt if self.num_workers else None)
         yield from loader
+
+
+def _ignore_interrupt(_worker_id: int) -> None:
+    """Workers ignore Ctrl-C (sent to the whole process group): the main process stops
+    cleanly after its step and shuts them down, instead of failing on a dead worker."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def split(ds: ImageDataset, fraction: float, seed: int = 0

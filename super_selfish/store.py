@@ -69,6 +69,7 @@ def read(name: str | os.PathLike, map_location: Any = "cpu") -> Dict[str, Any]:
     if not path.exists():
         raise CheckpointError(f"No checkpoint at {str(path)!r}: train with supervise(..., "
                               f"name={str(path.with_suffix(''))!r}) first or check the name.")
+    _verify_archive(path, name)
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -76,14 +77,33 @@ def read(name: str | os.PathLike, map_location: Any = "cpu") -> Dict[str, Any]:
             f"Checkpoint {str(path)!r} holds objects other than tensors and plain data (for "
             f"example a pickled function) and was refused, since loading it could run code: "
             f"{exc}") from exc
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:
-        raise CheckpointError(f"Checkpoint {str(path)!r} is truncated or corrupted and cannot "
-                              f"be read ({type(exc).__name__}: {exc}). Use an older kept "
-                              f"checkpoint from {str(run_dir(name))!r} if there is one.") from exc
+    except Exception as exc:  # whatever torch trips over in a damaged archive
+        raise _corrupted(path, name, f"{type(exc).__name__}: {exc}") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{str(path)!r} is not a super_selfish checkpoint (format "
                               f"{FORMAT} expected).")
     return payload
+
+
+def _corrupted(path: Path, name: str | os.PathLike, reason: str) -> CheckpointError:
+    return CheckpointError(f"Checkpoint {str(path)!r} is truncated or corrupted and cannot be "
+                           f"read ({reason}). Use an older kept checkpoint from "
+                           f"{str(run_dir(name) / 'checkpoints')!r} if there is one.")
+
+
+def _verify_archive(path: Path, name: str | os.PathLike) -> None:
+    """Checkpoints are zip archives (``torch.save``): check the structure and every CRC-32.
+
+    torch's own reader checks neither, so a flipped byte in the tensor data would otherwise
+    load silently, and a file that is not an archive would be misreported as unsafe.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except Exception as exc:  # BadZipFile, OSError, EOFError, zlib.error, ...
+        raise _corrupted(path, name, f"not a complete zip archive: {exc}") from exc
+    if damaged is not None:
+        raise _corrupted(path, name, f"record {damaged!r} fails its CRC-32 check")
 
 
 def keep(name: str | os.PathLike, epoch: int, keep_last: int, is_best: bool) -> None:
@@ -101,5 +121,12 @@ def keep(name: str | os.PathLike, epoch: int, keep_last: int, is_best: bool) -> 
 
 def _atomic_copy(src: Path, dst: Path) -> None:
     tmp = dst.with_name(f".{dst.name}.tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    try:
+        shutil.copyfile(src, tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, dst)
+    except BaseException:
+        if tmp.exists():
+            tmp.unlink()
+        raise

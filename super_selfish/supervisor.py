@@ -10,6 +10,7 @@ and memory banks are buffers.
 from __future__ import annotations
 
 import csv
+import inspect
 import json
 import math
 import os
@@ -23,16 +24,63 @@ import torch
 import torch.nn as nn
 
 from . import __version__, augment, backbones, console, data, store
-from .distributed import is_distributed, is_main_process, rank, world_size
-from .errors import CheckpointError, ConfigError, DataError, DivergenceError, check
+from . import distributed as dist_utils
+from .distributed import is_main_process, rank, world_size
+from .errors import CheckpointError, ConfigError, DataError, DivergenceError, check, unknown_name
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+_RANK_SEED_STRIDE = 7919  # seed offset between processes of a distributed run
 SCHEDULES = ("constant", "cosine")
+
+
+def _is_number(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def _validate_run_options(name: Any, optimizer: Any, grad_clip: Any, device: Any, seed: Any,
+                          callbacks: Any) -> None:
+    """Checks of ``supervise`` arguments beyond the numeric ones (before anything is built)."""
+    check(isinstance(name, (str, os.PathLike)) and os.fspath(name).strip() != ""
+          and os.path.basename(os.fspath(name).rstrip("/\\")) not in ("", ".", ".."),
+          "name", name, "a run name or path such as 'store/simclr' (the checkpoint is "
+          "<name>.pt)")
+    check(callable(optimizer), "optimizer", optimizer,
+          "a callable(params, lr=...) returning an optimizer, e.g. torch.optim.Adam")
+    check(grad_clip is None or (_is_number(grad_clip) and grad_clip > 0), "grad_clip",
+          grad_clip, "None or a positive max gradient norm such as 1.0")
+    check(seed is None or (isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0),
+          "seed", seed, "None or a non-negative int")
+    check(all(isinstance(cb, Callback) for cb in callbacks), "callbacks", callbacks,
+          "a sequence of super_selfish.Callback instances")
+    if device is not None:
+        try:
+            parsed = torch.device(device)
+        except (RuntimeError, TypeError, ValueError):
+            parsed = None
+        check(parsed is not None, "device", device, "None, 'cpu', 'cuda' or 'cuda:N'")
+        check(parsed.type != "cuda" or torch.cuda.is_available(), "device", device,
+              "'cpu' (no CUDA device is available here)")
+
+
+def _unknown_argument(cls: type, name: str) -> Exception:
+    """The error for ``cls(..., name=...)`` when no ``__init__`` in its hierarchy takes ``name``."""
+    valid = {p.name for klass in cls.__mro__ if "__init__" in vars(klass)
+             and issubclass(klass, Supervisor)
+             for p in inspect.signature(vars(klass)["__init__"]).parameters.values()
+             if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self"}
+    return unknown_name(f"{cls.__name__} argument", name, valid)
 
 
 def default_device() -> torch.device:
     """CUDA when available, else CPU; chosen at training time, never at import."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _to_channels_last(_module: nn.Module, args: tuple) -> tuple:
+    """Forward pre-hook: 4-d inputs of the backbone body in channels-last memory format."""
+    return tuple(a.contiguous(memory_format=torch.channels_last)
+                 if isinstance(a, torch.Tensor) and a.ndim == 4 else a for a in args)
 
 
 class Callback:
@@ -79,7 +127,12 @@ class Supervisor(nn.Module):
 
     Args:
         dataset: anything :func:`super_selfish.data.dataset` accepts (may be ``None`` when the
-            supervisor is only built to :meth:`load` a checkpoint).
+            supervisor is only built to :meth:`load` a checkpoint). Labels are optional: a
+            method that needs none (``needs_labels = False``, every self-supervised method)
+            accepts a labelled dataset and ignores the labels; a method that needs them raises
+            :class:`DataError` when the dataset has none. Grayscale, RGBA and 16-bit images are
+            converted to 8-bit RGB (with a one-time note); NaN/inf pixels, floats outside
+            [0, 1] and other dtypes are refused with :class:`DataError`.
         backbone: a name from :func:`super_selfish.backbones.available` or any ``nn.Module``.
         augment: augmentation preset name, spec or ``Views`` (default: the method's preset).
         image_size: side of the training views; default: the dataset's image size, else 32.
@@ -93,8 +146,10 @@ class Supervisor(nn.Module):
 
     def __init__(self, dataset: Any = None, backbone: str | nn.Module = "convnet-small", *,
                  augment: Any = None, image_size: Optional[int] = None, norm: str = "batch",
-                 seed: Optional[int] = None, in_channels: int = 3):
+                 seed: Optional[int] = None, in_channels: int = 3, **unknown: Any):
         super().__init__()
+        if unknown:  # a misspelt option: name it and suggest the closest one (not a TypeError)
+            raise _unknown_argument(type(self), next(iter(unknown)))
         if seed is not None:
             check(isinstance(seed, int) and seed >= 0, "seed", seed, "a non-negative int")
             torch.manual_seed(seed)
@@ -104,6 +159,10 @@ class Supervisor(nn.Module):
             self._check_labels(self.dataset)
         if image_size is None:
             image_size = self._dataset_image_size() or 32
+            if image_size < 8:
+                raise DataError(f"dataset images are {image_size}x{image_size} pixels: expected "
+                                "at least 8x8 (resize them with data.dataset(..., size=N) or "
+                                "pass image_size=N).")
         check(isinstance(image_size, int) and image_size >= 8, "image_size", image_size,
               "an int of at least 8 pixels")
         self.image_size = image_size
@@ -194,7 +253,7 @@ class Supervisor(nn.Module):
                   seed: Optional[int] = None, device: Optional[str | torch.device] = None,
                   progress: bool = True, keep_last: int = 1, skip_nonfinite: bool = False,
                   grad_clip: Optional[float] = None, precision: str = "fp32",
-                  channels_last: bool = False, compile: bool = False,
+                  channels_last: bool = False, compile: bool | Dict[str, Any] = False,
                   distributed: Optional[bool] = None, sync_batchnorm: Optional[bool] = None,
                   callbacks: Sequence[Callback] = (), save: bool = True,
                   resume: Optional[bool] = None) -> List[Dict[str, Any]]:
@@ -204,9 +263,19 @@ class Supervisor(nn.Module):
         optimizer, scheduler, RNG and epoch. Ctrl-C/SIGTERM finish the current step, write a
         resumable checkpoint and return. A NaN/inf loss raises :class:`DivergenceError` and
         leaves the last good checkpoint untouched (``skip_nonfinite`` skips the batch instead).
+
+        Scaling out (see ``docs/distributed.md``): under ``torchrun`` (``WORLD_SIZE`` > 1) or
+        with ``distributed=True`` the process group is joined from the environment, the
+        supervisor is wrapped in DistributedDataParallel, each process gets its own share of
+        the data (``batch_size`` is per process), BatchNorm becomes SyncBatchNorm (unless
+        ``sync_batchnorm=False``) and only rank 0 logs and writes checkpoints.
+        ``precision="bf16"|"fp16"`` trains under autocast (fp16 with a gradient scaler),
+        ``channels_last`` uses NHWC memory and ``compile`` (True or torch.compile keyword
+        arguments) compiles the backbone body in place.
         """
         self._validate_supervise(lr, epochs, batch_size, num_workers, weight_decay, precision,
                                  keep_last, warmup_epochs, lr_scheduler)
+        _validate_run_options(name, optimizer, grad_clip, device, seed, callbacks)
         if self.dataset is None:
             raise DataError(f"{type(self).__name__} was built without a dataset: pass one, "
                             f"e.g. {type(self).__name__}('cifar10-sample').")
@@ -217,18 +286,26 @@ class Supervisor(nn.Module):
         self._setup_runtime(device, distributed, sync_batchnorm, precision, channels_last,
                             compile)
         seed = self.seed if seed is None else seed
-        self._data_gen = torch.Generator().manual_seed(
-            seed if seed is not None else int(torch.empty((), dtype=torch.int64).random_()))
-        self._aug_gen = torch.Generator().manual_seed(self._data_gen.initial_seed() + 1)
+        # Data order: one seed for all processes (rank 0's when drawn), so the distributed
+        # split agrees. Augmentations and the global RNG: a distinct stream per process.
+        data_seed = seed if seed is not None else int(torch.empty((), dtype=torch.int64).random_())
+        if seed is None and self._ddp is not None:
+            data_seed = dist_utils.broadcast_int(data_seed)
+        self._data_gen = torch.Generator().manual_seed(data_seed)
+        self._aug_gen = torch.Generator().manual_seed(self._data_gen.initial_seed() + 1
+                                                      + _RANK_SEED_STRIDE * rank())
         if seed is not None:
-            torch.manual_seed(seed + 2)
-        self._load_pretrained(name, bool(pretrained or resume))
-        self._init_data_optimizer(lr, optimizer, batch_size, shuffle, num_workers,
-                                  lr_scheduler, weight_decay=weight_decay,
-                                  warmup_epochs=warmup_epochs, epochs=epochs)
-        self._train_options = dict(progress=progress, keep_last=keep_last,
-                                   skip_nonfinite=skip_nonfinite, grad_clip=grad_clip)
-        self._epochs(epochs, name)
+            torch.manual_seed(seed + 2 + _RANK_SEED_STRIDE * rank())
+        try:
+            self._load_pretrained(name, bool(pretrained or resume))
+            self._init_data_optimizer(lr, optimizer, batch_size, shuffle, num_workers,
+                                      lr_scheduler, weight_decay=weight_decay,
+                                      warmup_epochs=warmup_epochs, epochs=epochs)
+            self._train_options = dict(progress=progress, keep_last=keep_last,
+                                       skip_nonfinite=skip_nonfinite, grad_clip=grad_clip)
+            self._epochs(epochs, name)
+        finally:
+            self._teardown_runtime()
         return self.history
 
     def _validate_supervise(self, lr: float, epochs: int, batch_size: int, num_workers: int,
@@ -241,44 +318,66 @@ class Supervisor(nn.Module):
               "an int of at least 2")
         check(isinstance(num_workers, int) and num_workers >= 0, "num_workers", num_workers,
               "a non-negative int")
-        check(weight_decay >= 0, "weight_decay", weight_decay, "a non-negative number")
+        check(_is_number(weight_decay) and weight_decay >= 0, "weight_decay", weight_decay,
+              "a non-negative number")
         check(precision in PRECISIONS, "precision", precision, f"one of {PRECISIONS}")
         check(isinstance(keep_last, int) and keep_last >= 0, "keep_last", keep_last,
               "a non-negative int")
-        check(warmup_epochs >= 0, "warmup_epochs", warmup_epochs, "a non-negative number")
+        check(_is_number(warmup_epochs) and warmup_epochs >= 0, "warmup_epochs", warmup_epochs,
+              "a non-negative number")
         check(lr_scheduler is None or callable(lr_scheduler) or lr_scheduler in SCHEDULES,
               "lr_scheduler", lr_scheduler,
               f"None, one of {SCHEDULES} or a callable(optimizer) returning a scheduler")
 
     def _setup_runtime(self, device: Any, distributed: Optional[bool],
                        sync_batchnorm: Optional[bool], precision: str, channels_last: bool,
-                       compile: bool) -> None:
+                       compile: bool | Dict[str, Any]) -> None:
+        """Device, process group, SyncBN, channels-last, compile, AMP scaler and DDP wrapper.
+
+        Runs before the optimizer is built: SyncBN conversion keeps the same Parameter objects,
+        so the optimizer (and DDP, wrapped last) see exactly the tensors used in forward.
+        """
         from . import distributed as dist_utils
 
-        if distributed is None:
-            distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+        if distributed is None:  # automatic under torchrun (WORLD_SIZE > 1) or a user's group
+            distributed = dist_utils.launched_distributed()
         if distributed:
-            dist_utils.init_from_env()
-            device = device or dist_utils.local_device()
+            if device is None or (torch.device(device).type == "cuda"
+                                  and torch.device(device).index is None):
+                device = dist_utils.local_device()  # cuda:LOCAL_RANK, else the CPU
+            dist_utils.init_from_env(device)
         if device is not None:
             self.to(device)
         elif not self._placed:
             self.to(default_device())
         if channels_last:
             self.to(memory_format=torch.channels_last)
-        if compile:
-            self.backbone.body = torch.compile(self.backbone.body)
+            if getattr(self, "_channels_last_hook", None) is None:
+                self._channels_last_hook = self.backbone.body.register_forward_pre_hook(
+                    _to_channels_last)
+        if compile and not getattr(self, "_compiled", False):
+            # In place (nn.Module.compile): parameter names, hence checkpoints, are unchanged.
+            self.backbone.body.compile(**(compile if isinstance(compile, dict) else {}))
+            self._compiled = True
         self.precision = precision
         self._scaler = torch.amp.GradScaler(self.device.type, enabled=precision == "fp16")
-        if distributed:
+        if distributed and dist_utils.world_size() > 1:
             if sync_batchnorm is None:
                 sync_batchnorm = True
-            if sync_batchnorm:
-                nn.SyncBatchNorm.convert_sync_batchnorm(self)
-            ddp = nn.parallel.DistributedDataParallel(
-                self, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                broadcast_buffers=False, find_unused_parameters=True)
-            object.__setattr__(self, "_ddp", ddp)  # not a submodule: avoids a module cycle
+            if sync_batchnorm:  # same Parameter objects: the optimizer, built next, sees them
+                dist_utils.convert_sync_batchnorm(self, device=self.device)
+            # Parameters and buffers are broadcast from rank 0 here; not a submodule (no cycle).
+            object.__setattr__(self, "_ddp", dist_utils.ddp_wrap(self))
+        else:
+            object.__setattr__(self, "_ddp", None)
+
+    def _teardown_runtime(self) -> None:
+        """End of ``supervise``: drop the DDP wrapper and turn SyncBatchNorm back into
+        BatchNorm (same tensors), so the trained model can be evaluated or fine-tuned in one
+        process without waiting for the others. The process group is left to the caller."""
+        if self._ddp is not None:
+            object.__setattr__(self, "_ddp", None)
+            dist_utils.revert_sync_batchnorm(self)
 
     def _autocast(self):
         if self.precision == "fp32":
@@ -291,7 +390,10 @@ class Supervisor(nn.Module):
         """Restore weights, buffers and the epoch from ``name`` when ``pretrained``."""
         self._resume_state: Optional[Dict[str, Any]] = None
         self._resume_step = 0
+        self._resume_losses: List[float] = []
         if pretrained:
+            if self._ddp is not None:
+                dist_utils.barrier()  # every process waits until rank 0 has written the file
             self._resume_state = self.load(name).checkpoint
 
     def _init_data_optimizer(self, lr: float, optimizer: Callable[..., torch.optim.Optimizer],
@@ -300,9 +402,16 @@ class Supervisor(nn.Module):
                              warmup_epochs: float = 0.0, epochs: int = 1) -> None:
         """Build the loader, the optimizer over every trainable part, and the scheduler."""
         sampler = None
-        if is_distributed():
+        if self._ddp is not None:
             from torch.utils.data.distributed import DistributedSampler
 
+            # Each process gets len(dataset) // world_size images (the same seed everywhere,
+            # a new order each epoch through set_epoch); batch_size is per process.
+            share = len(self.dataset) // world_size()
+            if share < batch_size:
+                raise DataError(f"batch_size={batch_size} per process is larger than each "
+                                f"process's share of the dataset ({len(self.dataset)} images / "
+                                f"{world_size()} processes = {share}): use batch_size <= {share}.")
             sampler = DistributedSampler(self.dataset, shuffle=shuffle, drop_last=True,
                                          seed=self._data_gen.initial_seed())
         self.loader = data.BatchLoader(self.dataset, batch_size, shuffle=shuffle,
@@ -358,6 +467,9 @@ class Supervisor(nn.Module):
                     self.loader.sampler.set_epoch(epoch)
                 self.train()
                 losses, n_images, started = [], 0, time.perf_counter()
+                if skip:  # resumed mid-epoch: the epoch's loss includes the steps done before
+                    losses = list(getattr(self, "_resume_losses", []))
+                self._epoch_losses = losses
                 bar = tqdm(total=len(self.loader), initial=skip, leave=False,
                            desc=f"{self.method} epoch {epoch + 1}/{epochs}",
                            disable=not (self._train_options["progress"] and is_main_process()))
@@ -374,9 +486,13 @@ class Supervisor(nn.Module):
                                     img_s=f"{n_images / max(elapsed, 1e-9):.0f}",
                                     refresh=False)
                     bar.update(1)
-                    if stop.signal is not None:
+                    stop_now = stop.signal is not None
+                    if self._ddp is not None:  # every process stops after the same step
+                        stop_now = dist_utils.any_process(stop_now)
+                    if stop_now:
                         bar.close()
-                        self._stop_for_signal(name, epoch, step + 1, stop.signal)
+                        self._stop_for_signal(name, epoch, step + 1,
+                                              stop.signal or signal.SIGTERM)
                         return
                 bar.close()
                 skip = 0
@@ -390,8 +506,13 @@ class Supervisor(nn.Module):
         self._step_metrics = {}
         with self._autocast():
             loss = self._ddp(batch) if self._ddp is not None else self._forward(batch)
-        if not torch.isfinite(loss.detach()).all():
+        finite = bool(torch.isfinite(loss.detach()).all())
+        if self._ddp is not None:  # all processes must skip (or stop) together, else DDP hangs
+            finite = dist_utils.all_processes(finite)
+        if not finite:
             if self._train_options["skip_nonfinite"]:
+                self._check_finite_state(f"epoch {epoch + 1}, step {step + 1}",
+                                         parameters_only=True)
                 console.warn(f"non-finite loss at epoch {epoch + 1}, step {step + 1}: "
                              "batch skipped (skip_nonfinite=True)")
                 self.optimizer.zero_grad(set_to_none=True)
@@ -427,11 +548,27 @@ class Supervisor(nn.Module):
             self.scheduler.step()
 
     # ------------------------------------------------------------------ epochs, history
+    def _check_finite_state(self, where: str, parameters_only: bool = False) -> None:
+        """Raise :class:`DivergenceError` (nothing saved) when weights or buffers hold NaN/inf."""
+        tensors = self.named_parameters() if parameters_only else self.state_dict().items()
+        bad = [k for k, v in tensors if v.is_floating_point() and not torch.isfinite(v).all()]
+        if bad:
+            raise DivergenceError(
+                f"Non-finite values in {len(bad)} weight/buffer tensor(s) at {where} (e.g. "
+                f"{', '.join(bad[:3])}). Likely causes: a learning rate too high (now "
+                f"{self.optimizer.param_groups[0]['lr']:.3g}), a temperature too low, or "
+                "exploding gradients (try grad_clip=1.0). Nothing was saved; the last good "
+                "checkpoint was kept.")
+
     def _end_epoch(self, epoch: int, losses: List[float], n_images: int, seconds: float,
                    name: str) -> None:
+        self._check_finite_state(f"the end of epoch {epoch + 1}")
+        loss_sum, loss_count = sum(losses), len(losses)
+        if self._ddp is not None:  # the epoch loss is the mean over every process's steps
+            loss_sum, loss_count = dist_utils.all_reduce_sum(loss_sum, loss_count)
         record: Dict[str, Any] = {
             "epoch": epoch + 1,
-            "loss": sum(losses) / len(losses) if losses else float("nan"),
+            "loss": loss_sum / loss_count if loss_count else float("nan"),
             "lr": self.optimizer.param_groups[0]["lr"],
             "images_per_s": n_images / max(seconds, 1e-9),
             "seconds": seconds,
@@ -446,10 +583,13 @@ class Supervisor(nn.Module):
         if self.save_checkpoints:
             self.save(name)
             if is_main_process():
-                best = min(r["loss"] for r in self.history)
+                best = min((r["loss"] for r in self.history if math.isfinite(r["loss"])),
+                           default=math.inf)  # an epoch whose batches were all skipped is NaN
                 store.keep(name, epoch + 1, self._train_options["keep_last"],
-                           is_best=record["loss"] <= best)
+                           is_best=math.isfinite(record["loss"]) and record["loss"] <= best)
                 self._write_history(name)
+            if self._ddp is not None:
+                dist_utils.barrier()  # nobody reads the run folder before rank 0 is done
 
     def _write_history(self, name: str) -> None:
         folder = store.run_dir(name)
@@ -466,7 +606,10 @@ class Supervisor(nn.Module):
         self.interrupted = True
         self._resume_step_to_save = next_step
         if self.save_checkpoints:
+            self._check_finite_state(f"the interruption (epoch {epoch + 1}, step {next_step})")
             self.save(name)
+            if self._ddp is not None:
+                dist_utils.barrier()
         self._resume_step_to_save = 0
         console.warn(f"stopped by {signal.Signals(signum).name} at epoch {epoch + 1}, step "
                      f"{next_step}; resumable checkpoint written to "
@@ -485,6 +628,7 @@ class Supervisor(nn.Module):
             "epoch": self.epoch,
             "global_step": self.global_step,
             "step_in_epoch": mid_epoch,
+            "epoch_losses": list(getattr(self, "_epoch_losses", [])) if mid_epoch else [],
             "history": [dict(r) for r in self.history],
         }
         if hasattr(self, "optimizer"):
@@ -496,6 +640,10 @@ class Supervisor(nn.Module):
                 "data": self._epoch_seed_state if mid_epoch else self._data_gen.get_state(),
                 "augment": self._aug_gen.get_state(),
             }
+            if self.device.type == "cuda":  # random ops a method runs on the GPU
+                payload["rng"]["cuda"] = torch.cuda.get_rng_state(self.device)
+            # what the mid-epoch position refers to: resuming needs the same batches
+            payload["loader"] = [self.loader.batch_size, len(self.dataset), world_size()]
         return payload
 
     def save(self, name: str = "store/base") -> str:
@@ -509,8 +657,6 @@ class Supervisor(nn.Module):
 
         Raises :class:`CheckpointError` when the file belongs to another method or backbone.
         """
-        if is_distributed():
-            torch.distributed.barrier()
         payload = store.read(name)
         path = store.checkpoint_path(name)
         if payload["method"] != self.method:
@@ -543,7 +689,21 @@ class Supervisor(nn.Module):
             torch.set_rng_state(rng["torch"])
             self._data_gen.set_state(rng["data"])
             self._aug_gen.set_state(rng["augment"])
+            if rank() > 0:  # rank 0's saved stream, made distinct for the other processes
+                self._aug_gen.manual_seed(int(torch.randint(2**62, (1,), generator=self._aug_gen))
+                                          + rank())
+            elif "cuda" in rng and self.device.type == "cuda":
+                torch.cuda.set_rng_state(rng["cuda"], self.device)
         self._resume_step = payload.get("step_in_epoch", 0)
+        saved, now = payload.get("loader"), [self.loader.batch_size, len(self.dataset),
+                                             world_size()]
+        if self._resume_step and saved is not None and list(saved) != now:
+            raise ConfigError(
+                f"Invalid batch_size={now[0]} (dataset of {now[1]} images, {now[2]} "
+                f"process(es)) for resuming mid-epoch: the run was interrupted at step "
+                f"{self._resume_step} of an epoch with batch_size={saved[0]} ({saved[1]} images, "
+                f"{saved[2]} process(es)); expected the same batch size, dataset and processes.")
+        self._resume_losses = list(payload.get("epoch_losses", []))
 
 
 class CombinedNet(nn.Module):
