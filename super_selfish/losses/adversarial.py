@@ -1,0 +1,23 @@
+"""The standard GAN objective with logits (Goodfellow et al., 2014), non-saturating form."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class AdversarialLoss(nn.Module):
+    """Binary cross entropy with logits against "real" (1) or "fake" (0) labels.
+
+    ``loss(logits, real=True)`` is ``-mean(log sigmoid(logits))``. The discriminator minimises
+    :meth:`discriminator` (real scored real, fake scored fake); a generator minimises
+    ``loss(D(fake), real=True)``, the non-saturating generator loss.
+    """
+
+    def forward(self, logits: torch.Tensor, real: bool) -> torch.Tensor:
+        target = torch.ones_like(logits) if real else torch.zeros_like(logits)
+        return F.binary_cross_entropy_with_logits(logits, target)
+
+    def discriminator(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+        """Discriminator loss: BCE(real, 1) + BCE(fake, 0)."""
+        return self(real_logits, True) + self(fake_logits, False)

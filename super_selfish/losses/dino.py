@@ -1,0 +1,58 @@
+"""Self-distillation with centering and sharpening (DINO, Caron et al. 2021)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..distributed import gather
+from ..errors import check
+
+
+class DINOLoss(nn.Module):
+    """Cross entropy between the sharpened, centred teacher and the student, over view pairs.
+
+    ``teacher[i]`` (B, K) are the teacher's outputs for the global views; ``student[v]`` the
+    student's outputs for all views, global views first and in the same order, so that pairs
+    ``(i, v == i)`` (the same crop) are skipped. Teacher probabilities are
+    ``softmax((t - center) / teacher_temp)``, student log-probabilities
+    ``log_softmax(s / student_temp)``; the loss is the mean over pairs of the batch-mean cross
+    entropy.
+
+    After each forward the ``center`` buffer (saved with the model) moves towards the mean
+    teacher output of the batch, gathered across processes:
+    ``center <- m * center + (1 - m) * mean(teacher)`` with ``m = center_momentum``.
+    """
+
+    def __init__(self, out_dim: int, student_temp: float = 0.1, center_momentum: float = 0.9):
+        super().__init__()
+        check(student_temp > 0, "student_temp", student_temp, "a positive number such as 0.1")
+        check(0 <= center_momentum <= 1, "center_momentum", center_momentum, "a number in [0, 1]")
+        self.student_temp = float(student_temp)
+        self.center_momentum = float(center_momentum)
+        self.register_buffer("center", torch.zeros(1, out_dim))
+
+    def forward(self, student: Sequence[torch.Tensor], teacher: Sequence[torch.Tensor],
+                teacher_temp: float) -> torch.Tensor:
+        check(teacher_temp > 0, "teacher_temp", teacher_temp, "a positive number such as 0.04")
+        check(len(student) >= len(teacher) and len(student) >= 2, "student views", len(student),
+              f"at least the {len(teacher)} teacher (global) views, and at least 2")
+        teacher = [t.detach().float() for t in teacher]
+        targets = [F.softmax((t - self.center) / teacher_temp, dim=-1) for t in teacher]
+        log_probs = [F.log_softmax(s.float() / self.student_temp, dim=-1) for s in student]
+        total, pairs = 0.0, 0
+        for i, q in enumerate(targets):
+            for v, log_p in enumerate(log_probs):
+                if v == i:
+                    continue
+                total = total + (-q * log_p).sum(dim=-1).mean()
+                pairs += 1
+        self.update_center(torch.cat(teacher))
+        return total / pairs
+
+    @torch.no_grad()
+    def update_center(self, teacher_output: torch.Tensor) -> None:
+        batch_center = gather(teacher_output.detach().float()).mean(dim=0, keepdim=True)
+        self.center.mul_(self.center_momentum).add_(batch_center, alpha=1 - self.center_momentum)

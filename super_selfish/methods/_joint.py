@@ -1,0 +1,115 @@
+"""Pieces shared by the joint-embedding methods: checks, momentum schedules, auto-sized queues."""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..distributed import world_size
+from ..errors import ConfigError, check
+from ..memory import Queue
+from ..momentum import cosine_momentum, ema_update
+
+MOMENTUM_SCHEDULES = ("constant", "cosine")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_temperature(value: Any, argument: str = "temperature") -> None:
+    check(_is_number(value) and value > 0, argument, value, "a positive number such as 0.1 or 0.2")
+
+
+def check_positive_int(value: Any, argument: str) -> None:
+    check(isinstance(value, int) and not isinstance(value, bool) and value > 0, argument, value,
+          "a positive int")
+
+
+def check_momentum(value: Any, schedule: Any) -> None:
+    check(_is_number(value) and 0.0 <= value <= 1.0, "momentum", value,
+          "a number in [0, 1] such as 0.99 or 0.996")
+    check(schedule in MOMENTUM_SCHEDULES, "momentum_schedule", schedule,
+          f"one of {MOMENTUM_SCHEDULES}")
+
+
+def momentum_at(base: float, schedule: str, step: int, total_steps: int) -> float:
+    """The EMA coefficient of ``step``: ``base`` throughout, or a cosine from ``base`` to 1."""
+    return base if schedule == "constant" else cosine_momentum(base, step, total_steps)
+
+
+def momentum_update(sup: nn.Module, pairs: Iterable[Tuple[nn.Module, nn.Module]], base: float,
+                    schedule: str) -> float:
+    """EMA-update every ``(target, online)`` pair with this step's coefficient; log it.
+
+    Called from ``_update`` after the optimizer step, i.e. before ``global_step`` counts the
+    step, so the first step uses the schedule's value at step 0.
+    """
+    m = momentum_at(base, schedule, sup.global_step, getattr(sup, "total_steps", 1))
+    for target, online in pairs:
+        ema_update(target, online, m)
+    sup.current_momentum = m
+    sup.log(momentum=m)
+    return m
+
+
+# ---------------------------------------------------------------------------- auto-sized queues
+def initial_queue_size(requested: Optional[int], cap: int, dataset: Any, argument: str) -> int:
+    """``requested`` when given; else ``min(cap, len(dataset))`` (``cap`` without a dataset).
+
+    The auto size is trimmed to a multiple of the global batch at ``supervise`` time
+    (:func:`fit_queue`).
+    """
+    if requested is not None:
+        check_positive_int(requested, argument)
+        return requested
+    return cap if dataset is None else max(1, min(cap, len(dataset)))
+
+
+def _resize_on_load(queue: nn.Module, state_dict: dict, prefix: str, *_: Any) -> None:
+    """Load pre-hook: an auto-sized queue takes the size stored in the checkpoint."""
+    saved = state_dict.get(prefix + "items")
+    auto = getattr(queue, "auto_size", False)
+    if auto and saved is not None and saved.shape != queue.items.shape:
+        queue.items = torch.empty(saved.shape, dtype=queue.items.dtype, device=queue.items.device)
+
+
+def make_queue(size: int, dim: int, auto: bool) -> Queue:
+    queue = Queue(size, dim)
+    queue.auto_size = auto
+    queue.register_load_state_dict_pre_hook(_resize_on_load)
+    return queue
+
+
+def fit_queue(queue: Queue, batch_size: int, argument: str, multiple: bool = True) -> int:
+    """Check (explicit size) or adapt (auto size) ``queue`` to the global batch; return its size.
+
+    Rule for an auto-sized queue: the largest multiple of the global batch (``batch_size`` x
+    processes) not above its initial size, and at least one global batch. An explicit size
+    must be a multiple of the global batch (``multiple``) or at least one global batch.
+    """
+    batch = batch_size * world_size()
+    size = queue.size
+    if not getattr(queue, "auto_size", False):
+        if multiple:
+            check(size % batch == 0, argument, size,
+                  f"a multiple of the global batch size {batch} (e.g. "
+                  f"{max(batch, size // batch * batch)})")
+        else:
+            check(size >= batch, argument, size, f"at least the global batch size {batch}")
+        return size
+    target = max(batch, size // batch * batch)
+    if target != size:
+        if int(queue.filled) > 0:
+            raise ConfigError(
+                f"Invalid {argument}={size} (restored from the checkpoint): expected a multiple "
+                f"of the global batch size {batch}; resume with the batch size of the first "
+                f"run or pass {argument} explicitly and train from scratch.")
+        init = torch.randn(target, queue.items.shape[1], device=queue.items.device)
+        queue.items = F.normalize(init, dim=1).to(queue.items.dtype)
+        queue.pointer.zero_()
+        queue.filled.zero_()
+    return target

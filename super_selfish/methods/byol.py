@@ -1,0 +1,67 @@
+"""BYOL (Grill et al., 2020, "Bootstrap Your Own Latent: A New Approach to Self-Supervised
+Learning")."""
+from __future__ import annotations
+
+from typing import Any, List, Tuple
+
+import torch
+import torch.nn as nn
+
+from ..data import Batch
+from ..heads import MLPHead
+from ..losses import NegativeCosineLoss
+from ..momentum import frozen_copy
+from ..supervisor import Supervisor
+from . import _joint
+from .registry import register
+
+
+@register("byol")
+class BYOLSupervisor(Supervisor):
+    """An online network predicts the projection of the other view made by a target network
+    (Grill et al., 2020, NeurIPS).
+
+    Defaults follow the paper: asymmetric ``byol`` augmentations (blur always on view 1,
+    rarely on view 2; solarisation only on view 2); projector feature -> ``hidden_dim`` 4096
+    -> ``projection_dim`` 256 and predictor 256 -> 4096 -> 256 (BatchNorm + ReLU in the
+    hidden layer); target network = EMA copy of backbone and projector with ``momentum``
+    rising from 0.996 to 1 along a cosine over all training steps; symmetric loss
+    ``(2 - 2 cos(p1, sg(z2'))) + (2 - 2 cos(p2, sg(z1')))``.
+    """
+
+    default_augment = "byol"
+
+    def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
+                 projection_dim: int = 256, hidden_dim: int = 4096, momentum: float = 0.996,
+                 momentum_schedule: str = "cosine", **kwargs: Any):
+        _joint.check_momentum(momentum, momentum_schedule)
+        _joint.check_positive_int(projection_dim, "projection_dim")
+        _joint.check_positive_int(hidden_dim, "hidden_dim")
+        super().__init__(dataset, backbone, **kwargs)
+        self.momentum = float(momentum)
+        self.momentum_schedule = momentum_schedule
+        self.projector = MLPHead([self.backbone.feature_dim, hidden_dim, projection_dim])
+        self.predictor = MLPHead([projection_dim, hidden_dim, projection_dim])
+        self.target_backbone = frozen_copy(self.backbone)
+        self.target_projector = frozen_copy(self.projector)
+        self.criterion = NegativeCosineLoss(mode="squared")
+        self.current_momentum = self.momentum
+        self._record_hparams(projection_dim=projection_dim, hidden_dim=hidden_dim,
+                             momentum=momentum, momentum_schedule=momentum_schedule)
+
+    def _forward(self, batch: Batch) -> torch.Tensor:
+        views = self.augment_views(batch.images)[:2]
+        p1, p2 = self.predictor(self.projector(torch.cat(self.encode_views(views)))).chunk(2)
+        with torch.no_grad():
+            targets = torch.cat(self.encode_views(views, self.target_backbone))
+            z1, z2 = self.target_projector(targets).chunk(2)
+        return self.criterion(p1, z2) + self.criterion(p2, z1)
+
+    def _update(self, loss: torch.Tensor) -> None:
+        super()._update(loss)
+        _joint.momentum_update(self, self.momentum_pairs(), self.momentum,
+                               self.momentum_schedule)
+
+    def momentum_pairs(self) -> List[Tuple[nn.Module, nn.Module]]:
+        """(target, online) module pairs updated by EMA."""
+        return [(self.target_backbone, self.backbone), (self.target_projector, self.projector)]

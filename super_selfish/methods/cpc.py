@@ -1,0 +1,170 @@
+"""Contrastive predictive coding on image patches (CPC v2: Hénaff et al., 2019, "Data-Efficient
+Image Recognition with Contrastive Predictive Coding"; CPC: van den Oord, Li & Vinyals, 2018)."""
+from __future__ import annotations
+
+from typing import Any, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .. import augment
+from ..data import Batch, resize_uint8
+from ..errors import ConfigError, check
+from ..losses import CPCLoss
+from ..supervisor import Supervisor
+from . import _joint
+from .registry import register
+
+MIN_PATCH = 8
+
+
+class MaskedConv2d(nn.Conv2d):
+    """PixelCNN-style masked convolution, top to bottom: the kernel rows below its centre are
+    zero, so output row ``i`` depends only on input rows ``<= i`` (all columns in reach)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3):
+        check(kernel_size % 2 == 1, "kernel_size", kernel_size, "an odd int")
+        super().__init__(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+        mask = torch.ones_like(self.weight)
+        mask[:, :, kernel_size // 2 + 1:] = 0
+        self.register_buffer("mask", mask, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(x, self.weight * self.mask, self.bias)
+
+
+class ContextNetwork(nn.Module):
+    """Residual stack over the grid of codes (N, C, H, W) -> contexts (N, C, H, W).
+
+    Each block: 1x1 conv to ``hidden`` -> ReLU -> 3x3 masked conv -> ReLU -> 1x1 conv back,
+    added to its input; a final ReLU (the paper's appendix A.2 layout: 5 blocks, 256 wide).
+    The context at row ``i`` sees only codes of rows ``<= i``.
+    """
+
+    def __init__(self, channels: int, hidden: int = 256, blocks: int = 5):
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.ReLU(inplace=True),
+                          MaskedConv2d(hidden, hidden, 3), nn.ReLU(inplace=True),
+                          nn.Conv2d(hidden, channels, 1))
+            for _ in range(blocks))
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        out = codes
+        for block in self.blocks:
+            out = out + block(out)
+        return F.relu(out)
+
+
+def patch_geometry(image_size: int, patch_size: Optional[int], stride: Optional[int],
+                   max_step: int) -> Tuple[int, int, int]:
+    """``(patch, stride, grid)``: defaults ``patch = image_size // 4``, ``stride = patch // 2``
+    (7x7 grid of half-overlapping patches; the paper's 64-px patches at stride 32)."""
+    patch = image_size // 4 if patch_size is None else patch_size
+    if patch_size is None and patch < MIN_PATCH:
+        raise ConfigError(
+            f"Invalid image_size={image_size}: expected at least {4 * MIN_PATCH} pixels for CPC "
+            f"(patches of image_size // 4 = {patch} px, at least {MIN_PATCH} px); resize the "
+            f"images, e.g. data.dataset(..., size={4 * MIN_PATCH}), or pass patch_size.")
+    check(isinstance(patch, int) and MIN_PATCH <= patch <= image_size, "patch_size", patch,
+          f"an int from {MIN_PATCH} to image_size ({image_size})")
+    stride = max(1, patch // 2) if stride is None else stride
+    check(isinstance(stride, int) and stride >= 1, "patch_stride", stride, "a positive int")
+    grid = (image_size - patch) // stride + 1
+    if grid <= max_step:
+        raise ConfigError(
+            f"Invalid image_size={image_size}: a {grid}x{grid} grid of {patch}-px patches at "
+            f"stride {stride} leaves no row {max_step} rows below another; expected at least "
+            f"{patch + max_step * stride} pixels (or a smaller patch_size/patch_stride/steps).")
+    return patch, stride, grid
+
+
+@register("cpc")
+class ContrastivePredictiveCodingSupervisor(Supervisor):
+    """Predict the codes of patches below from the context of the patches above (CPC v2).
+
+    The image is cut into a grid of overlapping patches: ``patch_size`` = image_size // 4 and
+    ``patch_stride`` = patch_size // 2 by default, i.e. a 7x7 grid (the paper: 64-px patches at
+    stride 32 of a 260-px crop); images need at least 32 px (8-px patches). Every patch is
+    augmented on its own with the ``cpc`` preset (built at the patch size) and encoded by the
+    backbone to one vector (the pooled map). Backbone normalisation defaults to ``layer``
+    (the paper replaces BatchNorm, whose batch statistics let patches see each other).
+
+    A context network of ``context_blocks`` (5) residual blocks with PixelCNN-style masked
+    3x3 convolutions (``context_dim`` 256 wide, top to bottom) turns the grid of codes into
+    contexts. A trained 1x1 target projection maps codes to ``target_dim`` (64) targets; for
+    each step ``k`` in ``steps`` (1, 2, 3) a trained 1x1 prediction conv maps the context at
+    row ``i`` to a prediction of the target at row ``i + k``, scaled by ``prediction_scale``
+    (0.1, the paper's ``emb_scale``). InfoNCE (:class:`~super_selfish.losses.CPCLoss`): each
+    prediction must pick its target among all patches of the batch (dot products, no
+    temperature). The paper's appendix pseudo-code scores only k = 3; we average k = 1..3.
+    Only the top-to-bottom direction is used.
+
+    :meth:`get_backbone` is the patch encoder; it also encodes whole images (features pooled).
+    """
+
+    default_augment = "cpc"
+
+    def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
+                 patch_size: Optional[int] = None, patch_stride: Optional[int] = None,
+                 steps: Sequence[int] = (1, 2, 3), target_dim: int = 64,
+                 context_dim: int = 256, context_blocks: int = 5,
+                 prediction_scale: float = 0.1, norm: str = "layer", **kwargs: Any):
+        steps = tuple(steps)
+        check(len(steps) > 0 and all(isinstance(k, int) and k >= 1 for k in steps), "steps",
+              steps, "a non-empty sequence of positive ints, e.g. (1, 2, 3)")
+        _joint.check_positive_int(target_dim, "target_dim")
+        _joint.check_positive_int(context_dim, "context_dim")
+        _joint.check_positive_int(context_blocks, "context_blocks")
+        check(prediction_scale > 0, "prediction_scale", prediction_scale, "a positive number")
+        self._patch_request = (patch_size, patch_stride, max(steps))
+        super().__init__(dataset, backbone, norm=norm, **kwargs)
+        self.patch_size, self.patch_stride, self.grid = self._geometry()
+        channels = self.backbone.feature_dim
+        self.context = ContextNetwork(channels, context_dim, context_blocks)
+        self.target_projection = nn.Conv2d(channels, target_dim, 1)
+        self.predictors = nn.ModuleList(nn.Conv2d(channels, target_dim, 1) for _ in steps)
+        self.criterion = CPCLoss(steps)
+        self.steps = steps
+        self.prediction_scale = float(prediction_scale)
+        self._record_hparams(patch_size=self.patch_size, patch_stride=self.patch_stride,
+                             grid=self.grid, steps=list(steps), target_dim=target_dim,
+                             context_dim=context_dim, context_blocks=context_blocks,
+                             prediction_scale=prediction_scale)
+
+    def _geometry(self) -> Tuple[int, int, int]:
+        return patch_geometry(self.image_size, *self._patch_request)
+
+    def _build_views(self, spec: Any) -> Any:
+        """Per-patch augmentations: the preset is built at the patch size."""
+        patch, _, _ = self._geometry()
+        return augment.build(spec, patch)
+
+    def patches(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) -> (N, G, G, 3, patch, patch), row-major grid of overlapping patches."""
+        p, s = self.patch_size, self.patch_stride
+        out = images.unfold(2, p, s).unfold(3, p, s)  # (N, C, G, G, p, p)
+        return out[:, :, :self.grid, :self.grid].permute(0, 2, 3, 1, 4, 5)
+
+    def codes(self, images: torch.Tensor) -> torch.Tensor:
+        """Augmented, encoded patches as a grid (N, C, G, G)."""
+        n = images.shape[0]
+        if images.shape[-1] != self.image_size or images.shape[-2] != self.image_size:
+            images = resize_uint8(images, self.image_size) if images.dtype == torch.uint8 \
+                else F.interpolate(images, size=(self.image_size,) * 2, mode="bilinear",
+                                   align_corners=False, antialias=True)
+        patches = self.patches(images).reshape(-1, images.shape[1], self.patch_size,
+                                               self.patch_size)
+        if self.views is not None:
+            patches = self.augment_views(patches)[0]
+        features = self.backbone(patches)
+        return features.view(n, self.grid, self.grid, -1).permute(0, 3, 1, 2)
+
+    def _forward(self, batch: Batch) -> torch.Tensor:
+        codes = self.codes(batch.images)
+        context = self.context(codes)
+        targets = self.target_projection(codes)
+        predictions: List[torch.Tensor] = [self.prediction_scale * w(context)
+                                           for w in self.predictors]
+        return self.criterion(predictions, targets)

@@ -1,0 +1,114 @@
+"""Exemplar networks (Dosovitskiy, Springenberg, Riedmiller & Brox, 2014, "Discriminative
+Unsupervised Feature Learning with Convolutional Neural Networks"), with the triplet variant
+of Kolesnikov, Zhai & Beyer (2019, "Revisiting Self-Supervised Visual Representation
+Learning")."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+
+from .. import augment, store
+from ..data import Batch
+from ..errors import ConfigError, check
+from ..heads import MLPHead
+from ..losses import SemiHardTripletLoss
+from ..supervisor import Supervisor
+from .registry import register
+
+LOSSES = ("classification", "triplet")
+
+
+@register("exemplar")
+class ExemplarSupervisor(Supervisor):
+    """Every image is its own class, seen through heavy augmentation (``exemplar`` preset:
+    crops, flips, colour, rotation, elastic deformation...).
+
+    ``loss="classification"`` (default; the original formulation, for small datasets): one
+    augmented view per image and a classifier ``[feature_dim, hidden_dim, num_images]`` with
+    one output per dataset image, trained with cross entropy against ``batch.index``.
+    ``num_images`` defaults to the dataset size (give it, or load a checkpoint, when built
+    without a dataset). The loader shuffles without replacement, so each epoch visits every
+    image once (except the last ``len(dataset) % batch_size`` ones of the shuffled order, as
+    incomplete batches are dropped); the surrogate classes are never sampled with
+    replacement.
+
+    ``loss="triplet"`` (scales to any dataset size): two augmented views of each image are
+    anchor and positive, the other images of the batch are the negatives; embeddings
+    ``[feature_dim, hidden_dim, embedding_dim=128]`` are L2-normalised and trained with the
+    semi-hard triplet loss (margin 0.2, negatives mined in the batch,
+    :class:`~super_selfish.losses.SemiHardTripletLoss`).
+    """
+
+    default_augment = "exemplar"
+
+    def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
+                 loss: str = "classification", num_images: Optional[int] = None,
+                 hidden_dim: int = 1024, embedding_dim: int = 128, margin: float = 0.2,
+                 **kwargs: Any):
+        check(loss in LOSSES, "loss", loss, f"one of {LOSSES}")
+        # _build_views (run by Supervisor.__init__) needs to know how many views to make.
+        object.__setattr__(self, "loss_type", loss)
+        super().__init__(dataset, backbone, **kwargs)
+        check(isinstance(hidden_dim, int) and hidden_dim > 0, "hidden_dim", hidden_dim,
+              "a positive int")
+        self.hidden_dim = hidden_dim
+        self.classifier: Optional[MLPHead] = None
+        if loss == "classification":
+            if self.dataset is not None:
+                n_data = len(self.dataset)
+                check(num_images is None or (isinstance(num_images, int)
+                                             and num_images >= n_data),
+                      "num_images", num_images,
+                      f"None or at least the dataset size ({n_data}): one class per image")
+                num_images = n_data if num_images is None else num_images
+            elif num_images is not None:
+                check(isinstance(num_images, int) and num_images >= 2, "num_images",
+                      num_images, "an int of at least 2 (the number of dataset images)")
+            if num_images is not None:
+                self._build_classifier(num_images)
+        else:
+            check(isinstance(embedding_dim, int) and embedding_dim > 0, "embedding_dim",
+                  embedding_dim, "a positive int")
+            self.projector = MLPHead([self.backbone.feature_dim, hidden_dim, embedding_dim])
+            self.criterion = SemiHardTripletLoss(margin)
+        self._record_hparams(loss=loss, num_images=num_images, hidden_dim=hidden_dim,
+                             embedding_dim=embedding_dim if loss == "triplet" else None,
+                             margin=margin if loss == "triplet" else None)
+
+    def _build_views(self, spec: Any) -> Any:
+        n_views = 2 if self.loss_type == "triplet" else 1
+        if isinstance(spec, str):
+            return augment.build(spec, self.image_size, n_views=n_views)
+        return augment.build(spec, self.image_size)
+
+    def _build_classifier(self, num_images: int) -> None:
+        self.classifier = MLPHead([self.backbone.feature_dim, self.hidden_dim, num_images])
+        self.hparams["num_images"] = num_images
+        self.classifier.to(next(self.backbone.parameters()).device)
+
+    def load(self, name: str = "store/base", *, strict: bool = True) -> "ExemplarSupervisor":
+        """As :meth:`Supervisor.load`; a classifier not built yet (no dataset was given) gets
+        its size from the checkpoint."""
+        if self.loss_type == "classification" and self.classifier is None:
+            num_images = store.read(name)["hparams"].get("num_images")
+            if num_images:
+                self._build_classifier(int(num_images))
+        return super().load(name, strict=strict)
+
+    def _forward(self, batch: Batch) -> torch.Tensor:
+        views = self.augment_views(batch.images)
+        if self.loss_type == "classification":
+            if self.classifier is None:
+                raise ConfigError("ExemplarSupervisor(loss='classification') was built "
+                                  "without a dataset or num_images: pass either.")
+            logits = self.classifier(self.backbone(views[0]))
+            self.log(accuracy=(logits.detach().argmax(1) == batch.index).float().mean())
+            return F.cross_entropy(logits, batch.index)
+        check(len(views) >= 2, "augment", self.augment_name,
+              "augmentations giving two views per image for loss='triplet'")
+        features = torch.cat(self.encode_views(views[:2]))
+        embeddings = self.projector(features)
+        labels = torch.arange(len(batch.images), device=embeddings.device).repeat(2)
+        return self.criterion(embeddings, labels)

@@ -1,0 +1,190 @@
+"""MoCo: momentum contrast (He et al., 2020, "Momentum Contrast for Unsupervised Visual
+Representation Learning"; Chen et al., 2020, "Improved Baselines with Momentum Contrastive
+Learning" (v2); Chen, Xie & He, 2021, "An Empirical Study of Training Self-Supervised Vision
+Transformers" (v3))."""
+from __future__ import annotations
+
+from typing import Any, List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+
+from ..data import Batch
+from ..errors import check
+from ..heads import MLPHead
+from ..losses import InfoNCELoss
+from ..momentum import frozen_copy
+from ..supervisor import Supervisor
+from . import _joint
+from .registry import register
+
+QUEUE_CAP = 65536
+
+
+def shuffle_permutation(n: int, groups: int, generator: Optional[torch.Generator] = None
+                        ) -> torch.Tensor:
+    """Order in which the ``n`` key images are fed to the key encoder for shuffle-BN.
+
+    Queries are encoded in ``groups`` contiguous chunks (each one batch-norm group, like one
+    GPU each). The keys are encoded as the chunks of ``x[perm]``: every query group is
+    shuffled, then its members are dealt round-robin over the key chunks, so every key chunk
+    draws evenly from all query groups and never coincides with one (``n // groups >= 2``).
+    """
+    check(isinstance(groups, int) and groups >= 1 and n % groups == 0, "shuffle_groups", groups,
+          f"a positive divisor of the batch size {n}")
+    size = n // groups
+    members = torch.stack([torch.randperm(size, generator=generator) + g * size
+                           for g in range(groups)])  # row g: query group g, shuffled
+    return members.t().reshape(-1)  # [g0 m0, g1 m0, ..., g0 m1, g1 m1, ...]
+
+
+@register("moco")
+class MomentumContrastSupervisor(Supervisor):
+    """Contrast each query with its key from a momentum encoder and a queue of past keys
+    (MoCo v2: Chen et al., 2020, arXiv:2003.04297; MoCo v3: Chen, Xie & He, 2021, ICCV).
+
+    ``version=2`` (default, MoCo v2): ``moco_v2`` augmentations; projector feature ->
+    ``hidden_dim`` 2048 -> ``projection_dim`` 128 with ReLU and no BatchNorm; temperature 0.2;
+    momentum encoder (backbone and projector) updated with a constant ``momentum`` 0.999; a
+    queue of ``queue_size`` keys (paper: 65536). The query uses view 1, the key view 2.
+    Shuffle-BN on one device: the batch is encoded in ``shuffle_groups`` (2) batch-norm
+    groups; the key encoder sees the key images regrouped so that no key group coincides
+    with a query group (see :func:`shuffle_permutation`), which closes the batch-statistics
+    leak of BatchNorm between a query and its key. With ``norm="group"`` or ``"layer"`` the
+    default is 1 group (nothing leaks).
+
+    ``version=3`` (MoCo v3, ResNet setting of the authors' code): ``byol`` (asymmetric)
+    augmentations; projector feature -> 4096 -> 256 ending in an affine-free BatchNorm;
+    predictor 256 -> 4096 -> 256; no queue: the other keys of the batch (of all processes)
+    are the negatives; symmetric loss ``2 T (ctr(q1, k2) + ctr(q2, k1))``; temperature 1.0;
+    momentum from 0.99 to 1 along a cosine; ``shuffle_groups`` 1.
+
+    Queue size when ``queue_size`` is not given: ``min(65536, len(dataset))``, trimmed at
+    ``supervise`` time to the largest multiple of the global batch (at least one batch). An
+    explicit ``queue_size`` must be a multiple of the global batch. Only keys already
+    enqueued are negatives (the random initial rows are not), so the very first step has
+    none; the step's keys are enqueued in ``_update`` after the backward pass (gathered from
+    all processes in distributed runs). The queue and the momentum encoder are buffers and
+    frozen modules, so checkpoints save and restore them.
+    """
+
+    default_augment = "moco_v2"
+
+    def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
+                 version: int = 2, temperature: Optional[float] = None,
+                 projection_dim: Optional[int] = None, hidden_dim: Optional[int] = None,
+                 queue_size: Optional[int] = None, momentum: Optional[float] = None,
+                 momentum_schedule: Optional[str] = None,
+                 shuffle_groups: Optional[int] = None, **kwargs: Any):
+        check(version in (2, 3), "version", version, "2 (MoCo v2) or 3 (MoCo v3)")
+        v3 = version == 3
+        temperature = (1.0 if v3 else 0.2) if temperature is None else temperature
+        projection_dim = (256 if v3 else 128) if projection_dim is None else projection_dim
+        hidden_dim = (4096 if v3 else 2048) if hidden_dim is None else hidden_dim
+        momentum = (0.99 if v3 else 0.999) if momentum is None else momentum
+        momentum_schedule = ("cosine" if v3 else "constant") if momentum_schedule is None \
+            else momentum_schedule
+        if shuffle_groups is None:  # no batch statistics to leak without BatchNorm
+            shuffle_groups = 2 if not v3 and kwargs.get("norm", "batch") == "batch" else 1
+        _joint.check_temperature(temperature)
+        _joint.check_momentum(momentum, momentum_schedule)
+        _joint.check_positive_int(projection_dim, "projection_dim")
+        _joint.check_positive_int(hidden_dim, "hidden_dim")
+        _joint.check_positive_int(shuffle_groups, "shuffle_groups")
+        check(not (v3 and queue_size is not None), "queue_size", queue_size,
+              "None with version=3 (MoCo v3 uses the keys of the batch, no queue)")
+        if v3 and kwargs.get("augment") is None:
+            self.default_augment = "byol"
+        super().__init__(dataset, backbone, **kwargs)
+        self.version = version
+        self.momentum = float(momentum)
+        self.momentum_schedule = momentum_schedule
+        self.shuffle_groups = shuffle_groups
+        feature_dim = self.backbone.feature_dim
+        if v3:
+            self.projector = MLPHead([feature_dim, hidden_dim, projection_dim], last_norm=True)
+            self.predictor: Optional[nn.Module] = MLPHead([projection_dim, hidden_dim,
+                                                           projection_dim])
+        else:
+            self.projector = MLPHead([feature_dim, hidden_dim, projection_dim], norm="none")
+            self.predictor = None
+        self.momentum_backbone = frozen_copy(self.backbone)
+        self.momentum_projector = frozen_copy(self.projector)
+        self.queue = None if v3 else _joint.make_queue(
+            _joint.initial_queue_size(queue_size, QUEUE_CAP, self.dataset, "queue_size"),
+            projection_dim, auto=queue_size is None)
+        self.criterion = InfoNCELoss(temperature)
+        self.current_momentum = self.momentum
+        self._pending_keys: Optional[torch.Tensor] = None
+        self._record_hparams(version=version, temperature=temperature,
+                             projection_dim=projection_dim, hidden_dim=hidden_dim,
+                             queue_size=None if v3 else self.queue.size, momentum=momentum,
+                             momentum_schedule=momentum_schedule, shuffle_groups=shuffle_groups)
+
+    # ------------------------------------------------------------------ set-up
+    def _init_data_optimizer(self, lr: float, optimizer: Any, batch_size: int, *args: Any,
+                             **kwargs: Any) -> None:
+        self._check_groups(batch_size)
+        super()._init_data_optimizer(lr, optimizer, batch_size, *args, **kwargs)
+        if self.queue is not None:
+            self._record_hparams(queue_size=_joint.fit_queue(self.queue, batch_size,
+                                                             "queue_size"))
+
+    def _check_groups(self, batch_size: int) -> None:
+        g = self.shuffle_groups
+        check(g == 1 or (batch_size % g == 0 and batch_size // g >= 2), "shuffle_groups", g,
+              f"a divisor of the batch size {batch_size} leaving at least 2 images per group")
+
+    # ------------------------------------------------------------------ encoders
+    def _online(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.projector(self.backbone(x))
+        return out if self.predictor is None else self.predictor(out)
+
+    def _query(self, x: torch.Tensor) -> torch.Tensor:
+        """Online embeddings, one batch-norm group per contiguous chunk."""
+        if self.shuffle_groups == 1:
+            return self._online(x)
+        return torch.cat([self._online(chunk) for chunk in x.chunk(self.shuffle_groups)])
+
+    @torch.no_grad()
+    def _keys(self, x: torch.Tensor, generator: Optional[torch.Generator] = None
+              ) -> torch.Tensor:
+        """Momentum-encoder embeddings in the order of ``x``, encoded with shuffle-BN."""
+        def encode(images: torch.Tensor) -> torch.Tensor:
+            return self.momentum_projector(self.momentum_backbone(images))
+
+        if self.shuffle_groups == 1:
+            return encode(x)
+        self._check_groups(len(x))
+        perm = shuffle_permutation(len(x), self.shuffle_groups, generator).to(x.device)
+        shuffled = torch.cat([encode(chunk) for chunk in x[perm].chunk(self.shuffle_groups)])
+        keys = torch.empty_like(shuffled)
+        keys[perm] = shuffled  # un-shuffle: row p of the shuffled batch is image perm[p]
+        return keys
+
+    # ------------------------------------------------------------------ training step
+    def _forward(self, batch: Batch) -> torch.Tensor:
+        view1, view2 = self.augment_views(batch.images)[:2]
+        self._check_groups(len(view1))
+        if self.version == 3:
+            q1, q2 = self._query(view1), self._query(view2)
+            k1, k2 = self._keys(view1), self._keys(view2)
+            scale = 2 * self.criterion.temperature
+            return scale * (self.criterion(q1, k2) + self.criterion(q2, k1))
+        q = self._query(view1)
+        k = nn.functional.normalize(self._keys(view2), dim=1)
+        self._pending_keys = k
+        return self.criterion(q, k, self.queue.valid())
+
+    def _update(self, loss: torch.Tensor) -> None:
+        super()._update(loss)
+        _joint.momentum_update(self, self.momentum_pairs(), self.momentum,
+                               self.momentum_schedule)
+        if self._pending_keys is not None:  # after backward: the loss read the old queue
+            self.queue.push(self._pending_keys)
+            self._pending_keys = None
+
+    def momentum_pairs(self) -> List[Tuple[nn.Module, nn.Module]]:
+        """(target, online) module pairs updated by EMA (used by tests and tools)."""
+        return [(self.momentum_backbone, self.backbone),
+                (self.momentum_projector, self.projector)]

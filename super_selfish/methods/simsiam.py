@@ -1,0 +1,60 @@
+"""SimSiam (Chen & He, 2021, "Exploring Simple Siamese Representation Learning")."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..data import Batch
+from ..heads import MLPHead
+from ..losses import NegativeCosineLoss
+from ..supervisor import Supervisor
+from . import _joint
+from .registry import register
+
+
+@register("simsiam")
+class SimSiamSupervisor(Supervisor):
+    """Predict one view's projection from the other's, with a stop-gradient and no negatives
+    (Chen & He, 2021, CVPR).
+
+    Defaults follow the paper (ImageNet setting): ``simsiam`` augmentations; projector of
+    ``projector_layers`` 3 linear layers feature -> ``hidden_dim`` 2048 -> 2048 ->
+    ``projection_dim`` 2048, BatchNorm on every layer, the last one without affine
+    parameters; bottleneck predictor 2048 -> ``predictor_hidden_dim`` 512 -> 2048; loss
+    ``D(p1, sg(z2)) / 2 + D(p2, sg(z1)) / 2`` with ``D`` the negative cosine. The paper's
+    CIFAR setting uses ``projector_layers=2``; for small backbones the widths may be scaled
+    down (e.g. ``hidden_dim=projection_dim=512, predictor_hidden_dim=128``), keeping the
+    4:1 predictor bottleneck.
+
+    Every step logs ``output_std``: the per-dimension standard deviation of the
+    L2-normalised projections, averaged over dimensions. It stays near
+    ``1 / sqrt(projection_dim)`` while training is healthy and falls to 0 on collapse.
+    """
+
+    default_augment = "simsiam"
+
+    def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
+                 projection_dim: int = 2048, hidden_dim: int = 2048,
+                 predictor_hidden_dim: int = 512, projector_layers: int = 3, **kwargs: Any):
+        for name, value in (("projection_dim", projection_dim), ("hidden_dim", hidden_dim),
+                            ("predictor_hidden_dim", predictor_hidden_dim),
+                            ("projector_layers", projector_layers)):
+            _joint.check_positive_int(value, name)
+        super().__init__(dataset, backbone, **kwargs)
+        dims = [self.backbone.feature_dim] + [hidden_dim] * (projector_layers - 1)
+        self.projector = MLPHead(dims + [projection_dim], last_norm=True)
+        self.predictor = MLPHead([projection_dim, predictor_hidden_dim, projection_dim])
+        self.criterion = NegativeCosineLoss(mode="cosine", stop_gradient=True)
+        self._record_hparams(projection_dim=projection_dim, hidden_dim=hidden_dim,
+                             predictor_hidden_dim=predictor_hidden_dim,
+                             projector_layers=projector_layers)
+
+    def _forward(self, batch: Batch) -> torch.Tensor:
+        views = self.augment_views(batch.images)[:2]
+        z = self.projector(torch.cat(self.encode_views(views)))
+        p1, p2 = self.predictor(z).chunk(2)
+        z1, z2 = z.chunk(2)
+        self.log(output_std=F.normalize(z1.detach().float(), dim=1).std(dim=0).mean())
+        return (self.criterion(p1, z2) + self.criterion(p2, z1)) / 2

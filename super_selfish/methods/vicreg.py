@@ -1,0 +1,52 @@
+"""VICReg (Bardes, Ponce & LeCun, 2022, "VICReg: Variance-Invariance-Covariance
+Regularization for Self-Supervised Learning")."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..data import Batch
+from ..heads import MLPHead
+from ..losses import VICRegLoss
+from ..supervisor import Supervisor
+from . import _joint
+from .registry import register
+
+
+@register("vicreg")
+class VICRegSupervisor(Supervisor):
+    """Invariance between views, plus a variance hinge and a covariance penalty per branch
+    (Bardes, Ponce & LeCun, 2022, ICLR).
+
+    Defaults follow the paper: coefficients ``invariance`` 25, ``variance`` 25,
+    ``covariance`` 1, ``gamma`` 1, ``eps`` 1e-4 (see :class:`~super_selfish.losses.VICRegLoss`);
+    ``barlow`` (BYOL-style) augmentations; expander of 3 linear layers with BatchNorm + ReLU
+    after the first two. The paper's expander is 8192 wide; the default here is 2048 for
+    CPU/small-GPU runs (pass ``hidden_dim=8192, projection_dim=8192`` for the paper's).
+    The three terms are logged as ``invariance``, ``variance`` and ``covariance``.
+    """
+
+    default_augment = "barlow"
+
+    def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
+                 projection_dim: int = 2048, hidden_dim: int = 2048, invariance: float = 25.0,
+                 variance: float = 25.0, covariance: float = 1.0, gamma: float = 1.0,
+                 eps: float = 1e-4, **kwargs: Any):
+        _joint.check_positive_int(projection_dim, "projection_dim")
+        _joint.check_positive_int(hidden_dim, "hidden_dim")
+        criterion = VICRegLoss(invariance, variance, covariance, gamma, eps)
+        super().__init__(dataset, backbone, **kwargs)
+        self.projector = MLPHead([self.backbone.feature_dim, hidden_dim, hidden_dim,
+                                  projection_dim])
+        self.criterion = criterion
+        self._record_hparams(projection_dim=projection_dim, hidden_dim=hidden_dim,
+                             invariance=invariance, variance=variance, covariance=covariance,
+                             gamma=gamma, eps=eps)
+
+    def _forward(self, batch: Batch) -> torch.Tensor:
+        views = self.augment_views(batch.images)[:2]
+        z1, z2 = self.projector(torch.cat(self.encode_views(views))).chunk(2)
+        loss = self.criterion(z1, z2)
+        self.log(**self.criterion.terms)
+        return loss
