@@ -6,6 +6,7 @@ from . import augment, backbones, data, evaluate, losses  # noqa: E402
 from .methods import *  # noqa: E402,F401,F403
 from .methods import __all__ as _method_names  # noqa: E402
 from .supervisor import Callback, CombinedNet, Supervisor  # noqa: E402
+from .compare import compare  # noqa: E402
 
 __all__ = ["Supervisor", "CombinedNet", "Callback", "augment", "backbones", "data", "evaluate",
-           "losses", *_method_names]
+           "losses", "compare", *_method_names]

@@ -100,6 +100,48 @@ def cmd_preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare
+
+    train, test = _datasets(args)
+    if args.max_images and args.max_images < len(train):
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(args.seed))
+        train = data.materialize(train).subset(order[:args.max_images].sort().values)
+    evals = [] if args.eval == ["none"] else args.eval
+    if evals and test is None:
+        console.warn("no labelled test data for evaluation: pass --test-dataset "
+                     "(or --eval none)")
+        return 2
+    table = compare(args.methods, train, backbone=args.backbone, epochs=args.epochs,
+                    seconds=args.seconds, eval=evals, test_dataset=test, seed=args.seed,
+                    batch_size=args.batch_size, lr=args.lr, device=args.device, name=args.out,
+                    progress=not args.quiet)
+    print(table.to_markdown())
+    if args.out:
+        try:
+            table.plot(path=f"{args.out}/comparison.png")
+        except ImportError as exc:
+            console.warn(f"no comparison plot: {exc}")
+        console.success(f"comparison written to {args.out}/comparison.{{json,csv,png}}")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from .plots import plot_run
+
+    ds = None
+    if args.dataset is not None:
+        split = "test" if args.dataset in data.NAMES else "train"
+        ds = data.dataset(args.dataset, split, size=args.size, root=args.root)
+    written = plot_run(args.name, ds, args.out_dir, embedding=args.embedding, n=args.n,
+                       seed=args.seed)
+    if not written:
+        console.warn(f"nothing to plot for {args.name!r}")
+        return 2
+    console.success("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="super-selfish", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -139,6 +181,42 @@ def build_parser() -> argparse.ArgumentParser:
     pv.add_argument("--n-images", type=int, default=8)
     pv.add_argument("--n-views", type=int, default=4)
     pv.set_defaults(func=cmd_preview)
+
+    cp = sub.add_parser("compare", help="train several methods under one budget, print a table")
+    cp.add_argument("methods", nargs="+",
+                    help=f"one or more of: {', '.join(methods.available())}")
+    _add_data_args(cp)
+    cp.add_argument("--backbone", default="convnet-small",
+                    help=f"one of: {', '.join(backbones.available())}")
+    cp.add_argument("--epochs", type=int, default=None, help="epoch budget (default 10)")
+    cp.add_argument("--seconds", type=float, default=None,
+                    help="wall-clock budget per method (stops at the end of the step)")
+    cp.add_argument("--eval", nargs="+", default=["knn"],
+                    help="protocols: knn linear mlp finetune finetune-1%% finetune-10%% "
+                         "(or none)")
+    cp.add_argument("--batch-size", type=int, default=256)
+    cp.add_argument("--lr", type=float, default=1e-3)
+    cp.add_argument("--seed", type=int, default=0)
+    cp.add_argument("--max-images", type=int, default=None,
+                    help="train on a seeded random subset of this many images")
+    cp.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1")
+    cp.add_argument("--out", default=None,
+                    help="folder for checkpoints and comparison.{json,csv,png}")
+    cp.add_argument("--quiet", action="store_true", help="no progress bars")
+    cp.set_defaults(func=cmd_compare)
+
+    pl = sub.add_parser("plot", help="write curves (and embedding, augmentation) PNGs of a run")
+    pl.add_argument("--name", required=True, help="run name (checkpoint store/NAME)")
+    pl.add_argument("--dataset", default=None,
+                    help="labelled images for the embedding and augmentation plots (names use "
+                         "their test split); without it only the curves are drawn")
+    pl.add_argument("--size", type=int, default=None, help="resize images to SIZE px")
+    pl.add_argument("--root", default="datasets", help="where torchvision datasets live")
+    pl.add_argument("--embedding", default="tsne", choices=["tsne", "pca"])
+    pl.add_argument("--n", type=int, default=1000, help="images in the embedding plot")
+    pl.add_argument("--seed", type=int, default=0)
+    pl.add_argument("--out-dir", default=None, help="default: the run folder")
+    pl.set_defaults(func=cmd_plot)
     return parser
 
 

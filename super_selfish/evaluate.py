@@ -1,47 +1,187 @@
 """Evaluation protocols for frozen or fine-tuned backbones.
 
-Every protocol puts a frozen backbone in eval mode, computes features under ``no_grad`` and
-never trains on test data. Datasets are anything :func:`super_selfish.data.dataset` accepts;
-images are fed at their stored size (resize with ``data.dataset(..., size=N)``).
+Every protocol says exactly what it does, in its docstring and in the :class:`ProbeResult`
+it can return (``return_details=True``); the plain call returns the top-1 test accuracy as a
+float in [0, 1].
+
+============  ==================================================================  ===========
+protocol      what is trained / how the test set is scored                        backbone
+============  ==================================================================  ===========
+``knn``       nothing; weighted kNN vote of the k nearest training features        frozen
+``linear``    a linear classifier on precomputed, standardised features            frozen
+``mlp``       a one-hidden-layer MLP (BatchNorm, ReLU) on the same features         frozen
+``finetune``  a copy of the backbone plus a new linear head, end to end            trained copy
+============  ==================================================================  ===========
+
+Guarantees: a frozen backbone is run in eval mode under ``no_grad`` (no gradient reaches
+it, its BatchNorm statistics do not change, its train/eval mode is restored afterwards);
+fine-tuning works on a deep copy, so the caller's backbone is untouched; nothing is ever
+fitted on test data (standardisation statistics and learning-rate sweeps use the training
+set only); every protocol is deterministic for a given ``seed`` and leaves the global RNG
+as it found it. Datasets are anything :func:`super_selfish.data.dataset` accepts and must be
+labelled; images are fed at their stored size (resize with ``data.dataset(..., size=N)``) as
+float tensors in [0, 1] (a :class:`~super_selfish.backbones.Backbone` normalises them).
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
+import copy
+import math
+import re
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from . import data
-from .errors import DataError, check
+from .errors import ConfigError, DataError, check
+
+OPTIMIZERS = ("adam", "sgd", "lbfgs")
+DEFAULT_LR = {"adam": 1e-2, "sgd": 0.1, "lbfgs": 1.0}  # linear probe
+MLP_DEFAULT_LR = {"adam": 1e-3, "sgd": 0.05, "lbfgs": 1.0}
+DEFAULT_SWEEP = {"adam": (1e-3, 3e-3, 1e-2, 3e-2, 1e-1), "sgd": (0.01, 0.03, 0.1, 0.3, 1.0),
+                 "lbfgs": (0.1, 0.3, 1.0)}
+
+
+@dataclass
+class ProbeResult:
+    """Outcome of one protocol: the accuracy plus exactly how it was obtained.
+
+    ``float(result)`` is the accuracy. ``settings`` holds every hyper-parameter actually used
+    (the chosen learning rate included), ``sweep`` maps each swept learning rate to its
+    validation accuracy (empty when no sweep ran).
+    """
+
+    protocol: str
+    accuracy: float
+    description: str
+    n_train: int
+    n_test: int
+    n_classes: int
+    settings: Dict[str, Any] = field(default_factory=dict)
+    sweep: Dict[float, float] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def __float__(self) -> float:
+        return float(self.accuracy)
+
+    def __str__(self) -> str:
+        return (f"{self.description}: top-1 accuracy {self.accuracy:.4f} on {self.n_test} test "
+                f"images ({self.n_classes} classes, {self.n_train} training images)")
+
+
+# ---------------------------------------------------------------------------------- helpers
+def _device_of(module: nn.Module) -> torch.device:
+    for tensor in (*module.parameters(), *module.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+@contextmanager
+def _seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """Run a block with the global RNG seeded, restoring the caller's RNG state afterwards."""
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def _as_float(images: torch.Tensor) -> torch.Tensor:
+    return images.float().div_(255.0) if images.dtype == torch.uint8 else images.float()
 
 
 @torch.no_grad()
 def extract_features(backbone: nn.Module, dataset: Any, batch_size: int = 512,
                      device: Optional[torch.device | str] = None
                      ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(features, labels) of a whole dataset with the backbone in eval mode.
+    """(features, labels) of a whole dataset with the backbone in eval mode, on the CPU.
 
-    The backbone's train/eval mode is restored afterwards, so BN statistics never change.
+    Images go in as floats in [0, 1]. The backbone's train/eval mode is restored afterwards,
+    so BN statistics never change and no gradient is recorded.
     """
     ds = data.materialize(data.dataset(dataset))
-    device = device or next(backbone.parameters()).device
+    device = torch.device(device) if device is not None else _device_of(backbone)
     was_training = backbone.training
     backbone.eval()
     try:
-        feats = [backbone(ds.images[i:i + batch_size].to(device)).float().cpu()
-                 for i in range(0, len(ds), batch_size)]
+        feats = [backbone(_as_float(ds.images[i:i + batch_size].to(device))).float().flatten(1)
+                 .cpu() for i in range(0, len(ds), batch_size)]
     finally:
         backbone.train(was_training)
     return torch.cat(feats), ds.labels.clone()
 
 
 def _labelled(labels: torch.Tensor, argument: str) -> None:
+    if len(labels) == 0:
+        raise DataError(f"{argument} is empty: evaluation needs labelled images.")
     if (labels < 0).any():
         raise DataError(f"{argument} has unlabeled images: evaluation needs a label for "
                         "every image.")
 
 
+def _features_pair(backbone: nn.Module, train_dataset: Any, test_dataset: Any,
+                   batch_size: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                             torch.Tensor, int]:
+    """Frozen features and labels of both sets, on the backbone's device (kNN and probe
+    heads then run on the GPU when the backbone is there)."""
+    train_x, train_y = extract_features(backbone, train_dataset, batch_size)
+    test_x, test_y = extract_features(backbone, test_dataset, batch_size)
+    _labelled(train_y, "train_dataset")
+    _labelled(test_y, "test_dataset")
+    n_classes = int(max(train_y.max(), test_y.max())) + 1
+    device = _device_of(backbone)
+    return (train_x.to(device), train_y.to(device), test_x.to(device), test_y.to(device),
+            n_classes)
+
+
+def _accuracy(pred: torch.Tensor, target: torch.Tensor) -> float:
+    return float((pred.cpu() == target.cpu()).float().mean())
+
+
+def stratified_split(labels: torch.Tensor, fraction: float, seed: int = 0
+                     ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Deterministic per-class split of indices into (rest, held_out).
+
+    ``fraction`` of each class (at least one image of every class with two or more images)
+    is held out; the rest keeps at least one image of every class.
+    """
+    check(0 < fraction < 1, "val_fraction", fraction, "a number strictly between 0 and 1")
+    generator = torch.Generator().manual_seed(seed)
+    keep, held = [], []
+    for c in torch.unique(labels).tolist():
+        members = (labels == c).nonzero().flatten()
+        members = members[torch.randperm(len(members), generator=generator)]
+        n_held = min(len(members) - 1, max(1, round(fraction * len(members))))
+        held.append(members[:n_held])
+        keep.append(members[n_held:])
+    return torch.cat(keep).sort().values, torch.cat(held).sort().values
+
+
+def balanced_subset(dataset: Any, fraction: float, seed: int = 0) -> data.TensorImageDataset:
+    """A class-balanced, deterministic labelled subset (low-label protocols).
+
+    Every class gets the same number of images, ``max(1, round(fraction * N / C))`` (capped
+    by the class size), drawn by a permutation seeded with ``seed``; e.g. ``fraction=0.01`` of
+    CIFAR-10's 50,000 images gives 50 per class.
+    """
+    check(isinstance(fraction, (int, float)) and 0 < fraction <= 1, "label_fraction",
+          fraction, "a fraction in (0, 1], e.g. 0.01 or 0.1")
+    ds = data.materialize(data.dataset(dataset))
+    _labelled(ds.labels, "train_dataset")
+    classes = torch.unique(ds.labels)
+    per_class = max(1, round(fraction * len(ds) / len(classes)))
+    generator = torch.Generator().manual_seed(seed)
+    chosen = []
+    for c in classes.tolist():
+        members = (ds.labels == c).nonzero().flatten()
+        chosen.append(members[torch.randperm(len(members), generator=generator)[:per_class]])
+    return ds.subset(torch.cat(chosen).sort().values)
+
+
+# ---------------------------------------------------------------------------------- kNN
 def knn_predict(train_features: torch.Tensor, train_labels: torch.Tensor,
                 test_features: torch.Tensor, k: int = 200, temperature: float = 0.1,
                 n_classes: Optional[int] = None, chunk: int = 1024) -> torch.Tensor:
@@ -52,62 +192,453 @@ def knn_predict(train_features: torch.Tensor, train_labels: torch.Tensor,
     n_classes = n_classes or int(train_labels.max()) + 1
     k = min(k, len(train_features))
     train = F.normalize(train_features, dim=1)
+    train_labels = train_labels.to(train.device)
     preds = []
     for start in range(0, len(test_features), chunk):
         sims = F.normalize(test_features[start:start + chunk], dim=1) @ train.t()
         top_sims, top_idx = sims.topk(k, dim=1)
-        votes = torch.zeros(len(sims), n_classes)
+        votes = torch.zeros(len(sims), n_classes, device=sims.device)
         votes.scatter_add_(1, train_labels[top_idx], (top_sims / temperature).exp())
         preds.append(votes.argmax(1))
     return torch.cat(preds)
 
 
-def knn_accuracy(backbone: nn.Module, train_dataset: Any, test_dataset: Any, k: int = 200,
-                 temperature: float = 0.1, batch_size: int = 512) -> float:
-    """Top-1 accuracy in [0, 1] of weighted kNN (k, temperature) on frozen features:
-    the training set is the memory, the test set is classified."""
-    train_x, train_y = extract_features(backbone, train_dataset, batch_size)
-    test_x, test_y = extract_features(backbone, test_dataset, batch_size)
-    _labelled(train_y, "train_dataset")
-    _labelled(test_y, "test_dataset")
-    n_classes = int(max(train_y.max(), test_y.max())) + 1
+def _knn_result(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor,
+                test_y: torch.Tensor, n_classes: int, k: int, temperature: float
+                ) -> ProbeResult:
+    started = time.perf_counter()
     pred = knn_predict(train_x, train_y, test_x, k, temperature, n_classes)
-    return float((pred == test_y).float().mean())
+    used_k = min(k, len(train_x))
+    return ProbeResult(
+        "knn", _accuracy(pred, test_y),
+        f"weighted kNN (k={used_k}, temperature={temperature}) on L2-normalised frozen "
+        "features, training set as memory", len(train_x), len(test_x), n_classes,
+        {"k": used_k, "temperature": temperature}, seconds=time.perf_counter() - started)
+
+
+def knn_accuracy(backbone: nn.Module, train_dataset: Any, test_dataset: Any, k: int = 200,
+                 temperature: float = 0.1, batch_size: int = 512, *,
+                 return_details: bool = False) -> Union[float, ProbeResult]:
+    """Top-1 accuracy in [0, 1] of weighted kNN (k, temperature) on frozen features.
+
+    The backbone (eval mode, no gradient) embeds both sets; features are L2-normalised; each
+    test image is classified by its ``k`` most cosine-similar training images, each voting for
+    its label with weight exp(similarity / temperature) (Wu et al., 2018). No training.
+    """
+    train_x, train_y, test_x, test_y, n_classes = _features_pair(
+        backbone, train_dataset, test_dataset, batch_size)
+    result = _knn_result(train_x, train_y, test_x, test_y, n_classes, k, temperature)
+    return result if return_details else result.accuracy
+
+
+# ---------------------------------------------------------------------------------- heads
+def _batches(n: int, batch_size: int, generator: torch.Generator,
+             device: torch.device = torch.device("cpu")) -> Iterator[torch.Tensor]:
+    order = torch.randperm(n, generator=generator).to(device)
+    for i in range(0, n, batch_size):
+        idx = order[i:i + batch_size]
+        if len(idx) > 1 or n == 1:  # a lone sample would break BatchNorm layers
+            yield idx
+
+
+@contextmanager
+def _threads_for(work: int) -> Iterator[None]:
+    """One intra-op thread for tiny CPU problems (``work`` ~ batch x parameters): thousands
+    of small steps run several times faster without per-operation thread synchronisation,
+    especially on a busy CPU. The caller's thread count is restored afterwards."""
+    previous = torch.get_num_threads()
+    if work < 50_000_000 and previous > 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != previous:
+            torch.set_num_threads(previous)
+
+
+def _fit_head(head: nn.Module, features: torch.Tensor, labels: torch.Tensor, *,
+              optimizer: str, epochs: int, lr: float, weight_decay: float, batch_size: int,
+              seed: int) -> nn.Module:
+    """Train ``head`` on fixed features with cross-entropy (head already initialised)."""
+    params = sum(p.numel() for p in head.parameters())
+    with _threads_for(min(len(features), batch_size) * params if features.device.type == "cpu"
+                      else 1 << 40):
+        return _fit_head_inner(head, features, labels, optimizer=optimizer, epochs=epochs,
+                               lr=lr, weight_decay=weight_decay, batch_size=batch_size,
+                               seed=seed)
+
+
+def _fit_head_inner(head: nn.Module, features: torch.Tensor, labels: torch.Tensor, *,
+                    optimizer: str, epochs: int, lr: float, weight_decay: float,
+                    batch_size: int, seed: int) -> nn.Module:
+    head.train()
+    if optimizer == "lbfgs":
+        opt = torch.optim.LBFGS(head.parameters(), lr=lr, max_iter=epochs,
+                                history_size=20, line_search_fn="strong_wolfe")
+        weights = [p for p in head.parameters() if p.ndim > 1]
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad()
+            loss = F.cross_entropy(head(features), labels)
+            loss = loss + 0.5 * weight_decay * sum((w ** 2).sum() for w in weights)
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        return head.eval()
+    generator = torch.Generator().manual_seed(seed)
+    if optimizer == "adam":
+        opt = torch.optim.Adam(head.parameters(), lr=lr, weight_decay=weight_decay)
+        scheduler = None
+    else:
+        opt = torch.optim.SGD(head.parameters(), lr=lr, momentum=0.9, nesterov=True,
+                              weight_decay=weight_decay)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, epochs))
+    for _ in range(epochs):
+        for idx in _batches(len(features), batch_size, generator, features.device):
+            loss = F.cross_entropy(head(features[idx]), labels[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        if scheduler is not None:
+            scheduler.step()
+    return head.eval()
+
+
+def _new_head(kind: str, dim: int, n_classes: int, hidden_dim: int, seed: int) -> nn.Module:
+    with _seeded(seed, torch.device("cpu")):
+        if kind == "linear":
+            return nn.Linear(dim, n_classes)
+        from .heads import MLPHead
+
+        return MLPHead([dim, hidden_dim, n_classes], norm="batch")
 
 
 def train_linear(features: torch.Tensor, labels: torch.Tensor, n_classes: int,
-                 epochs: int = 100, lr: float = 1e-2, weight_decay: float = 1e-4,
-                 batch_size: int = 256, seed: int = 0) -> nn.Linear:
-    """Logistic regression on precomputed, standardised features (Adam, full passes)."""
-    generator = torch.Generator().manual_seed(seed)
-    head = nn.Linear(features.shape[1], n_classes)
-    optimizer = torch.optim.Adam(head.parameters(), lr=lr, weight_decay=weight_decay)
-    for _ in range(epochs):
-        order = torch.randperm(len(features), generator=generator)
-        for i in range(0, len(order), batch_size):
-            idx = order[i:i + batch_size]
-            loss = F.cross_entropy(head(features[idx]), labels[idx])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    return head
+                 epochs: int = 100, lr: Optional[float] = None, weight_decay: float = 1e-4,
+                 batch_size: int = 256, seed: int = 0, optimizer: str = "adam") -> nn.Linear:
+    """Logistic regression on precomputed features (standardise them first).
+
+    ``adam``: mini-batch Adam, ``epochs`` passes; ``sgd``: mini-batch SGD (momentum 0.9,
+    Nesterov) with a cosine decay over ``epochs``; ``lbfgs``: full-batch L-BFGS (strong-Wolfe
+    line search) for ``epochs`` iterations with an L2 penalty of ``weight_decay / 2 * |W|^2``.
+    Initialisation and order are seeded with ``seed``.
+    """
+    check(optimizer in OPTIMIZERS, "optimizer", optimizer, f"one of {OPTIMIZERS}")
+    head = _new_head("linear", features.shape[1], n_classes, 0, seed)
+    return _fit_head(head, features, labels, optimizer=optimizer, epochs=epochs,
+                     lr=DEFAULT_LR[optimizer] if lr is None else lr,
+                     weight_decay=weight_decay, batch_size=batch_size, seed=seed)
+
+
+def _standardise(train_x: torch.Tensor, *others: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+    """Standardise with the statistics of ``train_x`` only."""
+    mean, std = train_x.mean(0), train_x.std(0, unbiased=False) + 1e-6
+    return tuple((x - mean) / std for x in (train_x, *others))
+
+
+def _check_head_args(epochs: int, lr: Optional[float], optimizer: str, weight_decay: float,
+                     batch_size: int) -> None:
+    check(isinstance(epochs, int) and epochs > 0, "epochs", epochs, "a positive int")
+    check(optimizer in OPTIMIZERS, "optimizer", optimizer, f"one of {OPTIMIZERS}")
+    check(lr is None or (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)),
+          "lr", lr, "None (the optimizer's default) or a positive number")
+    check(weight_decay >= 0, "weight_decay", weight_decay, "a non-negative number")
+    check(isinstance(batch_size, int) and batch_size > 0, "batch_size", batch_size,
+          "a positive int")
+
+
+def _head_result(kind: str, train_x: torch.Tensor, train_y: torch.Tensor,
+                 test_x: torch.Tensor, test_y: torch.Tensor, n_classes: int, *,
+                 epochs: int, lr: Optional[float], weight_decay: float, batch_size: int,
+                 optimizer: str, lr_sweep: Any, val_fraction: float, seed: int,
+                 hidden_dim: int = 0) -> ProbeResult:
+    """Shared body of the linear and MLP probes on precomputed features."""
+    _check_head_args(epochs, lr, optimizer, weight_decay, batch_size)
+    started = time.perf_counter()
+    fit = dict(optimizer=optimizer, epochs=epochs, weight_decay=weight_decay,
+               batch_size=batch_size, seed=seed)
+
+    def train_and_score(x: torch.Tensor, y: torch.Tensor, x_eval: torch.Tensor,
+                        y_eval: torch.Tensor, rate: float) -> float:
+        x, x_eval = _standardise(x, x_eval)
+        head = _new_head(kind, x.shape[1], n_classes, hidden_dim, seed).to(x.device)
+        head = _fit_head(head, x, y, lr=rate, **fit)
+        with torch.no_grad():
+            return _accuracy(head(x_eval).argmax(1), y_eval)
+
+    sweep: Dict[float, float] = {}
+    if lr_sweep is not None and lr_sweep is not False:
+        grid = DEFAULT_SWEEP[optimizer] if lr_sweep is True else tuple(lr_sweep)
+        check(len(grid) > 0 and all(isinstance(r, (int, float)) and r > 0 for r in grid),
+              "lr_sweep", lr_sweep, "True or a non-empty sequence of positive learning rates")
+        fit_idx, val_idx = stratified_split(train_y.cpu(), val_fraction, seed)
+        fit_idx, val_idx = fit_idx.to(train_y.device), val_idx.to(train_y.device)
+        for rate in grid:  # train/val split carved from the TRAINING set only
+            sweep[float(rate)] = train_and_score(train_x[fit_idx], train_y[fit_idx],
+                                                 train_x[val_idx], train_y[val_idx], rate)
+        chosen = max(sweep, key=lambda r: (sweep[r], -r))  # ties: the smaller rate
+    else:
+        defaults = DEFAULT_LR if kind == "linear" else MLP_DEFAULT_LR
+        chosen = defaults[optimizer] if lr is None else float(lr)
+    accuracy = train_and_score(train_x, train_y, test_x, test_y, chosen)
+    what = ("linear classifier" if kind == "linear" else
+            f"MLP ({hidden_dim} hidden units, BatchNorm, ReLU)")
+    how = (f"{optimizer}, {epochs} {'iterations' if optimizer == 'lbfgs' else 'epochs'}, "
+           f"weight decay {weight_decay:g}, lr {chosen:g}")
+    if sweep:
+        how += (f" chosen from {sorted(sweep)} on a {val_fraction:g} validation split of the "
+                "training set, then retrained on the full training set")
+    settings = dict(fit, lr=chosen, lr_sweep=sorted(sweep) or None, val_fraction=val_fraction
+                    if sweep else None)
+    if kind == "mlp":
+        settings["hidden_dim"] = hidden_dim
+    return ProbeResult(kind, accuracy,
+                       f"{what} on frozen, standardised (training-set statistics) features; "
+                       f"{how}", len(train_x), len(test_x), n_classes, settings, sweep,
+                       time.perf_counter() - started)
 
 
 def linear_probe(backbone: nn.Module, train_dataset: Any, test_dataset: Any,
-                 epochs: int = 100, lr: float = 1e-2, weight_decay: float = 1e-4,
-                 batch_size: int = 512) -> float:
+                 epochs: int = 100, lr: Optional[float] = None, weight_decay: float = 1e-4,
+                 batch_size: int = 512, *, optimizer: str = "adam",
+                 lr_sweep: Union[bool, Sequence[float], None] = None, val_fraction: float = 0.2,
+                 seed: int = 0, return_details: bool = False) -> Union[float, ProbeResult]:
     """Top-1 test accuracy in [0, 1] of a linear classifier trained on frozen features.
 
-    Features are computed once with the backbone in eval mode (no gradient reaches it, its BN
-    statistics do not change) and standardised with the training set's mean and std only.
+    1. Features of both sets are computed once with the backbone in eval mode under
+       ``no_grad`` (no gradient reaches it, its BN statistics do not change).
+    2. They are standardised with the training set's mean and std only.
+    3. A linear layer is trained with cross-entropy: ``optimizer="adam"`` (default lr 1e-2,
+       mini-batches of ``batch_size``, ``epochs`` passes), ``"sgd"`` (momentum 0.9, cosine
+       decay, default lr 0.1) or ``"lbfgs"`` (full batch, ``epochs`` iterations, default lr
+       1, L2 penalty). ``weight_decay`` regularises the weights.
+    4. ``lr_sweep`` (``True`` for a default grid, or a list of rates) picks the rate with the
+       best accuracy on a stratified ``val_fraction`` split carved from the TRAINING set, then
+       retrains on the full training set; the test set is used once, for the final score.
     """
-    train_x, train_y = extract_features(backbone, train_dataset, batch_size)
-    test_x, test_y = extract_features(backbone, test_dataset, batch_size)
-    _labelled(train_y, "train_dataset")
-    _labelled(test_y, "test_dataset")
-    mean, std = train_x.mean(0), train_x.std(0) + 1e-6
-    n_classes = int(max(train_y.max(), test_y.max())) + 1
-    head = train_linear((train_x - mean) / std, train_y, n_classes, epochs, lr, weight_decay)
+    train_x, train_y, test_x, test_y, n_classes = _features_pair(
+        backbone, train_dataset, test_dataset, 512)
+    result = _head_result("linear", train_x, train_y, test_x, test_y, n_classes, epochs=epochs,
+                          lr=lr, weight_decay=weight_decay, batch_size=batch_size,
+                          optimizer=optimizer, lr_sweep=lr_sweep, val_fraction=val_fraction,
+                          seed=seed)
+    return result if return_details else result.accuracy
+
+
+def mlp_probe(backbone: nn.Module, train_dataset: Any, test_dataset: Any, epochs: int = 100,
+              lr: Optional[float] = None, weight_decay: float = 1e-4, batch_size: int = 256, *,
+              hidden_dim: int = 512, optimizer: str = "adam",
+              lr_sweep: Union[bool, Sequence[float], None] = None, val_fraction: float = 0.2,
+              seed: int = 0, return_details: bool = False) -> Union[float, ProbeResult]:
+    """Top-1 test accuracy in [0, 1] of an MLP probe on frozen features.
+
+    Like :func:`linear_probe` (frozen eval-mode backbone, features computed once and
+    standardised with training statistics, optional learning-rate sweep on a split of the
+    training set), but the classifier is ``Linear(d, hidden_dim) -> BatchNorm -> ReLU ->
+    Linear(hidden_dim, classes)`` (the original library's ``eval_model='mlp'``), trained with
+    Adam by default. Default learning rates: adam 1e-3, sgd 0.05, lbfgs 1.
+    """
+    check(isinstance(hidden_dim, int) and hidden_dim > 0, "hidden_dim", hidden_dim,
+          "a positive int")
+    train_x, train_y, test_x, test_y, n_classes = _features_pair(
+        backbone, train_dataset, test_dataset, 512)
+    result = _head_result("mlp", train_x, train_y, test_x, test_y, n_classes, epochs=epochs,
+                          lr=lr, weight_decay=weight_decay, batch_size=batch_size,
+                          optimizer=optimizer, lr_sweep=lr_sweep, val_fraction=val_fraction,
+                          seed=seed, hidden_dim=hidden_dim)
+    return result if return_details else result.accuracy
+
+
+# ---------------------------------------------------------------------------------- fine-tune
+def _feature_dim(backbone: nn.Module, example: torch.Tensor) -> int:
+    dim = getattr(backbone, "feature_dim", None)
+    if isinstance(dim, int):
+        return dim
+    was_training = backbone.training
+    backbone.eval()
     with torch.no_grad():
-        pred = head((test_x - mean) / std).argmax(1)
-    return float((pred == test_y).float().mean())
+        out = backbone(_as_float(example[:2].to(_device_of(backbone))))
+    backbone.train(was_training)
+    return int(out.flatten(1).shape[1])
+
+
+def _flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    mask = torch.rand(len(images), generator=generator) < 0.5
+    out = images.clone()
+    out[mask] = out[mask].flip(-1)
+    return out
+
+
+def _augment_name(augment: Any) -> str:
+    if augment is None or isinstance(augment, str):
+        return str(augment)
+    return getattr(augment, "__name__", type(augment).__name__)
+
+
+def fine_tune(backbone: nn.Module, train_dataset: Any, test_dataset: Any, epochs: int = 10,
+              lr: float = 1e-3, *, batch_size: int = 256, weight_decay: float = 0.0,
+              optimizer: str = "adam", label_fraction: Optional[float] = None,
+              augment: Union[str, Callable[..., Any], None] = "flip", seed: int = 0,
+              device: Optional[torch.device | str] = None,
+              return_details: bool = False) -> Union[float, ProbeResult]:
+    """Top-1 test accuracy in [0, 1] after fine-tuning a COPY of the backbone with a new head.
+
+    The backbone is deep-copied (the caller's module, weights and BN statistics are
+    untouched), every parameter of the copy is made trainable, and a new linear head is put
+    on top through :class:`~super_selfish.supervisor.CombinedNet`. Both are trained end to end
+    with cross-entropy (``adam``, or ``sgd`` with momentum 0.9 and cosine decay) for
+    ``epochs`` passes over the training set in train mode (BatchNorm updates). ``augment``:
+    ``"flip"`` (random horizontal flips), ``None``, or a callable ``(uint8 images,
+    generator) -> float images or list of views`` (the first view is used), e.g. a preset from
+    :func:`super_selfish.augment.build`. ``label_fraction`` (e.g. 0.01 or 0.1) first reduces
+    the training set to a class-balanced, deterministic subset (:func:`balanced_subset`),
+    the low-label protocol. The test set is scored once, in eval mode.
+    """
+    check(isinstance(epochs, int) and epochs > 0, "epochs", epochs, "a positive int")
+    check(isinstance(lr, (int, float)) and lr > 0, "lr", lr, "a positive number")
+    check(optimizer in ("adam", "sgd"), "optimizer", optimizer, "'adam' or 'sgd'")
+    check(augment in ("flip", None) or callable(augment), "augment", augment,
+          "'flip', None or a callable(images, generator)")
+    started = time.perf_counter()
+    train = data.materialize(data.dataset(train_dataset))
+    test = data.materialize(data.dataset(test_dataset))
+    _labelled(train.labels, "train_dataset")
+    _labelled(test.labels, "test_dataset")
+    n_full = len(train)
+    if label_fraction is not None:
+        train = balanced_subset(train, label_fraction, seed)
+    n_classes = int(max(train.labels.max(), test.labels.max())) + 1
+    device = torch.device(device) if device is not None else _device_of(backbone)
+
+    from .supervisor import CombinedNet
+
+    work = batch_size * sum(p.numel() for p in backbone.parameters())
+    with _seeded(seed, device), _threads_for(work if device.type == "cpu" else 1 << 40):
+        encoder = copy.deepcopy(backbone).to(device)
+        for p in encoder.parameters():
+            p.requires_grad_(True)
+        head = nn.Linear(_feature_dim(encoder, train.images), n_classes)
+        net = CombinedNet(encoder, head, freeze_backbone=False).to(device)
+        params = [p for p in net.parameters() if p.requires_grad]
+        if optimizer == "adam":
+            opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+        else:
+            opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
+        steps = epochs * max(1, math.ceil(len(train) / batch_size))
+        scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+                     if optimizer == "sgd" else None)
+        generator = torch.Generator().manual_seed(seed)
+        net.train()
+        for _ in range(epochs):
+            for idx in _batches(len(train), batch_size, generator):
+                images = train.images[idx]
+                if augment == "flip":
+                    images = _flip(images, generator)
+                    inputs = _as_float(images.to(device))
+                elif callable(augment):
+                    views = augment(images.to(device), generator=generator)
+                    inputs = _as_float(views[0] if isinstance(views, (list, tuple)) else views)
+                else:
+                    inputs = _as_float(images.to(device))
+                loss = F.cross_entropy(net(inputs), train.labels[idx].to(device))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if scheduler is not None:
+                    scheduler.step()
+        net.eval()
+        with torch.no_grad():
+            pred = torch.cat([net(_as_float(test.images[i:i + 512].to(device))).argmax(1).cpu()
+                              for i in range(0, len(test), 512)])
+    subset = (f" on a class-balanced {label_fraction:g} label subset ({len(train)} of "
+              f"{n_full} images)" if label_fraction is not None else "")
+    result = ProbeResult(
+        "finetune", _accuracy(pred, test.labels),
+        f"fine-tuning a copy of the backbone with a new linear head end to end{subset}; "
+        f"{optimizer}, lr {lr:g}, {epochs} epochs, batch {batch_size}, weight decay "
+        f"{weight_decay:g}, augmentation {_augment_name(augment)}",
+        len(train), len(test), n_classes,
+        dict(epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay,
+             optimizer=optimizer, label_fraction=label_fraction, seed=seed),
+        seconds=time.perf_counter() - started)
+    return result if return_details else result.accuracy
+
+
+# ---------------------------------------------------------------------------------- several
+_FINETUNE_NAME = re.compile(r"^finetune(?:[-_@](\d+(?:\.\d+)?)(%|pct)?)?$")
+
+
+def protocol_key(name: str) -> str:
+    """Record key of a protocol name: ``knn`` -> ``knn_accuracy``, ``finetune-1%`` ->
+    ``finetune_1pct_accuracy``."""
+    fraction = _parse_protocol(name)[1]
+    if name.startswith("finetune") and fraction is not None:
+        return f"finetune_{fraction * 100:g}pct_accuracy".replace(".", "_")
+    return f"{_parse_protocol(name)[0]}_accuracy"
+
+
+def _parse_protocol(name: str) -> Tuple[str, Optional[float]]:
+    if name in ("knn", "linear", "mlp"):
+        return name, None
+    match = _FINETUNE_NAME.match(str(name))
+    if match is None:
+        raise ConfigError(f"Invalid evaluation protocol {name!r}: expected one of 'knn', "
+                          "'linear', 'mlp', 'finetune' or 'finetune-<percent>%' (e.g. "
+                          "'finetune-1%', 'finetune-10%').")
+    if match.group(1) is None:
+        return "finetune", None
+    value = float(match.group(1))
+    fraction = value / 100 if match.group(2) else value
+    check(0 < fraction <= 1, "protocol", name, "a label fraction in (0, 1]")
+    return "finetune", fraction
+
+
+def run_protocols(backbone: nn.Module, train_dataset: Any, test_dataset: Any,
+                  protocols: Union[Sequence[str], Mapping[str, Mapping[str, Any]]] = ("knn",)
+                  ) -> Dict[str, ProbeResult]:
+    """Run several protocols on one backbone, extracting frozen features only once.
+
+    ``protocols`` is a sequence of names (``knn``, ``linear``, ``mlp``, ``finetune``,
+    ``finetune-1%``, ``finetune-10%``) or a mapping from name to keyword options of the
+    matching function (e.g. ``{"knn": {"k": 20}, "linear": {"epochs": 50}}``). Returns
+    ``{record key: ProbeResult}`` with keys from :func:`protocol_key`.
+    """
+    if not isinstance(protocols, Mapping):
+        if isinstance(protocols, str):
+            protocols = (protocols,)
+        protocols = {name: {} for name in protocols}
+    parsed = {name: _parse_protocol(name) for name in protocols}
+    results: Dict[str, ProbeResult] = {}
+    features = None
+    for name, options in protocols.items():
+        kind, fraction = parsed[name]
+        options = dict(options or {})
+        if kind == "finetune":
+            if fraction is not None:
+                options.setdefault("label_fraction", fraction)
+            results[protocol_key(name)] = fine_tune(backbone, train_dataset, test_dataset,
+                                                    return_details=True, **options)
+            continue
+        if features is None:
+            features = _features_pair(backbone, train_dataset, test_dataset, 512)
+        if kind == "knn":
+            results[protocol_key(name)] = _knn_result(
+                *features, k=options.pop("k", 200),
+                temperature=options.pop("temperature", 0.1))
+            if options:
+                raise ConfigError(f"Invalid options for 'knn': {sorted(options)}; expected "
+                                  "k and temperature.")
+        else:
+            defaults = dict(epochs=100, lr=None,
+                            weight_decay=1e-4, batch_size=512 if kind == "linear" else 256,
+                            optimizer="adam", lr_sweep=None, val_fraction=0.2, seed=0)
+            if kind == "mlp":
+                defaults["hidden_dim"] = 512
+            unknown = set(options) - set(defaults)
+            if unknown:
+                raise ConfigError(f"Invalid options for {name!r}: {sorted(unknown)}; expected "
+                                  f"some of {sorted(defaults)}.")
+            defaults.update(options)
+            results[protocol_key(name)] = _head_result(kind, *features, **defaults)
+    return results

@@ -1,0 +1,476 @@
+"""Compare methods under one budget: same data, backbone, seed and evaluation protocol.
+
+.. code-block:: python
+
+    from super_selfish import compare
+
+    table = compare(["simclr", "byol", "rotnet"], "cifar10-sample", budget=dict(epochs=5),
+                    eval=("knn", "linear"))
+    print(table)          # markdown table, protocol footnotes
+    table.to_pandas()     # a DataFrame (with pandas installed)
+    table.plot()          # bar charts (with matplotlib installed)
+
+Every method is built with the same backbone architecture and ``seed`` (hence the same
+initial weights), trained with the same optimizer settings and the same budget, and its
+backbone is then scored by the same protocols (:func:`super_selfish.evaluate.run_protocols`).
+The global RNG of the caller is left as it was.
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+import os
+import re
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import torch
+
+from . import console, data, evaluate, methods as method_registry
+from .errors import ConfigError, check
+from .supervisor import Callback, Supervisor
+
+__all__ = ["compare", "ComparisonTable", "Budget", "parse_budget"]
+
+DEFAULT_EPOCHS = 10
+_SCHEDULE_HORIZON = 10**6  # epochs passed to supervise() when only a time budget is given
+
+
+# ---------------------------------------------------------------------------------- budget
+class Budget(Dict[str, float]):
+    """``{"epochs": N}``, ``{"seconds": S}`` or both (stop at whichever comes first)."""
+
+    @property
+    def epochs(self) -> Optional[int]:
+        return self.get("epochs")  # type: ignore[return-value]
+
+    @property
+    def seconds(self) -> Optional[float]:
+        return self.get("seconds")
+
+    def __str__(self) -> str:
+        parts = []
+        if self.epochs is not None:
+            parts.append(f"{self.epochs} epoch{'s' if self.epochs != 1 else ''}")
+        if self.seconds is not None:
+            parts.append(f"{self.seconds:g} s")
+        return " or ".join(parts)
+
+
+_UNITS = {"s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1, "m": 60, "min": 60,
+          "mins": 60, "minute": 60, "minutes": 60, "h": 3600, "hour": 3600, "hours": 3600}
+
+
+def parse_budget(budget: Any = None, epochs: Optional[int] = None,
+                 seconds: Optional[float] = None) -> Budget:
+    """Normalise a budget: an int (epochs), ``dict(epochs=N)``, ``dict(seconds=S)``, both,
+    or a string such as ``"5 epochs"``, ``"90s"``, ``"10 min"``; or the ``epochs=`` /
+    ``seconds=`` keywords. Nothing given: ``DEFAULT_EPOCHS`` (10) epochs."""
+    expected = ("an int (epochs), dict(epochs=N) and/or dict(seconds=S), or a string such as "
+                "'5 epochs' or '90s'")
+    if budget is not None and (epochs is not None or seconds is not None):
+        raise ConfigError("Pass either budget=... or epochs=/seconds=, not both.")
+    if budget is None:
+        budget = {k: v for k, v in (("epochs", epochs), ("seconds", seconds)) if v is not None}
+        if not budget:
+            budget = {"epochs": DEFAULT_EPOCHS}
+    if isinstance(budget, bool):
+        raise ConfigError(f"Invalid budget={budget!r}: expected {expected}.")
+    if isinstance(budget, int):
+        budget = {"epochs": budget}
+    elif isinstance(budget, str):
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*", budget.lower())
+        unit = match.group(2) if match else None
+        if match is None or unit not in ("", "ep", "epoch", "epochs", *_UNITS):
+            raise ConfigError(f"Invalid budget={budget!r}: expected {expected}.")
+        value = float(match.group(1))
+        budget = ({"epochs": int(value)} if unit in ("", "ep", "epoch", "epochs")
+                  else {"seconds": value * _UNITS[unit]})
+    check(isinstance(budget, Mapping) and budget and set(budget) <= {"epochs", "seconds"},
+          "budget", budget, expected)
+    out = Budget()
+    if budget.get("epochs") is not None:
+        value = budget["epochs"]
+        check(isinstance(value, int) and not isinstance(value, bool) and value > 0,
+              "budget epochs", value, "a positive int")
+        out["epochs"] = value
+    if budget.get("seconds") is not None:
+        value = budget["seconds"]
+        check(isinstance(value, (int, float)) and not isinstance(value, bool)
+              and math.isfinite(value) and value > 0, "budget seconds", value,
+              "a positive number of seconds")
+        out["seconds"] = float(value)
+    check(bool(out), "budget", budget, expected)
+    return out
+
+
+class _BudgetReached(Exception):
+    """Raised by :class:`_Tracker` at the end of the step during which time ran out."""
+
+
+class _Tracker(Callback):
+    """Times the training loop, keeps every step's loss, enforces a wall-clock budget."""
+
+    def __init__(self, seconds: Optional[float]):
+        self.seconds = seconds
+        self.losses: List[float] = []
+        self.started: Optional[float] = None
+        self.stopped: Optional[float] = None
+        self.out_of_time = False
+
+    def on_train_start(self, sup: Any) -> None:
+        self.started = time.perf_counter()
+
+    def on_step_end(self, sup: Any, step: int, metrics: Dict[str, float]) -> None:
+        self.losses.append(float(metrics["loss"]))
+        if self.seconds is not None and time.perf_counter() - self.started >= self.seconds:
+            self.stopped = time.perf_counter()
+            self.out_of_time = True
+            raise _BudgetReached()  # the step is complete: weights are updated
+
+    def on_train_end(self, sup: Any, history: List[Dict[str, Any]]) -> None:
+        self.stopped = time.perf_counter()
+
+    @property
+    def elapsed(self) -> float:
+        if self.started is None:
+            return 0.0
+        return (self.stopped or time.perf_counter()) - self.started
+
+
+# ---------------------------------------------------------------------------------- memory
+def _reset_peak_memory(device: torch.device) -> str:
+    """Start a peak-memory measurement; returns what will be measured."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        return "cuda_max_memory_allocated"
+    try:  # Linux: writing 5 resets the peak resident set size (VmHWM) of this process
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return "process_peak_rss"
+    except OSError:
+        return "process_peak_rss_since_start"
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+MEMORY_NOTES = {
+    "cuda_max_memory_allocated": "peak_memory_mb: torch.cuda.max_memory_allocated during "
+                                 "training (tensors only, reset before each method)",
+    "process_peak_rss": "peak_memory_mb: peak resident memory of the whole process during "
+                        "training (Linux VmHWM, reset before each method; includes the "
+                        "dataset and Python itself)",
+    "process_peak_rss_since_start": "peak_memory_mb: peak resident memory of the process "
+                                    "since it started (resource.getrusage; cannot be reset, "
+                                    "so a later method reports at least an earlier peak)",
+}
+
+
+# ---------------------------------------------------------------------------------- the table
+_FIRST = ("method",)
+_LAST = ("final_loss", "epochs", "steps", "train_seconds", "images_per_s", "peak_memory_mb",
+         "eval_seconds")
+
+
+class ComparisonTable(list):
+    """A list of per-method records (dicts) with table, DataFrame, file and plot views.
+
+    Record fields: ``method``, one ``<protocol>_accuracy`` per protocol (``knn_accuracy``,
+    ``linear_accuracy``, ...), ``final_loss`` (mean training loss over the last epoch's worth
+    of steps), ``epochs`` (completed, fractional under a time budget), ``steps``,
+    ``train_seconds`` (wall-clock of the training loop), ``images_per_s``, ``peak_memory_mb``
+    (see :attr:`notes`), ``eval_seconds``, plus ``backbone``, ``budget`` and ``seed``.
+    :attr:`protocols` describes exactly how each accuracy was obtained.
+    """
+
+    def __init__(self, records: Sequence[Dict[str, Any]] = (), *,
+                 protocols: Optional[Dict[str, str]] = None, notes: Sequence[str] = (),
+                 histories: Optional[Dict[str, List[Dict[str, Any]]]] = None,
+                 backbones: Optional[Dict[str, torch.nn.Module]] = None):
+        super().__init__(dict(r) for r in records)
+        self.protocols: Dict[str, str] = dict(protocols or {})
+        self.notes: List[str] = list(notes)
+        self.histories = dict(histories or {})
+        self.backbones = dict(backbones or {})
+
+    @property
+    def columns(self) -> List[str]:
+        keys = list(dict.fromkeys(k for r in self for k in r))
+        first = [k for k in _FIRST if k in keys]
+        accuracy = [k for k in keys if k.endswith("_accuracy")]
+        last = [k for k in _LAST if k in keys]
+        rest = [k for k in keys if k not in first + accuracy + last]
+        return first + accuracy + last + rest
+
+    def best(self, metric: str = "knn_accuracy") -> Dict[str, Any]:
+        """The record with the highest ``metric``."""
+        check(any(metric in r for r in self), "metric", metric, f"one of {self.columns}")
+        return max((r for r in self if metric in r), key=lambda r: r[metric])
+
+    def to_pandas(self):
+        """A ``pandas.DataFrame`` with one row per method (needs pandas)."""
+        try:
+            import pandas as pd
+        except ImportError as exc:
+            raise ImportError("ComparisonTable.to_pandas() needs pandas: pip install pandas "
+                              "(or pip install super_selfish[viz]).") from exc
+        return pd.DataFrame(list(self), columns=self.columns)
+
+    @staticmethod
+    def _cell(column: str, value: Any, digits: int) -> str:
+        """Accuracies with ``digits`` decimals, other numbers with ``digits`` significant
+        digits (no exponent below 10^6)."""
+        if isinstance(value, float) and math.isfinite(value):
+            if column.endswith("_accuracy"):
+                return f"{value:.{digits}f}"
+            return f"{value:.{digits}g}" if abs(value) < 10 ** digits else f"{value:.0f}"
+        return str(value)
+
+    def to_markdown(self, digits: int = 4, notes: bool = True) -> str:
+        """A GitHub-markdown table, followed by the protocol and memory notes."""
+        if not self:
+            return "(empty comparison)"
+        columns = self.columns
+        rows = [[self._cell(c, r.get(c, ""), digits) for c in columns] for r in self]
+        widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(columns)]
+        line = lambda cells: "| " + " | ".join(  # noqa: E731
+            cell.ljust(w) for cell, w in zip(cells, widths)) + " |"
+        out = [line(columns), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+        out += [line(row) for row in rows]
+        if notes:
+            out += [""] + [f"- {key}: {text}" for key, text in self.protocols.items()]
+            out += [f"- {text}" for text in self.notes]
+        return "\n".join(out)
+
+    def __repr__(self) -> str:
+        return self.to_markdown()
+
+    __str__ = __repr__
+
+    def _repr_markdown_(self) -> str:
+        return self.to_markdown()
+
+    def to_json(self, path: Union[str, os.PathLike]) -> Path:
+        """Write records, protocols and notes to a JSON file."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w") as handle:
+            json.dump({"records": list(self), "protocols": self.protocols,
+                       "notes": self.notes}, handle, indent=1)
+        return path
+
+    @classmethod
+    def from_json(cls, path: Union[str, os.PathLike]) -> "ComparisonTable":
+        with open(path) as handle:
+            payload = json.load(handle)
+        return cls(payload["records"], protocols=payload.get("protocols"),
+                   notes=payload.get("notes", ()))
+
+    def to_csv(self, path: Union[str, os.PathLike]) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=self.columns)
+            writer.writeheader()
+            writer.writerows(self)
+        return path
+
+    def plot(self, metrics: Optional[Sequence[str]] = None,
+             path: Optional[Union[str, os.PathLike]] = None):
+        """Bar charts per metric (see :func:`super_selfish.plots.plot_comparison`)."""
+        from .plots import plot_comparison
+
+        return plot_comparison(self, metrics, path)
+
+
+# ---------------------------------------------------------------------------------- compare
+MethodSpec = Union[str, type]
+
+
+def _method_items(methods: Any) -> List[Tuple[str, type]]:
+    if isinstance(methods, (str, type)):
+        methods = [methods]
+    items = list(methods.items()) if isinstance(methods, Mapping) else [
+        (m if isinstance(m, str) else getattr(m, "method", m.__name__), m) for m in methods]
+    check(len(items) > 0, "methods", methods, "at least one method name or Supervisor class")
+    out = []
+    for label, spec in items:
+        cls = method_registry.get(spec) if isinstance(spec, str) else spec
+        check(isinstance(cls, type) and issubclass(cls, Supervisor), "methods", spec,
+              f"a registered method name (one of {method_registry.available()}) or a "
+              "Supervisor subclass")
+        out.append((str(label), cls))
+    labels = [label for label, _ in out]
+    check(len(set(labels)) == len(labels), "methods", labels,
+          "distinct names (pass a dict {label: method} to compare one method twice)")
+    return out
+
+
+def _eval_sets(dataset: Any, test_dataset: Any, eval_train_dataset: Any,
+               train: data.ImageDataset, wanted: bool):
+    if not wanted:
+        return None, None
+    if test_dataset is not None:
+        test = data.dataset(test_dataset, "test")
+    elif isinstance(dataset, str) and dataset in data.NAMES:
+        test = data.dataset(dataset, "test")
+    else:
+        raise ConfigError("compare(..., eval=...) needs labelled held-out images: pass "
+                          "test_dataset=... (or eval=() to skip evaluation).")
+    memory = train if eval_train_dataset is None else data.dataset(eval_train_dataset)
+    if not memory.has_labels:
+        raise ConfigError("the training dataset has no labels, so it cannot serve as the "
+                          "evaluation training set: pass eval_train_dataset=... (labelled).")
+    if not test.has_labels:
+        raise ConfigError("test_dataset has no labels: evaluation needs labelled test images.")
+    return data.materialize(memory), data.materialize(test)
+
+
+def compare(methods: Union[MethodSpec, Sequence[MethodSpec], Mapping[str, MethodSpec]],
+            dataset: Any = "cifar10-sample", backbone: Any = "convnet-small",
+            budget: Any = None, eval: Union[Sequence[str], Mapping[str, Any]] = ("knn",),
+            test_dataset: Any = None, seed: int = 0, batch_size: int = 256, lr: float = 1e-3,
+            *, epochs: Optional[int] = None, seconds: Optional[float] = None,
+            eval_train_dataset: Any = None, image_size: Optional[int] = None,
+            device: Optional[Union[str, torch.device]] = None,
+            method_options: Optional[Mapping[str, Mapping[str, Any]]] = None,
+            supervise_options: Optional[Mapping[str, Any]] = None,
+            callbacks: Union[Sequence[Callback], Callable[[str], Sequence[Callback]]] = (),
+            name: Optional[str] = None, progress: bool = False,
+            keep_backbones: bool = True) -> ComparisonTable:
+    """Train several methods under the same budget and score them the same way.
+
+    Args:
+        methods: registry names (``super_selfish.methods.available()``), Supervisor classes,
+            or a dict ``{label: name or class}``.
+        dataset: training images (anything :func:`super_selfish.data.dataset` accepts; names
+            use their ``train`` split). Labels are never used for training.
+        backbone: the architecture every method gets: a registry name, or a module (each
+            method trains its own deep copy, so all start from the same weights).
+        budget: ``epochs`` (int, ``dict(epochs=N)``) or wall-clock ``dict(seconds=S)``, or both
+            (see :func:`parse_budget`; also ``epochs=``/``seconds=``). With a time budget
+            training stops at the end of the step during which the time ran out (measured
+            from the first step's start, setup excluded); the learning-rate/momentum
+            schedules then use ``epochs`` as their horizon when given (else a constant
+            horizon of 10^6 epochs).
+        eval: protocols, names or ``{name: options}`` (``knn``, ``linear``, ``mlp``,
+            ``finetune``, ``finetune-1%``, ``finetune-10%``; see
+            :func:`super_selfish.evaluate.run_protocols`); ``()`` skips evaluation.
+        test_dataset: labelled held-out images (default: the ``test`` split of a named
+            dataset). ``eval_train_dataset``: labelled images for the kNN memory / probe
+            training (default: ``dataset``).
+        seed: the same for every method: initial weights, data order, augmentations.
+        batch_size, lr: the same for every method; ``supervise_options`` adds other
+            ``supervise`` arguments (e.g. ``weight_decay``, ``lr_scheduler``) and
+            ``method_options`` constructor options per label (e.g. ``{"simclr":
+            {"temperature": 0.2}}``).
+        callbacks: extra callbacks for every run, or ``callable(label) -> callbacks``.
+        name: when given, checkpoints go to ``<name>/<label>`` and the table to
+            ``<name>/comparison.{json,csv}``; otherwise nothing is written.
+
+    Returns a :class:`ComparisonTable`; ``.histories`` and ``.backbones`` hold each method's
+    epoch records and trained backbone.
+    """
+    items = _method_items(methods)
+    plan = parse_budget(budget, epochs, seconds)
+    check(isinstance(seed, int) and seed >= 0, "seed", seed, "a non-negative int")
+    if isinstance(eval, str):
+        eval = (eval,)
+    protocols = dict(eval) if isinstance(eval, Mapping) else {p: {} for p in eval}
+    for p in protocols:  # fail before any training on a misspelt protocol
+        evaluate.protocol_key(p)
+    train = data.dataset(dataset, "train")
+    memory, test = _eval_sets(dataset, test_dataset, eval_train_dataset, train,
+                              bool(protocols))
+    managed = {"lr", "epochs", "batch_size", "seed", "device", "progress", "callbacks", "save",
+               "name", "pretrained", "resume"}
+    clash = sorted(managed & set(supervise_options or {}))
+    check(not clash, "supervise_options", clash, "no keys that compare() sets itself (use its "
+          "own lr=, batch_size=, budget=, seed=, device=, callbacks=, name= arguments)")
+    method_options = dict(method_options or {})
+    unknown = set(method_options) - {label for label, _ in items}
+    check(not unknown, "method_options", sorted(unknown), "keys among the compared methods")
+    target = torch.device(device) if device is not None else (
+        torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
+    rng_devices = [target] if target.type == "cuda" else []
+    records, histories, backbones = [], {}, {}
+    descriptions: Dict[str, str] = {}
+    memory_kind = ""
+    for label, cls in items:
+        with torch.random.fork_rng(devices=rng_devices):
+            arch = copy.deepcopy(backbone) if isinstance(backbone, torch.nn.Module) else backbone
+            sup = cls(train, backbone=arch, seed=seed, image_size=image_size,
+                      **dict(method_options.get(label, {})))
+            tracker = _Tracker(plan.seconds)
+            extra = callbacks(label) if callable(callbacks) else callbacks
+            memory_kind = _reset_peak_memory(target)
+            options = dict(lr=lr, epochs=plan.epochs or _SCHEDULE_HORIZON,
+                           batch_size=batch_size, seed=seed, device=target, progress=progress,
+                           callbacks=[tracker, *extra], save=name is not None,
+                           name=str(Path(name) / label) if name is not None else "store/_compare")
+            options.update(supervise_options or {})
+            console.info(f"compare: training {label} ({plan})")
+            try:
+                sup.supervise(**options)
+            except _BudgetReached:
+                pass
+            train_seconds = tracker.elapsed
+            peak = _peak_memory_mb(target)
+            if tracker.out_of_time and name is not None:
+                sup.save(options["name"])  # the state reached when time ran out
+            steps = len(tracker.losses)
+            per_epoch = len(sup.loader)
+            tail = tracker.losses[-per_epoch:]
+            record: Dict[str, Any] = {
+                "method": label,
+                "final_loss": sum(tail) / len(tail) if tail else float("nan"),
+                "epochs": round(steps / per_epoch, 3),
+                "steps": steps,
+                "train_seconds": train_seconds,
+                "images_per_s": steps * batch_size / max(train_seconds, 1e-9),
+                "peak_memory_mb": peak,
+            }
+            if protocols:
+                started = time.perf_counter()
+                results = evaluate.run_protocols(sup.get_backbone(), memory, test, protocols)
+                for key, result in results.items():
+                    record[key] = result.accuracy
+                    descriptions[key] = result.description
+                record["eval_seconds"] = time.perf_counter() - started
+            record.update(backbone=sup.backbone.name, budget=str(plan), seed=seed)
+        records.append(record)
+        histories[label] = list(sup.history)
+        if keep_backbones:
+            backbones[label] = sup.get_backbone().eval()
+        summary = ", ".join(f"{k} {record[k]:.4f}" for k in record if k.endswith("_accuracy"))
+        console.info(f"compare: {label} done in {train_seconds:.1f} s"
+                     + (f", {summary}" if summary else ""))
+        del sup
+    arch = backbone if isinstance(backbone, str) else type(backbone).__name__
+    notes = [MEMORY_NOTES[memory_kind], f"every method: backbone {arch}, budget {plan}, "
+             f"batch {batch_size}, lr {lr:g}, seed {seed}"]
+    table = ComparisonTable(records, protocols=descriptions, notes=notes, histories=histories,
+                            backbones=backbones)
+    if name is not None:
+        table.to_json(Path(name) / "comparison.json")
+        table.to_csv(Path(name) / "comparison.csv")
+    return table

@@ -1,0 +1,383 @@
+"""Online monitors and loggers: :class:`~super_selfish.supervisor.Callback` s for ``supervise``.
+
+.. code-block:: python
+
+    from super_selfish.monitors import HealthMonitor, KNNMonitor, TensorBoardLogger
+
+    sup.supervise(epochs=100, callbacks=[
+        KNNMonitor(train_labelled, test_labelled, every=5),   # writes record["knn_accuracy"]
+        HealthMonitor(),                                       # warns on collapse
+        TensorBoardLogger(),                                   # <run folder>/tensorboard
+    ])
+
+Monitors write their values into the epoch record, so they appear in the console line, in
+``history.json`` / ``history.csv`` of the run folder (written by the supervisor) and in
+TensorBoard. They run on the main process only, put the backbone in eval mode under
+``no_grad`` (restoring its mode afterwards, so BatchNorm statistics are untouched) and draw no
+numbers from the global RNG, so attaching them does not change the training run. Loss,
+learning rate and images/s are already on the progress bar and in every epoch record.
+"""
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Dict, List, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import console, data, evaluate, store
+from .distributed import is_main_process
+from .errors import check
+from .supervisor import Callback
+
+__all__ = ["KNNMonitor", "LinearProbeMonitor", "HealthMonitor", "TensorBoardLogger",
+           "embedding_health", "effective_rank"]
+
+
+def _total_epochs(sup: Any) -> Optional[int]:
+    loader = getattr(sup, "loader", None)
+    if loader is None or not len(loader):
+        return None
+    return int(getattr(sup, "total_steps", 0)) // len(loader) or None
+
+
+def _due(sup: Any, record: Dict[str, Any], every: int) -> bool:
+    """True every ``every`` epochs and at the last epoch of the run."""
+    epoch = int(record.get("epoch", 0))
+    return epoch % every == 0 or epoch == _total_epochs(sup)
+
+
+def _sample(ds: data.ImageDataset, n: int, seed: int) -> data.TensorImageDataset:
+    """A fixed random subset of at most ``n`` items, read item by item (no full load)."""
+    if isinstance(ds, data.TensorImageDataset) and len(ds) <= n:
+        return ds
+    order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:n]
+    if isinstance(ds, data.TensorImageDataset):
+        return ds.subset(order.sort().values)
+    items = [ds[int(i)] for i in order.sort().values]
+    images = torch.stack([img for img, _ in items])
+    labels = torch.tensor([label for _, label in items], dtype=torch.long)
+    return data.TensorImageDataset(images, labels, ds.classes)
+
+
+class _ProbeMonitor(Callback):
+    """Shared logic of the kNN and linear monitors: labelled split, schedule, record key."""
+
+    key = "accuracy"
+
+    def __init__(self, train: Any, test: Any = None, every: int = 1, *,
+                 val_fraction: float = 0.2, seed: int = 0, key: Optional[str] = None):
+        check(isinstance(every, int) and every > 0, "every", every, "a positive int (epochs)")
+        self.train_source, self.test_source = train, test
+        self.every, self.val_fraction, self.seed = every, val_fraction, seed
+        self.key = key or self.key
+        self.values: List[tuple] = []  # (epoch, value)
+        self._train: Optional[data.TensorImageDataset] = None
+        self._test: Optional[data.TensorImageDataset] = None
+
+    def _datasets(self) -> tuple:
+        if self._train is None:
+            train = data.materialize(data.dataset(self.train_source))
+            evaluate._labelled(train.labels, "train")
+            if self.test_source is None:  # hold out a stratified part of the labelled data
+                keep, held = evaluate.stratified_split(train.labels, self.val_fraction,
+                                                       self.seed)
+                self._train, self._test = train.subset(keep), train.subset(held)
+            else:
+                self._train = train
+                self._test = data.materialize(data.dataset(self.test_source, "test"))
+                evaluate._labelled(self._test.labels, "test")
+        return self._train, self._test
+
+    def on_train_start(self, sup: Any) -> None:
+        if is_main_process():
+            self._datasets()
+
+    def _score(self, backbone: nn.Module, train: Any, test: Any) -> float:
+        raise NotImplementedError
+
+    def on_epoch_end(self, sup: Any, record: Dict[str, Any]) -> None:
+        if not is_main_process() or not _due(sup, record, self.every):
+            return
+        train, test = self._datasets()
+        value = float(self._score(sup.get_backbone(), train, test))
+        record[self.key] = value
+        self.values.append((record.get("epoch"), value))
+
+
+class KNNMonitor(_ProbeMonitor):
+    """Weighted-kNN accuracy of the backbone every ``every`` epochs (and at the last one).
+
+    ``train`` is the labelled memory, ``test`` the held-out labelled set that is classified
+    (default: a stratified ``val_fraction`` split of ``train``, seeded). Writes
+    ``record[key]`` (default ``knn_accuracy``); the values are also kept in ``.values``.
+    Same protocol as :func:`super_selfish.evaluate.knn_accuracy`.
+    """
+
+    key = "knn_accuracy"
+
+    def __init__(self, train: Any, test: Any = None, every: int = 1, k: int = 200,
+                 temperature: float = 0.1, **kwargs: Any):
+        super().__init__(train, test, every, **kwargs)
+        check(isinstance(k, int) and k > 0, "k", k, "a positive int")
+        self.k, self.temperature = k, temperature
+
+    def _score(self, backbone: nn.Module, train: Any, test: Any) -> float:
+        return evaluate.knn_accuracy(backbone, train, test, k=self.k,
+                                     temperature=self.temperature)
+
+
+class LinearProbeMonitor(_ProbeMonitor):
+    """Linear-probe accuracy every ``every`` epochs (default 5, and at the last epoch).
+
+    Same protocol as :func:`super_selfish.evaluate.linear_probe` (frozen eval-mode backbone,
+    standardised features, seeded head), with ``epochs`` passes (default 30, kept short
+    because it runs during training). Writes ``record[key]`` (default ``linear_accuracy``).
+    """
+
+    key = "linear_accuracy"
+
+    def __init__(self, train: Any, test: Any = None, every: int = 5, epochs: int = 30,
+                 lr: Optional[float] = None, optimizer: str = "adam", **kwargs: Any):
+        super().__init__(train, test, every, **kwargs)
+        self.epochs, self.lr, self.optimizer = epochs, lr, optimizer
+
+    def _score(self, backbone: nn.Module, train: Any, test: Any) -> float:
+        return evaluate.linear_probe(backbone, train, test, epochs=self.epochs, lr=self.lr,
+                                     optimizer=self.optimizer, seed=self.seed)
+
+
+# ---------------------------------------------------------------------------------- health
+def effective_rank(features: torch.Tensor) -> float:
+    """exp(entropy) of the normalised singular values of the (uncentred) feature matrix.
+
+    Ranges from 1 (every sample maps to one direction) to min(N, D) (all directions used
+    equally); 0 for an all-zero matrix (Roy & Vetterli, 2007; RankMe, Garrido et al., 2023).
+    """
+    s = torch.linalg.svdvals(features.double())
+    total = s.sum()
+    if not torch.isfinite(total) or total <= 0:
+        return 0.0
+    p = s / total
+    p = p[p > 0]
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
+def embedding_health(features: torch.Tensor, std_threshold: float = 0.02,
+                     rank_fraction: float = 0.01) -> Dict[str, Any]:
+    """Collapse statistics of a (N, D) feature batch.
+
+    * ``embedding_std``: the per-dimension std of the L2-normalised features, averaged over
+      dimensions. Isotropic features give about ``1/sqrt(D)`` (``reference_std``); complete
+      collapse (every image maps to the same direction) gives 0. ``std_ratio`` is
+      ``embedding_std * sqrt(D)``.
+    * ``effective_rank``: see :func:`effective_rank`.
+
+    ``collapsed`` is True when ``std_ratio < std_threshold`` (default 0.02, i.e. the spread is
+    fifty times below isotropic; randomly initialised CNNs sit around 0.1-0.25, because
+    post-ReLU features share a large mean direction, so the 0.1 sometimes quoted would flag
+    untrained ResNets) or when ``effective_rank < max(2, rank_fraction * min(N, D))``
+    (default 1% of the attainable rank, at least 2: the features span about one direction).
+    ``reasons`` lists the failed checks.
+    """
+    features = features.detach().float().flatten(1).cpu()
+    n, d = features.shape
+    reasons = []
+    if not torch.isfinite(features).all():
+        return dict(embedding_std=float("nan"), reference_std=1 / math.sqrt(d),
+                    std_ratio=float("nan"), effective_rank=float("nan"), n=n, dim=d,
+                    collapsed=True, reasons=["features contain NaN or inf"])
+    std = float(F.normalize(features, dim=1).std(0, unbiased=False).mean())
+    ratio = std * math.sqrt(d)
+    rank = effective_rank(features)
+    min_rank = max(2.0, rank_fraction * min(n, d))
+    if ratio < std_threshold:
+        reasons.append(f"embedding std {std:.2e} is below {std_threshold:g}/sqrt(d) = "
+                       f"{std_threshold / math.sqrt(d):.2e} (isotropic: {1 / math.sqrt(d):.2e})")
+    if rank < min_rank:
+        reasons.append(f"effective rank {rank:.2f} is below {min_rank:.2f} "
+                       f"({rank_fraction:.0%} of min(n={n}, d={d}), at least 2)")
+    return dict(embedding_std=std, reference_std=1 / math.sqrt(d), std_ratio=ratio,
+                effective_rank=rank, n=n, dim=d, collapsed=bool(reasons), reasons=reasons)
+
+
+class HealthMonitor(Callback):
+    """Collapse detector: spread and effective rank of backbone features, every epoch.
+
+    A fixed probe batch (``n_probe`` images drawn once with ``seed`` from ``probe``, default:
+    the training set) is embedded by the backbone in eval mode at the end of every ``every``
+    epochs. The epoch record gets ``embedding_std`` (mean per-dimension std of L2-normalised
+    features; isotropic ~ 1/sqrt(d)) and ``effective_rank``; when
+    :func:`embedding_health` reports collapse (thresholds ``std_threshold`` and
+    ``rank_fraction``, documented there) a yellow ``[warning]`` line says so and what to try.
+    ``.collapsed`` tells whether the last check failed, ``.warnings`` keeps every message.
+    """
+
+    def __init__(self, probe: Any = None, n_probe: int = 512, every: int = 1, *,
+                 std_threshold: float = 0.02, rank_fraction: float = 0.01, seed: int = 0,
+                 warn: bool = True):
+        check(isinstance(n_probe, int) and n_probe >= 2, "n_probe", n_probe,
+              "an int of at least 2")
+        check(isinstance(every, int) and every > 0, "every", every, "a positive int (epochs)")
+        self.probe_source, self.n_probe, self.every, self.seed = probe, n_probe, every, seed
+        self.std_threshold, self.rank_fraction, self.warn = std_threshold, rank_fraction, warn
+        self.images: Optional[torch.Tensor] = None
+        self.collapsed = False
+        self.last: Dict[str, Any] = {}
+        self.warnings: List[str] = []
+
+    def on_train_start(self, sup: Any) -> None:
+        source = sup.dataset if self.probe_source is None else data.dataset(self.probe_source)
+        self.images = _sample(source, self.n_probe, self.seed).images
+
+    @torch.no_grad()
+    def measure(self, backbone: nn.Module) -> Dict[str, Any]:
+        """Embed the probe batch (eval mode, mode restored) and compute the statistics."""
+        check(self.images is not None, "probe", None, "on_train_start to have run first")
+        device = evaluate._device_of(backbone)
+        was_training = backbone.training
+        backbone.eval()
+        try:
+            feats = torch.cat([backbone(evaluate._as_float(self.images[i:i + 256].to(device)))
+                               .float().cpu() for i in range(0, len(self.images), 256)])
+        finally:
+            backbone.train(was_training)
+        self.last = embedding_health(feats, self.std_threshold, self.rank_fraction)
+        self.collapsed = self.last["collapsed"]
+        return self.last
+
+    def on_epoch_end(self, sup: Any, record: Dict[str, Any]) -> None:
+        epoch = int(record.get("epoch", 0))
+        if not is_main_process() or (epoch % self.every and epoch != _total_epochs(sup)):
+            return
+        stats = self.measure(sup.get_backbone())
+        record["embedding_std"] = stats["embedding_std"]
+        record["effective_rank"] = stats["effective_rank"]
+        if stats["collapsed"]:
+            message = (f"epoch {epoch}: representation collapse suspected - "
+                       + "; ".join(stats["reasons"]) + ". Try a lower learning rate, more "
+                       "weight decay or warm-up, a higher temperature, stronger augmentation, "
+                       "or check the method's predictor/stop-gradient.")
+            self.warnings.append(message)
+            if self.warn:
+                console.warn(message)
+
+
+# ---------------------------------------------------------------------------------- logging
+def _summary_writer() -> type:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as exc:  # torch raises this when tensorboard is missing
+        raise ImportError("TensorBoardLogger needs the 'tensorboard' package: pip install "
+                          "tensorboard (or pip install super_selfish[viz]).") from exc
+    return SummaryWriter
+
+
+class TensorBoardLogger(Callback):
+    """Write a run to TensorBoard: scalars, an augmentation preview and the embedding projector.
+
+    * ``step/<name>`` every ``every_n_steps`` steps: the loss, the learning rate and every
+      scalar a method logs; ``epoch/<name>``: every numeric value of the epoch record
+      (loss, lr, images/s and whatever monitors wrote, whichever order the callbacks run in).
+    * ``augmentations``: a grid of the method's training views of a few images, at the start.
+    * ``backbone`` projector at the end: features of ``n_embedding`` images (``embedding_data``,
+      default: the training set) with their labels (class names when known) and thumbnails.
+
+    ``log_dir`` defaults to ``<run folder>/tensorboard`` (beside ``history.json``). Needs
+    ``tensorboard``; the constructor raises a clear ImportError without it.
+    """
+
+    def __init__(self, log_dir: Optional[str] = None, every_n_steps: int = 10, *,
+                 preview: bool = True, embedding: bool = True, n_embedding: int = 500,
+                 embedding_data: Any = None, seed: int = 0):
+        self._writer_cls = _summary_writer()
+        check(isinstance(every_n_steps, int) and every_n_steps > 0, "every_n_steps",
+              every_n_steps, "a positive int")
+        self.log_dir, self.every_n_steps = log_dir, every_n_steps
+        self.preview, self.embedding, self.n_embedding = preview, embedding, n_embedding
+        self.embedding_data, self.seed = embedding_data, seed
+        self.writer: Any = None
+        self._pending: Optional[Dict[str, Any]] = None
+
+    def on_train_start(self, sup: Any) -> None:
+        if not is_main_process():
+            return
+        folder = self.log_dir or str(store.run_dir(getattr(sup, "run_name", "store/base"))
+                                     / "tensorboard")
+        self.log_dir = folder
+        self.writer = self._writer_cls(folder, purge_step=sup.global_step or None)
+        self.writer.add_text("hparams", "```\n" + json.dumps(
+            {"method": sup.method, **sup.hparams}, indent=1, default=str) + "\n```",
+            sup.global_step)
+        if self.preview and getattr(sup, "views", None) is not None:
+            self._log_preview(sup)
+
+    def _log_preview(self, sup: Any) -> None:
+        from .plots import view_grid
+
+        images = _sample(sup.dataset, 8, self.seed).images[:8]
+        try:
+            with torch.random.fork_rng(devices=[]):
+                grid = view_grid(sup.views, images, n_views=4, seed=self.seed)
+        except Exception as exc:  # a preview must never stop training
+            console.warn(f"TensorBoardLogger: augmentation preview skipped ({exc})")
+            return
+        self.writer.add_image("augmentations", grid, sup.global_step)
+
+    def _flush_record(self) -> None:
+        if self._pending is not None and self.writer is not None:
+            epoch = int(self._pending.get("epoch", 0))
+            for key, value in self._pending.items():
+                if key != "epoch" and isinstance(value, (int, float)) and not isinstance(
+                        value, bool) and math.isfinite(value):
+                    self.writer.add_scalar(f"epoch/{key}", value, epoch)
+            self.writer.flush()
+        self._pending = None
+
+    def on_step_end(self, sup: Any, step: int, metrics: Dict[str, float]) -> None:
+        if self.writer is None:
+            return
+        self._flush_record()  # the previous epoch's record is complete by now
+        if step % self.every_n_steps == 0:
+            for key, value in metrics.items():
+                self.writer.add_scalar(f"step/{key}", value, step)
+            self.writer.add_scalar("step/lr", sup.optimizer.param_groups[0]["lr"], step)
+
+    def on_epoch_end(self, sup: Any, record: Dict[str, Any]) -> None:
+        if self.writer is None:
+            return
+        self._flush_record()
+        self._pending = record  # later callbacks may still add monitor values
+
+    def on_train_end(self, sup: Any, history: List[Dict[str, Any]]) -> None:
+        if self.writer is None:
+            return
+        self._flush_record()
+        if self.embedding:
+            self._log_embedding(sup)
+        self.close()
+
+    @torch.no_grad()
+    def _log_embedding(self, sup: Any) -> None:
+        source = sup.dataset if self.embedding_data is None else data.dataset(
+            self.embedding_data)
+        subset = _sample(source, self.n_embedding, self.seed)
+        feats, labels = evaluate.extract_features(sup.get_backbone(), subset, 256)
+        metadata = None
+        if (labels >= 0).all():
+            names = list(subset.classes or [])
+            metadata = [names[i] if i < len(names) else str(i) for i in labels.tolist()]
+        thumbs = subset.images
+        if thumbs.shape[-1] > 32:
+            thumbs = data.resize_uint8(thumbs, 32)
+        self.writer.add_embedding(feats, metadata=metadata, label_img=thumbs.float() / 255,
+                                  global_step=sup.global_step, tag="backbone")
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.flush()
+            self.writer.close()
+            self.writer = None
+

@@ -1,0 +1,435 @@
+"""Figures: training curves, embeddings (t-SNE / PCA), augmentation grids, comparisons.
+
+matplotlib is optional (``pip install super_selfish[viz]``); every plotting function raises a
+clear ImportError without it. Figures are built with ``matplotlib.figure.Figure`` (no pyplot
+state, nothing piles up in scripts); pass ``path=`` to write a PNG, and a notebook with
+``%matplotlib inline`` shows the returned figure. :func:`tsne`, :func:`pca` and
+:func:`view_grid` need only torch.
+
+t-SNE (van der Maaten & Hinton, 2008) is implemented here in torch because scikit-learn is not
+a dependency: exact O(N^2) gradients, fine up to a few thousand points (1,000 points take a
+few seconds on a CPU); inputs are first reduced to 50 dimensions by PCA. ``method="pca"`` is
+the instant alternative.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import data, evaluate, store
+from .errors import ConfigError, DataError, check
+
+__all__ = ["tsne", "pca", "view_grid", "plot_history", "plot_embedding", "plot_augmentations",
+           "plot_comparison", "plot_run", "load_history"]
+
+
+def _figure(n_panels: int = 1, width: float = 4.2, height: float = 3.2, cols: int = 3):
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        raise ImportError("Plotting needs matplotlib: pip install super_selfish[viz] "
+                          "(or pip install matplotlib).") from exc
+    cols = max(1, min(cols, n_panels))
+    rows = math.ceil(n_panels / cols)
+    fig = Figure(figsize=(width * cols, height * rows))
+    axes = [fig.add_subplot(rows, cols, i + 1) for i in range(n_panels)]
+    # fixed margins: several times faster to draw than constrained/tight layout
+    fig.subplots_adjust(left=0.5 / (width * cols) + 0.04, right=0.98, top=1 - 0.45 / (
+        height * rows), bottom=0.75 / (height * rows), wspace=0.32, hspace=0.6)
+    return fig, axes
+
+
+def _finish(fig: Any, path: Optional[Union[str, os.PathLike]]) -> Any:
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110)
+    return fig
+
+
+# ---------------------------------------------------------------------------------- history
+def load_history(source: Any) -> List[Dict[str, Any]]:
+    """Epoch records from a list of dicts, a Supervisor, a ``history.json``/``.csv`` file, a
+    run folder or a run name (``store/base`` -> ``store/base/history.json``)."""
+    if isinstance(source, list):
+        return source
+    if hasattr(source, "history") and isinstance(source.history, list):
+        return source.history
+    path = Path(source)
+    if path.is_dir() or not path.suffix or path.suffix == ".pt":
+        folder = path if path.is_dir() and (path / "history.json").exists() \
+            else store.run_dir(path)
+        path = folder / "history.json"
+        if not path.exists() and (folder / "history.csv").exists():
+            path = folder / "history.csv"
+    if not path.exists():
+        raise DataError(f"No history at {str(path)!r}: train with supervise(..., name=...) "
+                        "(which writes <run folder>/history.json) or pass the file.")
+    if path.suffix == ".csv":
+        with open(path, newline="") as handle:
+            return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def _number(value: str) -> Any:
+    try:
+        return float(value) if value not in ("", None) else float("nan")
+    except ValueError:
+        return value
+
+
+_SKIP = {"epoch", "seconds"}
+
+
+def plot_history(source: Any, keys: Optional[Sequence[str]] = None,
+                 path: Optional[Union[str, os.PathLike]] = None, title: Optional[str] = None):
+    """One panel per quantity over epochs: loss, lr, throughput, monitor accuracies
+    (``*_accuracy`` share a panel) and collapse statistics (``embedding_std``,
+    ``effective_rank``). ``keys`` restricts the panels. Returns the figure."""
+    history = load_history(source)
+    if not history:
+        raise DataError("history is empty: nothing to plot (train at least one epoch).")
+    numeric = [k for k in dict.fromkeys(k for r in history for k in r)
+               if k not in _SKIP and any(isinstance(r.get(k), (int, float))
+                                         and not isinstance(r.get(k), bool) for r in history)]
+    if keys is not None:
+        missing = [k for k in keys if k not in numeric]
+        if missing:
+            raise ConfigError(f"Invalid keys {missing}: the history holds {numeric}.")
+        numeric = list(keys)
+    accuracy = [k for k in numeric if k.endswith("_accuracy")]
+    panels: List[List[str]] = [[k] for k in numeric if k not in accuracy]
+    if accuracy:
+        panels.insert(1, accuracy)
+    fig, axes = _figure(len(panels))
+    from matplotlib.ticker import MaxNLocator
+
+    for ax, group in zip(axes, panels):
+        for key in group:
+            points = [(r["epoch"], r[key]) for r in history
+                      if isinstance(r.get(key), (int, float)) and "epoch" in r]
+            if points:
+                xs, ys = zip(*points)
+                ax.plot(xs, ys, marker="o" if len(points) < 30 else None, label=key)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(group[0] if len(group) == 1 else "accuracy")
+        if group[0] == "lr":
+            ax.set_yscale("log")
+        if len(group) > 1 or group[0].endswith("_accuracy"):
+            ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+        fig.subplots_adjust(top=1 - 0.8 / fig.get_figheight())
+    return _finish(fig, path)
+
+
+# ---------------------------------------------------------------------------------- embeddings
+def pca(features: torch.Tensor, n_components: int = 2) -> torch.Tensor:
+    """Project centred features on their top ``n_components`` principal directions."""
+    x = features.detach().double().flatten(1).cpu()
+    x = x - x.mean(0)
+    n_components = min(n_components, *x.shape)
+    _, _, v = torch.linalg.svd(x, full_matrices=False)
+    return (x @ v[:n_components].t()).float()
+
+
+def _joint_probabilities(x: torch.Tensor, perplexity: float) -> torch.Tensor:
+    """Symmetric t-SNE affinities P: Gaussian conditionals over each point's
+    ``3 * perplexity`` nearest neighbours, calibrated to ``perplexity`` by bisection."""
+    n = len(x)
+    k = min(n - 1, int(3 * perplexity) + 1)
+    sq = (x * x).sum(1)
+    dist = (sq[:, None] + sq[None, :] - 2 * x @ x.t()).clamp_min(0)
+    dist.fill_diagonal_(float("inf"))
+    near, index = dist.topk(k, dim=1, largest=False)
+    near = near - near[:, :1]  # row shift: same conditionals, no underflow
+    beta = 1.0 / near.mean(1).clamp_min(1e-12)
+    lo = torch.zeros(n, dtype=x.dtype)
+    hi = torch.full((n,), float("inf"), dtype=x.dtype)
+    target = math.log(perplexity)
+    for _ in range(64):  # bisection on the precision of every row at once
+        p = torch.exp(-near * beta[:, None])
+        total = p.sum(1)
+        entropy = total.log() + beta * (near * p).sum(1) / total
+        too_flat = entropy > target  # entropy too high: sharpen (larger beta)
+        lo = torch.where(too_flat, beta, lo)
+        hi = torch.where(too_flat, hi, beta)
+        beta = torch.where(torch.isinf(hi), beta * 2, (lo + hi) / 2)
+    p = torch.exp(-near * beta[:, None])
+    conditional = torch.zeros(n, n, dtype=x.dtype)
+    conditional.scatter_(1, index, p / p.sum(1, keepdim=True))
+    return ((conditional + conditional.t()) / (2 * n)).clamp_min(1e-12)
+
+
+def _sq_distances(y: torch.Tensor) -> torch.Tensor:
+    sq = (y * y).sum(1)
+    return (sq[:, None] + sq[None, :] - 2 * y @ y.t()).clamp_min(0)
+
+
+def tsne(features: torch.Tensor, n_components: int = 2, perplexity: float = 30.0,
+         iterations: int = 500, seed: int = 0, pca_dims: int = 50,
+         learning_rate: Optional[float] = None) -> torch.Tensor:
+    """Exact t-SNE in torch: (N, D) features -> (N, ``n_components``) coordinates.
+
+    PCA to ``pca_dims`` first; perplexity-calibrated Gaussian affinities over the
+    ``3 * perplexity`` nearest neighbours (bisection per row);
+    Student-t similarities in the map; gradient descent with momentum (0.5, then 0.8) and
+    adaptive gains; early exaggeration 12 for the first quarter of the iterations (at most
+    250); learning rate ``max(N / 48, 50)`` unless given. Deterministic for a ``seed``.
+    """
+    x = features.detach().double().flatten(1).cpu()
+    n = len(x)
+    check(n >= 4, "features", f"{n} points", "at least 4 points for t-SNE")
+    with evaluate._threads_for(n * n):  # small matrices: one thread avoids sync overhead
+        return _tsne(x, n_components, perplexity, iterations, seed, pca_dims, learning_rate)
+
+
+def _tsne(x: torch.Tensor, n_components: int, perplexity: float, iterations: int, seed: int,
+          pca_dims: int, learning_rate: Optional[float]) -> torch.Tensor:
+    n = len(x)
+    if x.shape[1] > pca_dims:
+        x = pca(x, pca_dims).double()
+    perplexity = min(float(perplexity), (n - 1) / 3)
+    p = _joint_probabilities(x, perplexity).float()
+    generator = torch.Generator().manual_seed(seed)
+    y = torch.randn(n, n_components, generator=generator) * 1e-4
+    update = torch.zeros_like(y)
+    gains = torch.ones_like(y)
+    rate = learning_rate or max(n / 48, 50.0)
+    exaggerate = min(250, iterations // 4)
+    for it in range(iterations):
+        weights = 1.0 / (1.0 + _sq_distances(y))
+        weights.fill_diagonal_(0.0)
+        q = weights / weights.sum()
+        pq = ((12.0 if it < exaggerate else 1.0) * p - q) * weights
+        grad = 4.0 * (pq.sum(1, keepdim=True) * y - pq @ y)
+        same = (grad > 0) == (update > 0)
+        gains = torch.where(same, gains * 0.8, gains + 0.2).clamp_min(0.01)
+        update = (0.5 if it < exaggerate else 0.8) * update - rate * gains * grad
+        y = y + update
+        y = y - y.mean(0)
+    return y
+
+
+def _subset_features(backbone: nn.Module, dataset: Any, n: int, seed: int):
+    ds = data.materialize(data.dataset(dataset))
+    if len(ds) > n:
+        order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:n]
+        ds = ds.subset(order.sort().values)
+    feats, labels = evaluate.extract_features(backbone, ds)
+    return feats, labels, list(ds.classes or [])
+
+
+def plot_embedding(source: Union[nn.Module, torch.Tensor], dataset: Any = None,
+                   labels: Optional[torch.Tensor] = None, *, n: int = 1000,
+                   method: str = "tsne", class_names: Optional[Sequence[str]] = None,
+                   seed: int = 0, path: Optional[Union[str, os.PathLike]] = None,
+                   title: Optional[str] = None, ax: Any = None):
+    """2-D map of embeddings coloured by label.
+
+    ``source`` is a backbone (then ``n`` images of ``dataset``, drawn with ``seed``, are
+    embedded in eval mode) or a (N, D) feature tensor (with ``labels``). ``method``:
+    ``"tsne"`` (see :func:`tsne`) or ``"pca"``.
+    """
+    check(method in ("tsne", "pca"), "method", method, "'tsne' or 'pca'")
+    if isinstance(source, nn.Module):
+        if dataset is None:
+            raise ConfigError("plot_embedding(backbone) needs a dataset to embed.")
+        feats, labels, names = _subset_features(source, dataset, n, seed)
+        class_names = class_names or names
+    else:
+        feats = source
+    coords = tsne(feats, seed=seed) if method == "tsne" else pca(feats)
+    if ax is None:
+        fig, (ax,) = _figure(1, 5.5, 4.5)
+        fig.subplots_adjust(left=0.03, right=0.97, bottom=0.03, top=0.92)
+    else:
+        fig = ax.figure
+    if labels is None or (labels < 0).all():
+        ax.scatter(coords[:, 0], coords[:, 1], s=6, alpha=0.7)
+    else:
+        from matplotlib import colormaps
+
+        cmap = colormaps["tab10" if int(labels.max()) < 10 else "tab20"]
+        for c in torch.unique(labels).tolist():
+            mask = labels == c
+            name = class_names[c] if class_names and c < len(class_names) else str(c)
+            ax.scatter(coords[mask, 0], coords[mask, 1], s=6, alpha=0.75,
+                       color=cmap(c % cmap.N), label=name)
+        ax.legend(fontsize=7, markerscale=2, loc="best", frameon=False)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title or f"{method.upper() if method == 'pca' else 't-SNE'} of "
+                          f"{len(coords)} embeddings")
+    return _finish(fig, path)
+
+
+# ---------------------------------------------------------------------------------- augmentations
+def view_grid(views: Any, images: torch.Tensor, n_views: int = 4, seed: int = 0,
+              padding: int = 2) -> torch.Tensor:
+    """(3, H, W) float image in [0, 1]: one row per image, the original then ``n_views``
+    augmented views, drawn with a generator seeded with ``seed``.
+
+    ``views`` is a preset name or a ``Views``/``Pipeline`` (drawn by
+    :func:`super_selfish.augment.preview`, which enlarges small images and circles
+    fixations), or any ``callable(images, generator=...)`` returning a view or a list of views
+    (then views are resized to the image size and tiled here).
+    """
+    from . import augment
+
+    images = data.images_to_uint8(images, "images") if images.dtype != torch.uint8 else images
+    generator = torch.Generator().manual_seed(seed)
+    preview = getattr(augment, "preview", None)
+    if preview is not None and isinstance(views, (str, augment.Views, augment.Pipeline)):
+        grid = preview(views, images, n_views=n_views, generator=generator)
+        return torch.from_numpy(np.asarray(grid.convert("RGB")).copy()).permute(2, 0, 1) / 255.0
+    if isinstance(views, str):
+        views = augment.build(views, images.shape[-1])
+    made: List[torch.Tensor] = []
+    while len(made) < n_views:
+        out = views(images, generator=generator)
+        made.extend(out if isinstance(out, (list, tuple)) else [out])
+    columns = [images.float() / 255]
+    for view in made[:n_views]:
+        view = evaluate._as_float(view.detach().cpu())[:, :3]
+        if view.shape[1] == 1:
+            view = view.expand(-1, 3, -1, -1)
+        if view.shape[-2:] != images.shape[-2:]:
+            view = F.interpolate(view, size=images.shape[-2:], mode="bilinear",
+                                 align_corners=False)
+        columns.append(view.clamp(0, 1))
+    tiles = torch.stack(columns, 1).flatten(0, 1)  # row-major: image, then its views
+    from torchvision.utils import make_grid
+
+    return make_grid(tiles, nrow=len(columns), padding=padding, pad_value=1.0)
+
+
+def plot_augmentations(views: Any, dataset: Any = "cifar10-sample", n_images: int = 6,
+                       n_views: int = 4, seed: int = 0,
+                       path: Optional[Union[str, os.PathLike]] = None,
+                       title: Optional[str] = None):
+    """Figure of :func:`view_grid` for ``n_images`` images of ``dataset`` (drawn with
+    ``seed``); ``views`` is a preset name or a Views object."""
+    if isinstance(dataset, torch.Tensor):
+        images = dataset[:n_images]
+    else:
+        ds = data.materialize(data.dataset(dataset))
+        order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))
+        images = ds.images[order[:n_images].sort().values]
+    grid = view_grid(views, images, n_views, seed)
+    fig, (ax,) = _figure(1, 1.1 * (n_views + 1), 1.1 * len(images))
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=1 - 0.3 / fig.get_figheight())
+    ax.imshow(grid.permute(1, 2, 0).numpy())
+    ax.set_axis_off()
+    ax.set_title(title or (f"{views} views" if isinstance(views, str) else
+                           "original | augmented views"), fontsize=9)
+    return _finish(fig, path)
+
+
+# ---------------------------------------------------------------------------------- comparison
+COMPARISON_METRICS = ("train_seconds", "images_per_s", "peak_memory_mb", "final_loss")
+
+
+def plot_comparison(table: Any, metrics: Optional[Sequence[str]] = None,
+                    path: Optional[Union[str, os.PathLike]] = None):
+    """Bar charts, one panel per metric, one bar per method (a ``ComparisonTable`` or a list
+    of records). Default metrics: every ``*_accuracy`` column, then training time,
+    throughput, peak memory and final loss."""
+    records = list(table)
+    if not records:
+        raise DataError("the comparison is empty: nothing to plot.")
+    columns = list(dict.fromkeys(k for r in records for k in r))
+    if metrics is None:
+        metrics = [k for k in columns if k.endswith("_accuracy")] + [
+            k for k in COMPARISON_METRICS if k in columns]
+    fig, axes = _figure(len(metrics), 3.6, 3.0, cols=4)
+    names = [str(r.get("method", i)) for i, r in enumerate(records)]
+    from matplotlib import colormaps
+
+    colours = [colormaps["tab10"](i % 10) for i in range(len(records))]
+    for ax, metric in zip(axes, metrics):
+        values = [float(r.get(metric, float("nan")) or 0.0) for r in records]
+        bars = ax.bar(names, values, color=colours)
+        ax.bar_label(bars, fmt="%.3g", fontsize=8)
+        ax.set_title(metric)
+        if metric.endswith("_accuracy"):
+            ax.set_ylim(0, 1)
+        else:
+            ax.margins(y=0.15)
+        ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    return _finish(fig, path)
+
+
+# ---------------------------------------------------------------------------------- a run
+def load_backbone(payload: Dict[str, Any]) -> Optional[nn.Module]:
+    """The trained backbone of a checkpoint payload (``store.read(name)``), rebuilt from its
+    registry name; ``None`` for a custom backbone module that cannot be rebuilt by name."""
+    from . import backbones
+
+    hparams = payload.get("hparams", {})
+    if hparams.get("backbone") not in backbones.available():
+        return None
+    backbone = backbones.build(hparams["backbone"], norm=hparams.get("norm", "batch"),
+                               in_channels=hparams.get("in_channels", 3),
+                               probe_size=hparams.get("image_size") or 32)
+    prefix = "backbone."
+    backbone.load_state_dict({k[len(prefix):]: v for k, v in payload["state"].items()
+                              if k.startswith(prefix)})
+    return backbone.eval()
+
+
+def plot_run(name: str, dataset: Any = None, out_dir: Optional[Union[str, os.PathLike]] = None,
+             *, embedding: str = "tsne", n: int = 1000, seed: int = 0) -> List[Path]:
+    """Write ``history.png`` (curves), ``augmentations.png`` (the run's preset) and, with a
+    labelled ``dataset``, ``embedding.png`` (t-SNE or PCA of the trained backbone) into the
+    run folder (or ``out_dir``). Returns the written paths."""
+    folder = Path(out_dir) if out_dir is not None else store.run_dir(name)
+    folder.mkdir(parents=True, exist_ok=True)
+    written: List[Path] = []
+    payload = store.read(name) if store.checkpoint_path(name).exists() else None
+    try:
+        history = load_history(name)
+    except DataError:
+        if payload is None:
+            raise
+        history = payload.get("history")  # the checkpoint carries the history too
+    if history:
+        plot_history(history, path=folder / "history.png", title=str(name))
+        written.append(folder / "history.png")
+    if payload is None:
+        return written
+    hparams = payload.get("hparams", {})
+    preset = hparams.get("augment")
+    size = hparams.get("image_size") or 32
+    if isinstance(preset, str) and dataset is not None:
+        from . import augment
+
+        try:
+            views = augment.build(preset, size)
+        except (KeyError, ValueError):  # a custom augmentation is not stored by name
+            views = None
+        if views is not None:
+            plot_augmentations(views, data.dataset(dataset, size=size), seed=seed,
+                               path=folder / "augmentations.png", title=f"{preset} views")
+            written.append(folder / "augmentations.png")
+    if dataset is not None:
+        backbone = load_backbone(payload)
+        if backbone is not None:
+            ds = data.dataset(dataset, size=size)
+            plot_embedding(backbone, ds, n=n, method=embedding, seed=seed,
+                           path=folder / "embedding.png",
+                           title=f"{payload['method']} epoch {payload['epoch']}: {embedding}")
+            written.append(folder / "embedding.png")
+    return written

@@ -1,0 +1,297 @@
+"""Evaluation protocols (kNN, linear, MLP, fine-tuning, low-label) and compare()."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from super_selfish import Supervisor, cli, data, evaluate
+from super_selfish.compare import ComparisonTable, compare, parse_budget
+from super_selfish.errors import ConfigError
+from super_selfish.methods import registry
+
+N_CLASSES = 4
+
+
+def separable(n: int, seed: int):
+    """Tiny 4x4 images whose class sets one bright pixel: linearly separable, noisy elsewhere."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % N_CLASSES
+    images = torch.rand(n, 3, 4, 4, generator=g) * 100
+    images.view(n, -1)[torch.arange(n), labels * 5] += 150
+    return images.round().to(torch.uint8), labels
+
+
+@pytest.fixture(scope="module")
+def sets():
+    return separable(400, 0), separable(200, 1)
+
+
+def shuffled(pair, seed=5):
+    images, labels = pair
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    return images, labels[order]
+
+
+class FlatBN(nn.Module):
+    """Identity-like backbone: flattened pixels through a BatchNorm with non-trivial stats."""
+
+    def __init__(self):
+        super().__init__()
+        self.norm = nn.BatchNorm1d(48)
+        self.norm.running_mean.fill_(0.4)
+        self.norm.running_var.fill_(0.1)
+
+    def forward(self, x):
+        return self.norm(x.flatten(1))
+
+
+def state(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def same_state(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("protocol", ["knn", "linear-adam", "linear-sgd", "linear-lbfgs", "mlp"])
+def test_frozen_probes_separable_then_chance_and_backbone_untouched(sets, protocol):
+    train, test = sets
+    backbone = FlatBN().train()  # left in train mode on purpose: probes must switch to eval
+    before = state(backbone)
+    kind, _, opt = protocol.partition("-")
+    run = {"knn": lambda tr: evaluate.knn_accuracy(backbone, tr, test, k=20),
+           "linear": lambda tr: evaluate.linear_probe(backbone, tr, test, optimizer=opt),
+           "mlp": lambda tr: evaluate.mlp_probe(backbone, tr, test, epochs=30)}[kind]
+    accuracy = run(train)
+    assert isinstance(accuracy, float) and accuracy >= 0.98
+    chance = run(shuffled(train))
+    assert abs(chance - 1 / N_CLASSES) < 0.12
+    assert same_state(before, state(backbone))  # BN running statistics unchanged
+    assert all(p.grad is None for p in backbone.parameters())  # no gradient reached it
+    assert backbone.training  # caller's mode restored
+
+
+def test_knn_matches_a_brute_force_reference():
+    g = torch.Generator().manual_seed(0)
+    train_x, test_x = torch.randn(30, 5, generator=g), torch.randn(7, 5, generator=g)
+    train_y = torch.randint(0, 3, (30,), generator=g)
+    k, t = 6, 0.2
+    expected = []
+    for q in test_x:
+        sims = torch.stack([F.cosine_similarity(q, x, dim=0) for x in train_x])
+        votes = [0.0, 0.0, 0.0]
+        for i in sims.argsort(descending=True)[:k].tolist():
+            votes[int(train_y[i])] += float(torch.exp(sims[i] / t))
+        expected.append(max(range(3), key=lambda c: votes[c]))
+    assert evaluate.knn_predict(train_x, train_y, test_x, k, t).tolist() == expected
+
+
+def test_details_describe_the_protocol(sets):
+    train, test = sets
+    result = evaluate.knn_accuracy(FlatBN(), train, test, k=7, temperature=0.05,
+                                   return_details=True)
+    assert isinstance(result, evaluate.ProbeResult) and float(result) == result.accuracy
+    assert "k=7" in result.description and "temperature=0.05" in result.description
+    assert (result.n_train, result.n_test, result.n_classes) == (400, 200, 4)
+    assert "top-1 accuracy" in str(result)
+
+
+def test_lr_sweep_uses_only_the_training_set(sets):
+    train, test = sets
+    grid = (1e-4, 1e-2, 1.0)
+    a = evaluate.linear_probe(FlatBN(), train, test, epochs=20, lr_sweep=grid,
+                              return_details=True)
+    b = evaluate.linear_probe(FlatBN(), train, shuffled(test), epochs=20, lr_sweep=grid,
+                              return_details=True)
+    assert a.sweep == b.sweep and a.settings["lr"] == b.settings["lr"]  # test set irrelevant
+    assert set(a.sweep) == set(grid) and a.settings["lr"] == max(a.sweep, key=a.sweep.get)
+    assert "validation split of the training set" in a.description
+    assert a.accuracy > 0.9
+
+
+def test_stratified_split_and_balanced_subset_are_deterministic():
+    labels = torch.arange(100) % 4
+    keep, held = evaluate.stratified_split(labels, 0.2, seed=3)
+    assert len(set(keep.tolist()) & set(held.tolist())) == 0 and len(keep) + len(held) == 100
+    assert torch.bincount(labels[held]).tolist() == [5, 5, 5, 5]
+    ds = data.materialize(data.dataset("cifar10-sample"))
+    one = evaluate.balanced_subset(ds, 0.01, seed=0)
+    two = evaluate.balanced_subset(ds, 0.01, seed=0)
+    assert torch.bincount(one.labels).tolist() == [5] * 10  # 1% of 5,000, 10 classes
+    assert torch.equal(one.images, two.images)
+    assert not torch.equal(one.images, evaluate.balanced_subset(ds, 0.01, seed=1).images)
+    assert torch.bincount(evaluate.balanced_subset(ds, 0.1).labels).tolist() == [50] * 10
+
+
+class TinyNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(48, 16), nn.BatchNorm1d(16), nn.ReLU())
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def test_fine_tune_trains_a_copy_and_leaves_the_caller_untouched(sets):
+    train, test = sets
+    torch.manual_seed(0)
+    backbone = TinyNet().eval()
+    for p in backbone.parameters():
+        p.requires_grad_(False)  # e.g. a frozen momentum encoder: the copy is trained anyway
+    before = state(backbone)
+    rng = torch.get_rng_state()
+    result = evaluate.fine_tune(backbone, train, test, epochs=30, lr=1e-2, batch_size=64,
+                                augment=None, return_details=True)
+    assert result.accuracy >= 0.95
+    assert same_state(before, state(backbone)) and not backbone.training
+    assert all(not p.requires_grad and p.grad is None for p in backbone.parameters())
+    assert torch.equal(rng, torch.get_rng_state())  # global RNG untouched
+    again = evaluate.fine_tune(backbone, train, test, epochs=30, lr=1e-2, batch_size=64,
+                               augment=None)
+    assert again == result.accuracy  # deterministic for a seed
+    low = evaluate.fine_tune(backbone, train, test, epochs=5, lr=1e-2, label_fraction=0.1,
+                             augment=None, return_details=True)
+    assert low.n_train == 40 and "0.1 label subset (40 of 400" in low.description
+    assert 0.0 <= low.accuracy <= 1.0
+
+
+def test_run_protocols_keys_and_errors(sets):
+    train, test = sets
+    results = evaluate.run_protocols(FlatBN(), train, test,
+                                     {"knn": {"k": 20}, "linear": {"epochs": 20,
+                                                                   "optimizer": "lbfgs"},
+                                      "finetune-10%": {"epochs": 1, "augment": None}})
+    assert list(results) == ["knn_accuracy", "linear_accuracy", "finetune_10pct_accuracy"]
+    assert results["knn_accuracy"].accuracy >= 0.98
+    assert results["finetune_10pct_accuracy"].settings["label_fraction"] == 0.1
+    assert evaluate.protocol_key("finetune-1%") == "finetune_1pct_accuracy"
+    with pytest.raises(ConfigError, match="protocol"):
+        evaluate.run_protocols(FlatBN(), train, test, ["knn", "svm"])
+    with pytest.raises(ConfigError, match="lr"):
+        evaluate.linear_probe(FlatBN(), train, test, lr=-1.0)
+
+
+# ---------------------------------------------------------------------------------- compare
+class ToyRotation(Supervisor):
+    """Predict which of 4 rotations was applied (no augmentation pipeline: fast, exact)."""
+
+    default_augment = None
+    method = "toy-rotation"
+
+    def __init__(self, dataset=None, backbone="convnet-small", **kwargs):
+        super().__init__(dataset, backbone, **kwargs)
+        self.head = nn.Linear(self.backbone.feature_dim, 4)
+
+    def _forward(self, batch):
+        turns = batch.index % 4
+        images = torch.stack([torch.rot90(x, int(k), dims=(1, 2))
+                              for x, k in zip(batch.images, turns)])
+        return F.cross_entropy(self.head(self.backbone(images)), turns)
+
+
+class ToyFlip(ToyRotation):
+    method = "toy-flip"
+
+    def _forward(self, batch):
+        flip = batch.index % 2
+        images = torch.where(flip.view(-1, 1, 1, 1).bool(), batch.images.flip(-1), batch.images)
+        return F.cross_entropy(self.head(self.backbone(images))[:, :2], flip)
+
+
+def tiny_body():
+    return nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.BatchNorm2d(8), nn.ReLU())
+
+
+@pytest.fixture(scope="module")
+def cifar():
+    train = data.materialize(data.dataset("cifar10-sample"))
+    test = data.materialize(data.dataset("cifar10-sample", "test"))
+    pick = lambda ds, n: ds.subset(  # noqa: E731
+        torch.randperm(len(ds), generator=torch.Generator().manual_seed(0))[:n])
+    return pick(train, 64), pick(test, 32)
+
+
+FIELDS = {"method", "knn_accuracy", "linear_accuracy", "final_loss", "epochs", "steps",
+          "train_seconds", "images_per_s", "peak_memory_mb", "eval_seconds", "backbone",
+          "budget", "seed"}
+
+
+def test_compare_records_and_same_seed_same_numbers(cifar):
+    train, test = cifar
+    body = tiny_body()
+    run = lambda: compare([ToyRotation, ToyFlip], train, backbone=body,  # noqa: E731
+                          budget=dict(epochs=2), eval={"knn": {"k": 10},
+                                                       "linear": {"epochs": 10}},
+                          test_dataset=test, batch_size=16, lr=1e-2)
+    rng = torch.get_rng_state()
+    table = run()
+    assert torch.equal(rng, torch.get_rng_state())
+    assert isinstance(table, ComparisonTable) and len(table) == 2
+    assert [r["method"] for r in table] == ["toy-rotation", "toy-flip"]
+    for record in table:
+        assert FIELDS <= set(record)
+        assert record["epochs"] == 2 and record["steps"] == 8 and record["budget"] == "2 epochs"
+        assert 0 <= record["knn_accuracy"] <= 1 and 0 <= record["linear_accuracy"] <= 1
+        assert record["peak_memory_mb"] > 0 and record["images_per_s"] > 0
+        # final_loss is the last epoch's mean, as in the method's own history
+        assert record["final_loss"] == pytest.approx(table.histories[record["method"]][-1]["loss"])
+    # kNN on the returned backbone reproduces the table: same protocol, nothing leaked
+    again = evaluate.knn_accuracy(table.backbones["toy-flip"], train, test, k=10)
+    assert again == table[1]["knn_accuracy"]
+    second = run()
+    for a, b in zip(table, second):
+        for key in ("knn_accuracy", "linear_accuracy", "final_loss", "steps"):
+            assert a[key] == b[key], key
+    markdown = table.to_markdown()
+    header = [cell.strip() for cell in markdown.splitlines()[0].strip("|").split("|")]
+    assert header[:3] == ["method", "knn_accuracy", "linear_accuracy"]
+    assert "weighted kNN (k=10" in markdown and repr(table) == markdown
+    frame = table.to_pandas()
+    assert list(frame["method"]) == ["toy-rotation", "toy-flip"]
+    fig = table.plot()
+    assert len(fig.axes) >= 6
+
+
+def test_compare_time_budget_stops_after_the_step(cifar, tmp_path):
+    train, _ = cifar
+    table = compare({"a": ToyRotation}, train, backbone=tiny_body(), budget="0.001s", eval=(),
+                    batch_size=16, name=str(tmp_path / "cmp"))
+    record = table[0]
+    assert record["steps"] == 1 and record["epochs"] == 0.25 and record["budget"] == "0.001 s"
+    assert "knn_accuracy" not in record
+    saved = ComparisonTable.from_json(tmp_path / "cmp" / "comparison.json")
+    assert saved[0]["steps"] == 1 and (tmp_path / "cmp" / "a.pt").exists()
+
+
+def test_budget_parsing_and_errors(cifar):
+    assert parse_budget(3) == {"epochs": 3} and parse_budget("90s") == {"seconds": 90.0}
+    assert parse_budget("2 min") == {"seconds": 120.0}
+    assert parse_budget(epochs=5, seconds=30) == {"epochs": 5, "seconds": 30.0}
+    assert parse_budget() == {"epochs": 10}
+    for bad in ("soon", 0, dict(steps=3), True):
+        with pytest.raises(ConfigError, match="budget"):
+            parse_budget(bad)
+    train, _ = cifar
+    with pytest.raises(ConfigError, match="test_dataset"):
+        compare([ToyRotation], train, budget=1)
+    with pytest.raises(ConfigError, match="protocol"):
+        compare([ToyRotation], "cifar10-sample", budget=1, eval=("knn", "svm"))
+    with pytest.raises(KeyError, match="Unknown method"):
+        compare(["no-such-method"], train, budget=1, eval=())
+
+
+def test_cli_compare_prints_the_table(monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(registry._METHODS, "toy-rotation", ToyRotation)
+    out = tmp_path / "cmp"
+    code = cli.main(["compare", "toy-rotation", "--dataset", "cifar10-sample", "--epochs", "1",
+                     "--max-images", "48", "--batch-size", "16", "--eval", "none", "--quiet",
+                     "--out", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "| method" in printed and "toy-rotation" in printed
+    payload = json.loads((out / "comparison.json").read_text())
+    assert payload["records"][0]["steps"] == 3 and (out / "comparison.png").exists()
