@@ -34,7 +34,7 @@ setup(
     packages=find_packages(include=["super_selfish", "super_selfish.*"]),
     package_data={"super_selfish.assets": ["*.npz", "*.npy"]},
     include_package_data=True,
-    python_requires=">=3.9",
+    python_requires=">=3.10",
     install_requires=[
         "torch>=2.1",
         "torchvision",

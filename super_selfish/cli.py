@@ -1,7 +1,8 @@
-"""Command line: ``super-selfish train|eval|preview ...``.
+"""Command line: ``super-selfish train|eval|preview|compare|plot ...``.
 
 ``train`` trains a method and reports weighted-kNN accuracy of the backbone before and after;
-``eval`` scores a saved run; ``preview`` writes an augmentation grid.
+``eval`` scores a saved run; ``preview`` writes an augmentation grid; ``compare`` trains several
+methods under one budget and prints a table; ``plot`` draws a run's curves and embeddings.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import torch
 
 from . import augment, backbones, console, data, evaluate, methods, store
 from .errors import SuperSelfishError
+from .supervisor import Supervisor
 
 
 def _add_data_args(parser: argparse.ArgumentParser) -> None:
@@ -71,18 +73,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    payload = store.read(args.name)
-    cls = methods.get(payload["method"])
-    hp = payload["hparams"]
-    sup = cls(backbone=hp["backbone"], norm=hp.get("norm", "batch"),
-              image_size=hp.get("image_size"))
-    sup.load(args.name)
+    sup = Supervisor.from_checkpoint(args.name)
     train, test = _datasets(args)
     if test is None:
         console.warn("no labelled test data: pass --test-dataset")
         return 2
     knn = evaluate.knn_accuracy(sup.get_backbone(), train, test, k=args.k)
-    line = f"{args.name}: {payload['method']} epoch {payload['epoch']}, kNN accuracy {knn:.4f}"
+    line = f"{args.name}: {sup.method} epoch {sup.epoch}, kNN accuracy {knn:.4f}"
     if args.linear_epochs:
         linear = evaluate.linear_probe(sup.get_backbone(), train, test, epochs=args.linear_epochs)
         line += f", linear probe {linear:.4f}"

@@ -225,8 +225,13 @@ class Supervisor(nn.Module):
             self._step_metrics[key] = float(value)
 
     def augment_views(self, images: torch.Tensor) -> List[torch.Tensor]:
-        """This method's augmented float views of a uint8 batch, drawn from the run's generator."""
-        return self.views(images, generator=getattr(self, "_aug_gen", None))
+        """This method's augmented float views of a uint8 batch, drawn from the run's generator.
+
+        Runs outside any mixed-precision autocast: augmentations are float32 pixel maths (and
+        some, like elastic deformation, only accept float32); the encoders cast afterwards.
+        """
+        with torch.autocast(images.device.type, enabled=False):
+            return self.views(images, generator=getattr(self, "_aug_gen", None))
 
     def encode_views(self, views: Sequence[torch.Tensor], encoder: Optional[nn.Module] = None
                      ) -> List[torch.Tensor]:
@@ -651,6 +656,29 @@ class Supervisor(nn.Module):
         if not is_main_process():
             return str(store.checkpoint_path(name))
         return str(store.write(self._checkpoint_payload(), name))
+
+    @classmethod
+    def from_checkpoint(cls, name: str, dataset: Any = None, **overrides: Any) -> "Supervisor":
+        """Rebuild the supervisor that wrote checkpoint ``name`` and load it.
+
+        The method comes from the file (``Supervisor.from_checkpoint`` works for any method);
+        its saved hyper-parameters are passed back to ``__init__`` so every part has the saved
+        shape. ``overrides`` replace saved values (e.g. ``augment=my_pipeline``).
+        """
+        from . import methods  # the method registry imports this module
+
+        payload = store.read(name)
+        method_cls = methods.get(payload["method"])
+        if cls is not Supervisor and not issubclass(method_cls, cls):
+            raise CheckpointError(f"{str(store.checkpoint_path(name))!r} was written by method "
+                                  f"{payload['method']!r}, not by {cls.__name__}: use "
+                                  "Supervisor.from_checkpoint(name) to rebuild any method.")
+        accepted = inspect.signature(method_cls.__init__).parameters
+        saved = {k: v for k, v in payload["hparams"].items() if k in accepted}
+        if not (isinstance(saved.get("augment"), str) and saved["augment"] in augment.available()):
+            saved.pop("augment", None)  # a user pipeline object: the method's default stands in
+        saved.update(overrides)
+        return method_cls(dataset, **saved).load(name)
 
     def load(self, name: str = "store/base", *, strict: bool = True) -> "Supervisor":
         """Load weights, buffers, epoch and history from ``name``; returns ``self``.
