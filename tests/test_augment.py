@@ -256,6 +256,43 @@ def test_gaussian_blur_sigma_is_per_image_and_matches_a_direct_blur():
     assert torch.allclose(out[:1], direct, atol=1e-5)  # 10% of 40 px -> a 5-tap kernel
 
 
+def test_gaussian_blur_reflects_at_borders_for_any_kernel_and_image_size():
+    from kornia.filters import gaussian_blur2d
+
+    images = textured(3, 12).float() / 255
+    sigma = torch.tensor([0.5, 2.0, 4.0])
+    out = A.GaussianBlur(p=1.0, kernel_size=9).transform(images, {"sigma": sigma}, (12, 12))
+    direct = gaussian_blur2d(images, 9, sigma[:, None].expand(-1, 2), border_type="reflect")
+    assert torch.allclose(out, direct.clamp(0, 1), atol=1e-6)
+    # a kernel wider than the image mirrors it again instead of failing: flat images stay flat
+    flat = torch.full((3, 3, 12, 12), 0.7)
+    wide = A.GaussianBlur(p=1.0, kernel_size=31).transform(flat, {"sigma": sigma}, (12, 12))
+    assert torch.allclose(wide, flat, atol=1e-6)
+
+
+def test_a_flip_after_a_crop_is_done_in_the_crop_and_traced_as_its_own_op():
+    images, size = textured(16), (24, 24)
+    fused, records = A.Pipeline([A.RandomResizedCrop(), A.HorizontalFlip()], size).trace(
+        images, seeded(3)
+    )
+    generator, separate = seeded(3), images.float() / 255
+    for op in (A.RandomResizedCrop(), A.HorizontalFlip()):
+        separate, (record,) = op.run(separate, generator, size)
+    assert [r.op.name for r in records] == ["random_resized_crop", "hflip"]
+    assert torch.equal(records[1].applied, record.applied) and 0 < record.applied.sum() < 16
+    assert torch.allclose(fused, separate, atol=1e-5)
+
+
+def test_per_image_ops_give_the_same_views_a_few_images_at_a_time(monkeypatch):
+    from super_selfish.augment import core
+
+    views = A.build("simclr", 32)
+    whole = views(textured(12), seeded(5))
+    monkeypatch.setattr(core, "CPU_CHUNK_VALUES", 5 * 3 * 32 * 32)
+    in_parts = views(textured(12), seeded(5))
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(whole, in_parts))
+
+
 def test_solarize_posterize_equalize_and_erasing_values():
     images = textured(4).float() / 255
     solarized = A.Solarize(p=1.0, threshold=0.5)(images)

@@ -11,8 +11,15 @@ from kornia.filters import gaussian_blur2d
 
 from super_selfish import augment as A
 from super_selfish.augment import reference
+from super_selfish.augment.blur import separable
 from super_selfish.augment.fixation import sample_from_log_density
-from super_selfish.augment.foveation import BlurPyramid, raised_cosine, ring_blend
+from super_selfish.augment.foveation import (
+    BlurPyramid,
+    halving_matrix,
+    raised_cosine,
+    ring_blend,
+    upsampling_matrix,
+)
 from super_selfish.augment.magnification import quadratic_field
 from super_selfish.errors import DataError
 
@@ -199,6 +206,20 @@ def test_blur_pyramid_matches_a_full_resolution_gaussian():
         pyramid = BlurPyramid(images, sigma)
         blurred = pyramid.to_full(pyramid.blur(sigma), pyramid.octave_of(sigma))
         assert (blurred - exact).abs().max() < 0.025
+
+
+def test_pyramid_matrices_pad_pool_and_upsample_like_torch():
+    images = torch.rand(2, 3, 11, 14, generator=seeded())
+    cpu = torch.device("cpu")
+    pooled = separable(images, halving_matrix(11, 8, 2, cpu), halving_matrix(14, 9, 2, cpu))
+    expected = F.avg_pool2d(F.pad(images, (2, 2, 2, 3), mode="replicate"), 2)
+    assert torch.allclose(pooled, expected, atol=1e-6)
+    upsampled = separable(
+        images, upsampling_matrix(11, 2, 3, 30, cpu), upsampling_matrix(14, 2, 3, 40, cpu)
+    )
+    twice = F.interpolate(images, scale_factor=2, mode="bilinear")
+    expected = F.interpolate(twice, scale_factor=2, mode="bilinear")[..., 3:33, 3:43]
+    assert torch.allclose(upsampled, expected, atol=1e-6)
 
 
 def test_foveation_is_per_image_and_agrees_with_the_per_ring_reference():

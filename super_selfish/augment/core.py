@@ -21,6 +21,9 @@ from ..errors import ConfigError, DataError, check
 Size = tuple[int, int]
 Params = dict[str, torch.Tensor]
 
+# On the CPU, per-image ops work on about this many values at a time (4 MiB of float32).
+CPU_CHUNK_VALUES = 2**20
+
 
 def as_size(size: int | Sequence[int], argument: str = "size") -> Size:
     """Turn ``32`` or ``(32, 48)`` into a validated ``(height, width)`` pair."""
@@ -99,12 +102,10 @@ def resize(images: torch.Tensor, size: Size) -> torch.Tensor:
 
 
 @lru_cache(maxsize=32)
-def pixel_grid(height: int, width: int, device: torch.device) -> torch.Tensor:
-    """The (h, w, 2) ``grid_sample`` coordinates (x, y) of the pixel centres of an h x w image
+def pixel_coordinates(length: int, device: torch.device) -> torch.Tensor:
+    """The ``grid_sample`` coordinates of the pixel centres along an axis of ``length`` pixels
     (align_corners=False: -1 and 1 are the outer edges, not the outer pixel centres)."""
-    x = (torch.arange(width, device=device) + 0.5) * (2 / width) - 1
-    y = (torch.arange(height, device=device) + 0.5) * (2 / height) - 1
-    return torch.stack([x.expand(height, width), y[:, None].expand(height, width)], dim=-1)
+    return (torch.arange(length, device=device) + 0.5) * (2 / length) - 1
 
 
 def check_generator(generator: torch.Generator | None) -> None:
@@ -118,6 +119,11 @@ def check_generator(generator: torch.Generator | None) -> None:
             f"Invalid generator on {received}: expected None or a CPU torch.Generator "
             "(random parameters are drawn on the CPU and then moved to the images' device)."
         )
+
+
+def take(params: Params, images: slice | torch.Tensor) -> Params:
+    """The parameters of some of the images (a slice or an index of the batch)."""
+    return {key: value[images] for key, value in params.items()}
 
 
 def on_device(params: Params, device: torch.device) -> Params:
@@ -145,11 +151,14 @@ class Op:
 
     Subclasses define ``sample`` (per-image parameters, drawn on the CPU) and ``transform``
     (the batched computation). Ops that set ``resamples = True`` produce the pipeline's output
-    size; images they skip are plainly resized so the batch stays one tensor.
+    size; images they skip are plainly resized so the batch stays one tensor. Ops that set
+    ``per_image = True`` compute each image from its own pixels and parameters alone, so they
+    may be given the batch a few images at a time.
     """
 
     name: ClassVar[str] = ""
     resamples: ClassVar[bool] = False
+    per_image: ClassVar[bool] = False
     p: float = 1.0
 
     def __post_init__(self) -> None:
@@ -181,10 +190,90 @@ class Op:
         """
         return None
 
+    def absorbs(self, following: "Op") -> bool:
+        """Whether this op can also do the work of ``following``, run right after it, in its own
+        pass over the pixels (a crop mirrors through its sampling grid, sparing a flip pass).
+
+        Only ops whose draws do not look at the pixels can be absorbed: they are drawn before
+        this op has produced its output.
+        """
+        return False
+
+    def absorb(self, params: Params, following: Applied) -> Params:
+        """This op's parameters extended to do the drawn work of ``following`` as well."""
+        raise NotImplementedError
+
     def move_points(self, points: torch.Tensor, params: Params) -> torch.Tensor | None:
         """Where (N, 2) normalised points (x, y) of the input land in the output of this op,
         for images it changed; None when it cannot say (the preview then drops its marks)."""
         return None if self.resamples else points
+
+    def draw(
+        self,
+        images: torch.Tensor,
+        generator: torch.Generator | None,
+        where: torch.Tensor | None = None,
+    ) -> Applied:
+        """All of the op's randomness: which images it changes (only among ``where`` when given)
+        and their parameters."""
+        chosen = torch.rand(images.shape[0], generator=generator) < self.p
+        if where is not None:
+            chosen &= where
+        return Applied(self, chosen, self.sample(images, generator) if chosen.any() else {})
+
+    def apply(
+        self,
+        images: torch.Tensor,
+        record: Applied,
+        size: Size,
+        owned: bool = False,
+        absorbed: Applied | None = None,
+    ) -> torch.Tensor:
+        """Do what ``record`` (drawn by this op) says, then what ``absorbed`` says, if given.
+
+        ``owned`` says that ``images`` was made by the running pipeline, so that the op may write
+        the changed images into it instead of into a copy.
+        """
+        chosen, params = record.applied, record.params
+        if absorbed is not None:
+            if not chosen.all():  # the skipped images are not this op's to pass through
+                out = self.apply(images, record, size, owned)
+                owned = still_owned(images, out, owned)
+                return absorbed.op.apply(out, absorbed, size, owned)
+            params = self.absorb(params, absorbed)
+        if not chosen.any():
+            return resize(images, size) if self.resamples else images
+        neutral = None if chosen.all() else self.neutralised(params, ~chosen)
+        if chosen.all() or neutral is not None:
+            whole_batch = on_device(params if neutral is None else neutral, images.device)
+            parts = self.parts(images.shape[0], images)
+            if len(parts) == 1:
+                return self.transform(images, whole_batch, size)
+            n, channels = images.shape[:2]
+            in_place = owned and not self.resamples
+            out = images if in_place else images.new_empty(n, channels, *size)
+            for part in parts:
+                out[part] = self.transform(images[part], take(whole_batch, part), size)
+            return out
+        index = chosen.nonzero()[:, 0]
+        subset = on_device(take(params, index), images.device)
+        index = index.to(images.device)
+        out = resize(images, size) if self.resamples else images
+        out = out.clone() if out is images and not owned else out
+        for part in self.parts(index.shape[0], images):
+            changed = self.transform(images.index_select(0, index[part]), take(subset, part), size)
+            out.index_copy_(0, index[part], changed)
+        return out
+
+    def parts(self, count: int, images: torch.Tensor) -> list[slice]:
+        """How to split ``count`` images of the batch into the groups each ``transform`` call
+        gets: a few at a time on the CPU for ``per_image`` ops, so that intermediate results stay
+        in cache and reuse their buffers instead of touching fresh memory; all at once otherwise.
+        """
+        if not self.per_image or images.device.type != "cpu":
+            return [slice(0, count)]
+        step = max(1, CPU_CHUNK_VALUES // images[0].numel())
+        return [slice(start, start + step) for start in range(0, count, step)]
 
     def run(
         self,
@@ -194,32 +283,9 @@ class Op:
         where: torch.Tensor | None = None,
         owned: bool = False,
     ) -> tuple[torch.Tensor, list[Applied]]:
-        """Apply the op to a random subset of the batch (restricted to ``where`` when given).
-
-        ``owned`` says that ``images`` was made by the running pipeline, so that the op may write
-        the changed images into it instead of into a copy.
-        """
-        n = images.shape[0]
-        chosen = torch.rand(n, generator=generator) < self.p
-        if where is not None:
-            chosen &= where
-        if not chosen.any():
-            untouched = resize(images, size) if self.resamples else images
-            return untouched, [Applied(self, chosen, {})]
-        params = self.sample(images, generator)
-        record = [Applied(self, chosen, params)]
-        neutral = None if chosen.all() else self.neutralised(params, ~chosen)
-        if chosen.all() or neutral is not None:
-            whole_batch = params if neutral is None else neutral
-            return self.transform(images, on_device(whole_batch, images.device), size), record
-        index = chosen.nonzero()[:, 0]
-        subset = on_device({key: value[index] for key, value in params.items()}, images.device)
-        index = index.to(images.device)
-        changed = self.transform(images[index], subset, size)
-        out = resize(images, size) if self.resamples else images
-        out = out.clone() if out is images and not owned else out
-        out[index] = changed
-        return out, record
+        """Apply the op to a random subset of the batch (restricted to ``where`` when given)."""
+        record = self.draw(images, generator, where)
+        return self.apply(images, record, size, owned), [record]
 
     def __call__(
         self,
@@ -272,8 +338,14 @@ class Pipeline:
             x = resize(x, self.size)
         records: list[Applied] = []
         owned = x is not start
-        for op in self.ops:
-            out, applied = op.run(x, generator, self.size, owned=owned)
+        ops = list(self.ops)
+        while ops:
+            op = ops.pop(0)
+            if ops and op.absorbs(ops[0]):
+                record, absorbed = op.draw(x, generator), ops.pop(0).draw(x, generator)
+                out, applied = op.apply(x, record, self.size, owned, absorbed), [record, absorbed]
+            else:
+                out, applied = op.run(x, generator, self.size, owned=owned)
             owned, x = still_owned(x, out, owned), out
             records.extend(applied)
         return x.contiguous(), records
