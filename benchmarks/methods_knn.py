@@ -1,8 +1,8 @@
 """Every registered method, same network, data and number of steps: kNN vs. random init.
 
-Each method trains ``convnet-small`` from the same seed on the same images for the same number
-of optimizer steps on CPU, then its backbone is scored by weighted kNN (k=200, T=0.1); the
-random-init row is the same network before training.
+Each method trains ``convnet-small`` (MAE: ``vit-tiny``, it needs a ViT) from the same seed on
+the same images for the same number of optimizer steps on CPU, then its backbone is scored by
+weighted kNN (k=200, T=0.1); the random-init column is the same network before training.
 
     python benchmarks/methods_knn.py [--steps 300] [--methods simclr byol ...]
 """
@@ -42,7 +42,8 @@ def main() -> None:
           "threads\n", flush=True)
     rows = []
     for name in names:
-        sup = methods.get(name)(train, backbone="convnet-small", seed=args.seed)
+        backbone = "vit-tiny" if name == "mae" else "convnet-small"  # MAE needs a ViT
+        sup = methods.get(name)(train, backbone=backbone, seed=args.seed)
         random_init = evaluate.knn_accuracy(sup.get_backbone(), train, test)
         started = time.perf_counter()
         try:
@@ -55,12 +56,13 @@ def main() -> None:
         minutes = (time.perf_counter() - started) / 60
         acc = evaluate.knn_accuracy(sup.get_backbone(), train, test)
         speed = sum(r["images_per_s"] for r in history) / len(history)
-        rows.append((name, acc, random_init, speed, minutes))
+        rows.append((name, backbone, acc, random_init, speed, minutes))
         print(f"{name}: kNN {acc:.4f} (random init {random_init:.4f}), {speed:.0f} img/s, "
               f"{minutes:.1f} min", flush=True)
-    print("\n| method | kNN acc | random-init acc | images/s | minutes |\n|---|---|---|---|---|")
-    for name, acc, rnd, speed, minutes in rows:
-        print(f"| {name} | {acc:.4f} | {rnd:.4f} | {speed:.0f} | {minutes:.1f} |")
+    print("\n| method | backbone | kNN acc | random-init acc | images/s | minutes |\n"
+          "|---|---|---|---|---|---|")
+    for name, backbone, acc, rnd, speed, minutes in rows:
+        print(f"| {name} | {backbone} | {acc:.4f} | {rnd:.4f} | {speed:.0f} | {minutes:.1f} |")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from typing import List, Optional
 
 import torch
 
-from . import augment, backbones, console, data, evaluate, methods, store
+from . import augment, backbones, console, data, distributed, evaluate, methods, store
 from .errors import SuperSelfishError
 from .supervisor import Supervisor
 
@@ -38,6 +38,8 @@ def _datasets(args: argparse.Namespace):
 def _knn(backbone: torch.nn.Module, train: data.ImageDataset,
          test: Optional[data.ImageDataset], k: int) -> Optional[float]:
     if test is None or not train.has_labels or not test.has_labels:
+        return None
+    if not distributed.is_main_process():  # under torchrun: score once, on rank 0
         return None
     return evaluate.knn_accuracy(backbone, train, test, k=k)
 
@@ -90,7 +92,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_preview(args: argparse.Namespace) -> int:
     ds = data.materialize(data.dataset(args.dataset, "train", size=args.size, root=args.root))
     size = args.out_size or ds.image_shape[-1]
-    grid = augment.preview(augment.build(args.preset, size), ds.images[:args.n_images],
+    # a seeded random pick: named datasets are stored sorted by class
+    pick = torch.randperm(len(ds), generator=torch.Generator().manual_seed(args.seed))
+    grid = augment.preview(augment.build(args.preset, size), ds.images[pick[:args.n_images]],
                            n_views=args.n_views)
     grid.save(args.out)
     console.success(f"{args.preset} preview written to {args.out}")
@@ -177,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     pv.add_argument("--out-size", type=int, default=None, help="view size (default: image size)")
     pv.add_argument("--n-images", type=int, default=8)
     pv.add_argument("--n-views", type=int, default=4)
+    pv.add_argument("--seed", type=int, default=0, help="which images are shown")
     pv.set_defaults(func=cmd_preview)
 
     cp = sub.add_parser("compare", help="train several methods under one budget, print a table")

@@ -536,6 +536,21 @@ def test_bf16_autocast_loss_close_to_fp32(one_proc, tmp_path):
     assert cosine(one_proc["grads"], bf16["grads"]) > 0.98
 
 
+def test_augmentations_run_in_float32_under_bf16_autocast(tmp_path):
+    """Views are made outside autocast: elastic deformation (exemplar preset) only takes
+    float32, and the views must not be rounded to bf16 before the backbone casts them."""
+    from super_selfish.methods import ExemplarSupervisor
+    sup = ExemplarSupervisor(sample_subset(16).images, seed=0, loss="classification")
+    seen = []
+    original = sup.views
+    sup.views = lambda images, generator=None: seen.append(
+        views := original(images, generator=generator)) or views
+    history = sup.supervise(epochs=1, batch_size=8, precision="bf16", save=False,
+                            name=str(tmp_path / "bf16"), progress=False)
+    assert torch.isfinite(torch.tensor(history[0]["loss"]))
+    assert seen and all(v.dtype == torch.float32 for views in seen for v in views)
+
+
 def test_channels_last_matches_fp32_and_fp16_uses_a_grad_scaler(one_proc, tmp_path):
     cl = run_equivalence(16, str(tmp_path / "cl"), channels_last=True)
     conv = cl["sup"].backbone.body[0][0].weight
