@@ -233,19 +233,6 @@ class Foveation(FixationOp):
             return 0.0
         return SMALLEST_LEVEL_SIGMA * 2 ** ((level - 1) / self.levels_per_octave)
 
-    def level_coordinate(self, sigma: torch.Tensor) -> torch.Tensor:
-        """Position of ``sigma`` on the blur ladder: 0 is sharp, level k >= 1 has sigma
-        ``SMALLEST_LEVEL_SIGMA * 2 ** ((k - 1) / levels_per_octave)``; linear in sigma below 1."""
-        relative = sigma / SMALLEST_LEVEL_SIGMA
-        octaves = torch.log2(relative.clamp(min=1.0))
-        return relative.clamp(max=1.0) + self.levels_per_octave * octaves
-
-    def level_sigma(self, level: int) -> float:
-        """The sigma of ladder level ``level`` (0 for the sharp image)."""
-        if level == 0:
-            return 0.0
-        return SMALLEST_LEVEL_SIGMA * 2 ** ((level - 1) / self.levels_per_octave)
-
     def ring_coordinates(self, radius: torch.Tensor, count: int) -> torch.Tensor:
         """The blur-ladder coordinates (N, count) of rings 0 (the fovea, sharp) to count - 1 of
         each image: ring n >= 1 is blurred by kerW_coef x its centre eccentricity."""

@@ -1,7 +1,7 @@
 """Name -> Supervisor class registry used by the CLI, ``compare()`` and benchmarks."""
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Type, TypeVar
+from typing import Callable, Dict, List, TypeVar
 
 from ..errors import unknown_name
 
