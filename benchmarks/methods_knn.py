@@ -59,10 +59,11 @@ def main() -> None:
         rows.append((name, backbone, acc, random_init, speed, minutes))
         print(f"{name}: kNN {acc:.4f} (random init {random_init:.4f}), {speed:.0f} img/s, "
               f"{minutes:.1f} min", flush=True)
-    print("\n| method | backbone | kNN acc | random-init acc | images/s | minutes |\n"
-          "|---|---|---|---|---|---|")
+    print("\n| method | backbone | kNN acc | random-init acc | gain | images/s | minutes |\n"
+          "|---|---|---|---|---|---|---|")
     for name, backbone, acc, rnd, speed, minutes in rows:
-        print(f"| {name} | {backbone} | {acc:.4f} | {rnd:.4f} | {speed:.0f} | {minutes:.1f} |")
+        print(f"| {name} | {backbone} | {acc:.3f} | {rnd:.3f} | {acc - rnd:+.3f} | {speed:.0f} "
+              f"| {minutes:.1f} |")
 
 
 if __name__ == "__main__":
