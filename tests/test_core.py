@@ -257,3 +257,18 @@ def test_learning_check_simclr_beats_random_init_on_the_real_sample():
     trained = evaluate.knn_accuracy(sup.get_backbone(), train, test)
     assert 0.2 < random_init < 0.36  # above chance (0.1): random conv features already help
     assert trained >= random_init + 0.04, (random_init, trained)
+
+
+def test_usage_examples_in_test_py_cover_every_registered_method():
+    """test.py at the repository root must stay current as methods are added."""
+    import ast
+    from pathlib import Path
+
+    from super_selfish import methods
+    source = (Path(__file__).resolve().parents[1] / "test.py").read_text()
+    listed = next(node.value for node in ast.walk(ast.parse(source))
+                  if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "ALL")
+    names = [element.value for element in listed.elts]
+    assert sorted(names) == methods.available()
+    for name in names:  # every listed method has its own example branch
+        assert f'method == "{name}"' in source
