@@ -8,11 +8,12 @@ import sys
 import pytest
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from super_selfish import Supervisor, cli, data, evaluate, plots
+from super_selfish import cli, data, evaluate, plots
 from super_selfish.monitors import (HealthMonitor, KNNMonitor, LinearProbeMonitor,
                                     TensorBoardLogger, effective_rank, embedding_health)
+
+from toys import ToyRotation
 
 
 @pytest.fixture(scope="module")
@@ -22,22 +23,6 @@ def cifar():
     pick = lambda ds, n, seed: ds.subset(  # noqa: E731
         torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:n])
     return pick(train, 32, 0), pick(test, 32, 0)
-
-
-class ToyRotation(Supervisor):
-    """Predict one of 4 rotations; no augmentation pipeline (fast and exact)."""
-
-    default_augment = None
-
-    def __init__(self, dataset=None, backbone="convnet-small", **kwargs):
-        super().__init__(dataset, backbone, **kwargs)
-        self.head = nn.Linear(self.backbone.feature_dim, 4)
-
-    def _forward(self, batch):
-        turns = batch.index % 4
-        images = torch.stack([torch.rot90(x, int(k), dims=(1, 2))
-                              for x, k in zip(batch.images, turns)])
-        return F.cross_entropy(self.head(self.backbone(images)), turns)
 
 
 class Constant(nn.Module):
