@@ -282,7 +282,7 @@ def test_semi_hard_triplet_falls_back_to_farthest_negative_and_has_gradients():
 @pytest.mark.parametrize("cls, kwargs, size, minimum", [
     (JigsawSupervisor, {}, 8, 10),
     (JigsawSupervisor, {"grid": 3}, 12, 15),
-    (RelativePositionSupervisor, {}, 16, 18),
+    (RelativePositionSupervisor, {}, 14, 15),
 ])
 def test_too_small_images_name_image_size_and_the_minimum(cls, kwargs, size, minimum):
     with pytest.raises(ConfigError, match=rf"image_size={size}\b.*at least {minimum} pixels"):

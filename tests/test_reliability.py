@@ -207,7 +207,7 @@ BAD_INPUTS = [
     ("cpc-patch-larger-than-image", lambda ds, n, t: _method("cpc", ds, patch_size=40),
      ConfigError, ["patch_size=40", "image_size (32)"]),
     ("relpos-images-too-small", lambda ds, n, t: _method("relpos", _tiny()), ConfigError,
-     ["image_size=12", "at least 18 pixels"]),
+     ["image_size=12", "at least 15 pixels"]),
 ]
 
 
