@@ -1,8 +1,10 @@
 """Every registered method, same network, data and number of steps: kNN vs. random init.
 
 Each method trains ``convnet-small`` (MAE: ``vit-tiny``, it needs a ViT) from the same seed on
-the same images for the same number of optimizer steps on CPU, then its backbone is scored by
-weighted kNN (k=200, T=0.1); the random-init column is the same network before training.
+the same images for the same number of optimizer steps on CPU with its own default learning rate
+and optimizer (``default_lr``, ``default_optimizer``; ``--lr`` sets one for all), then its
+backbone is scored by weighted kNN (k=200, T=0.1); the random-init column is the same network
+before training.
 
     python benchmarks/methods_knn.py [--steps 300] [--methods simclr byol ...]
 """
@@ -22,7 +24,8 @@ def main() -> None:
     parser.add_argument("--methods", nargs="*", default=None, help="default: all registered")
     parser.add_argument("--steps", type=int, default=300, help="optimizer steps per method")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr", type=float, default=None,
+                        help="the same for every method (default: each method's default_lr)")
     parser.add_argument("--real", action="store_true",
                         help="10,000 real CIFAR-10 images from ../shared instead of the sample")
     parser.add_argument("--seed", type=int, default=0)
@@ -44,10 +47,11 @@ def main() -> None:
     for name in names:
         backbone = "vit-tiny" if name == "mae" else "convnet-small"  # MAE needs a ViT
         sup = methods.get(name)(train, backbone=backbone, seed=args.seed)
+        lr = sup.default_lr if args.lr is None else args.lr
         random_init = evaluate.knn_accuracy(sup.get_backbone(), train, test)
         started = time.perf_counter()
         try:
-            history = sup.supervise(lr=args.lr, epochs=epochs, batch_size=args.batch_size,
+            history = sup.supervise(lr=lr, epochs=epochs, batch_size=args.batch_size,
                                     name=f"store/bench_{name}", progress=False, save=False,
                                     lr_scheduler="cosine")
         except Exception as exc:  # report and go on: one broken method must not hide the rest
@@ -56,14 +60,14 @@ def main() -> None:
         minutes = (time.perf_counter() - started) / 60
         acc = evaluate.knn_accuracy(sup.get_backbone(), train, test)
         speed = sum(r["images_per_s"] for r in history) / len(history)
-        rows.append((name, backbone, acc, random_init, speed, minutes))
-        print(f"{name}: kNN {acc:.4f} (random init {random_init:.4f}), {speed:.0f} img/s, "
-              f"{minutes:.1f} min", flush=True)
-    print("\n| method | backbone | kNN acc | random-init acc | gain | images/s | minutes |\n"
-          "|---|---|---|---|---|---|---|")
-    for name, backbone, acc, rnd, speed, minutes in rows:
-        print(f"| {name} | {backbone} | {acc:.3f} | {rnd:.3f} | {acc - rnd:+.3f} | {speed:.0f} "
-              f"| {minutes:.1f} |")
+        rows.append((name, backbone, lr, acc, random_init, speed, minutes))
+        print(f"{name}: lr {lr:g}, kNN {acc:.4f} (random init {random_init:.4f}), "
+              f"{speed:.0f} img/s, {minutes:.1f} min", flush=True)
+    print("\n| method | backbone | lr | kNN acc | random-init acc | gain | images/s | minutes |\n"
+          "|---|---|---|---|---|---|---|---|")
+    for name, backbone, lr, acc, rnd, speed, minutes in rows:
+        print(f"| {name} | {backbone} | {lr:g} | {acc:.3f} | {rnd:.3f} | {acc - rnd:+.3f} "
+              f"| {speed:.0f} | {minutes:.1f} |")
 
 
 if __name__ == "__main__":

@@ -154,7 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"one of: {', '.join(backbones.available())}")
     train.add_argument("--epochs", type=int, default=10)
     train.add_argument("--batch-size", type=int, default=256)
-    train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument("--lr", type=float, default=None,
+                       help="default: the method's default_lr (1e-3 for most)")
     train.add_argument("--weight-decay", type=float, default=0.0)
     train.add_argument("--schedule", default="cosine", choices=["constant", "cosine"])
     train.add_argument("--num-workers", type=int, default=0)
@@ -197,7 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="protocols: knn linear mlp finetune finetune-1%% finetune-10%% "
                          "(or none)")
     cp.add_argument("--batch-size", type=int, default=256)
-    cp.add_argument("--lr", type=float, default=1e-3)
+    cp.add_argument("--lr", type=float, default=None,
+                    help="the same for every method (default: each method's default_lr)")
     cp.add_argument("--seed", type=int, default=0)
     cp.add_argument("--max-images", type=int, default=None,
                     help="train on a seeded random subset of this many images")

@@ -196,7 +196,7 @@ class ComparisonTable(list):
 
     Record fields: ``method``, one ``<protocol>_accuracy`` per protocol (``knn_accuracy``,
     ``linear_accuracy``, ...), ``final_loss`` (mean training loss over the last epoch's worth
-    of steps), ``epochs`` (completed, fractional under a time budget), ``steps``,
+    of steps), ``epochs`` (completed, fractional under a time budget), ``steps``, ``lr``,
     ``train_seconds`` (wall-clock of the training loop), ``images_per_s``, ``peak_memory_mb``
     (see :attr:`notes`), ``eval_seconds``, plus ``backbone``, ``budget`` and ``seed``.
     :attr:`protocols` describes exactly how each accuracy was obtained.
@@ -348,7 +348,8 @@ def _eval_sets(dataset: Any, test_dataset: Any, eval_train_dataset: Any,
 def compare(methods: Union[MethodSpec, Sequence[MethodSpec], Mapping[str, MethodSpec]],
             dataset: Any = "cifar10-sample", backbone: Any = "convnet-small",
             budget: Any = None, eval: Union[Sequence[str], Mapping[str, Any]] = ("knn",),
-            test_dataset: Any = None, seed: int = 0, batch_size: int = 256, lr: float = 1e-3,
+            test_dataset: Any = None, seed: int = 0, batch_size: int = 256,
+            lr: Optional[float] = None,
             *, epochs: Optional[int] = None, seconds: Optional[float] = None,
             eval_train_dataset: Any = None, image_size: Optional[int] = None,
             device: Optional[Union[str, torch.device]] = None,
@@ -379,7 +380,9 @@ def compare(methods: Union[MethodSpec, Sequence[MethodSpec], Mapping[str, Method
             dataset). ``eval_train_dataset``: labelled images for the kNN memory / probe
             training (default: ``dataset``).
         seed: the same for every method: initial weights, data order, augmentations.
-        batch_size, lr: the same for every method; ``supervise_options`` adds other
+        batch_size: the same for every method. lr: the same for every method when given;
+            by default each method's ``default_lr`` (recorded in the ``lr`` column).
+            ``supervise_options`` adds other
             ``supervise`` arguments (e.g. ``weight_decay``, ``lr_scheduler``) and
             ``method_options`` constructor options per label (e.g. ``{"simclr":
             {"temperature": 0.2}}``).
@@ -423,7 +426,8 @@ def compare(methods: Union[MethodSpec, Sequence[MethodSpec], Mapping[str, Method
             tracker = _Tracker(plan.seconds)
             extra = callbacks(label) if callable(callbacks) else callbacks
             memory_kind = _reset_peak_memory(target)
-            options = dict(lr=lr, epochs=plan.epochs or _SCHEDULE_HORIZON,
+            method_lr = cls.default_lr if lr is None else lr
+            options = dict(lr=method_lr, epochs=plan.epochs or _SCHEDULE_HORIZON,
                            batch_size=batch_size, seed=seed, device=target, progress=progress,
                            callbacks=[tracker, *extra], save=name is not None,
                            name=str(Path(name) / label) if name is not None else "store/_compare")
@@ -445,6 +449,7 @@ def compare(methods: Union[MethodSpec, Sequence[MethodSpec], Mapping[str, Method
                 "final_loss": sum(tail) / len(tail) if tail else float("nan"),
                 "epochs": round(steps / per_epoch, 3),
                 "steps": steps,
+                "lr": method_lr,
                 "train_seconds": train_seconds,
                 "images_per_s": steps * batch_size / max(train_seconds, 1e-9),
                 "peak_memory_mb": peak,
@@ -467,7 +472,8 @@ def compare(methods: Union[MethodSpec, Sequence[MethodSpec], Mapping[str, Method
         del sup
     arch = backbone if isinstance(backbone, str) else type(backbone).__name__
     notes = [MEMORY_NOTES[memory_kind], f"every method: backbone {arch}, budget {plan}, "
-             f"batch {batch_size}, lr {lr:g}, seed {seed}"]
+             f"batch {batch_size}, "
+             + (f"lr {lr:g}" if lr is not None else "each method's default lr") + f", seed {seed}"]
     table = ComparisonTable(records, protocols=descriptions, notes=notes, histories=histories,
                             backbones=backbones)
     if name is not None:

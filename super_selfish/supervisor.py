@@ -143,6 +143,10 @@ class Supervisor(nn.Module):
     method: str = "supervisor"
     default_augment: Optional[str] = "simclr"
     needs_labels: bool = False
+    #: What :meth:`supervise` uses when ``lr`` / ``optimizer`` are not given. Methods whose
+    #: paper or our measurements call for something else override them (and say why).
+    default_lr: float = 1e-3
+    default_optimizer: Callable[..., torch.optim.Optimizer] = torch.optim.Adam
 
     def __init__(self, dataset: Any = None, backbone: str | nn.Module = "convnet-small", *,
                  augment: Any = None, image_size: Optional[int] = None, norm: str = "batch",
@@ -250,8 +254,9 @@ class Supervisor(nn.Module):
         return self._forward(batch)
 
     # ------------------------------------------------------------------ the entry point
-    def supervise(self, lr: float = 1e-3, optimizer: Callable[..., torch.optim.Optimizer]
-                  = torch.optim.Adam, epochs: int = 10, batch_size: int = 256,
+    def supervise(self, lr: Optional[float] = None,
+                  optimizer: Optional[Callable[..., torch.optim.Optimizer]] = None,
+                  epochs: int = 10, batch_size: int = 256,
                   shuffle: bool = True, num_workers: int = 0, name: str = "store/base",
                   pretrained: bool = False, lr_scheduler: str | Callable[..., Any] | None = None,
                   *, weight_decay: float = 0.0, warmup_epochs: float = 0.0,
@@ -263,6 +268,9 @@ class Supervisor(nn.Module):
                   callbacks: Sequence[Callback] = (), save: bool = True,
                   resume: Optional[bool] = None) -> List[Dict[str, Any]]:
         """Train; returns the per-epoch history (also written to ``<name>/history.*``).
+
+        ``lr`` and ``optimizer`` default to the method's ``default_lr`` (1e-3 unless the method
+        says otherwise) and ``default_optimizer`` (Adam unless the method says otherwise).
 
         ``pretrained=True`` (or ``resume=True``) continues the checkpoint ``name`` with its
         optimizer, scheduler, RNG and epoch. Ctrl-C/SIGTERM finish the current step, write a
@@ -278,6 +286,8 @@ class Supervisor(nn.Module):
         ``channels_last`` uses NHWC memory and ``compile`` (True or torch.compile keyword
         arguments) compiles the backbone body in place.
         """
+        lr = self.default_lr if lr is None else lr
+        optimizer = type(self).default_optimizer if optimizer is None else optimizer
         self._validate_supervise(lr, epochs, batch_size, num_workers, weight_decay, precision,
                                  keep_last, warmup_epochs, lr_scheduler)
         _validate_run_options(name, optimizer, grad_clip, device, seed, callbacks)

@@ -109,6 +109,21 @@ def test_every_trainable_part_is_in_the_optimizer(small_train, tmp_path):
     assert any(id(p) in in_optimizer for p in sup.projector.parameters())
 
 
+def test_supervise_defaults_to_the_methods_lr_and_optimizer(small_train, tmp_path):
+    class SlowSGD(SimCLRSupervisor):
+        default_lr = 5e-3
+        default_optimizer = torch.optim.SGD
+
+    sup = SlowSGD(small_train)
+    history = sup.supervise(epochs=1, batch_size=48, name=str(tmp_path / "r"), progress=False)
+    assert type(sup.optimizer) is torch.optim.SGD and history[-1]["lr"] == 5e-3
+    sup.supervise(lr=2e-3, optimizer=torch.optim.Adam, epochs=1, batch_size=48,
+                  name=str(tmp_path / "r2"), progress=False)
+    assert type(sup.optimizer) is torch.optim.Adam
+    assert sup.optimizer.param_groups[0]["lr"] == 2e-3
+    assert Supervisor.default_lr == 1e-3 and Supervisor.default_optimizer is torch.optim.Adam
+
+
 def reference_ntxent(z1: torch.Tensor, z2: torch.Tensor, t: float) -> torch.Tensor:
     z = F.normalize(torch.cat([z1, z2]), dim=1)
     n = len(z1)
@@ -242,6 +257,25 @@ def test_from_checkpoint_refuses_another_method_and_cli_eval_scores_a_run(tmp_pa
         RotateNetSupervisor.from_checkpoint(name)
     assert cli.main(["eval", "--name", name, "--k", "20"]) == 0
     assert "simclr epoch 1, kNN accuracy 0." in capsys.readouterr().err
+
+
+def test_cli_train_uses_the_methods_default_lr_unless_given(tmp_path):
+    import json
+
+    from PIL import Image
+
+    from super_selfish import cli
+    folder = tmp_path / "images" / "any"
+    folder.mkdir(parents=True)
+    for i, image in enumerate(sample_subset(24).images):
+        Image.fromarray(image.permute(1, 2, 0).numpy()).save(folder / f"{i}.png")
+    runs = {"default": [], "given": ["--lr", "2e-3"]}
+    for run, extra in runs.items():
+        assert cli.main(["train", "instdisc", "--dataset", str(tmp_path / "images"), "--epochs",
+                         "1", "--batch-size", "8", "--schedule", "constant", "--name",
+                         str(tmp_path / run), *extra]) == 0
+    lrs = [json.loads((tmp_path / run / "history.json").read_text())[-1]["lr"] for run in runs]
+    assert lrs == [3e-4, 2e-3]
 
 
 def test_learning_check_simclr_beats_random_init_on_the_real_sample():

@@ -200,7 +200,7 @@ def cifar():
     return pick(train, 64), pick(test, 32)
 
 
-FIELDS = {"method", "knn_accuracy", "linear_accuracy", "final_loss", "epochs", "steps",
+FIELDS = {"method", "knn_accuracy", "linear_accuracy", "final_loss", "epochs", "steps", "lr",
           "train_seconds", "images_per_s", "peak_memory_mb", "eval_seconds", "backbone",
           "budget", "seed"}
 
@@ -220,6 +220,7 @@ def test_compare_records_and_same_seed_same_numbers(cifar):
     for record in table:
         assert FIELDS <= set(record)
         assert record["epochs"] == 2 and record["steps"] == 8 and record["budget"] == "2 epochs"
+        assert record["lr"] == 1e-2 and table.histories[record["method"]][-1]["lr"] == 1e-2
         assert 0 <= record["knn_accuracy"] <= 1 and 0 <= record["linear_accuracy"] <= 1
         assert record["peak_memory_mb"] > 0 and record["images_per_s"] > 0
         # final_loss is the last epoch's mean, as in the method's own history
@@ -239,6 +240,18 @@ def test_compare_records_and_same_seed_same_numbers(cifar):
     assert list(frame["method"]) == ["toy-rotation", "toy-flip"]
     fig = table.plot()
     assert len(fig.axes) >= 6
+
+
+def test_compare_without_lr_uses_each_methods_default(cifar):
+    class SlowFlip(ToyFlip):
+        method = "slow-flip"
+        default_lr = 3e-4
+
+    table = compare([ToyRotation, SlowFlip], cifar[0], backbone=tiny_body(), budget=1, eval=(),
+                    batch_size=16)
+    assert [r["lr"] for r in table] == [1e-3, 3e-4]
+    assert [table.histories[m][-1]["lr"] for m in ("toy-rotation", "slow-flip")] == [1e-3, 3e-4]
+    assert "each method's default lr" in table.to_markdown()
 
 
 def test_compare_time_budget_stops_after_the_step(cifar, tmp_path):

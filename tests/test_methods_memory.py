@@ -110,6 +110,8 @@ def test_registered_names_and_paper_defaults():
     assert (swav.criterion.temperature, swav.criterion.epsilon) == (0.1, 0.05)
     assert swav.criterion.sinkhorn_iterations == 3
     assert torch.allclose(swav.prototypes.weight.norm(dim=1), torch.ones(3000))
+    # Memory-bank methods train at 3e-4 by default (stale banks), the others at 1e-3.
+    assert [CASES[n][0].default_lr for n in CASES] == [3e-4, 3e-4, 3e-4, 1e-3, 1e-3, 1e-3]
 
 
 # ---------------------------------------------------------------------------- training

@@ -58,6 +58,9 @@ class ContrastiveMultiviewCodingSupervisor(_bank.MemoryBankSupervisor):
 
     :meth:`get_backbone` returns a :class:`LabEncoder`: RGB images in, the concatenation of
     the L encoder's and the ab encoder's features out (the paper's evaluation).
+
+    Learning rate: ``supervise`` defaults to 3e-4 (``default_lr`` of the memory-bank methods,
+    see :class:`super_selfish.methods._bank.MemoryBankSupervisor` for the measurements).
     """
 
     default_augment = "simclr"

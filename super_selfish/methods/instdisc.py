@@ -42,6 +42,9 @@ class InstanceDiscriminationSupervisor(_bank.MemoryBankSupervisor):
     hue, grayscale 0.2, flip, no blur); other presets are used as given.
 
     Without a dataset (to ``load`` a checkpoint) the bank takes its size from the checkpoint.
+
+    Learning rate: ``supervise`` defaults to 3e-4 (``default_lr`` of the memory-bank methods,
+    see :class:`super_selfish.methods._bank.MemoryBankSupervisor` for the measurements).
     """
 
     default_augment = "simclr"

@@ -45,6 +45,9 @@ class PIRLSupervisor(_bank.MemoryBankSupervisor):
     Views come from the ``pirl`` preset: the first view feeds ``f``, the second (the first if
     there is one view) is cut into tiles. Images too small for tiles of at least 8 px raise
     :class:`~super_selfish.errors.ConfigError` naming ``image_size`` and the minimum.
+
+    Learning rate: ``supervise`` defaults to 3e-4 (``default_lr`` of the memory-bank methods,
+    see :class:`super_selfish.methods._bank.MemoryBankSupervisor` for the measurements).
     """
 
     default_augment = "pirl"
