@@ -306,3 +306,16 @@ def test_usage_examples_in_test_py_cover_every_registered_method():
     assert sorted(names) == methods.available()
     for name in names:  # every listed method has its own example branch
         assert f'method == "{name}"' in source
+
+
+def test_readme_benchmark_lists_each_methods_default_lr():
+    """The README's methods table says at which rate each method ran: its ``default_lr``."""
+    from pathlib import Path
+
+    from super_selfish import methods
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("### Every method against random initialisation"):]
+    rows = [line.strip("|").split("|") for line in section.splitlines()
+            if line.startswith("| ") and "default lr" not in line][:len(methods.available())]
+    listed = {cells[0].strip(): float(cells[2]) for cells in rows}
+    assert listed == {name: methods.get(name).default_lr for name in methods.available()}

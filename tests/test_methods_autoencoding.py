@@ -157,6 +157,10 @@ def test_gan_step_order_discriminator_first_then_generator_side(name, cifar64, t
     sup = _cls(name)(ds, seed=0)
     sup.supervise(epochs=1, batch_size=4, progress=False, device="cpu", save=False,
                   name=str(tmp_path / "run"))
+    if name == "bigan":  # the paper's optimizer, for E and G and for D
+        for opt in (sup.optimizer, sup.optimizer_d):
+            assert type(opt) is torch.optim.Adam and opt.param_groups[0]["lr"] == 2e-4
+            assert opt.param_groups[0]["betas"] == (0.5, 0.999)
     calls, after_d = [], {}
 
     def wrap(attr):

@@ -26,9 +26,11 @@ class BarlowTwinsSupervisor(Supervisor):
     weight ``lambd`` 5e-3 (paper). The paper uses 8192-wide projector layers; the default here
     is 2048 so that CPU and small-GPU runs stay practical (pass ``hidden_dim=8192,
     projection_dim=8192`` for the paper's setting).
+    ``default_lr`` is 3e-4 (better than 1e-3 in ``benchmarks/methods_knn.py``, see the README).
     """
 
     default_augment = "barlow"
+    default_lr = 3e-4
 
     def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
                  projection_dim: int = 2048, hidden_dim: int = 2048, lambd: float = 5e-3,

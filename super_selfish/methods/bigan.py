@@ -1,6 +1,7 @@
 """BiGAN (Donahue et al., 2017, "Adversarial Feature Learning")."""
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -34,10 +35,13 @@ class BiGANSupervisor(AdversarialSupervisor):
     gradient through D(x, E(x)). Each step first updates D on detached pairs, then E and G
     through the updated D. The reported ``loss`` is D's loss (computed in ``_forward`` on the
     step's pairs); ``g_loss`` is logged. :meth:`get_backbone` returns E's backbone.
-    Augmentation: ``none``.
+    Augmentation: ``none``. Optimizer: the paper's Adam with ``betas=(0.5, 0.999)`` at
+    ``default_lr`` 2e-4 for all three networks.
     """
 
     default_augment = "none"
+    default_lr = 2e-4
+    default_optimizer = functools.partial(torch.optim.Adam, betas=(0.5, 0.999))
 
     def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
                  latent_dim: int = 128, prior: str = "gaussian", generator_channels: int = 256,

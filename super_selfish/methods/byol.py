@@ -27,9 +27,11 @@ class BYOLSupervisor(Supervisor):
     hidden layer); target network = EMA copy of backbone and projector with ``momentum``
     rising from 0.996 to 1 along a cosine over all training steps; symmetric loss
     ``(2 - 2 cos(p1, sg(z2'))) + (2 - 2 cos(p2, sg(z1')))``.
+    ``default_lr`` is 3e-4 (better than 1e-3 in ``benchmarks/methods_knn.py``, see the README).
     """
 
     default_augment = "byol"
+    default_lr = 3e-4
 
     def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
                  projection_dim: int = 256, hidden_dim: int = 4096, momentum: float = 0.996,

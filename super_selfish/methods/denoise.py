@@ -28,9 +28,11 @@ class DenoiseSupervisor(Supervisor):
     ``std`` = 0.2 and clips to [0, 1]. The loss is the mean squared error against the clean
     image over all pixels. Augmentation: ``none`` (pass ``augment=`` for more). Needs a convolutional backbone
     (one whose ``feature_map`` is (N, C, h, w)).
+    ``default_lr`` is 3e-4 (better than 1e-3 in ``benchmarks/methods_knn.py``, see the README).
     """
 
     default_augment = "none"
+    default_lr = 3e-4
 
     def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
                  noise: str = "mask", p: float = 0.5, std: float = 0.2, **kwargs: Any):

@@ -39,9 +39,11 @@ class ExemplarSupervisor(Supervisor):
     ``[feature_dim, hidden_dim, embedding_dim=128]`` are L2-normalised and trained with the
     semi-hard triplet loss (margin 0.2, negatives mined in the batch,
     :class:`~super_selfish.losses.SemiHardTripletLoss`).
+    ``default_lr`` is 3e-4 (better than 1e-3 in ``benchmarks/methods_knn.py``, see the README).
     """
 
     default_augment = "exemplar"
+    default_lr = 3e-4
 
     def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
                  loss: str = "classification", num_images: Optional[int] = None,

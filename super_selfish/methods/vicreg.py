@@ -25,9 +25,11 @@ class VICRegSupervisor(Supervisor):
     after the first two. The paper's expander is 8192 wide; the default here is 2048 for
     CPU/small-GPU runs (pass ``hidden_dim=8192, projection_dim=8192`` for the paper's).
     The three terms are logged as ``invariance``, ``variance`` and ``covariance``.
+    ``default_lr`` is 3e-4 (better than 1e-3 in ``benchmarks/methods_knn.py``, see the README).
     """
 
     default_augment = "barlow"
+    default_lr = 3e-4
 
     def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
                  projection_dim: int = 2048, hidden_dim: int = 2048, invariance: float = 25.0,
