@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=10)
     train.add_argument("--batch-size", type=int, default=256)
     train.add_argument("--lr", type=float, default=None,
-                       help="default: the method's default_lr (1e-3 for most)")
+                       help="default: the method's default_lr (see its docstring)")
     train.add_argument("--weight-decay", type=float, default=0.0)
     train.add_argument("--schedule", default="cosine", choices=["constant", "cosine"])
     train.add_argument("--num-workers", type=int, default=0)

@@ -62,7 +62,7 @@ class MemoryBankSupervisor(Supervisor):
     and negatives. In ``benchmarks/methods_knn.py`` (200 steps of batch 128 on
     ``cifar10-sample``, Adam, cosine) 3e-4 against 1e-3 gave kNN gains over random init of
     +0.039 vs -0.001 (instance discrimination), +0.021 vs -0.015 (PIRL) and +0.043 vs +0.023
-    (CMC); 3e-3 made instance discrimination worse (-0.027).
+    (CMC).
     """
 
     default_lr = 3e-4
