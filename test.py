@@ -4,7 +4,8 @@
     python test.py simclr rotnet   # only these (registry names)
 
 Each example trains on unlabeled images, takes the backbone out and scores it with a kNN and a
-linear probe on the labelled test split, exactly as a user would on their own data.
+linear probe on the labelled test split, exactly as a user would on their own data. Without
+``lr=``, ``supervise()`` trains at the method's own ``default_lr`` (see the README).
 """
 import sys
 
@@ -41,70 +42,70 @@ def transfer(sup, method):
 def example(method):
     if method == "simclr":
         sup = SimCLRSupervisor(unlabeled)
-        sup.supervise(lr=1e-3, epochs=EPOCHS, batch_size=BATCH, name="store/simclr")
+        sup.supervise(epochs=EPOCHS, batch_size=BATCH, name="store/simclr")
     elif method == "moco":
         sup = MomentumContrastSupervisor(unlabeled, queue_size=512)
-        sup.supervise(lr=1e-3, epochs=EPOCHS, batch_size=BATCH, name="store/moco")
+        sup.supervise(epochs=EPOCHS, batch_size=BATCH, name="store/moco")
     elif method == "byol":
         sup = BYOLSupervisor(unlabeled)
-        sup.supervise(lr=1e-3, epochs=EPOCHS, batch_size=BATCH, name="store/byol")
+        sup.supervise(epochs=EPOCHS, batch_size=BATCH, name="store/byol")
     elif method == "simsiam":
         sup = SimSiamSupervisor(unlabeled)
-        sup.supervise(lr=1e-3, epochs=EPOCHS, batch_size=BATCH, name="store/simsiam")
+        sup.supervise(epochs=EPOCHS, batch_size=BATCH, name="store/simsiam")
     elif method == "barlow":
         sup = BarlowTwinsSupervisor(unlabeled)
-        sup.supervise(lr=1e-3, epochs=EPOCHS, batch_size=BATCH, name="store/barlow")
+        sup.supervise(epochs=EPOCHS, batch_size=BATCH, name="store/barlow")
     elif method == "vicreg":
         sup = VICRegSupervisor(unlabeled)
-        sup.supervise(lr=1e-3, epochs=EPOCHS, batch_size=BATCH, name="store/vicreg")
+        sup.supervise(epochs=EPOCHS, batch_size=BATCH, name="store/vicreg")
     elif method == "nnclr":
         sup = NNCLRSupervisor(unlabeled)
-        sup.supervise(lr=1e-3, epochs=EPOCHS, batch_size=BATCH, name="store/nnclr")
+        sup.supervise(epochs=EPOCHS, batch_size=BATCH, name="store/nnclr")
     elif method == "dino":
         sup = DINOSupervisor(unlabeled)
-        sup.supervise(lr=1e-3, epochs=EPOCHS, batch_size=BATCH, name="store/dino")
+        sup.supervise(epochs=EPOCHS, batch_size=BATCH, name="store/dino")
     elif method == "swav":
         sup = SwAVSupervisor(unlabeled)
-        sup.supervise(lr=1e-3, epochs=EPOCHS, batch_size=BATCH, name="store/swav")
+        sup.supervise(epochs=EPOCHS, batch_size=BATCH, name="store/swav")
     elif method == "instdisc":
         sup = InstanceDiscriminationSupervisor(unlabeled)
-        sup.supervise(lr=1e-3, epochs=EPOCHS, batch_size=BATCH, name="store/instdisc")
+        sup.supervise(epochs=EPOCHS, batch_size=BATCH, name="store/instdisc")
     elif method == "pirl":
         sup = PIRLSupervisor(unlabeled)
-        sup.supervise(lr=1e-3, epochs=EPOCHS, batch_size=BATCH, name="store/pirl")
+        sup.supervise(epochs=EPOCHS, batch_size=BATCH, name="store/pirl")
     elif method == "cmc":
         sup = ContrastiveMultiviewCodingSupervisor(unlabeled)
-        sup.supervise(lr=1e-3, epochs=EPOCHS, batch_size=BATCH, name="store/cmc")
+        sup.supervise(epochs=EPOCHS, batch_size=BATCH, name="store/cmc")
     elif method == "cpc":
         sup = ContrastivePredictiveCodingSupervisor(unlabeled)
-        sup.supervise(lr=1e-3, epochs=EPOCHS, batch_size=BATCH, name="store/cpc")
+        sup.supervise(epochs=EPOCHS, batch_size=BATCH, name="store/cpc")
     elif method == "rotnet":
         sup = RotateNetSupervisor(unlabeled)
-        sup.supervise(lr=1e-3, epochs=EPOCHS, batch_size=BATCH, name="store/rotnet")
+        sup.supervise(epochs=EPOCHS, batch_size=BATCH, name="store/rotnet")
     elif method == "jigsaw":
         sup = JigsawSupervisor(unlabeled)
-        sup.supervise(lr=1e-3, epochs=EPOCHS, batch_size=BATCH, name="store/jigsaw")
+        sup.supervise(epochs=EPOCHS, batch_size=BATCH, name="store/jigsaw")
     elif method == "relpos":
         sup = RelativePositionSupervisor(unlabeled)
-        sup.supervise(lr=1e-3, epochs=EPOCHS, batch_size=BATCH, name="store/relpos")
+        sup.supervise(epochs=EPOCHS, batch_size=BATCH, name="store/relpos")
     elif method == "exemplar":
         sup = ExemplarSupervisor(unlabeled)
-        sup.supervise(lr=1e-3, epochs=EPOCHS, batch_size=BATCH, name="store/exemplar")
+        sup.supervise(epochs=EPOCHS, batch_size=BATCH, name="store/exemplar")
     elif method == "denoise":
         sup = DenoiseSupervisor(unlabeled)
-        sup.supervise(lr=1e-3, epochs=EPOCHS, batch_size=BATCH, name="store/denoise")
+        sup.supervise(epochs=EPOCHS, batch_size=BATCH, name="store/denoise")
     elif method == "context":
         sup = ContextSupervisor(unlabeled)
-        sup.supervise(lr=1e-3, epochs=EPOCHS, batch_size=BATCH, name="store/context")
+        sup.supervise(epochs=EPOCHS, batch_size=BATCH, name="store/context")
     elif method == "splitbrain":
         sup = SplitBrainSupervisor(unlabeled)
-        sup.supervise(lr=1e-3, epochs=EPOCHS, batch_size=BATCH, name="store/splitbrain")
+        sup.supervise(epochs=EPOCHS, batch_size=BATCH, name="store/splitbrain")
     elif method == "mae":
         sup = MAESupervisor(unlabeled, backbone="vit-tiny")
-        sup.supervise(lr=1e-3, epochs=EPOCHS, batch_size=BATCH, name="store/mae")
+        sup.supervise(epochs=EPOCHS, batch_size=BATCH, name="store/mae")
     elif method == "bigan":
         sup = BiGANSupervisor(unlabeled)
-        sup.supervise(lr=1e-3, epochs=EPOCHS, batch_size=BATCH, name="store/bigan")
+        sup.supervise(epochs=EPOCHS, batch_size=BATCH, name="store/bigan")
     else:
         raise SystemExit(f"no example for {method!r}")
     transfer(sup, method)
