@@ -47,11 +47,10 @@ def main() -> None:
     for name in names:
         backbone = "vit-tiny" if name == "mae" else "convnet-small"  # MAE needs a ViT
         sup = methods.get(name)(train, backbone=backbone, seed=args.seed)
-        lr = sup.default_lr if args.lr is None else args.lr
         random_init = evaluate.knn_accuracy(sup.get_backbone(), train, test)
         started = time.perf_counter()
         try:
-            history = sup.supervise(lr=lr, epochs=epochs, batch_size=args.batch_size,
+            history = sup.supervise(lr=args.lr, epochs=epochs, batch_size=args.batch_size,
                                     name=f"store/bench_{name}", progress=False, save=False,
                                     lr_scheduler="cosine")
         except Exception as exc:  # report and go on: one broken method must not hide the rest
@@ -60,8 +59,8 @@ def main() -> None:
         minutes = (time.perf_counter() - started) / 60
         acc = evaluate.knn_accuracy(sup.get_backbone(), train, test)
         speed = sum(r["images_per_s"] for r in history) / len(history)
-        rows.append((name, backbone, lr, acc, random_init, speed, minutes))
-        print(f"{name}: lr {lr:g}, kNN {acc:.4f} (random init {random_init:.4f}), "
+        rows.append((name, backbone, sup.base_lr, acc, random_init, speed, minutes))
+        print(f"{name}: lr {sup.base_lr:g}, kNN {acc:.4f} (random init {random_init:.4f}), "
               f"{speed:.0f} img/s, {minutes:.1f} min", flush=True)
     print("\n| method | backbone | lr | kNN acc | random-init acc | gain | images/s | minutes |\n"
           "|---|---|---|---|---|---|---|---|")

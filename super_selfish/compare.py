@@ -426,8 +426,7 @@ def compare(methods: Union[MethodSpec, Sequence[MethodSpec], Mapping[str, Method
             tracker = _Tracker(plan.seconds)
             extra = callbacks(label) if callable(callbacks) else callbacks
             memory_kind = _reset_peak_memory(target)
-            method_lr = cls.default_lr if lr is None else lr
-            options = dict(lr=method_lr, epochs=plan.epochs or _SCHEDULE_HORIZON,
+            options = dict(lr=lr, epochs=plan.epochs or _SCHEDULE_HORIZON,
                            batch_size=batch_size, seed=seed, device=target, progress=progress,
                            callbacks=[tracker, *extra], save=name is not None,
                            name=str(Path(name) / label) if name is not None else "store/_compare")
@@ -449,7 +448,7 @@ def compare(methods: Union[MethodSpec, Sequence[MethodSpec], Mapping[str, Method
                 "final_loss": sum(tail) / len(tail) if tail else float("nan"),
                 "epochs": round(steps / per_epoch, 3),
                 "steps": steps,
-                "lr": method_lr,
+                "lr": sup.base_lr,
                 "train_seconds": train_seconds,
                 "images_per_s": steps * batch_size / max(train_seconds, 1e-9),
                 "peak_memory_mb": peak,

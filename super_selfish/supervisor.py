@@ -272,7 +272,8 @@ class Supervisor(nn.Module):
         """Train; returns the per-epoch history (also written to ``<name>/history.*``).
 
         ``lr`` and ``optimizer`` default to the method's ``default_lr`` (1e-3 unless the method
-        says otherwise) and ``default_optimizer`` (Adam unless the method says otherwise).
+        says otherwise) and ``default_optimizer`` (Adam unless the method says otherwise); the
+        rate the run starts from is kept in ``base_lr``.
 
         ``pretrained=True`` (or ``resume=True``) continues the checkpoint ``name`` with its
         optimizer, scheduler, RNG and epoch. Ctrl-C/SIGTERM finish the current step, write a
@@ -297,6 +298,7 @@ class Supervisor(nn.Module):
             raise DataError(f"{type(self).__name__} was built without a dataset: pass one, "
                             f"e.g. {type(self).__name__}('cifar10-sample').")
         self.run_name = name
+        self.base_lr = lr
         self.interrupted = False
         self.save_checkpoints = save
         self.callbacks = list(callbacks)

@@ -116,7 +116,7 @@ def test_supervise_defaults_to_the_methods_lr_and_optimizer(small_train, tmp_pat
 
     sup = SlowSGD(small_train)
     history = sup.supervise(epochs=1, batch_size=48, name=str(tmp_path / "r"), progress=False)
-    assert type(sup.optimizer) is torch.optim.SGD and history[-1]["lr"] == 5e-3
+    assert type(sup.optimizer) is torch.optim.SGD and history[-1]["lr"] == 5e-3 == sup.base_lr
     sup.supervise(lr=2e-3, optimizer=torch.optim.Adam, epochs=1, batch_size=48,
                   name=str(tmp_path / "r2"), progress=False)
     assert type(sup.optimizer) is torch.optim.Adam
