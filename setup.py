@@ -25,6 +25,17 @@ def read_readme() -> str:
         return fh.read()
 
 
+# Optional integrations, each imported only when used (super_selfish/extras.py names the extra
+# in its error message when one is missing).
+EXTRAS = {
+    "timm": ["timm>=0.9"],
+    "lightning": ["lightning>=2.0"],
+    "hf": ["datasets>=2.14"],
+    "webdataset": ["webdataset>=0.2.86"],
+    "wandb": ["wandb>=0.16"],
+    "onnx": ["onnx", "onnxruntime", "onnxscript"],
+}
+
 setup(
     name="super_selfish",
     version=read_version(),
@@ -57,8 +68,14 @@ setup(
             "matplotlib",
             "pandas",
             "tensorboard",
+            # the optional integrations are tested with the real libraries
+            *EXTRAS["timm"], *EXTRAS["lightning"], *EXTRAS["hf"], *EXTRAS["webdataset"],
+            *EXTRAS["wandb"], *EXTRAS["onnx"],
         ],
         "viz": ["matplotlib", "tensorboard", "pandas"],
+        **EXTRAS,
+        "all": sorted({p for packages in EXTRAS.values() for p in packages}
+                      | {"matplotlib", "tensorboard", "pandas"}),
     },
     entry_points={"console_scripts": ["super-selfish = super_selfish.cli:main"]},
 )
