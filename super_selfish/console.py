@@ -26,3 +26,13 @@ def success(message: str) -> None:
 
 def warn(message: str) -> None:
     _emit(Fore.YELLOW, "warning", message)
+
+
+NOTED: set = set()
+
+
+def note_once(key: str, message: str) -> None:
+    """An :func:`info` line shown once per process under ``key``, not once per image."""
+    if key not in NOTED:
+        NOTED.add(key)
+        info(message)

@@ -102,7 +102,7 @@ def extract_features(backbone: nn.Module, dataset: Any, batch_size: int = 512,
     Images go in as floats in [0, 1]. The backbone's train/eval mode is restored afterwards,
     so BN statistics never change and no gradient is recorded.
     """
-    ds = data.materialize(data.dataset(dataset))
+    ds = data.materialize(data.dataset(dataset, channels=getattr(backbone, "in_channels", None)))
     device = torch.device(device) if device is not None else _device_of(backbone)
     was_training = backbone.training
     backbone.eval()
@@ -501,8 +501,9 @@ def fine_tune(backbone: nn.Module, train_dataset: Any, test_dataset: Any, epochs
     check(augment in ("flip", None) or callable(augment), "augment", augment,
           "'flip', None or a callable(images, generator)")
     started = time.perf_counter()
-    train = data.materialize(data.dataset(train_dataset))
-    test = data.materialize(data.dataset(test_dataset))
+    channels = getattr(backbone, "in_channels", None)  # e.g. 1 for a grayscale backbone
+    train = data.materialize(data.dataset(train_dataset, channels=channels))
+    test = data.materialize(data.dataset(test_dataset, channels=channels))
     _labelled(train.labels, "train_dataset")
     _labelled(test.labels, "test_dataset")
     n_full = len(train)

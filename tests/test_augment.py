@@ -60,11 +60,14 @@ def test_without_a_generator_the_global_torch_seed_decides():
     assert torch.equal(first[0], views(images)[0])
 
 
-def test_gray_and_float_inputs_give_rgb_views():
+def test_gray_and_multichannel_inputs_keep_their_channels_and_float_inputs_work():
     views = A.build("none", 16)
     gray = textured(2)[:, :1]
     out = views(gray)[0]
-    assert out.shape == (2, 3, 16, 16) and torch.equal(out[:, 0], out[:, 2])
+    assert out.shape == (2, 1, 16, 16)
+    assert torch.equal(out, views(gray.expand(-1, 3, -1, -1))[0][:, :1])
+    four = torch.cat([textured(2), textured(2)[:, :1]], dim=1)
+    assert views(four)[0].shape == (2, 4, 16, 16)
     as_float = views(textured(2).float() / 255)[0]
     assert torch.allclose(as_float, views(textured(2))[0])
 
@@ -73,7 +76,7 @@ def test_gray_and_float_inputs_give_rgb_views():
     "bad, message",
     [
         (torch.zeros(3, 8, 8, dtype=torch.uint8), "images\\[None\\]"),
-        (torch.zeros(1, 4, 8, 8, dtype=torch.uint8), "C = 1 or 3"),
+        (torch.zeros(1, 0, 8, 8, dtype=torch.uint8), "shape \\(N, C, H, W\\)"),
         (torch.zeros(1, 3, 8, 8, dtype=torch.int64), "uint8"),
     ],
 )

@@ -21,6 +21,9 @@ from ..errors import ConfigError, DataError, check
 Size = tuple[int, int]
 Params = dict[str, torch.Tensor]
 
+# NTSC / ITU-R 601 luma weights of R, G and B.
+LUMA = (0.299, 0.587, 0.114)
+
 # On the CPU, per-image ops work on about this many values at a time (4 MiB of float32).
 CPU_CHUNK_VALUES = 2**20
 
@@ -69,15 +72,20 @@ def uniform(n: int, bounds: tuple[float, float], generator: torch.Generator | No
     return low + (high - low) * torch.rand(n, generator=generator)
 
 
-def as_float_rgb(images: torch.Tensor) -> torch.Tensor:
-    """Bring a uint8 or [0, 1] float batch (N, 1 or 3, H, W) to float32 RGB in [0, 1]."""
+def as_float_images(images: torch.Tensor) -> torch.Tensor:
+    """Bring a uint8 or [0, 1] float batch (N, C, H, W) to float32 in [0, 1].
+
+    The channels are kept: RGB, grayscale (C = 1) and multi-channel images (C = 4, ...) all
+    make views with their own channels; the colour ops (saturation, hue, grayscale) leave
+    images that are not RGB unchanged, with a one-time note.
+    """
     if not isinstance(images, torch.Tensor):
         raise DataError(
             f"images must be a torch.Tensor batch (N, C, H, W); got {type(images).__name__}."
         )
-    if images.ndim != 4 or images.shape[1] not in (1, 3):
+    if images.ndim != 4 or images.shape[1] < 1:
         raise DataError(
-            f"images must have shape (N, C, H, W) with C = 1 or 3; got {tuple(images.shape)}. "
+            f"images must have shape (N, C, H, W); got {tuple(images.shape)}. "
             "Add a batch dimension with images[None] or convert channels-last data with "
             ".permute(0, 3, 1, 2)."
         )
@@ -89,9 +97,16 @@ def as_float_rgb(images: torch.Tensor) -> torch.Tensor:
         raise DataError(
             f"images must be uint8 (0-255) or floating point in [0, 1]; got dtype {images.dtype}."
         )
-    if images.shape[1] == 1:
-        images = images.repeat(1, 3, 1, 1)
     return images.contiguous()
+
+
+def luminance(images: torch.Tensor) -> torch.Tensor:
+    """(N, 1, H, W) brightness of a float batch: the luma of RGB, the channel itself for
+    grayscale, the mean over the channels otherwise."""
+    if images.shape[1] == 3:
+        weights = torch.tensor(LUMA, device=images.device, dtype=images.dtype)
+        return torch.einsum("c,nchw->nhw", weights, images)[:, None]
+    return images.mean(dim=1, keepdim=True)
 
 
 def resize(images: torch.Tensor, size: Size) -> torch.Tensor:
@@ -333,7 +348,7 @@ class Pipeline:
     ) -> tuple[torch.Tensor, list[Applied]]:
         """Run the pipeline and also return what every op did (for previews and debugging)."""
         check_generator(generator)
-        x = start = as_float_rgb(images)  # may be the caller's tensor, or shared by all views
+        x = start = as_float_images(images)  # may be the caller's tensor, or shared by all views
         if not any(op.resamples for op in self.ops):
             x = resize(x, self.size)
         records: list[Applied] = []
@@ -382,7 +397,7 @@ class Views:
         self, images: torch.Tensor, generator: torch.Generator | None = None
     ) -> list[torch.Tensor]:
         check_generator(generator)
-        images = as_float_rgb(images)
+        images = as_float_images(images)
         return [pipeline(images, generator) for pipeline in self.pipelines]
 
     def __len__(self) -> int:

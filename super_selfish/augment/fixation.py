@@ -12,11 +12,10 @@ from typing import Callable, ClassVar, Union
 
 import torch
 import torch.nn.functional as F
-from kornia.color import rgb_to_grayscale
 
 from ..errors import DataError, unknown_name
 from .blur import gaussian_blur
-from .core import Op, Params, uniform
+from .core import Op, Params, luminance, uniform
 
 FIXATION_POLICIES = ("uniform", "saliency")
 FixationPolicy = Union[str, Callable[[torch.Tensor], torch.Tensor]]
@@ -38,7 +37,7 @@ def spectral_residual_saliency(
     ``max_side`` pixels per side and hold ``log(S / max S)``: a log-density whose maximum is 0, so
     that at temperature 1 fixations are drawn in proportion to the saliency itself.
     """
-    gray = rgb_to_grayscale(images)
+    gray = luminance(images)
     height, width = gray.shape[-2:]
     shrink = min(1.0, max_side / max(height, width))
     if shrink < 1.0:

@@ -325,7 +325,7 @@ class Foveation(FixationOp):
     ) -> torch.Tensor:
         """The weighted mean, at full resolution, of ladder levels ``first`` and up, whose
         ``shares`` of the rings are given: each level is weighted at its own octave, with the
-        weights as a 4th channel, the octaves are collapsed with one x2 upsampling each, and the
+        weights as an extra channel, the octaves are collapsed with one x2 upsampling each, and the
         mean is taken at octave 1, a quarter of the pixels, and then upsampled."""
         sums: dict[int, torch.Tensor] = {}
         rings = {}
@@ -333,12 +333,13 @@ class Foveation(FixationOp):
             sigma = self.level_sigma(first + index)
             m = pyramid.octave_of(sigma)
             blurred = pyramid.blur(sigma)
+            channels = blurred.shape[1]
             if m not in sums:
                 rings[m] = self.rings(centre, radius, *pyramid.pixel_centres(m))
-                sums[m] = blurred.new_zeros(blurred.shape[0], 4, *blurred.shape[-2:])
+                sums[m] = blurred.new_zeros(blurred.shape[0], channels + 1, *blurred.shape[-2:])
             level_shares = shares[..., index] + (PYRAMID_WEIGHT_FLOOR if index == 0 else 0)
             weight = self.level_weight(level_shares, rings[m])
-            sums[m][:, :3].addcmul_(weight, blurred)
-            sums[m][:, 3:] += weight
+            sums[m][:, :channels].addcmul_(weight, blurred)
+            sums[m][:, channels:] += weight
         total = pyramid.collapse(sums)
-        return pyramid.to_full(total[:, :3] / total[:, 3:], 1)
+        return pyramid.to_full(total[:, :-1] / total[:, -1:], 1)

@@ -15,8 +15,10 @@ import torch.nn.functional as F
 from kornia.enhance import equalize, normalize, posterize, solarize
 from kornia.filters import get_gaussian_kernel1d
 
+from ..console import note_once
 from ..errors import DataError
 from .core import (
+    LUMA,
     Applied,
     Op,
     Params,
@@ -245,7 +247,6 @@ class Rotate90(Op):
 # NTSC luma and chroma (YIQ) basis. A hue shift is a rotation of the chroma plane, so the whole
 # jitter becomes one 3x3 matrix per image (as DALI does), instead of an RGB -> HSV -> RGB round trip
 # that made the op ten times slower on the CPU.
-LUMA = (0.299, 0.587, 0.114)
 RGB_TO_YIQ = torch.tensor([LUMA, (0.596, -0.274, -0.322), (0.211, -0.523, 0.312)])
 YIQ_TO_RGB = torch.linalg.inv(RGB_TO_YIQ)
 
@@ -328,25 +329,45 @@ class ColorJitter(Op):
         return {key: value.masked_fill(skipped, neutral[key]) for key, value in params.items()}
 
     def transform(self, images: torch.Tensor, params: Params, size: Size) -> torch.Tensor:
-        matrix, mean_weight = colour_matrices(**params)
         n = images.shape[0]
+        if images.shape[1] != 3:
+            return self._brightness_contrast(images, params)
+        matrix, mean_weight = colour_matrices(**params)
         mean_luma = images.mean(dim=(-2, -1)) @ torch.tensor(LUMA, device=images.device)
         offset = (mean_weight * mean_luma).view(n, 1, 1)
         # bmm then add: baddbmm would first copy the broadcast offset over the whole output.
         out = torch.bmm(matrix, images.reshape(n, 3, -1)).add_(offset)
         return out.clamp_(0, 1).view_as(images)
 
+    def _brightness_contrast(self, images: torch.Tensor, params: Params) -> torch.Tensor:
+        """Images that are not RGB (grayscale, multi-channel): brightness scales every channel
+        and contrast blends with the image's mean; saturation and hue have no meaning there."""
+        if self._factor_range("saturation") != (1.0, 1.0) or self._hue_range() != (0.0, 0.0):
+            note_once("colour-jitter", "color_jitter: saturation and hue are skipped for images "
+                      "that are not RGB; brightness and contrast apply to every channel.")
+        n = images.shape[0]
+        brightness, contrast = params["brightness"], params["contrast"]
+        mean = images.mean(dim=(1, 2, 3))
+        scale = (brightness * contrast).view(n, 1, 1, 1)
+        offset = ((1 - contrast) * brightness * mean).view(n, 1, 1, 1)
+        return (images * scale + offset).clamp_(0, 1)
+
 
 @dataclass(frozen=True, kw_only=True, repr=False)
 class Grayscale(Op):
-    """Replace colour by luminance (kept as 3 identical channels)."""
+    """Replace colour by luminance (kept as 3 identical channels); images that are not RGB
+    are left as they are (with a one-time note)."""
 
     name: ClassVar[str] = "grayscale"
     per_image: ClassVar[bool] = True
     p: float = 0.2
 
     def transform(self, images: torch.Tensor, params: Params, size: Size) -> torch.Tensor:
-        n, _, height, width = images.shape
+        n, channels, height, width = images.shape
+        if channels != 3:
+            note_once("grayscale-op", "grayscale: skipped for images that are not RGB "
+                      f"({channels} channel(s)).")
+            return images
         luma = torch.tensor(LUMA, device=images.device) @ images.reshape(n, 3, -1)
         return luma.view(n, 1, height, width).expand(-1, 3, -1, -1)
 
@@ -517,15 +538,20 @@ class Normalize(Op):
     def __post_init__(self) -> None:
         super().__post_init__()
         self._check(self.p == 1.0, "p", self.p, "1.0 (normalisation applies to every image)")
-        self._check(len(self.mean) == 3, "mean", self.mean, "three per-channel values")
+        self._check(len(self.mean) >= 1, "mean", self.mean, "one value per channel")
         self._check(
-            len(self.std) == 3 and all(s > 0 for s in self.std),
+            len(self.std) == len(self.mean) and all(s > 0 for s in self.std),
             "std",
             self.std,
-            "three positive values",
+            f"{len(self.mean)} positive values (one per channel, as mean)",
         )
 
     def transform(self, images: torch.Tensor, params: Params, size: Size) -> torch.Tensor:
+        if images.shape[1] != len(self.mean):
+            raise DataError(
+                f"normalize has {len(self.mean)} mean/std values but the images have "
+                f"{images.shape[1]} channels: pass one value per channel."
+            )
         mean = torch.tensor(self.mean, device=images.device)
         std = torch.tensor(self.std, device=images.device)
         return normalize(images, mean, std)

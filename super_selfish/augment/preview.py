@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 from ..errors import check
-from .core import Applied, Pipeline, Size, Views, as_float_rgb
+from .core import Applied, Pipeline, Size, Views, as_float_images
 from .fixation import FixationOp
 from .registry import build
 
@@ -50,8 +50,10 @@ def fixation_marks(records: list[Applied]) -> list[torch.Tensor]:
 
 
 def to_cells(images: torch.Tensor, cell: Size) -> torch.Tensor:
-    """Resize a [0, 1] batch to the display cell, as uint8 (N, H, W, 3) on the CPU."""
+    """Resize a [0, 1] batch to the display cell, as uint8 (N, H, W, 3) on the CPU
+    (grayscale shown as gray, images of more channels by their first three)."""
     images = images.detach().float().cpu()
+    images = images[:, :3] if images.shape[1] >= 3 else images[:, :1].expand(-1, 3, -1, -1)
     if tuple(images.shape[-2:]) != cell:
         images = F.interpolate(images, size=cell, mode="nearest")
     return (images.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1)
@@ -71,7 +73,7 @@ def preview(
     foveation and saliency crops are circled in red, followed through later flips and turns.
     """
     check(isinstance(n_views, int) and n_views >= 1, "n_views", n_views, "a positive int")
-    images = as_float_rgb(images)
+    images = as_float_images(images)
     if isinstance(views_or_name, str):
         views = build(views_or_name, size if size is not None else tuple(images.shape[-2:]))
     else:

@@ -64,6 +64,7 @@ class ContrastiveMultiviewCodingSupervisor(_bank.MemoryBankSupervisor):
     """
 
     default_augment = "simclr"
+    data_channels = 3  # RGB images, split into L and ab here
 
     def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
                  temperature: float = 0.07, feature_dim: int = 128, n_negatives: int = 4096,

@@ -68,6 +68,7 @@ class SplitBrainSupervisor(Supervisor):
     """
 
     default_augment = "none"
+    data_channels = 3  # RGB images, split into L and ab here
 
     def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
                  l_bins: int = 50, ab_bins: int = 16,
