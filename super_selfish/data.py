@@ -15,12 +15,15 @@ from typing import Any, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset
 
 from . import console
+from .augment.core import LUMA
 from .errors import DataError, check, unknown_name
 
+RESIZE_MODES = ("squash", "crop")
+DECODE_MODES = ("cpu", "device")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 NO_LABEL = -1
 _TORCHVISION = {"cifar10": "CIFAR10", "cifar100": "CIFAR100", "stl10": "STL10"}
@@ -39,9 +42,13 @@ class Batch(NamedTuple):
 
 
 class ImageDataset(Dataset):
-    """A dataset of uint8 (C, H, W) image tensors with integer labels (-1 when unlabeled)."""
+    """A dataset of uint8 (C, H, W) image tensors with integer labels (-1 when unlabeled).
+
+    ``channels`` is C: 3 (RGB) unless the dataset was made for another ``in_channels``.
+    """
 
     classes: List[str] = []
+    channels: int = 3
 
     @property
     def has_labels(self) -> bool:
@@ -72,6 +79,10 @@ class TensorImageDataset(ImageDataset):
     def image_shape(self) -> Tuple[int, int, int]:
         return tuple(self.images.shape[1:])
 
+    @property
+    def channels(self) -> int:  # type: ignore[override]
+        return int(self.images.shape[1])
+
     def __len__(self) -> int:
         return len(self.images)
 
@@ -83,11 +94,13 @@ class TensorImageDataset(ImageDataset):
 
 
 class ConvertedDataset(ImageDataset):
-    """Wraps any dataset and converts each item to a uint8 (3, H, W) tensor and a label."""
+    """Wraps any dataset and converts each item to a uint8 (``channels``, H, W) tensor and a
+    label; ``size`` and ``resize`` as in :func:`to_uint8_image`."""
 
-    def __init__(self, source: Dataset, size: Optional[int] = None):
+    def __init__(self, source: Dataset, size: Optional[int] = None, channels: int = 3,
+                 resize: str = "squash"):
         self.source = source
-        self.size = size
+        self.size, self.channels, self.resize = size, channels, resize
         self.classes = list(getattr(source, "classes", []) or [])
         if len(source) == 0:
             raise DataError("dataset is empty: pass a dataset with at least one image.")
@@ -107,19 +120,27 @@ class ConvertedDataset(ImageDataset):
             if len(item) >= 2 and _is_label(item[1]):
                 label = int(item[1])
             item = item[0]
-        return to_uint8_image(item, self.size), label
+        return to_uint8_image(item, self.size, self.channels, self.resize), label
 
     def __getitem__(self, index: int) -> Tuple[torch.Tensor, int]:
         return self._convert(self.source[index])
 
 
 class FolderDataset(ImageDataset):
-    """Images from a folder: ImageFolder layout (one sub-folder per class) or a flat folder."""
+    """Images from a folder: ImageFolder layout (one sub-folder per class) or a flat folder.
 
-    def __init__(self, root: str | os.PathLike, size: Optional[int] = None):
+    Each image is decoded when it is read, in the loader's worker processes; ``size``,
+    ``channels`` and ``resize`` as in :func:`to_uint8_image`. With ``decode="device"`` the
+    loader hands JPEG files over undecoded and they are decoded in batches on the training
+    device (:mod:`super_selfish.decode`; other formats are still decoded in the workers).
+    """
+
+    def __init__(self, root: str | os.PathLike, size: Optional[int] = None, channels: int = 3,
+                 resize: str = "squash", decode: str = "cpu"):
+        check(decode in DECODE_MODES, "decode", decode, f"one of {DECODE_MODES}")
         root = Path(root)
         subdirs = sorted(d for d in root.iterdir() if d.is_dir())
-        self.size = size
+        self.size, self.channels, self.resize, self.decode = size, channels, resize, decode
         if subdirs:
             self.classes = [d.name for d in subdirs]
             self.samples = [(f, c) for c, d in enumerate(subdirs) for f in _image_files(d)]
@@ -140,7 +161,17 @@ class FolderDataset(ImageDataset):
     def __getitem__(self, index: int) -> Tuple[torch.Tensor, int]:
         path, label = self.samples[index]
         with Image.open(path) as img:
-            return to_uint8_image(img, self.size), label
+            return to_uint8_image(img, self.size, self.channels, self.resize), label
+
+    def encoded(self, index: int) -> Tuple[Any, int]:
+        """The item for on-device decoding: a JPEG file's bytes, or the decoded image."""
+        path, label = self.samples[index]
+        if path.suffix.lower() in (".jpg", ".jpeg") and self.channels in (1, 3):
+            from .decode import EncodedImage
+
+            data = torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8)
+            return EncodedImage(data, self.size, self.channels, self.resize), label
+        return self[index]
 
 
 def _image_files(folder: Path) -> List[Path]:
@@ -153,35 +184,57 @@ def _is_label(value: Any) -> bool:
     return isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_floating_point()
 
 
-_NOTED: set = set()
+_NOTED = console.NOTED  # conversions are noted once per process, not once per image
+_note_once = console.note_once
 
 
-def _note_once(key: str, message: str) -> None:
-    """Tell the user about a conversion once per process, not once per image."""
-    if key not in _NOTED:
-        _NOTED.add(key)
-        console.info(message)
+def to_uint8_image(image: Any, size: Optional[int] = None, channels: int = 3,
+                   resize: str = "squash") -> torch.Tensor:
+    """Convert one PIL image, array or tensor to a uint8 (``channels``, H, W) tensor.
 
+    Args:
+        image: a PIL image, or an array/tensor (H, W), (H, W, C) or (C, H, W).
+        size: resize to ``size`` x ``size`` when given.
+        channels: 3 (RGB), 1 (grayscale) or the image's own channel count (e.g. 4 for RGB +
+            near-infrared). Grayscale becomes RGB by repetition, RGB becomes grayscale by its
+            luma, an alpha channel is dropped, each with a one-time note.
+        resize: ``"squash"`` scales both sides to ``size`` (the aspect ratio changes);
+            ``"crop"`` keeps the aspect ratio: the centred square of the shorter side, scaled.
 
-def to_uint8_image(image: Any, size: Optional[int] = None) -> torch.Tensor:
-    """Convert one PIL image, array or tensor to a uint8 (3, H, W) tensor, resized if asked."""
+    Returns:
+        A uint8 tensor (``channels``, H, W).
+    """
+    check(resize in RESIZE_MODES, "resize", resize, f"one of {RESIZE_MODES}")
     if isinstance(image, Image.Image):
         if image.mode.startswith("I") or image.mode == "F":  # 16/32-bit integer or float
             image = np.array(image)  # same rules as arrays: 16-bit scaled, floats in [0, 1]
-        else:
-            if image.mode in ("L", "1", "LA"):
-                _note_once("gray", "grayscale images are converted to RGB (channel repeated).")
-            if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-                _note_once("alpha", "images with an alpha channel are converted to RGB (alpha "
-                           "dropped).")
-            image = image.convert("RGB")
+        elif channels in (1, 3):
+            image = _pil_to_mode(image, "RGB" if channels == 3 else "L")
             if size is not None and image.size != (size, size):
-                image = image.resize((size, size), Image.BILINEAR)
-            return torch.from_numpy(np.array(image)).permute(2, 0, 1).contiguous()
-    tensor = images_to_uint8(_as_tensor(image)[None], "image", bits=_bits(image))[0]
+                image = (ImageOps.fit(image, (size, size), Image.BILINEAR) if resize == "crop"
+                         else image.resize((size, size), Image.BILINEAR))
+            array = np.array(image)
+            array = array[:, :, None] if array.ndim == 2 else array
+            return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+        else:
+            image = np.array(image)
+    tensor = images_to_uint8(_as_tensor(image)[None], "image", bits=_bits(image),
+                             channels=channels)[0]
     if size is not None and tuple(tensor.shape[1:]) != (size, size):
-        tensor = resize_uint8(tensor[None], size)[0]
+        tensor = resize_uint8(tensor[None], size, resize)[0]
     return tensor
+
+
+def _pil_to_mode(image: Image.Image, mode: str) -> Image.Image:
+    """``image`` in PIL mode ``RGB`` or ``L``, with the one-time notes of the conversion."""
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        _note_once("alpha", f"images with an alpha channel are converted to {mode} (alpha "
+                   "dropped).")
+    if mode == "RGB" and image.mode in ("L", "1", "LA"):
+        _note_once("gray", "grayscale images are converted to RGB (channel repeated).")
+    if mode == "L" and image.mode not in ("L", "1", "LA"):
+        _note_once("luma", "colour images are converted to grayscale (luma) for in_channels=1.")
+    return image if image.mode == mode else image.convert(mode)
 
 
 def _bits(array: Any) -> Optional[int]:
@@ -205,24 +258,28 @@ def _as_tensor(array: Any) -> torch.Tensor:
 
 
 def images_to_uint8(images: torch.Tensor, argument: str = "images",
-                    bits: Optional[int] = None) -> torch.Tensor:
-    """Bring a batch (N, H, W), (N, H, W, C) or (N, C, H, W) to uint8 (N, 3, H, W).
+                    bits: Optional[int] = None, channels: int = 3) -> torch.Tensor:
+    """Bring a batch (N, H, W), (N, H, W, C) or (N, C, H, W) to uint8 (N, ``channels``, H, W).
 
-    Grayscale is repeated to 3 channels, alpha dropped, 16-bit scaled (``bits=16``, or any
-    integer batch whose maximum exceeds 255), each with a one-time note; float images must
-    lie in [0, 1]. Anything else raises :class:`DataError` naming ``argument``.
+    Images that already have ``channels`` channels keep them (any number: multispectral data
+    trains with ``in_channels=C``). Otherwise an alpha channel is dropped, grayscale is
+    repeated to RGB and RGB becomes its luma for ``channels=1``, each with a one-time note.
+    16-bit images are scaled (``bits=16``, or any integer batch whose maximum exceeds 255);
+    float images must lie in [0, 1]. Anything else raises :class:`DataError` naming ``argument``.
     """
     if images.ndim == 3:
         images = images[:, None]
     if images.ndim != 4:
         raise DataError(f"{argument} has shape {tuple(images.shape)}: expected (N, C, H, W), "
                         "(N, H, W, C) or (N, H, W).")
-    if images.shape[1] not in (1, 3, 4) and images.shape[-1] in (1, 3, 4):
+    known = {1, 3, 4, channels}
+    if images.shape[1] not in known and images.shape[-1] in known:
         images = images.permute(0, 3, 1, 2)
-    channels = images.shape[1]
-    if channels not in (1, 3, 4):
-        raise DataError(f"{argument} has {channels} channels: expected 1 (grayscale), "
-                        "3 (RGB) or 4 (RGBA).")
+    have = images.shape[1]
+    if have != channels and not (have in (1, 3, 4) and channels in (1, 3)):
+        raise DataError(f"{argument} has {have} channels: expected {channels} (in_channels="
+                        f"{channels}), or 1 (grayscale), 3 (RGB) or 4 (RGBA) to convert; pass "
+                        f"in_channels={have} to train on all {have} channels.")
     if images.is_floating_point():
         if not torch.isfinite(images).all():
             raise DataError(f"{argument} contains NaN or infinite pixel values: clean or drop "
@@ -245,74 +302,151 @@ def images_to_uint8(images: torch.Tensor, argument: str = "images",
         if top == 65535:
             _note_once("16bit", "16-bit images are converted to 8 bits (value * 255 / 65535).")
         images = (images.double() * 255 / top).round().to(torch.uint8)
-    if channels == 4:
-        _note_once("alpha", "images with an alpha channel are converted to RGB (alpha dropped).")
-        images = images[:, :3]
-    elif channels == 1:
+    return convert_channels(images, channels).contiguous()
+
+
+def convert_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
+    """A uint8 batch with 1, 3 or 4 channels as ``channels`` (1 or 3) channels, or unchanged
+    when it has them already; one-time notes say what was converted."""
+    have = images.shape[1]
+    if have == channels:
+        return images
+    if have == 4:
+        _note_once("alpha", f"images with an alpha channel are converted to "
+                   f"{'RGB' if channels == 3 else 'L'} (alpha dropped).")
+        images, have = images[:, :3], 3
+    if have == 1 and channels == 3:
         _note_once("gray", "grayscale images are converted to RGB (channel repeated).")
-        images = images.expand(-1, 3, -1, -1)
-    return images.contiguous()
+        return images.expand(-1, 3, -1, -1)
+    if have == 3 and channels == 1:
+        _note_once("luma", "colour images are converted to grayscale (luma) for in_channels=1.")
+        weights = torch.tensor(LUMA, device=images.device).view(1, 3, 1, 1)
+        return (images.float() * weights).sum(1, keepdim=True).round_().clamp_(0, 255).byte()
+    return images
 
 
-def resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Antialiased bilinear resize of a uint8 batch to ``size`` x ``size``."""
+def resize_uint8(images: torch.Tensor, size: int, resize: str = "squash") -> torch.Tensor:
+    """Antialiased bilinear resize of a uint8 batch to ``size`` x ``size``: both sides scaled
+    (``"squash"``), or the centred square of the shorter side scaled (``"crop"``)."""
+    if resize == "crop":
+        height, width = images.shape[-2:]
+        side = min(height, width)
+        top, left = (height - side) // 2, (width - side) // 2
+        images = images[..., top:top + side, left:left + side]
     out = F.interpolate(images.float(), size=(size, size), mode="bilinear",
                         align_corners=False, antialias=True)
     return out.round_().clamp_(0, 255).to(torch.uint8)
 
 
 def dataset(source: Any, split: str = "train", *, size: Optional[int] = None,
-            root: str | os.PathLike = "datasets", download: bool = True) -> ImageDataset:
-    """Resolve ``source`` (name, folder, array, tensor or Dataset) to an :class:`ImageDataset`.
+            root: str | os.PathLike = "datasets", download: bool = True,
+            channels: Optional[int] = None,
+            resize: str = "squash", decode: str = "cpu", image_column: Optional[str] = None,
+            label_column: Optional[str] = None,
+            shard_sizes: Optional[int | Sequence[int]] = None) -> ImageDataset:
+    """Resolve ``source`` to an :class:`ImageDataset` of uint8 images.
 
-    ``split`` selects ``train``/``test`` for named datasets (``unlabeled`` too for STL-10);
-    ``size`` resizes every image to ``size`` x ``size``; ``root`` is where torchvision datasets
-    live or are downloaded to.
+    Args:
+        source: a name (``cifar10-sample``, ``cifar10``, ``cifar100``, ``stl10``), a folder
+            (ImageFolder layout or flat), WebDataset shards (``"shards/train-{000..009}.tar"``,
+            a list of ``.tar`` paths or URLs; streamed, see :class:`~super_selfish.shards.
+            ShardDataset`), a Hugging Face ``datasets.Dataset`` or ``DatasetDict``, a torchvision
+            dataset, any torch ``Dataset``, an array or tensor of images, or ``(images, labels)``.
+        split: ``train``/``test`` for named datasets (``unlabeled`` too for STL-10), and the
+            split of a Hugging Face ``DatasetDict``.
+        size: resize every image to ``size`` x ``size``.
+        root: where torchvision datasets live or are downloaded to.
+        channels: image channels to deliver, the backbone's ``in_channels`` (see
+            :func:`images_to_uint8` for the conversions); default: an :class:`ImageDataset`'s
+            own, 3 (RGB) for every other source.
+        resize: ``"squash"`` (both sides scaled) or ``"crop"`` (aspect ratio kept: centred
+            square of the shorter side), for folders, shards and per-item datasets.
+        decode: ``"cpu"`` (loader workers decode) or ``"device"``: JPEG files of folders and
+            shards are decoded in batches on the training device (:mod:`super_selfish.decode`).
+        image_column, label_column: the image and label column of a Hugging Face dataset, or
+            the image and label key (extension) of WebDataset samples; found automatically when
+            not given (an ``Image``/``ClassLabel`` feature; ``jpg``/``png``/... and ``cls``).
+        shard_sizes: samples per WebDataset shard (one int for all, or one per shard); only
+            needed for shards that are not local files, which cannot be counted cheaply.
     """
     if size is not None:
         check(isinstance(size, int) and size > 0, "size", size, "a positive int (pixels)")
+    check(channels is None or (isinstance(channels, int) and not isinstance(channels, bool)
+                               and channels > 0),
+          "channels", channels, "None or a positive int (3 for RGB, 1 for grayscale)")
+    check(resize in RESIZE_MODES, "resize", resize, f"one of {RESIZE_MODES}")
+    check(decode in DECODE_MODES, "decode", decode, f"one of {DECODE_MODES}")
+    from . import shards, sources
+
     if isinstance(source, ImageDataset):
-        return source
+        return source if channels in (None, source.channels) else _with_channels(source, channels)
+    channels = 3 if channels is None else channels
     if isinstance(source, str) and source in NAMES:
-        return _named(source, split, size, root, download)
+        return _named(source, split, size, root, download, channels)
+    if shards.is_shard_source(source):
+        return shards.ShardDataset(source, size=size, channels=channels, resize=resize,
+                                   decode=decode, image_key=image_column, label_key=label_column,
+                                   shard_sizes=shard_sizes)
     if isinstance(source, (str, os.PathLike)):
         if os.path.isdir(source):
-            return FolderDataset(source, size)
+            return FolderDataset(source, size, channels, resize, decode)
         raise unknown_name("dataset", source, NAMES) if not os.path.exists(source) else \
-            DataError(f"dataset path {str(source)!r} is a file: pass a folder of images.")
+            DataError(f"dataset path {str(source)!r} is a file: pass a folder of images or "
+                      "WebDataset .tar shards.")
     if isinstance(source, tuple) and len(source) == 2:
-        return _from_arrays(source[0], source[1], size)
+        return _from_arrays(source[0], source[1], size, channels)
     if isinstance(source, (np.ndarray, torch.Tensor)):
-        return _from_arrays(source, None, size)
+        return _from_arrays(source, None, size, channels)
+    if sources.is_huggingface(source):
+        return sources.HuggingFaceDataset(source, split, image_column=image_column,
+                                          label_column=label_column, size=size,
+                                          channels=channels, resize=resize)
+    in_memory = sources.torchvision_arrays(source)
+    if in_memory is not None:
+        ds = _from_arrays(in_memory[0], in_memory[1], size, channels)
+        ds.classes = in_memory[2]
+        return ds
     if isinstance(source, Dataset):
-        return ConvertedDataset(source, size)
+        return ConvertedDataset(source, size, channels, resize)
     raise DataError(f"dataset of type {type(source).__name__} is not supported: pass a torch "
-                    "Dataset, an array or tensor of images, (images, labels), a folder path or "
-                    f"one of {', '.join(NAMES)}.")
+                    "Dataset, a Hugging Face datasets.Dataset, an array or tensor of images, "
+                    "(images, labels), a folder path, WebDataset .tar shards or one of "
+                    f"{', '.join(NAMES)}.")
 
 
-def _from_arrays(images: Any, labels: Any, size: Optional[int]) -> TensorImageDataset:
+def _with_channels(ds: ImageDataset, channels: int) -> ImageDataset:
+    """``ds`` delivering ``channels`` channels (in memory at once, else item by item)."""
+    if isinstance(ds, TensorImageDataset):
+        return TensorImageDataset(images_to_uint8(ds.images, "dataset", channels=channels),
+                                  ds.labels, ds.classes)
+    return ConvertedDataset(ds, channels=channels)
+
+
+def _from_arrays(images: Any, labels: Any, size: Optional[int],
+                 channels: int = 3) -> TensorImageDataset:
     tensor = _as_tensor(images)
     if len(tensor) == 0:
         raise DataError("dataset is empty: pass at least one image.")
-    tensor = images_to_uint8(tensor, "dataset", bits=_bits(images))
+    tensor = images_to_uint8(tensor, "dataset", bits=_bits(images), channels=channels)
     if size is not None and tuple(tensor.shape[2:]) != (size, size):
         tensor = resize_uint8(tensor, size)
     return TensorImageDataset(tensor, None if labels is None else _as_tensor(labels).long())
 
 
 def _named(name: str, split: str, size: Optional[int], root: str | os.PathLike,
-           download: bool) -> ImageDataset:
+           download: bool, channels: int = 3) -> ImageDataset:
     splits = ("train", "test", "unlabeled") if name == "stl10" else ("train", "test")
     check(split in splits, "split", split, f"one of {splits} for {name!r}")
     if name == "cifar10-sample":
         from .assets import load_cifar10_sample
 
         images, labels, classes = load_cifar10_sample(split)
-        ds = _from_arrays(images, labels, size)
+        ds = _from_arrays(images, labels, size, channels)
         ds.classes = list(classes)
         return ds
     import torchvision.datasets as tvd
+
+    from .sources import torchvision_arrays
 
     cls = getattr(tvd, _TORCHVISION[name])
     kwargs = {"split": split} if name == "stl10" else {"train": split == "train"}
@@ -324,12 +458,9 @@ def _named(name: str, split: str, size: Optional[int], root: str | os.PathLike,
             f"put torchvision's {_TORCHVISION[name]} files under {os.path.abspath(root)} "
             "(pass root=... to choose another folder), or use 'cifar10-sample', which ships "
             "with the package.") from exc
-    data = raw.data
-    if name == "stl10":
-        data = np.asarray(data)  # already (N, 3, 96, 96)
-    labels = np.asarray(raw.labels if name == "stl10" else raw.targets)
-    ds = _from_arrays(data, None if split == "unlabeled" else labels, size)
-    ds.classes = list(getattr(raw, "classes", []))
+    images, labels, classes = torchvision_arrays(raw)  # type: ignore[misc]
+    ds = _from_arrays(images, None if split == "unlabeled" else labels, size, channels)
+    ds.classes = classes
     return ds
 
 
@@ -354,46 +485,102 @@ def _collate_pairs(items: List[Tuple[torch.Tensor, int]]) -> Tuple[torch.Tensor,
             torch.tensor([label for _, label in items], dtype=torch.long))
 
 
-def _collate_indexed(items: List[Tuple[int, Tuple[torch.Tensor, int]]]) -> Batch:
+def _collate_indexed(items: List[Tuple[int, Tuple[Any, int]]]) -> Any:
+    from .decode import EncodedBatch, EncodedImage
+
+    index = torch.tensor([i for i, _ in items], dtype=torch.long)
+    if any(isinstance(image, EncodedImage) for _, (image, _) in items):
+        labels = torch.tensor([label for _, (_, label) in items], dtype=torch.long)
+        return EncodedBatch([image for _, (image, _) in items], labels, index)
     images, labels = _collate_pairs([item for _, item in items])
-    return Batch(images, labels, torch.tensor([i for i, _ in items], dtype=torch.long))
+    return Batch(images, labels, index)
 
 
 class _Indexed(Dataset):
+    """(index, item) pairs; ``encoded`` items when JPEGs are decoded on the device."""
+
     def __init__(self, ds: ImageDataset):
         self.ds = ds
+        self.encoded = getattr(ds, "decode", "cpu") == "device" and hasattr(ds, "encoded")
 
     def __len__(self) -> int:
         return len(self.ds)
 
     def __getitem__(self, index: int):
-        return index, self.ds[index]
+        return index, (self.ds.encoded(index) if self.encoded else self.ds[index])
+
+
+class _EpochBatches:
+    """The batch sampler of a persistent DataLoader: the current epoch's batches of indices."""
+
+    def __init__(self) -> None:
+        self.batches: List[List[int]] = []
+
+    def __iter__(self) -> Iterator[List[int]]:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+def default_num_workers() -> int:
+    """Loader processes when ``num_workers`` is not given: half of this process's CPUs (the
+    other half runs the training step), at least 1 and at most 8."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    per_process = cpus // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(1, min(8, per_process // 2))
 
 
 class BatchLoader:
     """Iterates :class:`Batch` es of uint8 images; in-memory datasets are sliced directly.
 
     The order comes from ``generator`` (or a distributed ``sampler``), so seeded runs repeat.
+    Datasets read from files (folders, shards, Hugging Face, any per-item dataset) decode in
+    ``num_workers`` worker processes (default :func:`default_num_workers`; 0 decodes in this
+    process) that stay alive across epochs; ``pin_memory`` (for CUDA training) pins the
+    batches so that the copy to the device overlaps the step. Streamed datasets
+    (:class:`~super_selfish.shards.ShardDataset`) split their shards between processes and
+    workers themselves, so ``sampler`` is not used for them. :meth:`close` ends the workers.
     """
 
     def __init__(self, ds: ImageDataset, batch_size: int, shuffle: bool = True,
-                 drop_last: bool = True, num_workers: int = 0,
-                 generator: Optional[torch.Generator] = None, sampler: Any = None):
+                 drop_last: bool = True, num_workers: Optional[int] = None,
+                 generator: Optional[torch.Generator] = None, sampler: Any = None,
+                 pin_memory: bool = False):
         check(isinstance(batch_size, int) and batch_size > 0, "batch_size", batch_size,
               "a positive int")
-        n = len(ds) if sampler is None else len(sampler)
+        check(num_workers is None or (isinstance(num_workers, int) and num_workers >= 0),
+              "num_workers", num_workers, "None (automatic) or a non-negative int")
+        self.streaming = bool(getattr(ds, "streaming", False))
+        n = self._images_per_epoch(ds, sampler)
         if n == 0:
             raise DataError("dataset is empty: pass a dataset with at least one image.")
         if drop_last and batch_size > n:
             raise DataError(f"batch_size={batch_size} is larger than the dataset ({n} images) "
                             f"and incomplete batches are dropped: use batch_size <= {n}.")
+        if num_workers is None:
+            num_workers = 0 if isinstance(ds, TensorImageDataset) else default_num_workers()
         self.ds, self.batch_size, self.shuffle = ds, batch_size, shuffle
-        self.drop_last, self.num_workers = drop_last, num_workers
-        self.generator, self.sampler = generator, sampler
+        self.drop_last, self.num_workers, self.pin_memory = drop_last, num_workers, pin_memory
+        self.generator, self.sampler = generator, None if self.streaming else sampler
+        self._loader: Optional[DataLoader] = None
+        self._epoch = _EpochBatches()
+
+    def _images_per_epoch(self, ds: ImageDataset, sampler: Any) -> int:
+        if self.streaming:
+            from .distributed import world_size
+
+            return len(ds) // world_size()
+        return len(ds) if sampler is None else len(sampler)
 
     def __len__(self) -> int:
-        n = len(self.ds) if self.sampler is None else len(self.sampler)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        n = self._images_per_epoch(self.ds, self.sampler)
+        if self.streaming or self.drop_last:
+            return n // self.batch_size
+        return -(-n // self.batch_size)
 
     def _order(self) -> torch.Tensor:
         if self.sampler is not None:
@@ -402,7 +589,30 @@ class BatchLoader:
             return torch.randperm(len(self.ds), generator=self.generator)
         return torch.arange(len(self.ds))
 
+    def _data_loader(self) -> DataLoader:
+        """The DataLoader, made once: its workers persist from one epoch to the next."""
+        if self._loader is None:
+            workers = self.num_workers
+            common = dict(num_workers=workers, pin_memory=self.pin_memory,
+                          persistent_workers=workers > 0,
+                          worker_init_fn=_ignore_interrupt if workers else None)
+            if self.streaming:
+                self._loader = DataLoader(self.ds.stream(self.batch_size, self.shuffle),
+                                          batch_size=self.batch_size,
+                                          collate_fn=_collate_indexed, **common)
+            else:
+                self._loader = DataLoader(_Indexed(self.ds), batch_sampler=self._epoch,
+                                          collate_fn=_collate_indexed, **common)
+        return self._loader
+
     def __iter__(self) -> Iterator[Batch]:
+        if self.streaming:
+            loader = self._data_loader()
+            seed = int(torch.randint(2**62, (1,), generator=self.generator)) if self.shuffle \
+                else 0
+            loader.dataset.start_epoch(seed)
+            yield from loader
+            return
         order = self._order()
         batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         if self.drop_last and batches and len(batches[-1]) < self.batch_size:
@@ -411,11 +621,15 @@ class BatchLoader:
             for idx in batches:
                 yield Batch(self.ds.images[idx], self.ds.labels[idx], idx)
             return
-        loader = DataLoader(_Indexed(self.ds), batch_sampler=[b.tolist() for b in batches],
-                            num_workers=self.num_workers, collate_fn=_collate_indexed,
-                            persistent_workers=False,
-                            worker_init_fn=_ignore_interrupt if self.num_workers else None)
-        yield from loader
+        self._epoch.batches = [b.tolist() for b in batches]
+        yield from self._data_loader()
+
+    def close(self) -> None:
+        """Stop the worker processes (they are restarted if the loader is iterated again)."""
+        loader, self._loader = self._loader, None
+        iterator = getattr(loader, "_iterator", None)
+        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+            iterator._shutdown_workers()
 
 
 def _ignore_interrupt(_worker_id: int) -> None:
