@@ -66,9 +66,16 @@ class Backbone(nn.Module):
         self.eval()
         with torch.no_grad():
             device = next((p.device for p in self.parameters()), torch.device("cpu"))
-            out = self.feature_map(torch.zeros(2, self.in_channels, size, size, device=device))
+            probe = torch.zeros(2, self.in_channels, size, size, device=device)
+            out = self.feature_map(probe)
+            features = self(probe) if self._has_own_map() else self._pool(out)
         self.train(was_training)
-        return int(self._pool(out).shape[1]), int(out.shape[1])
+        return int(features.shape[1]), int(out.shape[1])
+
+    def _has_own_map(self) -> bool:
+        """Whether ``body`` pools itself and gives its map with its own ``feature_map``
+        (timm models: their pooling may include head layers)."""
+        return callable(getattr(self.body, "feature_map", None))
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 or [0, 1] float images to the normalised float input of ``body``."""
@@ -78,6 +85,8 @@ class Backbone(nn.Module):
 
     def feature_map(self, images: torch.Tensor) -> torch.Tensor:
         """Unpooled body output: (N, C, h, w) for convolutional bodies."""
+        if self._has_own_map():
+            return self.body.feature_map(self.prepare(images))
         return self.body(self.prepare(images))
 
     @staticmethod
@@ -85,12 +94,13 @@ class Backbone(nn.Module):
         return out.mean(dim=(2, 3)) if out.ndim == 4 else out.flatten(1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self._pool(self.feature_map(images))
+        return self._pool(self.body(self.prepare(images)))
 
 
 def build(backbone: str | nn.Module = "convnet-small", *, norm: str = "batch",
           in_channels: int = 3, probe_size: int = 32) -> Backbone:
-    """Return a :class:`Backbone` from a registry name or any ``nn.Module``.
+    """Return a :class:`Backbone` from a registry name, ``"timm/<model>"`` (any timm model,
+    see :mod:`super_selfish.timm_backbones`) or any ``nn.Module``.
 
     ``norm`` swaps every BatchNorm for GroupNorm (32 groups or fewer) or a real per-sample
     LayerNorm (GroupNorm with one group), which do not leak statistics across a batch.
@@ -100,6 +110,11 @@ def build(backbone: str | nn.Module = "convnet-small", *, norm: str = "batch",
         return backbone
     if isinstance(backbone, nn.Module):
         body, name = backbone, type(backbone).__name__
+    elif isinstance(backbone, str) and backbone.startswith("timm/"):
+        from . import timm_backbones  # the timm extra, imported only when asked for
+
+        return timm_backbones.build(backbone, norm=norm, in_channels=in_channels,
+                                    probe_size=probe_size)
     elif isinstance(backbone, str):
         if backbone not in _REGISTRY:
             raise unknown_name("backbone", backbone, _REGISTRY)
@@ -310,8 +325,8 @@ class VisionTransformer(nn.Module):
         tokens = self.patch_tokens(images)
         if keep is not None:
             tokens = torch.gather(tokens, 1, keep.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
-        tokens = torch.cat([self.cls_token.expand(len(tokens), -1, -1).to(tokens.dtype), tokens],
-                           dim=1)
+        cls = self.cls_token.expand(tokens.shape[0], -1, -1)  # shape[0]: traceable batch
+        tokens = torch.cat([cls.to(tokens.dtype), tokens], dim=1)
         for block in self.blocks:
             tokens = block(tokens)
         return self.norm(tokens)

@@ -77,14 +77,16 @@ class MAEDecoder(nn.Module):
 class MAESupervisor(Supervisor):
     """Mask ``mask_ratio`` = 75% of the patches, encode the rest with the ViT, reconstruct.
 
-    The backbone must be a :class:`~super_selfish.backbones.VisionTransformer` (e.g.
-    ``vit-tiny``); anything else raises :class:`ConfigError`. Only the visible 25% of the
-    patches go through the encoder (``encode_visible``). A lightweight :class:`MAEDecoder`
-    (``decoder_dim`` 128, ``decoder_depth`` 2, ``decoder_heads`` 4; the paper's decoder is
-    wider and deeper for ViT-L) predicts the pixels of every patch; the loss is the mean
-    squared error against per-patch normalised pixels (``norm_pix=True``) on the masked
-    patches only. Augmentation: ``none`` (the paper uses random resized crops and flips; pass
-    ``augment=`` for those). The image size must be divisible by the ViT's patch size.
+    The backbone must be a vision transformer: a
+    :class:`~super_selfish.backbones.VisionTransformer` (e.g. ``vit-tiny``) or a timm ViT
+    (``"timm/vit_tiny_patch16_224?patch_size=4"``); anything else raises :class:`ConfigError`.
+    Only the visible 25% of the patches go through the encoder (``encode_visible``). A
+    lightweight :class:`MAEDecoder` (``decoder_dim`` 128, ``decoder_depth`` 2,
+    ``decoder_heads`` 4; the paper's decoder is wider and deeper for ViT-L) predicts the
+    pixels of every patch; the loss is the mean squared error against per-patch normalised
+    pixels (``norm_pix=True``) on the masked patches only. Augmentation: ``none`` (the
+    paper uses random resized crops and flips; pass ``augment=`` for those). The image size
+    must be divisible by the ViT's patch size.
     ``default_lr`` is 3e-4 (better than 1e-3 in ``benchmarks/methods_knn.py``, see the README).
     """
 
@@ -110,12 +112,16 @@ class MAESupervisor(Supervisor):
 
     @property
     def vit(self) -> VisionTransformer:
+        """The backbone's vision transformer: ours, a timm ViT (``"timm/vit_..."``), or any
+        body with ``patch_size``, ``dim``, ``grid`` and ``encode_visible`` like them."""
         body = self.backbone.body
         body = getattr(body, "_orig_mod", body)
-        if not isinstance(body, VisionTransformer):
+        if not all(hasattr(body, part) for part in ("patch_size", "dim", "grid",
+                                                    "encode_visible")):
             raise ConfigError(f"Invalid backbone={self.backbone.name!r}: MAE needs a vision "
-                              "transformer (e.g. backbone='vit-tiny' or a "
-                              "backbones.VisionTransformer module).")
+                              "transformer (e.g. backbone='vit-tiny', "
+                              "'timm/vit_tiny_patch16_224' or a backbones.VisionTransformer "
+                              "module).")
         return body
 
     def reconstruct(self, images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
