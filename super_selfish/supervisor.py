@@ -149,6 +149,9 @@ class Supervisor(nn.Module):
     #: methods whose paper prescribes an optimizer (BiGAN) follow the paper.
     default_lr: float = 1e-3
     default_optimizer: Callable[..., torch.optim.Optimizer] = torch.optim.Adam
+    #: Channels of the images this method reads; None: the backbone's ``in_channels``. Methods
+    #: that split colour themselves (CMC, split-brain: RGB into L and ab) set 3.
+    data_channels: Optional[int] = None
 
     def __init__(self, dataset: Any = None, backbone: str | nn.Module = "convnet-small", *,
                  augment: Any = None, image_size: Optional[int] = None, norm: str = "batch",
@@ -160,7 +163,11 @@ class Supervisor(nn.Module):
             check(isinstance(seed, int) and seed >= 0, "seed", seed, "a non-negative int")
             torch.manual_seed(seed)
         self.seed = seed
-        self.dataset = data.dataset(dataset) if dataset is not None else None
+        check(isinstance(in_channels, int) and not isinstance(in_channels, bool)
+              and in_channels > 0, "in_channels", in_channels,
+              "a positive int: 3 for RGB, 1 for grayscale, 4 or more for multi-channel images")
+        channels = self.data_channels or in_channels
+        self.dataset = data.dataset(dataset, channels=channels) if dataset is not None else None
         if self.dataset is not None:
             self._check_labels(self.dataset)
         if image_size is None:
@@ -188,6 +195,7 @@ class Supervisor(nn.Module):
         self.global_step = 0
         self._placed = False
         self._ddp: Optional[nn.Module] = None
+        self._external_ddp = False  # data parallel under another loop (super_selfish.lightning)
         self._step_metrics: Dict[str, float] = {}
 
     # ------------------------------------------------------------------ set-up helpers
@@ -214,6 +222,11 @@ class Supervisor(nn.Module):
         self.hparams.update(values)
 
     @property
+    def image_channels(self) -> int:
+        """Channels of the images this method reads (and ``get_backbone()`` takes)."""
+        return self.data_channels or self.hparams["in_channels"]
+
+    @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
@@ -224,6 +237,26 @@ class Supervisor(nn.Module):
     def get_backbone(self) -> backbones.Backbone:
         """The trained encoder: an ``nn.Module`` from images to feature vectors."""
         return self.backbone
+
+    def export_backbone(self, path: str | os.PathLike, format: str = "torchscript",
+                        **options: Any) -> Any:
+        """Write the backbone for deployment and check the file against the live network.
+
+        Args:
+            path: the file to write, e.g. ``"simclr.pt"`` or ``"simclr.onnx"``.
+            format: ``"torchscript"`` or ``"onnx"`` (the ``onnx`` extra).
+            **options: ``atol``/``rtol`` of the check (see
+                :func:`super_selfish.export.export_backbone`).
+
+        Returns:
+            :class:`super_selfish.export.Exported`: the path and the largest difference
+            between the reloaded file's features and the backbone's. The input is float images
+            in [0, 1] of shape (N, ``in_channels``, ``image_size``, ``image_size``).
+        """
+        from .export import export_backbone
+
+        return export_backbone(self.get_backbone(), path, format, image_size=self.image_size,
+                               in_channels=self.image_channels, **options)
 
     def log(self, **scalars: float) -> None:
         """Report extra per-step scalars (shown on the progress bar and in the history)."""
@@ -259,7 +292,8 @@ class Supervisor(nn.Module):
     def supervise(self, lr: Optional[float] = None,
                   optimizer: Optional[Callable[..., torch.optim.Optimizer]] = None,
                   epochs: int = 10, batch_size: int = 256,
-                  shuffle: bool = True, num_workers: int = 0, name: str = "store/base",
+                  shuffle: bool = True, num_workers: Optional[int] = None,
+                  name: str = "store/base",
                   pretrained: bool = False, lr_scheduler: str | Callable[..., Any] | None = None,
                   *, weight_decay: float = 0.0, warmup_epochs: float = 0.0,
                   seed: Optional[int] = None, device: Optional[str | torch.device] = None,
@@ -304,17 +338,7 @@ class Supervisor(nn.Module):
         self.callbacks = list(callbacks)
         self._setup_runtime(device, distributed, sync_batchnorm, precision, channels_last,
                             compile)
-        seed = self.seed if seed is None else seed
-        # Data order: one seed for all processes (rank 0's when drawn), so the distributed
-        # split agrees. Augmentations and the global RNG: a distinct stream per process.
-        data_seed = seed if seed is not None else int(torch.empty((), dtype=torch.int64).random_())
-        if seed is None and self._ddp is not None:
-            data_seed = dist_utils.broadcast_int(data_seed)
-        self._data_gen = torch.Generator().manual_seed(data_seed)
-        self._aug_gen = torch.Generator().manual_seed(self._data_gen.initial_seed() + 1
-                                                      + _RANK_SEED_STRIDE * rank())
-        if seed is not None:
-            torch.manual_seed(seed + 2 + _RANK_SEED_STRIDE * rank())
+        self._seed_run(self.seed if seed is None else seed, self._ddp is not None)
         try:
             self._load_pretrained(name, bool(pretrained or resume))
             self._init_data_optimizer(lr, optimizer, batch_size, shuffle, num_workers,
@@ -327,7 +351,21 @@ class Supervisor(nn.Module):
             self._teardown_runtime()
         return self.history
 
-    def _validate_supervise(self, lr: float, epochs: int, batch_size: int, num_workers: int,
+    def _seed_run(self, seed: Optional[int], distributed: bool) -> None:
+        """The run's random streams. Data order: one seed for all processes (rank 0's when
+        drawn), so the distributed split agrees. Augmentations and the global RNG: a distinct
+        stream per process."""
+        data_seed = seed if seed is not None else int(torch.empty((), dtype=torch.int64).random_())
+        if seed is None and distributed:
+            data_seed = dist_utils.broadcast_int(data_seed)
+        self._data_gen = torch.Generator().manual_seed(data_seed)
+        self._aug_gen = torch.Generator().manual_seed(self._data_gen.initial_seed() + 1
+                                                      + _RANK_SEED_STRIDE * rank())
+        if seed is not None:
+            torch.manual_seed(seed + 2 + _RANK_SEED_STRIDE * rank())
+
+    def _validate_supervise(self, lr: float, epochs: int, batch_size: int,
+                            num_workers: Optional[int],
                             weight_decay: float, precision: str, keep_last: int,
                             warmup_epochs: float, lr_scheduler: Any) -> None:
         check(isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0, "lr", lr,
@@ -335,8 +373,10 @@ class Supervisor(nn.Module):
         check(isinstance(epochs, int) and epochs >= 0, "epochs", epochs, "a non-negative int")
         check(isinstance(batch_size, int) and batch_size >= 2, "batch_size", batch_size,
               "an int of at least 2")
-        check(isinstance(num_workers, int) and num_workers >= 0, "num_workers", num_workers,
-              "a non-negative int")
+        check(num_workers is None or (isinstance(num_workers, int) and num_workers >= 0),
+              "num_workers", num_workers,
+              "None (automatic: 0 for in-memory data, else data.default_num_workers()) or a "
+              "non-negative int")
         check(_is_number(weight_decay) and weight_decay >= 0, "weight_decay", weight_decay,
               "a non-negative number")
         check(precision in PRECISIONS, "precision", precision, f"one of {PRECISIONS}")
@@ -394,9 +434,17 @@ class Supervisor(nn.Module):
         """End of ``supervise``: drop the DDP wrapper and turn SyncBatchNorm back into
         BatchNorm (same tensors), so the trained model can be evaluated or fine-tuned in one
         process without waiting for the others. The process group is left to the caller."""
+        loader = getattr(self, "loader", None)
+        if loader is not None:  # end the persistent loader workers
+            loader.close()
         if self._ddp is not None:
             object.__setattr__(self, "_ddp", None)
             dist_utils.revert_sync_batchnorm(self)
+
+    def _splits_data(self) -> bool:
+        """Whether each process trains on its own share of the data: DistributedDataParallel
+        from ``supervise``, or from another training loop (Lightning) that says so."""
+        return self._ddp is not None or self._external_ddp
 
     def _autocast(self):
         if self.precision == "fp32":
@@ -416,12 +464,12 @@ class Supervisor(nn.Module):
             self._resume_state = self.load(name).checkpoint
 
     def _init_data_optimizer(self, lr: float, optimizer: Callable[..., torch.optim.Optimizer],
-                             batch_size: int, shuffle: bool, num_workers: int,
+                             batch_size: int, shuffle: bool, num_workers: Optional[int],
                              lr_scheduler: Any, *, weight_decay: float = 0.0,
                              warmup_epochs: float = 0.0, epochs: int = 1) -> None:
         """Build the loader, the optimizer over every trainable part, and the scheduler."""
         sampler = None
-        if self._ddp is not None:
+        if self._splits_data() and not getattr(self.dataset, "streaming", False):
             from torch.utils.data.distributed import DistributedSampler
 
             # Each process gets len(dataset) // world_size images (the same seed everywhere,
@@ -435,7 +483,8 @@ class Supervisor(nn.Module):
                                          seed=self._data_gen.initial_seed())
         self.loader = data.BatchLoader(self.dataset, batch_size, shuffle=shuffle,
                                        drop_last=True, num_workers=num_workers,
-                                       generator=self._data_gen, sampler=sampler)
+                                       generator=self._data_gen, sampler=sampler,
+                                       pin_memory=self.device.type == "cuda")
         params = self._param_groups(weight_decay)
         self.optimizer = optimizer(params, lr=lr)
         total = max(1, epochs * len(self.loader))
@@ -526,7 +575,7 @@ class Supervisor(nn.Module):
         with self._autocast():
             loss = self._ddp(batch) if self._ddp is not None else self._forward(batch)
         finite = bool(torch.isfinite(loss.detach()).all())
-        if self._ddp is not None:  # all processes must skip (or stop) together, else DDP hangs
+        if self._splits_data():  # all processes must skip (or stop) together, else DDP hangs
             finite = dist_utils.all_processes(finite)
         if not finite:
             if self._train_options["skip_nonfinite"]:
@@ -583,7 +632,7 @@ class Supervisor(nn.Module):
                    name: str) -> None:
         self._check_finite_state(f"the end of epoch {epoch + 1}")
         loss_sum, loss_count = sum(losses), len(losses)
-        if self._ddp is not None:  # the epoch loss is the mean over every process's steps
+        if self._splits_data():  # the epoch loss is the mean over every process's steps
             loss_sum, loss_count = dist_utils.all_reduce_sum(loss_sum, loss_count)
         record: Dict[str, Any] = {
             "epoch": epoch + 1,
