@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from typing import Any, Dict, List, Optional
 
 import torch
@@ -30,10 +31,11 @@ import torch.nn.functional as F
 from . import console, data, evaluate, store
 from .distributed import is_main_process
 from .errors import check
+from .extras import require
 from .supervisor import Callback
 
 __all__ = ["KNNMonitor", "LinearProbeMonitor", "HealthMonitor", "TensorBoardLogger",
-           "embedding_health", "effective_rank"]
+           "WandbLogger", "embedding_health", "effective_rank", "run_config"]
 
 
 def _total_epochs(sup: Any) -> Optional[int]:
@@ -266,6 +268,112 @@ class HealthMonitor(Callback):
 
 
 # ---------------------------------------------------------------------------------- logging
+def run_config(sup: Any) -> Dict[str, Any]:
+    """What a logger records as the run's configuration: the method, its saved
+    hyper-parameters and the training options of ``supervise``."""
+    config: Dict[str, Any] = {"method": sup.method, **sup.hparams}
+    loader = getattr(sup, "loader", None)
+    optimizer = getattr(sup, "optimizer", None)
+    config.update({
+        "run_name": str(getattr(sup, "run_name", "")),
+        "lr": getattr(sup, "base_lr", None),
+        "optimizer": type(optimizer).__name__ if optimizer is not None else None,
+        "batch_size": getattr(loader, "batch_size", None),
+        "epochs": _total_epochs(sup),
+        "total_steps": getattr(sup, "total_steps", None),
+        "dataset_size": len(sup.dataset) if getattr(sup, "dataset", None) is not None else None,
+        "seed": getattr(sup, "seed", None),
+        "precision": getattr(sup, "precision", None),
+    })
+    return {k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v))
+            for k, v in config.items()}
+
+
+class _RunLogger(Callback):
+    """What the loggers share: the configuration and the augmentation grid at the start,
+    ``step/<name>`` scalars every ``every_n_steps`` steps (loss, learning rate, every scalar a
+    method logs), and ``epoch/<name>`` for every numeric value of an epoch record, written
+    once the record is complete (monitors running after the logger may still add to it).
+    Subclasses say how to write: :meth:`_open`, :meth:`_scalars`, :meth:`_image`,
+    :meth:`_finish`. Only the main process writes.
+    """
+
+    def __init__(self, every_n_steps: int = 10, preview: bool = True, seed: int = 0):
+        check(isinstance(every_n_steps, int) and every_n_steps > 0, "every_n_steps",
+              every_n_steps, "a positive int")
+        self.every_n_steps, self.preview, self.seed = every_n_steps, preview, seed
+        self.active = False
+        self._pending: Optional[tuple] = None  # (epoch record, global step at its end)
+
+    # what subclasses write with
+    def _open(self, sup: Any, config: Dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _scalars(self, values: Dict[str, float], step: int, epoch: Optional[int] = None
+                 ) -> None:
+        raise NotImplementedError
+
+    def _image(self, tag: str, image: torch.Tensor, step: int) -> None:
+        raise NotImplementedError
+
+    def _finish(self, sup: Any) -> None:
+        raise NotImplementedError
+
+    # shared behaviour
+    def on_train_start(self, sup: Any) -> None:
+        if not is_main_process():
+            return
+        self._open(sup, run_config(sup))
+        self.active = True
+        if self.preview and getattr(sup, "views", None) is not None:
+            grid = self._preview_grid(sup)
+            if grid is not None:
+                self._image("augmentations", grid, sup.global_step)
+
+    def _preview_grid(self, sup: Any) -> Optional[torch.Tensor]:
+        """(3, H, W) float grid: a few training images, then the method's views of them."""
+        from .plots import view_grid
+
+        images = _sample(sup.dataset, 8, self.seed).images[:8]
+        try:
+            with torch.random.fork_rng(devices=[]):
+                return view_grid(sup.views, images, n_views=4, seed=self.seed)
+        except Exception as exc:  # a preview must never stop training
+            console.warn(f"{type(self).__name__}: augmentation preview skipped ({exc})")
+            return None
+
+    def _flush_record(self) -> None:
+        if self._pending is not None and self.active:
+            record, step = self._pending
+            values = {f"epoch/{key}": float(value) for key, value in record.items()
+                      if key != "epoch" and isinstance(value, (int, float))
+                      and not isinstance(value, bool) and math.isfinite(value)}
+            self._scalars(values, step, epoch=int(record.get("epoch", 0)))
+        self._pending = None
+
+    def on_step_end(self, sup: Any, step: int, metrics: Dict[str, float]) -> None:
+        if not self.active:
+            return
+        self._flush_record()  # the previous epoch's record is complete by now
+        if step % self.every_n_steps == 0:
+            values = {f"step/{key}": float(value) for key, value in metrics.items()}
+            values["step/lr"] = sup.optimizer.param_groups[0]["lr"]
+            self._scalars(values, step)
+
+    def on_epoch_end(self, sup: Any, record: Dict[str, Any]) -> None:
+        if not self.active:
+            return
+        self._flush_record()
+        self._pending = (record, sup.global_step)  # later callbacks may still add values
+
+    def on_train_end(self, sup: Any, history: List[Dict[str, Any]]) -> None:
+        if not self.active:
+            return
+        self._flush_record()
+        self._finish(sup)
+        self.active = False
+
+
 def _summary_writer() -> type:
     try:
         from torch.utils.tensorboard import SummaryWriter
@@ -275,13 +383,14 @@ def _summary_writer() -> type:
     return SummaryWriter
 
 
-class TensorBoardLogger(Callback):
+class TensorBoardLogger(_RunLogger):
     """Write a run to TensorBoard: scalars, an augmentation preview and the embedding projector.
 
     * ``step/<name>`` every ``every_n_steps`` steps: the loss, the learning rate and every
       scalar a method logs; ``epoch/<name>``: every numeric value of the epoch record
       (loss, lr, images/s and whatever monitors wrote, whichever order the callbacks run in).
-    * ``augmentations``: a grid of the method's training views of a few images, at the start.
+    * ``augmentations``: a grid of the method's training views of a few images, at the start;
+      ``hparams``: the run's configuration (:func:`run_config`) as text.
     * ``backbone`` projector at the end: features of ``n_embedding`` images (``embedding_data``,
       default: the training set) with their labels (class names when known) and thumbnails.
 
@@ -293,68 +402,31 @@ class TensorBoardLogger(Callback):
                  preview: bool = True, embedding: bool = True, n_embedding: int = 500,
                  embedding_data: Any = None, seed: int = 0):
         self._writer_cls = _summary_writer()
-        check(isinstance(every_n_steps, int) and every_n_steps > 0, "every_n_steps",
-              every_n_steps, "a positive int")
-        self.log_dir, self.every_n_steps = log_dir, every_n_steps
-        self.preview, self.embedding, self.n_embedding = preview, embedding, n_embedding
-        self.embedding_data, self.seed = embedding_data, seed
+        super().__init__(every_n_steps, preview, seed)
+        self.log_dir = log_dir
+        self.embedding, self.n_embedding = embedding, n_embedding
+        self.embedding_data = embedding_data
         self.writer: Any = None
-        self._pending: Optional[Dict[str, Any]] = None
 
-    def on_train_start(self, sup: Any) -> None:
-        if not is_main_process():
-            return
+    def _open(self, sup: Any, config: Dict[str, Any]) -> None:
         folder = self.log_dir or str(store.run_dir(getattr(sup, "run_name", "store/base"))
                                      / "tensorboard")
         self.log_dir = folder
         self.writer = self._writer_cls(folder, purge_step=sup.global_step or None)
-        self.writer.add_text("hparams", "```\n" + json.dumps(
-            {"method": sup.method, **sup.hparams}, indent=1, default=str) + "\n```",
-            sup.global_step)
-        if self.preview and getattr(sup, "views", None) is not None:
-            self._log_preview(sup)
+        self.writer.add_text("hparams", "```\n" + json.dumps(config, indent=1, default=str)
+                             + "\n```", sup.global_step)
 
-    def _log_preview(self, sup: Any) -> None:
-        from .plots import view_grid
-
-        images = _sample(sup.dataset, 8, self.seed).images[:8]
-        try:
-            with torch.random.fork_rng(devices=[]):
-                grid = view_grid(sup.views, images, n_views=4, seed=self.seed)
-        except Exception as exc:  # a preview must never stop training
-            console.warn(f"TensorBoardLogger: augmentation preview skipped ({exc})")
-            return
-        self.writer.add_image("augmentations", grid, sup.global_step)
-
-    def _flush_record(self) -> None:
-        if self._pending is not None and self.writer is not None:
-            epoch = int(self._pending.get("epoch", 0))
-            for key, value in self._pending.items():
-                if key != "epoch" and isinstance(value, (int, float)) and not isinstance(
-                        value, bool) and math.isfinite(value):
-                    self.writer.add_scalar(f"epoch/{key}", value, epoch)
+    def _scalars(self, values: Dict[str, float], step: int, epoch: Optional[int] = None
+                 ) -> None:
+        for key, value in values.items():
+            self.writer.add_scalar(key, value, step if epoch is None else epoch)
+        if epoch is not None:
             self.writer.flush()
-        self._pending = None
 
-    def on_step_end(self, sup: Any, step: int, metrics: Dict[str, float]) -> None:
-        if self.writer is None:
-            return
-        self._flush_record()  # the previous epoch's record is complete by now
-        if step % self.every_n_steps == 0:
-            for key, value in metrics.items():
-                self.writer.add_scalar(f"step/{key}", value, step)
-            self.writer.add_scalar("step/lr", sup.optimizer.param_groups[0]["lr"], step)
+    def _image(self, tag: str, image: torch.Tensor, step: int) -> None:
+        self.writer.add_image(tag, image, step)
 
-    def on_epoch_end(self, sup: Any, record: Dict[str, Any]) -> None:
-        if self.writer is None:
-            return
-        self._flush_record()
-        self._pending = record  # later callbacks may still add monitor values
-
-    def on_train_end(self, sup: Any, history: List[Dict[str, Any]]) -> None:
-        if self.writer is None:
-            return
-        self._flush_record()
+    def _finish(self, sup: Any) -> None:
         if self.embedding:
             self._log_embedding(sup)
         self.close()
@@ -381,3 +453,52 @@ class TensorBoardLogger(Callback):
             self.writer.close()
             self.writer = None
 
+
+class WandbLogger(_RunLogger):
+    """Write a run to Weights & Biases (the ``wandb`` extra), like :class:`TensorBoardLogger`.
+
+    * the run's configuration (:func:`run_config`: method, hyper-parameters, training
+      options) as the W&B run config;
+    * ``step/<name>`` scalars every ``every_n_steps`` steps and ``epoch/<name>`` for every
+      numeric value of each epoch record (with ``epoch``), all at the run's global step;
+    * ``augmentations``: the grid of the method's training views, as an image.
+
+    Args:
+        project, name, mode, dir: passed to ``wandb.init``. ``mode="offline"`` writes the run
+            to disk only (``wandb sync`` uploads it later); None lets W&B decide
+            (``WANDB_MODE``, login). ``name`` defaults to the run name, ``dir`` to the run
+            folder (``store/run/`` for ``name="store/run"``).
+        every_n_steps, preview, seed: as in :class:`TensorBoardLogger`.
+        **init_kwargs: anything else ``wandb.init`` takes (``entity``, ``tags``, ...).
+    """
+
+    def __init__(self, project: str = "super_selfish", name: Optional[str] = None, *,
+                 mode: Optional[str] = None, dir: Optional[str] = None,
+                 every_n_steps: int = 10, preview: bool = True, seed: int = 0,
+                 **init_kwargs: Any):
+        self._wandb = require("wandb", "wandb", "WandbLogger")
+        super().__init__(every_n_steps, preview, seed)
+        self.project, self.name, self.mode, self.dir = project, name, mode, dir
+        self.init_kwargs = init_kwargs
+        self.run: Any = None
+
+    def _open(self, sup: Any, config: Dict[str, Any]) -> None:
+        run_name = str(getattr(sup, "run_name", "store/base"))
+        folder = self.dir or str(store.run_dir(run_name))
+        os.makedirs(folder, exist_ok=True)
+        self.run = self._wandb.init(project=self.project, name=self.name or os.path.basename(
+            run_name), mode=self.mode, dir=folder, config=config,
+            **self.init_kwargs)
+
+    def _scalars(self, values: Dict[str, float], step: int, epoch: Optional[int] = None
+                 ) -> None:
+        if epoch is not None:
+            values = {**values, "epoch": epoch}
+        self.run.log(values, step=step)
+
+    def _image(self, tag: str, image: torch.Tensor, step: int) -> None:
+        pixels = (image.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+        self.run.log({tag: self._wandb.Image(pixels)}, step=step)
+
+    def _finish(self, sup: Any) -> None:
+        self.run.finish()
