@@ -8,7 +8,7 @@ resolution the network supports works.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Sequence
+from typing import Any, Callable, Dict, List, Sequence
 
 import torch
 import torch.nn as nn
@@ -124,6 +124,14 @@ def build(backbone: str | nn.Module = "convnet-small", *, norm: str = "batch",
     if norm != "batch":
         replace_batch_norm(body, norm)
     return Backbone(body, in_channels=in_channels, name=name, probe_size=probe_size)
+
+
+def from_timm(model_name: str, **options: Any) -> Backbone:
+    """A :class:`Backbone` from a timm model, optionally with a local ``weights`` file (the
+    ``timm`` extra; see :func:`super_selfish.timm_backbones.from_timm`)."""
+    from .timm_backbones import from_timm as build_from_timm
+
+    return build_from_timm(model_name, **options)
 
 
 def replace_batch_norm(module: nn.Module, norm: str) -> nn.Module:

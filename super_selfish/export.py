@@ -101,8 +101,7 @@ def _onnx(live: nn.Module, example: torch.Tensor, target: Path
     with contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates its passes
         torch.onnx.export(live, (example,), str(target), input_names=["images"],
                           output_names=["features"],
-                          dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}},
-                          dynamo=True)
+                          dynamic_shapes=({0: torch.export.Dim.DYNAMIC},), dynamo=True)
     session = onnxruntime.InferenceSession(str(target), providers=["CPUExecutionProvider"])
 
     def run(images: torch.Tensor) -> torch.Tensor:

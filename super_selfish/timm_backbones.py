@@ -6,7 +6,8 @@ pooling and head layers give; their size is measured like every backbone's. Opti
 ``timm.create_model`` can follow the name as a query, ``"timm/vit_tiny_patch16_224?
 patch_size=4"``, which keeps a checkpoint's backbone name enough to rebuild it. Vision
 transformers get the training ``image_size`` (``img_size``) and accept other sizes too
-(``dynamic_img_size``, for DINO's local crops); ``patch_size`` passes through. A local weights
+(``dynamic_img_size``, padded to a multiple of the patch: DINO's local crops);
+``patch_size`` passes through. A local weights
 file (``.pth``, ``.bin`` or ``.safetensors`` of the timm model) may be loaded with
 :func:`from_timm`; timm drops its classifier and adapts the stem to ``in_channels``.
 """
@@ -136,8 +137,9 @@ def create(model_name: str, *, in_channels: int = 3, image_size: Optional[int] =
            weights: Optional[str | os.PathLike] = None, **options: Any) -> nn.Module:
     """``timm.create_model`` without classifier and without downloads.
 
-    Vision transformers get ``img_size=image_size`` and ``dynamic_img_size=True`` unless
-    ``options`` say otherwise; ``options`` such as ``patch_size`` pass through.
+    Vision transformers get ``img_size=image_size``, ``dynamic_img_size=True`` and
+    ``dynamic_img_pad=True`` unless ``options`` say otherwise; ``options`` such as
+    ``patch_size`` pass through.
     """
     timm = require("timm", "timm", f"backbone='timm/{model_name}'")
     if not timm.is_model(model_name):
@@ -149,14 +151,18 @@ def create(model_name: str, *, in_channels: int = 3, image_size: Optional[int] =
         kwargs.update(pretrained=True, pretrained_cfg_overlay=dict(file=path))
     else:
         kwargs["pretrained"] = False
-    vit_kwargs = {"img_size": image_size, "dynamic_img_size": True} if image_size else {}
-    try:
-        return timm.create_model(model_name, **{**vit_kwargs, **kwargs})
-    except TypeError as exc:  # not a transformer: no img_size / dynamic_img_size
-        if not vit_kwargs or "img_size" not in str(exc) and "dynamic_img_size" not in str(exc):
-            raise ConfigError(f"timm could not build {model_name!r} with {kwargs}: "
-                              f"{exc}") from exc
-    return timm.create_model(model_name, **kwargs)
+    # Transformers: built for the training size, and any other size runs too (DINO's local
+    # crops; inputs padded to a multiple of the patch size). Other models take none of these.
+    attempts = [{"img_size": image_size, "dynamic_img_size": True, "dynamic_img_pad": True},
+                {"img_size": image_size}, {}] if image_size else [{}]
+    for extra in attempts:
+        try:
+            return timm.create_model(model_name, **{**extra, **kwargs})
+        except TypeError as exc:
+            if not extra or not any(key in str(exc) for key in extra):
+                raise ConfigError(f"timm could not build {model_name!r} with {kwargs}: "
+                                  f"{exc}") from exc
+    raise AssertionError("unreachable: the last attempt has no extra arguments")
 
 
 def from_timm(model_name: str, *, weights: Optional[str | os.PathLike] = None,
