@@ -88,33 +88,39 @@ def test_timm_cnn_backbone_drops_the_classifier_infers_features_and_loads_local_
         assert torch.allclose(backbone(images), expected, atol=1e-5)
     assert backbone.feature_map(images).shape[:2] == (4, backbone.map_channels)
 
-    sup = SimCLRSupervisor(sample, "timm/test_efficientnet", norm="group", hidden_dim=32,
-                           seed=0)  # by name: no weights, BatchNormAct -> GroupNorm + act
-    assert not any(isinstance(m, nn.BatchNorm2d) for m in sup.backbone.modules())
-    before = snapshot(sup)
-    sup.supervise(epochs=1, batch_size=16, progress=False, save=False)
-    assert moved(before, sup, "backbone.")
+    grouped = backbones.build("timm/test_efficientnet", norm="group")  # BatchNormAct ->
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in grouped.modules())  # GroupNorm + act
+    assert sum(isinstance(m, nn.GroupNorm) for m in grouped.modules()) == sum(
+        isinstance(m, nn.BatchNorm2d) for m in backbone.modules())
+    # (the README's timm example trains a timm CNN and a timm ViT with MAE)
 
 
 def test_timm_vit_takes_image_and_patch_size_and_trains_with_mae_and_dino(sample):
-    name = "timm/test_vit?patch_size=4"
+    name = "timm/test_vit?depth=2&patch_size=4"
     mae = MAESupervisor(sample, name, decoder_dim=32, decoder_depth=1, seed=0)
     vit = mae.vit
     assert (vit.patch_size, vit.grid(sample.images[:1].float())) == (4, (8, 8))
     assert vit.model.patch_embed.img_size == (32, 32)
-    keep = torch.tensor([[0, 5, 63]])
-    visible = vit.encode_visible(torch.rand(1, 3, 32, 32), keep)
-    assert visible.shape == (1, 1 + 3, vit.dim)  # class token, then the kept patches
-    before = snapshot(mae)
-    history = mae.supervise(epochs=1, batch_size=16, progress=False, save=False)
-    assert np.isfinite(history[0]["loss"]) and moved(before, mae, "backbone.")
+    images = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        everything = vit.encode_visible(images)
+        assert torch.allclose(everything[:, 0], vit.model.forward_features(images)[:, 0],
+                              atol=1e-5)  # all patches: timm's own class token
+        visible = vit.encode_visible(images, torch.tensor([[0, 5, 63], [1, 2, 3]]))
+    assert visible.shape == (2, 1 + 3, vit.dim)  # class token, then the kept patches
+    loss = mae._forward(data.Batch(sample.images[:4], sample.labels[:4], torch.arange(4)))
+    assert torch.isfinite(loss)  # (the README's timm example trains MAE on a timm ViT)
     rebuilt = backbones.build(mae.backbone.name, probe_size=32)  # the name rebuilds it
     assert rebuilt.body.patch_size == 4
 
-    dino = DINOSupervisor(sample, name, out_dim=64, hidden_dim=32, bottleneck_dim=16, seed=0)
+    from super_selfish import augment
+
+    dino = DINOSupervisor(sample.subset(torch.arange(16)), name, out_dim=64, hidden_dim=32,
+                          bottleneck_dim=16, augment=augment.build("dino", 32, n_local=2),
+                          seed=0)
     assert {tuple(s) for s in dino.views.sizes} == {(32, 32), (14, 14)}  # 14: not a multiple
     before = snapshot(dino)
-    dino.supervise(epochs=1, batch_size=16, progress=False, save=False)
+    dino.supervise(epochs=1, batch_size=8, progress=False, save=False)  # EMA from step 2
     assert moved(before, dino, "backbone.") and moved(before, dino, "teacher_backbone.")
 
 
@@ -143,11 +149,9 @@ def test_hugging_face_dataset_columns_by_type_or_by_name(tmp_path):
     assert torch.equal(arrays[3][0], torch.from_numpy(images[3]).permute(2, 0, 1))
     with pytest.raises(DataError, match="image_column='picturez'.*'picture'"):
         data.dataset(table, image_column="picturez")
-
-    sup = SimCLRSupervisor(table, backbone=tiny_body(), hidden_dim=16, seed=0)
-    before = snapshot(sup)
-    sup.supervise(epochs=1, batch_size=6, progress=False, save=False)  # through a worker
-    assert sup.loader.num_workers == data.default_num_workers() and moved(before, sup, "")
+    batch = next(iter(data.BatchLoader(ds, 3, generator=torch.Generator().manual_seed(0))))
+    assert torch.equal(batch.images, torch.from_numpy(images[batch.index]).permute(0, 3, 1, 2))
+    # (the README's Hugging Face example trains on a datasets.Dataset)
 
 
 def _write_idx(path, array: np.ndarray) -> None:
@@ -339,6 +343,7 @@ def test_exported_backbones_reload_and_match_the_live_one(sample, tmp_path, fmt)
 
 # ------------------------------------------------------------------------------ channels
 def test_grayscale_and_four_channel_images_train_without_becoming_rgb(sample, capsys):
+    data._NOTED.discard("colour-jitter")  # noted once per process: maybe by another test
     gray = data.dataset(sample, channels=1)
     luma = (sample.images.float() * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1)
     assert torch.equal(gray.images[:, 0], luma.round().byte())
@@ -350,8 +355,8 @@ def test_grayscale_and_four_channel_images_train_without_becoming_rgb(sample, ca
     sup.supervise(epochs=1, batch_size=16, progress=False, save=False)
     assert moved(before, sup, "backbone.")
     assert "saturation and hue are skipped" in capsys.readouterr().err
-    assert 0 < evaluate.knn_accuracy(sup.get_backbone(), "cifar10-sample",
-                                     data.dataset("cifar10-sample", "test"), k=5) < 1
+    rgb = sample.subset(torch.arange(16))  # evaluation brings RGB data to the backbone's 1
+    assert 0 <= evaluate.knn_accuracy(sup.get_backbone(), rgb, rgb, k=5) <= 1
 
     from super_selfish.augment import ColorJitter, Grayscale
 
@@ -377,18 +382,18 @@ def test_lightning_trains_to_the_same_weights_as_supervise(sample, method):
 
     from super_selfish.lightning import SupervisorModule
 
+    images = sample.subset(torch.arange(16))
     options = dict(backbone=tiny_body(), hidden_dim=32, seed=0)
-    reference = method(sample, **options)
+    reference = method(images, **options)
     initial = snapshot(reference)
-    reference.supervise(epochs=2, batch_size=16, lr_scheduler="cosine", warmup_epochs=0.5,
+    reference.supervise(epochs=2, batch_size=8, lr_scheduler="cosine", warmup_epochs=0.5,
                         progress=False, save=False)
     options["backbone"] = tiny_body()
-    sup = method(sample, **options)
+    sup = method(images, **options)
     trainer = lightning.Trainer(max_epochs=2, accelerator="cpu", logger=False,
                                 enable_checkpointing=False, enable_progress_bar=False,
                                 enable_model_summary=False)
-    trainer.fit(SupervisorModule(sup, batch_size=16, lr_scheduler="cosine",
-                                 warmup_epochs=0.5))
+    trainer.fit(SupervisorModule(sup, batch_size=8, lr_scheduler="cosine", warmup_epochs=0.5))
     assert trainer.global_step == sup.global_step == reference.global_step == 4
     assert moved(initial, reference, "backbone.")
     for key, value in reference.state_dict().items():  # EMA copies and BN buffers included
