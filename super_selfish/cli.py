@@ -158,7 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="default: the method's default_lr (see its docstring)")
     train.add_argument("--weight-decay", type=float, default=0.0)
     train.add_argument("--schedule", default="cosine", choices=["constant", "cosine"])
-    train.add_argument("--num-workers", type=int, default=0)
+    train.add_argument("--num-workers", type=int, default=None,
+                       help="loader processes (default: none for in-memory data, else half "
+                            "of the CPUs, at most 8)")
     train.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     train.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1")
     train.add_argument("--seed", type=int, default=0)

@@ -3,8 +3,11 @@
 Views are made later, on the training device, by :mod:`super_selfish.augment`; the loader only
 decodes and stacks. :func:`dataset` accepts a torch ``Dataset`` (PIL, uint8 or float images,
 with or without labels), a NumPy array or tensor (optionally ``(images, labels)``), a folder
-(ImageFolder layout or flat), or a name: ``cifar10``, ``cifar100``, ``stl10`` (torchvision)
-and ``cifar10-sample`` (a real CIFAR-10 sample bundled with the package, works offline).
+(ImageFolder layout or flat), a Hugging Face ``datasets.Dataset`` and torchvision datasets
+(:mod:`super_selfish.sources`), WebDataset shards, streamed (:mod:`super_selfish.shards`), or a
+name: ``cifar10``, ``cifar100``, ``stl10`` (torchvision) and ``cifar10-sample`` (a real
+CIFAR-10 sample bundled with the package, works offline). Images have 3 channels (RGB) unless
+``channels`` asks for the backbone's ``in_channels`` (1, 4, ...).
 """
 from __future__ import annotations
 

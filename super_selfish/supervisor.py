@@ -309,6 +309,10 @@ class Supervisor(nn.Module):
         says otherwise) and ``default_optimizer`` (Adam unless the method says otherwise); the
         rate the run starts from is kept in ``base_lr``.
 
+        ``num_workers`` loader processes decode images read from files (folders, shards,
+        per-item datasets); None chooses :func:`super_selfish.data.default_num_workers`, and 0
+        for in-memory data, which is sliced without any.
+
         ``pretrained=True`` (or ``resume=True``) continues the checkpoint ``name`` with its
         optimizer, scheduler, RNG and epoch. Ctrl-C/SIGTERM finish the current step, write a
         resumable checkpoint and return. A NaN/inf loss raises :class:`DivergenceError` and
