@@ -8,7 +8,7 @@ steps after ``--warmup`` (worker start-up excluded), in ``--repeats`` alternatin
 table shows the median of each and the folder/memory ratio (target: at least 0.90).
 
     python benchmarks/data_throughput.py                      # 64 and 128 px, CPU or GPU
-    python benchmarks/data_throughput.py --steps 12 --repeats 1   # a quick re-measure
+    python benchmarks/data_throughput.py --steps 5 --repeats 1    # a quick re-measure
     python benchmarks/data_throughput.py --device cuda --decode device --batch-size 256
 """
 from __future__ import annotations
@@ -42,6 +42,8 @@ def images_per_s(dataset, args, size: int) -> float:
     steps = args.warmup + args.steps
     sup.supervise(epochs=1, batch_size=args.batch_size, progress=False, save=False,
                   device=args.device, callbacks=[clock], seed=0)
+    if sup.interrupted:  # Ctrl-C stopped the run after a step: stop the benchmark too
+        raise KeyboardInterrupt
     times = clock.times[args.warmup - 1:steps]  # from the end of the last warm-up step
     return args.batch_size * (len(times) - 1) / (times[-1] - times[0])
 
@@ -50,8 +52,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128])
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=20, help="measured steps per run")
-    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=10, help="measured steps per run")
+    parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default=None, help="default: cuda when available")
     parser.add_argument("--decode", default="cpu", choices=data.DECODE_MODES)
