@@ -10,6 +10,13 @@ table shows the median of each and the folder/memory ratio (target: at least 0.9
     python benchmarks/data_throughput.py                      # 64 and 128 px, CPU or GPU
     python benchmarks/data_throughput.py --steps 5 --repeats 1    # a quick re-measure
     python benchmarks/data_throughput.py --device cuda --decode device --batch-size 256
+    python benchmarks/data_throughput.py --cpu-cost   # CPU seconds, valid on a busy machine
+
+``--cpu-cost`` measures, on one thread and in CPU time (not wall time, so other processes
+on the machine do not distort it), what a loader worker spends per image (read, decode,
+resize) and what a SimCLR step spends per image. If decoding took its CPU time away from
+training (a CPU-only machine with no core to spare), the folder would reach
+``train / (train + decode)`` of the in-memory rate.
 """
 from __future__ import annotations
 
@@ -48,6 +55,27 @@ def images_per_s(dataset, args, size: int) -> float:
     return args.batch_size * (len(times) - 1) / (times[-1] - times[0])
 
 
+def cpu_cost(folder, order: torch.Tensor, args) -> None:
+    """CPU milliseconds per image: a worker's decoding vs. the training step (one thread)."""
+    torch.set_num_threads(1)
+    print("\n| size | decode + resize (ms/img) | SimCLR step (ms/img) | train / (train + decode) |")
+    print("|---|---|---|---|")
+    for size in args.sizes:
+        files = data.dataset(str(folder), size=size)
+        files.samples = [files.samples[i] for i in order.tolist()]
+        started = time.process_time()
+        images = torch.stack([files[i][0] for i in range(len(files))])
+        decode = (time.process_time() - started) / len(files)
+        sup = SimCLRSupervisor(data.TensorImageDataset(images), seed=0, image_size=size)
+        started = time.process_time()
+        sup.supervise(epochs=1, batch_size=args.batch_size, progress=False, save=False,
+                      num_workers=0, device="cpu")
+        train = (time.process_time() - started) / (len(images) // args.batch_size
+                                                   * args.batch_size)
+        print(f"| {size} | {decode * 1e3:.2f} | {train * 1e3:.1f} | "
+              f"{train / (train + decode):.3f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128])
@@ -57,10 +85,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default=None, help="default: cuda when available")
     parser.add_argument("--decode", default="cpu", choices=data.DECODE_MODES)
+    parser.add_argument("--cpu-cost", action="store_true",
+                        help="only the CPU-time accounting (valid on a busy machine)")
     args = parser.parse_args()
     folder = extracted("imagenette-128-jpg.tar.gz") / "train"
     n_images = args.batch_size * (args.warmup + args.steps)  # one epoch is the measured run
     order = torch.randperm(9469, generator=torch.Generator().manual_seed(0))[:n_images]
+    if args.cpu_cost:
+        return cpu_cost(folder, order, args)
     print(f"{n_images} Imagenette JPEGs, batch {args.batch_size}, {args.steps} measured steps, "
           f"{args.repeats} repeat(s), {data.default_num_workers()} loader workers, "
           f"decode={args.decode}, {torch.get_num_threads()} torch threads")
