@@ -215,13 +215,14 @@ def remove_classifier(model: nn.Module) -> Optional[str]:
     classifiers (GoogLeNet, Inception v3) are switched off. Returns what was removed, e.g.
     ``"fc (Linear 512 -> 1000)"``, or None when nothing was recognised.
     """
-    if callable(getattr(model, "reset_classifier", None)):
+    reset = getattr(model, "reset_classifier", None)
+    if callable(reset):
         head = getattr(model, "get_classifier", lambda: None)()
-        model.reset_classifier(0)
+        reset(0)
         return f"{_describe_layer(head) if isinstance(head, nn.Module) else 'head'} " \
                "(reset_classifier(0))"
     if getattr(model, "aux_logits", False):
-        model.aux_logits = False  # training-mode outputs stay a plain tensor
+        setattr(model, "aux_logits", False)  # training-mode outputs stay a plain tensor
     for attribute in _CLASSIFIER_ATTRIBUTES:
         layer = getattr(model, attribute, None)
         if isinstance(layer, (nn.Linear, nn.Conv2d)):
@@ -259,7 +260,7 @@ def save(backbone: nn.Module, path: str | os.PathLike, *, norm: Optional[str] = 
         "norm": norm or getattr(backbone, "norm", "batch"),
         "in_channels": int(getattr(backbone, "in_channels", 3)),
         "probe_size": int(probe_size or getattr(backbone, "probe_size", 32)),
-        "feature_dim": int(getattr(backbone, "feature_dim", 0)),
+        "feature_dim": int(getattr(backbone, "feature_dim", 0) or 0),
         "module": {"module": type(body).__module__, "qualname": type(body).__qualname__},
         "method": method,
         "state": {k: v.detach().cpu() for k, v in backbone.state_dict().items()},

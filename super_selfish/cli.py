@@ -113,7 +113,7 @@ def method_options(cls: type, items: Any) -> dict[str, Any]:
         if key in _OWN_FLAGS:
             raise ConfigError(f"Invalid --set {key}=...: use the flag {_OWN_FLAGS[key]}.")
         if key not in accepted:
-            raise unknown_name(f"{cls.method} option (--set)", key,
+            raise unknown_name(f"{getattr(cls, 'method', cls.__name__)} option", key,
                                [k for k in accepted if k not in _OWN_FLAGS
                                 and k != "in_channels"])
         options[key] = _fit_type(key, value, accepted[key])
@@ -192,7 +192,7 @@ def _monitors(args: argparse.Namespace, train: data.ImageDataset,
               test: data.ImageDataset | None) -> list[Callback]:
     from . import monitors
 
-    wanted = []
+    wanted: list[Callback] = []
     if (args.knn_every or args.linear_every) and not train.has_labels:
         raise ConfigError("Invalid --knn-every/--linear-every: expected a labelled "
                           "--dataset (class sub-folders, or a named dataset).")
@@ -552,12 +552,12 @@ def _finish(parser: argparse.ArgumentParser) -> None:
     parser.commands = commands  # type: ignore[attr-defined]
 
 
-def _positive(kind: type) -> tuple[Callable[[Any], bool], str]:
+def _positive(kind: Any) -> tuple[Callable[[Any], bool], str]:
     return (lambda v: isinstance(v, kind) and not isinstance(v, bool) and v > 0,
             f"a positive {'int' if kind is int else 'number'}")
 
 
-def _non_negative(kind: type) -> tuple[Callable[[Any], bool], str]:
+def _non_negative(kind: Any) -> tuple[Callable[[Any], bool], str]:
     return (lambda v: isinstance(v, kind) and not isinstance(v, bool) and v >= 0,
             f"a non-negative {'int' if kind is int else 'number'}")
 
@@ -573,9 +573,9 @@ _FLAG_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "max_images": _positive(int), "size": _positive(int), "out_size": _positive(int),
     "image_size": (lambda v: isinstance(v, int) and v >= 8, "an int of at least 8"),
     "knn_every": _non_negative(int), "linear_every": _non_negative(int),
-    "lr": _positive(_NUMBER), "weight_decay": _non_negative(_NUMBER),  # type: ignore[arg-type]
-    "warmup_epochs": _non_negative(_NUMBER), "seconds": _positive(_NUMBER),  # type: ignore
-    "grad_clip": _positive(_NUMBER),  # type: ignore[arg-type]
+    "lr": _positive(_NUMBER), "weight_decay": _non_negative(_NUMBER),
+    "warmup_epochs": _non_negative(_NUMBER), "seconds": _positive(_NUMBER),
+    "grad_clip": _positive(_NUMBER),
 }
 
 

@@ -225,7 +225,7 @@ def _visible_subfolders(root: Path) -> List[Path]:
 
 def _image_files(folder: Path) -> List[Path]:
     """Image files under ``folder`` (recursively, following links), hidden entries skipped."""
-    found = []
+    found: List[Path] = []
     for current, dirnames, filenames in os.walk(folder, followlinks=True):
         dirnames[:] = [d for d in dirnames if not _hidden(Path(d))]
         found.extend(Path(current, f) for f in filenames if not f.startswith(".")
@@ -247,7 +247,7 @@ def _folder_dataset(root: Path, split: str, size: Optional[int],
                     skip_bad_images: bool) -> "FolderDataset":
     """A folder, or the ``split`` sub-folder of a dataset root holding train/val/test ones."""
     subdirs = _visible_subfolders(root)
-    splits = {}
+    splits: dict = {}
     for d in subdirs:
         if _split_of(d.name) is not None:
             splits.setdefault(_split_of(d.name), d)

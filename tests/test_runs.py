@@ -65,7 +65,7 @@ def subset(n: int, seed: int = 0, split: str = "train") -> data.TensorImageDatas
 
 @pytest.fixture(scope="module")
 def ds() -> data.TensorImageDataset:
-    return subset(32)
+    return subset(16)  # one step of batch 16 per epoch
 
 
 def write_images(folder, images, ext=".png"):
@@ -155,16 +155,16 @@ def test_backbone_alone_saves_and_loads(ds, tmp_path):
 # --------------------------------------------------------------------- 8. folders
 def test_folder_with_splits_is_a_dataset_root(ds, tmp_path, capsys):
     root = tmp_path / "root"
-    for split, part in (("train", ds.images[:12]), ("val", ds.images[12:18])):
+    for split, part in (("train", ds.images[:12]), ("val", ds.images[12:16])):
         write_images(root / split / "cat", part[::2])
         write_images(root / split / "dog", part[1::2])
     train = data.dataset(str(root))
     assert train.classes == ["cat", "dog"] and len(train) == 12
     assert all("val" not in p.parts for p, _ in train.samples)
     val = data.dataset(str(root), "val")
-    assert len(val) == 6 and all("val" in p.parts for p, _ in val.samples)
+    assert len(val) == 4 and all("val" in p.parts for p, _ in val.samples)
     test = data.dataset(str(root), "test")  # no test/: val/ stands in, with a note
-    assert len(test) == 6
+    assert len(test) == 4
     err = capsys.readouterr().err
     assert "using train/ for split='train'" in err and "val/ serves as the test split" in err
     with pytest.raises(ConfigError, match="split='unlabeled'"):
