@@ -598,7 +598,8 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
     try:
         validate_device(getattr(args, "device", None))
     except ConfigError as exc:
-        parser.error(f"argument --device: {_flagged(str(exc), parser)}")
+        reason = str(exc).split(": expected ", 1)[-1].replace("None, ", "")
+        parser.error(f"argument --device: invalid value {args.device!r}: expected {reason}")
 
 
 def _flagged(message: str, parser: argparse.ArgumentParser | None) -> str:
