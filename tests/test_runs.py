@@ -374,3 +374,35 @@ def test_cli_config_is_written_and_repeats_the_run_and_embed_writes_features(
     sup = Supervisor.from_checkpoint(str(runs[0].with_suffix("")))
     expected = sup.get_backbone().eval()(data.materialize(data.dataset("imgs", size=24)).images)
     assert np.allclose(features, expected.detach().numpy(), atol=1e-5)
+
+
+def test_cli_passes_recipe_flags_only_when_given_and_wires_monitors(ds, tmp_path, monkeypatch):
+    from super_selfish import monitors
+
+    write_images(tmp_path / "imgs" / "a", ds.images[:8])
+    calls = []
+
+    def fake_supervise(self, **options):  # records what the CLI passes; trains nothing
+        calls.append(options)
+        self.run_name = str(tmp_path / "run")
+        return []
+
+    monkeypatch.setattr(SimCLRSupervisor, "supervise", fake_supervise)
+    base = ["train", "simclr", "--dataset", str(tmp_path / "imgs"), "--batch-size", "8",
+            "--set", "hidden_dim=64", "projection_dim=16"]
+    assert cli.main(base) == 0
+    assert not {"lr", "optimizer", "weight_decay", "warmup_epochs", "lr_scheduler"} & set(calls[0])
+    assert cli.main([*base, "--lr", "0.1", "--optimizer", "sgd", "--schedule", "cosine",
+                     "--warmup-epochs", "2", "--weight-decay", "0", "--knn-every", "2",
+                     "--health", "--tensorboard", "--keep-best"]) == 0
+    given = calls[1]
+    assert (given["lr"], given["lr_scheduler"], given["warmup_epochs"],
+            given["weight_decay"], given["keep_best"]) == (0.1, "cosine", 2.0, 0.0, True)
+    assert given["optimizer"].func is torch.optim.SGD
+    kinds = [type(cb) for cb in given["callbacks"]]
+    assert kinds[1:] == [monitors.KNNMonitor, monitors.HealthMonitor, monitors.TensorBoardLogger]
+    assert given["callbacks"][1].every == 2
+    flat = tmp_path / "flat"
+    write_images(flat, ds.images[:8])
+    assert cli.main(["train", "simclr", "--dataset", str(flat), "--batch-size", "8",
+                     "--knn-every", "1"]) == 2  # unlabelled data: no kNN monitor
