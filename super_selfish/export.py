@@ -63,6 +63,10 @@ def export_backbone(backbone: nn.Module, path: str | os.PathLike, format: str = 
     check(isinstance(image_size, int) and image_size > 0, "image_size", image_size,
           "a positive int (pixels)")
     live = copy.deepcopy(backbone).cpu().eval()
+    if callable(getattr(live, "check_input", None)):
+        # The copy skips Backbone's input checks: their Python branches on tensor values
+        # cannot be traced or exported (they would be frozen in, or stop torch.export).
+        live.check_input = lambda images: None
     generator = torch.Generator().manual_seed(0)
     example = torch.rand(2, in_channels, image_size, image_size, generator=generator)
     check_batch = torch.rand(3, in_channels, image_size, image_size, generator=generator)

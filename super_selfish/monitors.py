@@ -270,21 +270,12 @@ class HealthMonitor(Callback):
 # ---------------------------------------------------------------------------------- logging
 def run_config(sup: Any) -> Dict[str, Any]:
     """What a logger records as the run's configuration: the method, its saved
-    hyper-parameters and the training options of ``supervise``."""
-    config: Dict[str, Any] = {"method": sup.method, **sup.hparams}
-    loader = getattr(sup, "loader", None)
-    optimizer = getattr(sup, "optimizer", None)
-    config.update({
-        "run_name": str(getattr(sup, "run_name", "")),
-        "lr": getattr(sup, "base_lr", None),
-        "optimizer": type(optimizer).__name__ if optimizer is not None else None,
-        "batch_size": getattr(loader, "batch_size", None),
-        "epochs": _total_epochs(sup),
-        "total_steps": getattr(sup, "total_steps", None),
-        "dataset_size": len(sup.dataset) if getattr(sup, "dataset", None) is not None else None,
-        "seed": getattr(sup, "seed", None),
-        "precision": getattr(sup, "precision", None),
-    })
+    hyper-parameters and the options the run resolved to (``sup.run_options``)."""
+    config: Dict[str, Any] = {"method": sup.method, **sup.hparams,
+                              "run_name": str(getattr(sup, "run_name", ""))}
+    config.update(getattr(sup, "run_options", None) or {})
+    if getattr(sup, "dataset", None) is not None:
+        config["dataset_size"] = len(sup.dataset)
     return {k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v))
             for k, v in config.items()}
 

@@ -198,7 +198,7 @@ def from_timm(model_name: str, *, weights: Optional[str | os.PathLike] = None,
     if mean is not None and len(mean) != in_channels:
         mean = std = None
     return Backbone(body, in_channels=in_channels, mean=mean, std=std,
-                    name=backbone_name(model_name, options), probe_size=image_size)
+                    name=backbone_name(model_name, options), probe_size=image_size, norm=norm)
 
 
 def build(name: str, *, norm: str = "batch", in_channels: int = 3,
