@@ -87,6 +87,9 @@ def test_timm_cnn_backbone_drops_the_classifier_infers_features_and_loads_local_
             reference.forward_features(backbone.eval().prepare(images)), pre_logits=True)
         assert torch.allclose(backbone(images), expected, atol=1e-5)
     assert backbone.feature_map(images).shape[:2] == (4, backbone.map_channels)
+    backbones.save(backbone, tmp_path / "backbone.pt")  # a timm name rebuilds from the file
+    with torch.no_grad():
+        assert torch.equal(backbones.load(tmp_path / "backbone.pt")(images), backbone(images))
 
     grouped = backbones.build("timm/test_efficientnet", norm="group")  # BatchNormAct ->
     assert not any(isinstance(m, nn.BatchNorm2d) for m in grouped.modules())  # GroupNorm + act
