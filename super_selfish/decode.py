@@ -30,7 +30,7 @@ class EncodedBatch(NamedTuple):
 
     images: List[Any]  # EncodedImage or already decoded uint8 (C, H, W) tensors
     labels: torch.Tensor
-    index: torch.Tensor
+    index: torch.Tensor  # type: ignore[assignment]  # the dataset indices, as in Batch
 
     def to(self, device: torch.device | str) -> Batch:
         """Decode (on ``device``), resize, stack: the :class:`~super_selfish.data.Batch`."""

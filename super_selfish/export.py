@@ -66,7 +66,7 @@ def export_backbone(backbone: nn.Module, path: str | os.PathLike, format: str = 
     if callable(getattr(live, "check_input", None)):
         # The copy skips Backbone's input checks: their Python branches on tensor values
         # cannot be traced or exported (they would be frozen in, or stop torch.export).
-        live.check_input = lambda images: None
+        setattr(live, "check_input", lambda images: None)
     generator = torch.Generator().manual_seed(0)
     example = torch.rand(2, in_channels, image_size, image_size, generator=generator)
     check_batch = torch.rand(3, in_channels, image_size, image_size, generator=generator)

@@ -65,7 +65,7 @@ class _TrainerSteps:
     def load_state_dict(self, state: Dict[str, Any]) -> None: ...
 
 
-class SupervisorModule(L.LightningModule):
+class SupervisorModule(L.LightningModule):  # type: ignore[misc,name-defined]
     """A ``lightning.LightningModule`` that trains ``supervisor`` as ``supervise()`` would.
 
     Args:
@@ -117,7 +117,7 @@ class SupervisorModule(L.LightningModule):
         sup.run_name, sup.interrupted, sup.save_checkpoints = self.run_name, False, False
         sup.callbacks = self.sup_callbacks
         sup.precision = "fp32"  # Lightning's precision plugin autocasts the training step
-        sup._scaler = _TrainerSteps(self)
+        sup._scaler = _TrainerSteps(self)  # type: ignore[assignment]
         sup._external_ddp = trainer.world_size > 1
         sup.base_lr = self.options["lr"]
         sup._seed_run(sup.seed if self.seed is None else self.seed, trainer.world_size > 1)

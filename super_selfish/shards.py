@@ -87,7 +87,7 @@ def _member_table(path: str) -> List[Dict[str, Tuple[int, int]]]:
             if not member.isreg() or _META_FILE.match(member.name):
                 continue
             name, ext = _split_name(member.name)
-            if name is None:
+            if name is None or ext is None:
                 continue
             if name != key:
                 samples.append({})

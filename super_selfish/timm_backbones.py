@@ -53,7 +53,7 @@ class TimmBody(nn.Module):
 
     def __init__(self, model: nn.Module):
         super().__init__()
-        self.model = model
+        self.model: Any = model  # a timm model: its own methods and attributes are used
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)
