@@ -28,9 +28,11 @@ import copy
 import math
 import re
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, Tuple, Union
+from typing import (Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple,
+                    Union)
 
 import torch
 import torch.nn as nn
@@ -51,8 +53,9 @@ class ProbeResult:
     """Outcome of one protocol: the accuracy plus exactly how it was obtained.
 
     ``float(result)`` is the accuracy. ``settings`` holds every hyper-parameter actually used
-    (the chosen learning rate included), ``sweep`` maps each swept learning rate to its
-    validation accuracy (empty when no sweep ran).
+    (the chosen learning rate, the kNN ``k`` included: also :attr:`k`), ``sweep`` maps each
+    swept learning rate to its validation accuracy (empty when no sweep ran), ``warnings``
+    what was warned about while scoring (e.g. a ``k`` too large for the smallest class).
     """
 
     protocol: str
@@ -64,6 +67,12 @@ class ProbeResult:
     settings: Dict[str, Any] = field(default_factory=dict)
     sweep: Dict[float, float] = field(default_factory=dict)
     seconds: float = 0.0
+    warnings: List[str] = field(default_factory=list)
+
+    @property
+    def k(self) -> Optional[int]:
+        """The number of neighbours the kNN protocol used (``None`` for other protocols)."""
+        return self.settings.get("k") if self.protocol == "knn" else None
 
     def __float__(self) -> float:
         return float(self.accuracy)
@@ -112,6 +121,14 @@ def extract_features(backbone: nn.Module, dataset: Any, batch_size: int = 512,
     finally:
         backbone.train(was_training)
     return torch.cat(feats), ds.labels.clone()
+
+
+def _class_names(dataset: Any) -> List[str]:
+    """Class names of a dataset when it has them (only looked up for messages)."""
+    names = getattr(dataset, "classes", None)
+    if names is None and isinstance(dataset, str):
+        names = getattr(data.dataset(dataset), "classes", None)
+    return list(names or [])
 
 
 def _labelled(labels: torch.Tensor, argument: str) -> None:
@@ -203,17 +220,66 @@ def knn_predict(train_features: torch.Tensor, train_labels: torch.Tensor,
     return torch.cat(preds)
 
 
+class KNNWarning(UserWarning):
+    """``k`` does not fit the training set: some class has ``k`` or fewer images."""
+
+
+def fitting_k(smallest_class: int) -> int:
+    """The ``k`` suggested when the requested one does not fit: half the smallest class's
+    count (at least 1), so every image's own class can still fill most of its neighbours."""
+    return max(1, smallest_class // 2)
+
+
+def check_knn_k(k: int, train_labels: torch.Tensor,
+                class_names: Union[Sequence[str], Callable[[], Sequence[str]]] = ()
+                ) -> Optional[str]:
+    """Warn (:class:`KNNWarning`) when ``k`` is at least the smallest class's count in the
+    training set; returns the warning text (``None`` when ``k`` fits).
+
+    With ``k >= n_c`` for some class ``c``, at least ``k - n_c + 1`` of the neighbours of
+    every ``c`` image (all but ``n_c - 1`` when the image itself is in the memory) come from
+    other classes, so the vote leans to the larger classes and the accuracy says more about
+    ``k`` than about the features (k=200 on 150 images per class, for example).
+    """
+    labels = train_labels.detach().cpu()
+    labels = labels[labels >= 0]
+    if len(labels) == 0:
+        return None
+    counts = torch.bincount(labels)
+    present = counts > 0
+    smallest = int(counts[present].min())
+    if k < smallest:
+        return None
+    which = int(torch.nonzero(present & (counts == smallest))[0])
+    names = list(class_names() if callable(class_names) else class_names)
+    name = f"{names[which]!r}" if which < len(names) else f"class {which}"
+    message = (f"kNN with k={k} on a training set whose smallest class ({name}) has "
+               f"{smallest} images: every image of that class has at least "
+               f"{k - smallest + 1} neighbours from other classes, so the vote favours the "
+               f"larger classes. Use k below {smallest}, e.g. k={fitting_k(smallest)} (half "
+               "the smallest class).")
+    warnings.warn(message, KNNWarning, stacklevel=4)
+    return message
+
+
 def _knn_result(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor,
-                test_y: torch.Tensor, n_classes: int, k: int, temperature: float
+                test_y: torch.Tensor, n_classes: int, k: int, temperature: float,
+                class_names: Union[Sequence[str], Callable[[], Sequence[str]]] = ()
                 ) -> ProbeResult:
     started = time.perf_counter()
-    pred = knn_predict(train_x, train_y, test_x, k, temperature, n_classes)
+    check(isinstance(k, int) and not isinstance(k, bool) and k > 0, "k", k, "a positive int")
     used_k = min(k, len(train_x))
+    warning = check_knn_k(used_k, train_y, class_names)
+    pred = knn_predict(train_x, train_y, test_x, used_k, temperature, n_classes)
+    settings: Dict[str, Any] = {"k": used_k, "temperature": temperature}
+    if used_k != k:  # more neighbours asked for than training images
+        settings["requested_k"] = k
     return ProbeResult(
         "knn", _accuracy(pred, test_y),
         f"weighted kNN (k={used_k}, temperature={temperature}) on L2-normalised frozen "
         "features, training set as memory", len(train_x), len(test_x), n_classes,
-        {"k": used_k, "temperature": temperature}, seconds=time.perf_counter() - started)
+        settings, seconds=time.perf_counter() - started,
+        warnings=[warning] if warning is not None else [])
 
 
 def knn_accuracy(backbone: nn.Module, train_dataset: Any, test_dataset: Any, k: int = 200,
@@ -227,7 +293,8 @@ def knn_accuracy(backbone: nn.Module, train_dataset: Any, test_dataset: Any, k: 
     """
     train_x, train_y, test_x, test_y, n_classes = _features_pair(
         backbone, train_dataset, test_dataset, batch_size)
-    result = _knn_result(train_x, train_y, test_x, test_y, n_classes, k, temperature)
+    result = _knn_result(train_x, train_y, test_x, test_y, n_classes, k, temperature,
+                         lambda: _class_names(train_dataset))
     return result if return_details else result.accuracy
 
 
@@ -623,12 +690,13 @@ def run_protocols(backbone: nn.Module, train_dataset: Any, test_dataset: Any,
         if features is None:
             features = _features_pair(backbone, train_dataset, test_dataset, 512)
         if kind == "knn":
-            results[protocol_key(name)] = _knn_result(
-                *features, k=options.pop("k", 200),
-                temperature=options.pop("temperature", 0.1))
-            if options:
-                raise ConfigError(f"Invalid options for 'knn': {sorted(options)}; expected "
+            unknown = set(options) - {"k", "temperature"}
+            if unknown:
+                raise ConfigError(f"Invalid options for 'knn': {sorted(unknown)}; expected "
                                   "k and temperature.")
+            results[protocol_key(name)] = _knn_result(
+                *features, k=options.get("k", 200), temperature=options.get("temperature", 0.1),
+                class_names=lambda: _class_names(train_dataset))
         else:
             defaults = dict(epochs=100, lr=None,
                             weight_decay=1e-4, batch_size=512 if kind == "linear" else 256,
