@@ -1,7 +1,9 @@
 """Evaluation protocols (kNN, linear, MLP, fine-tuning, low-label) and compare()."""
 from __future__ import annotations
 
+import copy
 import json
+import warnings
 
 import pytest
 import torch
@@ -208,16 +210,29 @@ FIELDS = {"method", "knn_accuracy", "linear_accuracy", "final_loss", "epochs", "
 def test_compare_records_and_same_seed_same_numbers(cifar):
     train, test = cifar
     body = tiny_body()
-    run = lambda: compare([ToyRotation, ToyFlip], train, backbone=body,  # noqa: E731
-                          budget=dict(epochs=2), eval={"knn": {"k": 10},
-                                                       "linear": {"epochs": 10}},
-                          test_dataset=test, batch_size=16, lr=1e-2)
+    run = lambda baseline=True: compare(  # noqa: E731
+        [ToyRotation, ToyFlip], train, backbone=body, budget=dict(epochs=2),
+        eval={"knn": {"k": 3}, "linear": {"epochs": 10}}, test_dataset=test, batch_size=16,
+        lr=1e-2, baseline=baseline)
     rng = torch.get_rng_state()
     table = run()
     assert torch.equal(rng, torch.get_rng_state())
-    assert isinstance(table, ComparisonTable) and len(table) == 2
-    assert [r["method"] for r in table] == ["toy-rotation", "toy-flip"]
-    for record in table:
+    assert isinstance(table, ComparisonTable) and len(table) == 3
+    assert [r["method"] for r in table] == ["untrained", "toy-rotation", "toy-flip"]
+    # the baseline row is exactly the network every method starts from, scored the same way
+    untrained, trained = table[0], table[1:]
+    start = ToyRotation(train, backbone=copy.deepcopy(body), seed=0).get_backbone()
+    assert untrained["knn_accuracy"] == evaluate.knn_accuracy(start, train, test, k=3)
+    assert untrained["linear_accuracy"] == evaluate.linear_probe(start, train, test, epochs=10)
+    assert table.baselines == [untrained] and untrained["steps"] == 0
+    assert untrained["knn_k"] == 3 and "knn_gain" not in untrained
+    for record in trained:
+        assert record["baseline"] == "untrained" and record["knn_k"] == 3
+        for protocol in ("knn", "linear"):
+            assert record[f"{protocol}_gain"] == pytest.approx(
+                record[f"{protocol}_accuracy"] - untrained[f"{protocol}_accuracy"])
+    assert table.best("knn_accuracy")["method"] != "untrained"
+    for record in trained:
         assert FIELDS <= set(record)
         assert record["epochs"] == 2 and record["steps"] == 8 and record["budget"] == "2 epochs"
         assert record["lr"] == 1e-2 and table.histories[record["method"]][-1]["lr"] == 1e-2
@@ -226,20 +241,60 @@ def test_compare_records_and_same_seed_same_numbers(cifar):
         # final_loss is the last epoch's mean, as in the method's own history
         assert record["final_loss"] == pytest.approx(table.histories[record["method"]][-1]["loss"])
     # kNN on the returned backbone reproduces the table: same protocol, nothing leaked
-    again = evaluate.knn_accuracy(table.backbones["toy-flip"], train, test, k=10)
-    assert again == table[1]["knn_accuracy"]
-    second = run()
-    for a, b in zip(table, second):
+    again = evaluate.knn_accuracy(table.backbones["toy-flip"], train, test, k=3)
+    assert again == table[2]["knn_accuracy"]
+    second = run(baseline=False)  # same numbers, and scoring the baseline changed nothing
+    assert [r["method"] for r in second] == ["toy-rotation", "toy-flip"]
+    assert not second.baselines and "knn_gain" not in second[0]
+    for a, b in zip(trained, second):
         for key in ("knn_accuracy", "linear_accuracy", "final_loss", "steps"):
             assert a[key] == b[key], key
     markdown = table.to_markdown()
     header = [cell.strip() for cell in markdown.splitlines()[0].strip("|").split("|")]
-    assert header[:3] == ["method", "knn_accuracy", "linear_accuracy"]
-    assert "weighted kNN (k=10" in markdown and repr(table) == markdown
+    assert header[:5] == ["method", "knn_accuracy", "linear_accuracy", "knn_gain",
+                          "linear_gain"]
+    assert markdown.splitlines()[2].startswith("| untrained ")
+    assert f"{trained[0]['knn_gain']:+.4f}" in markdown.splitlines()[3]
+    assert "weighted kNN (k=3" in markdown and repr(table) == markdown
     frame = table.to_pandas()
-    assert list(frame["method"]) == ["toy-rotation", "toy-flip"]
+    assert list(frame["method"]) == ["untrained", "toy-rotation", "toy-flip"]
     fig = table.plot()
-    assert len(fig.axes) >= 6
+    assert len(fig.axes) >= 5
+
+
+class ToyOtherStart(ToyFlip):
+    """Starts from another network: the backbone's first weights are scaled after seeding."""
+
+    method = "toy-other-start"
+
+    def __init__(self, dataset=None, backbone="convnet-small", **kwargs):
+        super().__init__(dataset, backbone, **kwargs)
+        with torch.no_grad():
+            next(self.backbone.parameters()).mul_(3.0)
+
+
+def test_compare_gives_each_starting_network_its_own_baseline(cifar):
+    train, test = cifar
+    body = tiny_body()
+    table = compare([ToyRotation, ToyFlip, ToyOtherStart], train, backbone=body, budget=1,
+                    eval={"knn": {"k": 3}}, test_dataset=test, batch_size=16)
+    names = [r["method"] for r in table]
+    assert names == ["untrained (for toy-rotation, toy-flip)", "untrained (for toy-other-start)",
+                     "toy-rotation", "toy-flip", "toy-other-start"]
+    shared, other = table.baselines
+    for record in table[2:]:
+        base = other if record["method"] == "toy-other-start" else shared
+        assert record["baseline"] == base["method"]
+        assert record["knn_gain"] == pytest.approx(record["knn_accuracy"] - base["knn_accuracy"])
+    start = ToyOtherStart(train, backbone=copy.deepcopy(body), seed=0).get_backbone()
+    assert other["knn_accuracy"] == evaluate.knn_accuracy(start, train, test, k=3)
+    # a kNN k too large for these 64 images is warned about once and noted under the table
+    with pytest.warns(evaluate.KNNWarning) as caught:
+        big_k = compare([ToyRotation, ToyFlip], train, backbone=tiny_body(), budget=1,
+                        eval=("knn",), test_dataset=test, batch_size=16)
+    assert len(caught) == 1 and "Use k below" in str(caught[0].message)
+    assert all(r["knn_k"] == 64 for r in big_k)
+    assert sum("Use k below" in note for note in big_k.notes) == 1
 
 
 def test_compare_without_lr_uses_each_methods_default(cifar):
@@ -293,3 +348,22 @@ def test_cli_compare_prints_the_table(monkeypatch, capsys, tmp_path):
     assert "| method" in printed and "toy-rotation" in printed
     payload = json.loads((out / "comparison.json").read_text())
     assert payload["records"][0]["steps"] == 3 and (out / "comparison.png").exists()
+
+
+def test_knn_warns_when_k_reaches_the_smallest_class_and_records_k(sets):
+    train, test = sets  # 400 training images, 100 per class
+    images, labels = train
+    keep = (labels != 3) | (torch.arange(len(labels)) < 200)  # class 3: 50 images left
+    small = (images[keep], labels[keep])
+    with pytest.warns(evaluate.KNNWarning, match=r"k=50.*\(class 3\) has 50 images.*k=25"):
+        result = evaluate.knn_accuracy(FlatBN(), small, test, k=50, return_details=True)
+    assert result.k == 50 and result.settings["k"] == 50 and "k=25" in result.warnings[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a k below the smallest class: no warning
+        fits = evaluate.knn_accuracy(FlatBN(), small, test, k=49, return_details=True)
+    assert fits.k == 49 and fits.warnings == []
+    with pytest.warns(evaluate.KNNWarning, match="'dog'"):  # class names when the data has them
+        named = data.TensorImageDataset(*small, classes=["cat", "car", "ship", "dog"])
+        clamped = evaluate.run_protocols(FlatBN(), named, test, {"knn": {"k": 1000}})
+    assert clamped["knn_accuracy"].k == 350  # every training image, and it says so
+    assert clamped["knn_accuracy"].settings["requested_k"] == 1000
