@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import List, Optional
+import warnings
+from contextlib import contextmanager
+from typing import Iterator, List, Optional
 
 import torch
 
@@ -74,18 +76,34 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextmanager
+def _warnings_to_console() -> Iterator[None]:
+    """Library warnings (e.g. a kNN k too large for the data) as console warnings."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", evaluate.KNNWarning)
+        yield
+    for message in dict.fromkeys(str(w.message) for w in caught):
+        console.warn(message)
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     sup = Supervisor.from_checkpoint(args.name)
-    train, test = _datasets(args)
-    if test is None:
-        console.warn("no labelled test data: pass --test-dataset")
-        return 2
-    knn = evaluate.knn_accuracy(sup.get_backbone(), train, test, k=args.k)
-    line = f"{args.name}: {sup.method} epoch {sup.epoch}, kNN accuracy {knn:.4f}"
+    run = evaluate.run_data(getattr(sup, "data_record", None), dataset=args.dataset,
+                            test_dataset=args.test_dataset, size=args.size, root=args.root)
+    console.info(f"{args.name}: {sup.method} epoch {sup.epoch}; {run.describe()}")
+    protocols: dict = {"knn": {"k": args.k}}
     if args.linear_epochs:
-        linear = evaluate.linear_probe(sup.get_backbone(), train, test, epochs=args.linear_epochs)
-        line += f", linear probe {linear:.4f}"
-    console.success(line)
+        protocols["linear"] = {"epochs": args.linear_epochs}
+    with _warnings_to_console():
+        results = evaluate.run_protocols(sup.get_backbone(), run.train, run.test, protocols)
+    for result in results.values():
+        console.info(f"{result.description}: top-1 accuracy {result.accuracy:.4f}")
+    knn = results["knn_accuracy"]
+    line = (f"{args.name}: {sup.method} epoch {sup.epoch}, kNN accuracy {knn.accuracy:.4f} "
+            f"(k={knn.k})")
+    if "linear_accuracy" in results:
+        line += f", linear probe {results['linear_accuracy'].accuracy:.4f}"
+    console.success(line + f" on {run.source} split {run.test_split!r}")
     return 0
 
 
@@ -94,10 +112,15 @@ def cmd_preview(args: argparse.Namespace) -> int:
     size = args.out_size or ds.image_shape[-1]
     # a seeded random pick: named datasets are stored sorted by class
     pick = torch.randperm(len(ds), generator=torch.Generator().manual_seed(args.seed))
-    grid = augment.preview(augment.build(args.preset, size), ds.images[pick[:args.n_images]],
-                           n_views=args.n_views)
-    grid.save(args.out)
-    console.success(f"{args.preset} preview written to {args.out}")
+    grid = augment.preview(args.preset, ds.images[pick[:args.n_images]], n_views=args.n_views,
+                           size=size)
+    from PIL.PngImagePlugin import PngInfo
+
+    text = PngInfo()
+    for key in ("title", "columns"):
+        text.add_text(key, grid.info[key])
+    grid.save(args.out, pnginfo=text if str(args.out).lower().endswith(".png") else None)
+    console.success(f"preview written to {args.out}: {grid.info['title']}")
     return 0
 
 
@@ -105,18 +128,25 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from .compare import compare
 
     train, test = _datasets(args)
+    described = None
     if args.max_images and args.max_images < len(train):
         order = torch.randperm(len(train), generator=torch.Generator().manual_seed(args.seed))
+        described = f"{args.dataset} (seeded random {args.max_images} of {len(train)})"
         train = data.materialize(train).subset(order[:args.max_images].sort().values)
     evals = [] if args.eval == ["none"] else args.eval
     if evals and test is None:
         console.warn("no labelled test data for evaluation: pass --test-dataset "
                      "(or --eval none)")
         return 2
-    table = compare(args.methods, train, backbone=args.backbone, epochs=args.epochs,
-                    seconds=args.seconds, eval=evals, test_dataset=test, seed=args.seed,
-                    batch_size=args.batch_size, lr=args.lr, device=args.device, name=args.out,
-                    progress=not args.quiet)
+    with _warnings_to_console():
+        table = compare(args.methods, train, backbone=args.backbone, epochs=args.epochs,
+                        seconds=args.seconds, eval=evals, test_dataset=test, seed=args.seed,
+                        batch_size=args.batch_size, lr=args.lr, device=args.device,
+                        name=args.out, progress=not args.quiet, baseline=not args.no_baseline)
+    if described is not None:  # the title and files say which images were used
+        table.meta["dataset"] = described
+        if args.out:
+            table.to_json(f"{args.out}/comparison.json")
     print(table.to_markdown())
     if args.out:
         try:
@@ -167,10 +197,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--k", type=int, default=200, help="neighbours for the kNN score")
     train.set_defaults(func=cmd_train)
 
-    ev = sub.add_parser("eval", help="kNN (and linear probe) accuracy of a saved run")
+    ev = sub.add_parser("eval", help="kNN (and linear probe) accuracy of a saved run, on the "
+                        "data it was trained on")
     ev.add_argument("--name", required=True)
-    _add_data_args(ev)
-    ev.add_argument("--k", type=int, default=200)
+    ev.add_argument("--dataset", default=None,
+                    help="default: the run's own training data (named in its checkpoint); its "
+                         "training split is the kNN memory, its test/val split is scored")
+    ev.add_argument("--test-dataset", default=None,
+                    help="labelled held-out images; default: the test/val split of the data")
+    ev.add_argument("--size", type=int, default=None,
+                    help="resize images to SIZE px (default: the size the run was trained at)")
+    ev.add_argument("--root", default="datasets", help="where torchvision datasets live")
+    ev.add_argument("--k", type=int, default=200, help="neighbours for the kNN score")
     ev.add_argument("--linear-epochs", type=int, default=0,
                     help="also train a linear probe for this many epochs")
     ev.set_defaults(func=cmd_eval)
@@ -207,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--out", default=None,
                     help="folder for checkpoints and comparison.{json,csv,png}")
     cp.add_argument("--quiet", action="store_true", help="no progress bars")
+    cp.add_argument("--no-baseline", action="store_true",
+                    help="skip the untrained-network row (and the gain columns)")
     cp.set_defaults(func=cmd_compare)
 
     pl = sub.add_parser("plot", help="write curves (and embedding, augmentation) PNGs of a run")

@@ -39,9 +39,17 @@ class Batch(NamedTuple):
 
 
 class ImageDataset(Dataset):
-    """A dataset of uint8 (C, H, W) image tensors with integer labels (-1 when unlabeled)."""
+    """A dataset of uint8 (C, H, W) image tensors with integer labels (-1 when unlabeled).
+
+    ``source`` and ``split`` say where the images come from, so a checkpoint can name the
+    data its run was trained on (see :func:`provenance`): a registered name such as
+    ``"cifar10-sample"`` or an absolute folder path, and the split; both ``None`` for
+    in-memory arrays, tensors, user Datasets and subsets.
+    """
 
     classes: List[str] = []
+    source: Optional[str] = None
+    split: Optional[str] = None
 
     @property
     def has_labels(self) -> bool:
@@ -274,10 +282,10 @@ def dataset(source: Any, split: str = "train", *, size: Optional[int] = None,
     if isinstance(source, ImageDataset):
         return source
     if isinstance(source, str) and source in NAMES:
-        return _named(source, split, size, root, download)
+        return _remember(_named(source, split, size, root, download), source, split)
     if isinstance(source, (str, os.PathLike)):
         if os.path.isdir(source):
-            return FolderDataset(source, size)
+            return _remember(FolderDataset(source, size), os.path.abspath(source), None)
         raise unknown_name("dataset", source, NAMES) if not os.path.exists(source) else \
             DataError(f"dataset path {str(source)!r} is a file: pass a folder of images.")
     if isinstance(source, tuple) and len(source) == 2:
@@ -289,6 +297,24 @@ def dataset(source: Any, split: str = "train", *, size: Optional[int] = None,
     raise DataError(f"dataset of type {type(source).__name__} is not supported: pass a torch "
                     "Dataset, an array or tensor of images, (images, labels), a folder path or "
                     f"one of {', '.join(NAMES)}.")
+
+
+def _remember(ds: ImageDataset, source: str, split: Optional[str]) -> ImageDataset:
+    ds.source, ds.split = source, split
+    return ds
+
+
+def provenance(ds: ImageDataset) -> dict:
+    """What a checkpoint records about its training data: ``{"source": name or absolute
+    folder or None, "split": ..., "image_size": side of the stored images or None}``."""
+    size = getattr(ds, "size", None)
+    if size is None and len(ds) > 0:
+        try:
+            height, width = ds[0][0].shape[-2:]
+            size = int(height) if height == width else None
+        except Exception:  # noqa: BLE001 - an unreadable first image: size unknown
+            size = None
+    return {"source": ds.source, "split": ds.split, "image_size": size}
 
 
 def _from_arrays(images: Any, labels: Any, size: Optional[int]) -> TensorImageDataset:
@@ -342,6 +368,7 @@ def materialize(ds: ImageDataset) -> TensorImageDataset:
         images.append(batch[0])
         labels.append(batch[1])
     out = TensorImageDataset(torch.cat(images), torch.cat(labels), ds.classes)
+    out.source, out.split = ds.source, ds.split  # the same images, now in memory
     return out
 
 

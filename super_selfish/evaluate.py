@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import re
 import time
 import warnings
@@ -255,7 +256,8 @@ def check_knn_k(k: int, train_labels: torch.Tensor,
     name = f"{names[which]!r}" if which < len(names) else f"class {which}"
     message = (f"kNN with k={k} on a training set whose smallest class ({name}) has "
                f"{smallest} images: every image of that class has at least "
-               f"{k - smallest + 1} neighbours from other classes, so the vote favours the "
+               f"{k - smallest + 1} neighbour{'s' if k > smallest else ''} from other classes, "
+               "so the vote favours the "
                f"larger classes. Use k below {smallest}, e.g. k={fitting_k(smallest)} (half "
                "the smallest class).")
     warnings.warn(message, KNNWarning, stacklevel=4)
@@ -630,6 +632,98 @@ def fine_tune(backbone: nn.Module, train_dataset: Any, test_dataset: Any, epochs
              optimizer=optimizer, label_fraction=label_fraction, seed=seed),
         seconds=time.perf_counter() - started)
     return result if return_details else result.accuracy
+
+
+# ---------------------------------------------------------------------------------- a run's data
+HELD_OUT_SPLITS = ("test", "val", "validation")
+
+
+@dataclass
+class RunData:
+    """The labelled sets a saved run is scored on, and what they are (for the user)."""
+
+    train: data.ImageDataset
+    test: data.ImageDataset
+    source: str
+    train_split: str
+    test_split: str
+    image_size: Optional[int]
+
+    def describe(self) -> str:
+        size = f"{self.image_size} px" if self.image_size else "images at their stored size"
+        return (f"dataset {self.source}, split {self.train_split!r} ({len(self.train)} images) "
+                f"as kNN memory / probe training set, split {self.test_split!r} "
+                f"({len(self.test)} images) scored, {size}")
+
+
+def _held_out_folder(folder: str, split: Optional[str]) -> Tuple[str, str, str]:
+    """(training folder, held-out folder, held-out split name) of a folder source: split
+    sub-folders (``<root>/train`` + ``<root>/test`` or ``val``), or a ``train`` folder with
+    a ``test``/``val`` sibling."""
+    root = folder
+    train = os.path.join(folder, split) if split and os.path.isdir(
+        os.path.join(folder, split)) else None
+    if train is None and os.path.isdir(os.path.join(folder, "train")):
+        train = os.path.join(folder, "train")
+    if train is None:  # the folder is itself a split: look next to it
+        train, root = folder, os.path.dirname(os.path.abspath(folder))
+    for name in HELD_OUT_SPLITS:
+        candidate = os.path.join(root, name)
+        if os.path.isdir(candidate) and os.path.abspath(candidate) != os.path.abspath(train):
+            return train, candidate, name
+    raise ConfigError(f"No held-out split for the images in {folder!r}: expected a sibling or "
+                      f"sub-folder named one of {HELD_OUT_SPLITS}; pass --test-dataset "
+                      "(test_dataset=...) with labelled held-out images.")
+
+
+def run_data(record: Optional[Mapping[str, Any]], dataset: Any = None,
+             test_dataset: Any = None, size: Optional[int] = None,
+             root: str = "datasets") -> RunData:
+    """The data to score a saved run on: by default the data it was trained on.
+
+    ``record`` is a checkpoint's ``payload["data"]`` (``{"source", "split", "image_size"}``,
+    written by ``supervise()``). The run's training split is the kNN memory / probe training
+    set and the matching held-out split is scored: ``test`` for named datasets; for a
+    folder, its ``test``/``val`` sub-folder (or sibling of a ``train`` folder). Images are
+    loaded at the recorded size. ``dataset`` / ``size`` / ``test_dataset`` override; a run
+    trained on in-memory data recorded no source, so it needs ``dataset``.
+    """
+    record = dict(record or {})
+    source = dataset if dataset is not None else record.get("source")
+    if source is None:
+        raise ConfigError("Missing --dataset: this run was trained on in-memory data (arrays, "
+                          "tensors, a Dataset object or a subset), so its checkpoint names no "
+                          "dataset; pass --dataset NAME_OR_FOLDER (and --size if it was "
+                          "resized) to say what to score it on.")
+    split = record.get("split") if dataset is None else None
+    if split in (None, "unlabeled", *HELD_OUT_SPLITS):  # STL-10's unlabeled split, or a run
+        split = "train"  # trained on held-out images: fit on the labelled training split
+    size = size if size is not None else record.get("image_size")
+    test, test_split = None, "test"
+    if isinstance(source, (str, os.PathLike)) and os.fspath(source) not in data.NAMES \
+            and os.path.isdir(source):
+        folder = os.fspath(source)
+        label = folder
+        if test_dataset is None:
+            folder, held_out, test_split = _held_out_folder(folder, split)
+            test = data.dataset(held_out, size=size)
+            label = os.path.commonpath([os.path.abspath(folder), os.path.abspath(held_out)])
+        split = os.path.basename(os.path.normpath(folder))
+        train = data.dataset(folder, size=size)
+    else:
+        label = os.fspath(source) if isinstance(source, (str, os.PathLike)) else type(
+            source).__name__
+        train = data.dataset(source, split, size=size, root=root)
+        if test_dataset is None and isinstance(source, str) and source in data.NAMES:
+            test = data.dataset(source, "test", size=size, root=root)
+    if test_dataset is not None:
+        test = data.dataset(test_dataset, "test", size=size, root=root)
+        test_split = f"--test-dataset {test_dataset}" if isinstance(
+            test_dataset, (str, os.PathLike)) else "test_dataset"
+    if test is None:
+        raise ConfigError(f"Missing --test-dataset: no held-out split is known for {source!r}; "
+                          "pass labelled held-out images.")
+    return RunData(train, test, label, str(split), test_split, size)
 
 
 # ---------------------------------------------------------------------------------- several

@@ -299,6 +299,7 @@ class Supervisor(nn.Module):
                             f"e.g. {type(self).__name__}('cifar10-sample').")
         self.run_name = name
         self.base_lr = lr
+        self.data_record = data.provenance(self.dataset)  # checkpoints name their data
         self.interrupted = False
         self.save_checkpoints = save
         self.callbacks = list(callbacks)
@@ -649,6 +650,7 @@ class Supervisor(nn.Module):
             "step_in_epoch": mid_epoch,
             "epoch_losses": list(getattr(self, "_epoch_losses", [])) if mid_epoch else [],
             "history": [dict(r) for r in self.history],
+            "data": getattr(self, "data_record", None),
         }
         if hasattr(self, "optimizer"):
             payload["optimizer"] = self.optimizer.state_dict()
@@ -718,6 +720,7 @@ class Supervisor(nn.Module):
         self.epoch = payload["epoch"]
         self.global_step = payload["global_step"]
         self.history = list(payload.get("history", []))
+        self.data_record = payload.get("data")
         self.checkpoint = payload  # optimizer/RNG state, used when resuming
         return self
 

@@ -367,3 +367,47 @@ def test_knn_warns_when_k_reaches_the_smallest_class_and_records_k(sets):
         clamped = evaluate.run_protocols(FlatBN(), named, test, {"knn": {"k": 1000}})
     assert clamped["knn_accuracy"].k == 350  # every training image, and it says so
     assert clamped["knn_accuracy"].settings["requested_k"] == 1000
+
+
+def test_cli_eval_scores_a_run_on_the_data_it_was_trained_on(monkeypatch, capsys, tmp_path):
+    from PIL import Image
+
+    from super_selfish import Supervisor, store
+
+    monkeypatch.setitem(registry._METHODS, "toy-rotation", ToyRotation)
+    images = torch.randint(0, 256, (18, 16, 16, 3), generator=torch.Generator().manual_seed(0),
+                           dtype=torch.uint8)
+    for i, image in enumerate(images):  # imgs/train: 4 per class, imgs/test: 2 per class
+        folder = tmp_path / "imgs" / ("train" if i < 12 else "test") / f"class{i % 3}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image.numpy()).save(folder / f"{i}.png")
+    train_folder = tmp_path / "imgs" / "train"
+    name = str(tmp_path / "run")
+    ToyRotation(data.dataset(str(train_folder)), seed=0).supervise(
+        epochs=1, batch_size=4, name=name, progress=False)
+    assert store.read(name)["data"] == {"source": str(train_folder), "split": None,
+                                        "image_size": 16}
+    capsys.readouterr()
+    assert cli.main(["eval", "--name", name, "--k", "4"]) == 0
+    err = capsys.readouterr().err
+    assert f"dataset {tmp_path / 'imgs'}, split 'train' (12 images)" in err
+    assert "split 'test' (6 images) scored, 16 px" in err
+    assert "weighted kNN (k=4, temperature=0.1)" in err
+    assert "[warning]" in err and "kNN with k=4" in err and "k=2" in err  # 4 per class
+    with pytest.warns(evaluate.KNNWarning):
+        expected = evaluate.knn_accuracy(Supervisor.from_checkpoint(name).get_backbone(),
+                                         str(train_folder), str(tmp_path / "imgs" / "test"), k=4)
+    assert f"kNN accuracy {expected:.4f} (k=4) on {tmp_path / 'imgs'} split 'test'" in err
+    assert cli.main(["eval", "--name", name, "--k", "3", "--size", "12"]) == 0
+    assert "scored, 12 px" in capsys.readouterr().err
+    memory = str(tmp_path / "memory")  # in-memory images: no source, eval asks for one
+    ToyRotation(images[:8], seed=0).supervise(epochs=1, batch_size=4, name=memory,
+                                              progress=False)
+    assert store.read(memory)["data"] == {"source": None, "split": None, "image_size": 16}
+    assert cli.main(["eval", "--name", memory]) == 2
+    assert "--dataset" in capsys.readouterr().err
+    named = data.dataset("cifar10-sample", "test")
+    assert data.provenance(named) == {"source": "cifar10-sample", "split": "test",
+                                      "image_size": 32}
+    assert data.provenance(data.materialize(named))["source"] == "cifar10-sample"
+    assert data.provenance(named.subset(torch.arange(4)))["source"] is None
