@@ -133,7 +133,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         order = torch.randperm(len(train), generator=torch.Generator().manual_seed(args.seed))
         described = f"{args.dataset} (seeded random {args.max_images} of {len(train)})"
         train = data.materialize(train).subset(order[:args.max_images].sort().values)
-    evals = [] if args.eval == ["none"] else args.eval
+    evals = {} if args.eval == ["none"] else {
+        name: ({"k": args.k} if name == "knn" else {}) for name in args.eval}
     if evals and test is None:
         console.warn("no labelled test data for evaluation: pass --test-dataset "
                      "(or --eval none)")
@@ -235,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--eval", nargs="+", default=["knn"],
                     help="protocols: knn linear mlp finetune finetune-1%% finetune-10%% "
                          "(or none)")
+    cp.add_argument("--k", type=int, default=200, help="neighbours for the kNN score")
     cp.add_argument("--batch-size", type=int, default=256)
     cp.add_argument("--lr", type=float, default=None,
                     help="the same for every method (default: each method's default_lr)")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 import warnings
 
 import pytest
@@ -341,13 +342,22 @@ def test_cli_compare_prints_the_table(monkeypatch, capsys, tmp_path):
     monkeypatch.setitem(registry._METHODS, "toy-rotation", ToyRotation)
     out = tmp_path / "cmp"
     code = cli.main(["compare", "toy-rotation", "--dataset", "cifar10-sample", "--epochs", "1",
-                     "--max-images", "48", "--batch-size", "16", "--eval", "none", "--quiet",
-                     "--out", str(out)])
+                     "--max-images", "48", "--batch-size", "16", "--eval", "knn", "--k", "3",
+                     "--quiet", "--out", str(out)])
     assert code == 0
     printed = capsys.readouterr().out
-    assert "| method" in printed and "toy-rotation" in printed
+    rows = [line.split("|")[1].strip() for line in printed.splitlines() if line.startswith("|")]
+    assert rows[0] == "method" and rows[2:] == ["untrained", "toy-rotation"]
+    assert "knn_gain" in printed and "knn_k" in printed
     payload = json.loads((out / "comparison.json").read_text())
-    assert payload["records"][0]["steps"] == 3 and (out / "comparison.png").exists()
+    assert payload["records"][1]["steps"] == 3 and payload["records"][1]["knn_k"] == 3
+    assert payload["meta"]["dataset"] == "cifar10-sample (seeded random 48 of 5000)"
+    assert (out / "comparison.png").exists()
+    seen = {}
+    monkeypatch.setattr(sys.modules["super_selfish.compare"], "compare",
+                        lambda *args, **kwargs: seen.update(kwargs) or ComparisonTable())
+    assert cli.main(["compare", "toy-rotation", "--no-baseline", "--eval", "knn", "linear"]) == 0
+    assert seen["baseline"] is False and seen["eval"] == {"knn": {"k": 200}, "linear": {}}
 
 
 def test_knn_warns_when_k_reaches_the_smallest_class_and_records_k(sets):
