@@ -428,8 +428,8 @@ def _with_gains(methods: List[Dict[str, Any]], baselines: Dict[str, Dict[str, An
 def _dataset_label(dataset: Any, train: data.ImageDataset) -> str:
     """How the comparison's title names the training data: the name or folder given, else
     the source a dataset object remembers, else its kind."""
-    source = dataset if isinstance(dataset, (str, os.PathLike)) else getattr(
-        train, "source", None)
+    source: Optional[Union[str, os.PathLike]] = dataset if isinstance(
+        dataset, (str, os.PathLike)) else getattr(train, "source", None)
     if source is None:
         return "in-memory images"
     name = os.fspath(source).rstrip("/\\")

@@ -94,7 +94,7 @@ class ConvertedDataset(ImageDataset):
     """Wraps any dataset and converts each item to a uint8 (3, H, W) tensor and a label."""
 
     def __init__(self, source: Dataset, size: Optional[int] = None):
-        self.source = source
+        self.wrapped = source  # not .source: that names where an ImageDataset comes from
         self.size = size
         self.classes = list(getattr(source, "classes", []) or [])
         if len(source) == 0:
@@ -107,7 +107,7 @@ class ConvertedDataset(ImageDataset):
         return self._labelled
 
     def __len__(self) -> int:
-        return len(self.source)
+        return len(self.wrapped)
 
     def _convert(self, item: Any) -> Tuple[torch.Tensor, int]:
         label = NO_LABEL
@@ -118,7 +118,7 @@ class ConvertedDataset(ImageDataset):
         return to_uint8_image(item, self.size), label
 
     def __getitem__(self, index: int) -> Tuple[torch.Tensor, int]:
-        return self._convert(self.source[index])
+        return self._convert(self.wrapped[index])
 
 
 class FolderDataset(ImageDataset):

@@ -90,7 +90,8 @@ def _number(value: str) -> Any:
 _SKIP = {"epoch", "seconds"}
 
 _LABELS = {
-    "loss": "training loss", "lr": "learning rate (end of epoch)", "images_per_s": "throughput (images/s)",
+    "loss": "training loss", "lr": "learning rate (end of epoch)",
+    "images_per_s": "throughput (images/s)",
     "seconds": "time (s)", "train_seconds": "training time (s)",
     "eval_seconds": "evaluation time (s)", "peak_memory_mb": "peak memory (MB)",
     "final_loss": "final training loss", "embedding_std": "embedding std",

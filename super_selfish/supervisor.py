@@ -475,8 +475,6 @@ class Supervisor(nn.Module):
 
     def _epochs(self, epochs: int, name: str) -> None:
         """Run epochs from the current one; checkpoint after each, stop cleanly on a signal."""
-        from tqdm.auto import tqdm
-
         start_epoch, skip = self.epoch, self._resume_step
         for cb in self.callbacks:
             cb.on_train_start(self)
@@ -490,9 +488,10 @@ class Supervisor(nn.Module):
                 if skip:  # resumed mid-epoch: the epoch's loss includes the steps done before
                     losses = list(getattr(self, "_resume_losses", []))
                 self._epoch_losses = losses
-                bar = tqdm(total=len(self.loader), initial=skip, leave=False,
-                           desc=f"{self.method} epoch {epoch + 1}/{epochs}",
-                           disable=not (self._train_options["progress"] and is_main_process()))
+                bar = console.progress_bar(
+                    total=len(self.loader), initial=skip, leave=False,
+                    desc=f"{self.method} epoch {epoch + 1}/{epochs}",
+                    disable=not (self._train_options["progress"] and is_main_process()))
                 for step, batch in enumerate(self.loader):
                     if step < skip:
                         continue

@@ -421,3 +421,5 @@ def test_cli_eval_scores_a_run_on_the_data_it_was_trained_on(monkeypatch, capsys
                                       "image_size": 32}
     assert data.provenance(data.materialize(named))["source"] == "cifar10-sample"
     assert data.provenance(named.subset(torch.arange(4)))["source"] is None
+    wrapped = data.dataset(torch.utils.data.TensorDataset(images[:2].permute(0, 3, 1, 2)))
+    assert data.provenance(wrapped) == {"source": None, "split": None, "image_size": 16}

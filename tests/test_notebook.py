@@ -10,14 +10,16 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "examples" / "compare_methods.ipynb"
 
 
-def _texts(nb) -> str:
+def _texts(nb, stream: str = "") -> str:
+    """All text outputs (``stream="stderr"``: only what cells wrote to stderr)."""
     parts = []
     for cell in nb.cells:
         for out in cell.get("outputs", []):
-            if out.get("output_type") == "stream":
+            if out.get("output_type") == "stream" and stream in ("", out.get("name")):
                 parts.append(out.get("text", ""))
-            for mime in ("text/plain", "text/markdown", "text/html"):
-                parts.append(str(out.get("data", {}).get(mime, "")))
+            if not stream:
+                for mime in ("text/plain", "text/markdown", "text/html"):
+                    parts.append(str(out.get("data", {}).get(mime, "")))
     return "\n".join(parts)
 
 
@@ -37,12 +39,22 @@ def test_compare_methods_notebook_executes(tmp_path, monkeypatch):
     from super_selfish import methods
 
     wanted = [m for m in ("simclr", "byol", "rotnet") if m in methods.available()]
+    assert "lr=" not in "".join(c.source for c in nb.cells if "compare(" in c.source)
     text = _texts(nb)
-    header = next(line for line in text.splitlines() if line.startswith("| method"))
-    assert [c.strip() for c in header.strip("|").split("|")][:3] == [
-        "method", "knn_accuracy", "linear_accuracy"]
-    assert all(f"| {m} " in text for m in wanted)
+    lines = text.splitlines()
+    header = next(line for line in lines if line.startswith("| method"))
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    assert columns[:5] == ["method", "knn_accuracy", "linear_accuracy", "knn_gain",
+                           "linear_gain"]
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")]
+            for line in lines[lines.index(header) + 2:] if line.startswith("| ")}
+    assert list(rows)[:1] == ["untrained"] and all(m in rows for m in wanted)
+    lrs = {m: float(rows[m][columns.index("lr")]) for m in wanted}
+    assert lrs == {m: methods.get(m).default_lr for m in wanted}  # each method's own recipe
     assert "weighted kNN (k=20" in text and "knn_accuracy" in text
+    errors = _texts(nb, "stderr")
+    assert "epoch 1/1" in errors  # the progress bars rendered (as text: no ipywidgets here)
+    assert "Warning" not in errors and "IProgress" not in errors, errors
     images = sum("image/png" in out.get("data", {}) for cell in nb.cells
                  for out in cell.get("outputs", []))
     assert images >= 4  # comparison bars, history curves, t-SNE, augmentation grid

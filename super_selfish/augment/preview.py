@@ -82,7 +82,7 @@ def _with_labels(grid: Image.Image, title: str, columns: list[str], cell_width: 
     """The grid under a header: the title, then each column's name centred over it."""
     font = _font(max(11, min(16, cell_width // 6)))
     draw = ImageDraw.Draw(grid)
-    line = draw.textbbox((0, 0), "Hg", font=font)[3] + 4
+    line = int(draw.textbbox((0, 0), "Hg", font=font)[3]) + 4
     header = 2 * line + 4
     width = max(grid.width, int(draw.textlength(title, font=font)) + 4)  # the title fits
     out = Image.new("RGB", (width, grid.height + header), "white")
@@ -156,7 +156,7 @@ def preview(
                         outline=MARK_COLOUR,
                         width=2,
                     )
-    shown = [tuple(out.shape[-2:]) for out, _ in columns]
+    shown: list[Size] = [(int(out.shape[-2]), int(out.shape[-1])) for out, _ in columns]
     enlarged = " (shown enlarged)" if any(one != (height, width) for one in shown) or zoom > 1 \
         else ""
     original = tuple(images.shape[-2:])
