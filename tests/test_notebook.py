@@ -59,3 +59,20 @@ def test_compare_methods_notebook_executes(tmp_path, monkeypatch):
                  for out in cell.get("outputs", []))
     assert images >= 4  # comparison bars, history curves, t-SNE, augmentation grid
     assert not list(tmp_path.glob("store*"))  # the demo writes no checkpoints
+
+
+def test_progress_bar_is_plain_text_in_a_kernel_without_ipywidgets(monkeypatch):
+    import sys
+    import warnings
+
+    from tqdm.std import tqdm as text_bar
+
+    from super_selfish import console
+
+    assert not console._in_jupyter_kernel()  # pytest is no Jupyter kernel
+    monkeypatch.setattr(console, "_in_jupyter_kernel", lambda: True)
+    monkeypatch.setitem(sys.modules, "ipywidgets", None)  # not installed
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # tqdm.auto warned "IProgress not found" here
+        bar = console.progress_bar(total=2, disable=True)
+    assert type(bar) is text_bar
