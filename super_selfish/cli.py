@@ -37,13 +37,24 @@ def _datasets(args: argparse.Namespace):
     return train, test
 
 
+@contextmanager
+def _warnings_to_console() -> Iterator[None]:
+    """Library warnings (e.g. a kNN k too large for the data) as console warnings."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", evaluate.KNNWarning)
+        yield
+    for message in dict.fromkeys(str(w.message) for w in caught):
+        console.warn(message)
+
+
 def _knn(backbone: torch.nn.Module, train: data.ImageDataset,
          test: Optional[data.ImageDataset], k: int) -> Optional[float]:
     if test is None or not train.has_labels or not test.has_labels:
         return None
     if not distributed.is_main_process():  # under torchrun: score once, on rank 0
         return None
-    return evaluate.knn_accuracy(backbone, train, test, k=k)
+    with _warnings_to_console():
+        return evaluate.knn_accuracy(backbone, train, test, k=k)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -74,16 +85,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         summary += f"; kNN accuracy {before:.4f} -> {after:.4f}"
     console.success(summary + f"; checkpoint {store.checkpoint_path(args.name)}")
     return 0
-
-
-@contextmanager
-def _warnings_to_console() -> Iterator[None]:
-    """Library warnings (e.g. a kNN k too large for the data) as console warnings."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", evaluate.KNNWarning)
-        yield
-    for message in dict.fromkeys(str(w.message) for w in caught):
-        console.warn(message)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -131,7 +132,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     described = None
     if args.max_images and args.max_images < len(train):
         order = torch.randperm(len(train), generator=torch.Generator().manual_seed(args.seed))
-        described = f"{args.dataset} (seeded random {args.max_images} of {len(train)})"
+        described = f"{args.dataset} (seeded random subset of {len(train):,})"
         train = data.materialize(train).subset(order[:args.max_images].sort().values)
     evals = {} if args.eval == ["none"] else {
         name: ({"k": args.k} if name == "knn" else {}) for name in args.eval}

@@ -531,7 +531,7 @@ def plot_comparison(table: Any, metrics: Optional[Sequence[str]] = None,
         _plain_axis(ax.yaxis)
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle(title or _comparison_title(records, meta), fontsize=11)
-    fig.subplots_adjust(top=1 - 0.75 / fig.get_figheight(), bottom=1.1 / fig.get_figheight())
+    fig.subplots_adjust(top=1 - 0.75 / fig.get_figheight(), bottom=0.85 / fig.get_figheight())
     return _finish(fig, path)
 
 

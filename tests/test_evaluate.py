@@ -351,7 +351,8 @@ def test_cli_compare_prints_the_table(monkeypatch, capsys, tmp_path):
     assert "knn_gain" in printed and "knn_k" in printed
     payload = json.loads((out / "comparison.json").read_text())
     assert payload["records"][1]["steps"] == 3 and payload["records"][1]["knn_k"] == 3
-    assert payload["meta"]["dataset"] == "cifar10-sample (seeded random 48 of 5000)"
+    assert payload["meta"]["dataset"] == "cifar10-sample (seeded random subset of 5,000)"
+    assert payload["meta"]["n_train"] == 48 and payload["meta"]["image_size"] == 32
     assert (out / "comparison.png").exists()
     seen = {}
     monkeypatch.setattr(sys.modules["super_selfish.compare"], "compare",
