@@ -417,11 +417,7 @@ def _with_gains(methods: List[Dict[str, Any]], baselines: Dict[str, Dict[str, An
         base = baselines[key]
         gains = {name[:-len("_accuracy")] + "_gain": record[name] - base[name]
                  for name in record if name.endswith("_accuracy") and name in base}
-        accuracy_end = max((i for i, name in enumerate(record) if name.endswith("_accuracy")),
-                           default=0)
-        items = list(record.items())  # gains right after the accuracies
-        rows.append(dict(items[:accuracy_end + 1] + list(gains.items())
-                         + items[accuracy_end + 1:], baseline=labels[key]))
+        rows.append(dict(record, **gains, baseline=labels[key]))
     return rows
 
 
@@ -436,7 +432,7 @@ def _dataset_label(dataset: Any, train: data.ImageDataset) -> str:
     if os.path.isabs(name):  # the last two folders say enough (e.g. imagenette/train)
         name = os.path.join(*Path(name).parts[-2:])
     split = getattr(train, "split", None)
-    return f"{name} ({split})" if split and split not in name.split(os.path.sep)[-1:] else name
+    return f"{name} ({split})" if split and os.path.basename(name) != split else name
 
 
 # ---------------------------------------------------------------------------------- compare
@@ -642,14 +638,13 @@ def compare(methods: Union[MethodSpec, Sequence[MethodSpec], Mapping[str, Method
              f"batch {batch_size}, "
              + (f"lr {lr:g}" if lr is not None else "each method's default lr") + f", seed {seed}"]
     if baselines:
-        notes.append("untrained: the network the methods start from (same backbone, seed and "
+        notes.append("untrained: the network a method starts from (same backbone, seed and "
                      "initial weights), scored before training by the same protocols; "
                      "<protocol>_gain = a method's accuracy minus its untrained row's")
     notes += warned  # e.g. a kNN k too large for the smallest class
     meta = {"dataset": _dataset_label(dataset, train), "n_train": len(train),
             "image_size": next(iter(sizes)) if len(sizes) == 1 else list(sizes),
-            "budget": str(plan),
-            "batch_size": batch_size, "backbone": arch, "seed": seed}
+            "budget": str(plan), "batch_size": batch_size, "backbone": arch, "seed": seed}
     if test is not None:
         meta["n_test"] = len(test)
     table = ComparisonTable(_with_gains(records, baselines, reference), protocols=descriptions,

@@ -237,10 +237,10 @@ def check_knn_k(k: int, train_labels: torch.Tensor,
     """Warn (:class:`KNNWarning`) when ``k`` is at least the smallest class's count in the
     training set; returns the warning text (``None`` when ``k`` fits).
 
-    With ``k >= n_c`` for some class ``c``, at least ``k - n_c + 1`` of the neighbours of
-    every ``c`` image (all but ``n_c - 1`` when the image itself is in the memory) come from
-    other classes, so the vote leans to the larger classes and the accuracy says more about
-    ``k`` than about the features (k=200 on 150 images per class, for example).
+    With ``k >= n_c`` for some class ``c``, an image of ``c`` finds at most ``n_c`` of its
+    ``k`` neighbours in its own class (k=200 on 150 images per class: at least 50 votes go to
+    other classes), so the vote leans to the larger classes and the accuracy says more about
+    ``k`` than about the features.
     """
     labels = train_labels.detach().cpu()
     labels = labels[labels >= 0]
@@ -255,11 +255,10 @@ def check_knn_k(k: int, train_labels: torch.Tensor,
     names = list(class_names() if callable(class_names) else class_names)
     name = f"{names[which]!r}" if which < len(names) else f"class {which}"
     message = (f"kNN with k={k} on a training set whose smallest class ({name}) has "
-               f"{smallest} images: every image of that class has at least "
-               f"{k - smallest + 1} neighbour{'s' if k > smallest else ''} from other classes, "
-               "so the vote favours the "
-               f"larger classes. Use k below {smallest}, e.g. k={fitting_k(smallest)} (half "
-               "the smallest class).")
+               f"{smallest} images: an image of that class finds at most {smallest} of its "
+               f"{k} neighbours in its own class, so the vote favours the larger classes. "
+               f"Use k below {smallest}, e.g. k={fitting_k(smallest)} (half the smallest "
+               "class).")
     warnings.warn(message, KNNWarning, stacklevel=4)
     return message
 
