@@ -114,7 +114,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
     # a seeded random pick: named datasets are stored sorted by class
     pick = torch.randperm(len(ds), generator=torch.Generator().manual_seed(args.seed))
     grid = augment.preview(args.preset, ds.images[pick[:args.n_images]], n_views=args.n_views,
-                           size=size)
+                           size=size, generator=torch.Generator().manual_seed(args.seed))
     from PIL.PngImagePlugin import PngInfo
 
     text = PngInfo()
@@ -222,7 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     pv.add_argument("--out-size", type=int, default=None, help="view size (default: image size)")
     pv.add_argument("--n-images", type=int, default=8)
     pv.add_argument("--n-views", type=int, default=4)
-    pv.add_argument("--seed", type=int, default=0, help="which images are shown")
+    pv.add_argument("--seed", type=int, default=0,
+                    help="which images are shown and how they are augmented")
     pv.set_defaults(func=cmd_preview)
 
     cp = sub.add_parser("compare", help="train several methods under one budget, print a table")
