@@ -280,6 +280,10 @@ def test_augmentation_grids_are_labelled(tmp_path):
     saved = Image.open(out)
     assert saved.text["title"].startswith("simclr: 3 views of 32 px")
     assert saved.text["columns"] == "original | view 1 | view 2 | view 3"
+    again = tmp_path / "again.png"  # --seed fixes the images and their views
+    assert cli.main(["preview", "simclr", "--n-images", "2", "--n-views", "3",
+                     "--out", str(again)]) == 0
+    assert np.array_equal(np.asarray(Image.open(again)), np.asarray(saved))
     fig = _drawn(plots.plot_augmentations("simclr", images, n_views=2))
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["original", "view 1", "view 2"]
