@@ -8,17 +8,29 @@ resolution the network supports works.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Sequence
+import math
+import os
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 import torch.nn as nn
 import torchvision
 
-from .errors import check, unknown_name
+from . import console, store
+from .errors import CheckpointError, DataError, check, unknown_name
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 NORMS = ("batch", "group", "layer")
+BACKBONE_FILE = "backbone"  # the ``kind`` of a file written by :func:`save`
+#: Float inputs must lie in [0, 1]; this slack absorbs interpolation overshoot, while 0..255
+#: pixels (max >> 1) and mean/std-normalised ones (min around -2) are far outside it.
+INPUT_SLACK = 0.1
+#: Forward calls in training mode whose value range is checked (every call in eval mode): a
+#: wrong input pipeline is wrong from its first batch, and long runs then skip the check.
+TRAIN_CALLS_CHECKED = 16
+_CHECKED_ELEMENTS = 2 ** 18  # value-range check on a strided sample of about this many
 
 _REGISTRY: Dict[str, Callable[..., nn.Module]] = {}
 
@@ -47,11 +59,14 @@ class Backbone(nn.Module):
 
     def __init__(self, body: nn.Module, in_channels: int = 3,
                  mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                 name: str = "custom", probe_size: int = 32):
+                 name: str = "custom", probe_size: int = 32, norm: str = "batch"):
         super().__init__()
         self.body = body
         self.name = name
         self.in_channels = in_channels
+        self.norm = norm
+        self.probe_size = probe_size
+        self._train_calls_checked = 0
         if mean is None and in_channels == 3:
             mean, std = IMAGENET_MEAN, IMAGENET_STD
         mean = torch.tensor(mean if mean is not None else [0.5] * in_channels).view(1, -1, 1, 1)
@@ -71,10 +86,70 @@ class Backbone(nn.Module):
         return int(self._pool(out).shape[1]), int(out.shape[1])
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 or [0, 1] float images to the normalised float input of ``body``."""
+        """uint8 or [0, 1] float images to the normalised float input of ``body``.
+
+        Checked first (:meth:`check_input`): a wrong layout, dtype or value range raises
+        :class:`DataError` naming the fix instead of giving silently different features.
+        """
+        self.check_input(images)
         if images.dtype == torch.uint8:
             images = images.float().div_(255.0)
         return (images - self.mean) / self.std
+
+    def check_input(self, images: Any) -> None:
+        """Refuse inputs that would silently give wrong features.
+
+        Shape and dtype are checked on every call (free). The value range of float input
+        (``[0, 1]`` with :data:`INPUT_SLACK`) is checked on every call in eval mode and on
+        the first :data:`TRAIN_CALLS_CHECKED` calls in training mode, on a strided sample of
+        at most about 262k values (one min/max reduction), so the training hot path pays
+        nothing once a run is under way.
+        """
+        if not isinstance(images, torch.Tensor):
+            raise DataError(f"backbone input is a {type(images).__name__}: expected a torch "
+                            "tensor batch (N, C, H, W) of uint8 or floats in [0, 1].")
+        if images.ndim != 4:
+            hint = (" (one image: add the batch dimension with x[None])" if images.ndim == 3
+                    else "")
+            raise DataError(f"backbone input has shape {tuple(images.shape)}: expected a "
+                            f"batch (N, C, H, W) with C = {self.in_channels}{hint}.")
+        channels = images.shape[1]
+        if channels != self.in_channels:
+            if images.shape[-1] == self.in_channels:
+                raise DataError(f"backbone input has shape {tuple(images.shape)}, channels "
+                                f"last (N, H, W, C): expected (N, C, H, W) with C = "
+                                f"{self.in_channels}; use x.permute(0, 3, 1, 2).")
+            raise DataError(f"backbone input has {channels} channels (shape "
+                            f"{tuple(images.shape)}): this backbone takes {self.in_channels}.")
+        if images.dtype == torch.uint8:
+            return
+        if not images.is_floating_point():
+            raise DataError(f"backbone input has dtype {images.dtype}: expected uint8 (0-255) "
+                            "or floats in [0, 1]; use x.to(torch.uint8) for 0-255 integers.")
+        if self.training:
+            if self._train_calls_checked >= TRAIN_CALLS_CHECKED:
+                return
+            self._train_calls_checked += 1
+        step = max(1, math.isqrt(images.numel() // _CHECKED_ELEMENTS))
+        sample = images[:, :, ::step, ::step] if step > 1 else images
+        low, high = (float(v) for v in torch.stack(torch.aminmax(sample.detach())).cpu())
+        if low >= -INPUT_SLACK and high <= 1 + INPUT_SLACK:
+            return
+        if not (math.isfinite(low) and math.isfinite(high)):
+            raise DataError("backbone input contains NaN or infinite values.")
+        if low < -INPUT_SLACK:
+            raise DataError(f"backbone input floats lie in [{low:.3g}, {high:.3g}]: they look "
+                            "normalised already (mean/std). The backbone normalises itself: "
+                            "pass images in [0, 1] (drop your Normalize step) or uint8.")
+        raise DataError(f"backbone input floats lie in [{low:.3g}, {high:.3g}]: expected "
+                        "[0, 1]. For 0-255 pixel values divide by 255 (x / 255) or pass uint8; "
+                        "clamp augmented images to [0, 1].")
+
+    def train(self, mode: bool = True) -> "Backbone":
+        """As ``nn.Module.train``; entering training mode re-arms the input range check."""
+        if mode and not self.training:
+            self._train_calls_checked = 0
+        return super().train(mode)
 
     def feature_map(self, images: torch.Tensor) -> torch.Tensor:
         """Unpooled body output: (N, C, h, w) for convolutional bodies."""
@@ -93,13 +168,21 @@ def build(backbone: str | nn.Module = "convnet-small", *, norm: str = "batch",
     """Return a :class:`Backbone` from a registry name or any ``nn.Module``.
 
     ``norm`` swaps every BatchNorm for GroupNorm (32 groups or fewer) or a real per-sample
-    LayerNorm (GroupNorm with one group), which do not leak statistics across a batch.
+    LayerNorm (GroupNorm with one group), which do not leak statistics across a batch. A
+    torchvision classification model (``torchvision.models.resnet18()``) loses its
+    classifier (:func:`remove_classifier`, with a note), so features are not ImageNet logits.
     """
     check(norm in NORMS, "norm", norm, f"one of {NORMS}")
     if isinstance(backbone, Backbone):
         return backbone
     if isinstance(backbone, nn.Module):
         body, name = backbone, type(backbone).__name__
+        if type(body).__module__.startswith("torchvision.models"):
+            removed = remove_classifier(body)
+            if removed is not None:
+                console.info(f"backbone {name} (torchvision): its classifier {removed} was "
+                             "replaced by nn.Identity, so features are the network's pooled "
+                             "output, not ImageNet class logits.")
     elif isinstance(backbone, str):
         if backbone not in _REGISTRY:
             raise unknown_name("backbone", backbone, _REGISTRY)
@@ -108,7 +191,119 @@ def build(backbone: str | nn.Module = "convnet-small", *, norm: str = "batch",
         raise unknown_name("backbone", backbone, _REGISTRY)
     if norm != "batch":
         replace_batch_norm(body, norm)
-    return Backbone(body, in_channels=in_channels, name=name, probe_size=probe_size)
+    return Backbone(body, in_channels=in_channels, name=name, probe_size=probe_size, norm=norm)
+
+
+_CLASSIFIER_ATTRIBUTES = ("fc", "classifier", "head", "heads")
+
+
+def _describe_layer(layer: nn.Module) -> str:
+    if isinstance(layer, nn.Linear):
+        return f"Linear {layer.in_features} -> {layer.out_features}"
+    if isinstance(layer, nn.Conv2d):
+        return f"Conv2d {layer.in_channels} -> {layer.out_channels}"
+    return type(layer).__name__
+
+
+def remove_classifier(model: nn.Module) -> Optional[str]:
+    """Turn a classification network into a feature extractor, in place.
+
+    A model with ``reset_classifier`` (timm) gets ``reset_classifier(0)``; otherwise the
+    first of the attributes ``fc``, ``classifier``, ``head``, ``heads`` that is a linear or
+    1x1-convolution layer, or a ``Sequential`` ending in one, has that last layer replaced by
+    ``nn.Identity`` (so VGG keeps its hidden layers, ConvNeXt its final norm). Auxiliary
+    classifiers (GoogLeNet, Inception v3) are switched off. Returns what was removed, e.g.
+    ``"fc (Linear 512 -> 1000)"``, or None when nothing was recognised.
+    """
+    reset = getattr(model, "reset_classifier", None)
+    if callable(reset):
+        head = getattr(model, "get_classifier", lambda: None)()
+        reset(0)
+        return f"{_describe_layer(head) if isinstance(head, nn.Module) else 'head'} " \
+               "(reset_classifier(0))"
+    if getattr(model, "aux_logits", False):
+        setattr(model, "aux_logits", False)  # training-mode outputs stay a plain tensor
+    for attribute in _CLASSIFIER_ATTRIBUTES:
+        layer = getattr(model, attribute, None)
+        if isinstance(layer, (nn.Linear, nn.Conv2d)):
+            setattr(model, attribute, nn.Identity())
+            return f"{attribute} ({_describe_layer(layer)})"
+        if isinstance(layer, nn.Sequential):
+            names = [n for n, m in layer.named_children() if isinstance(m, (nn.Linear, nn.Conv2d))]
+            if names:
+                last = getattr(layer, names[-1])
+                setattr(layer, names[-1], nn.Identity())
+                return f"{attribute}.{names[-1]} ({_describe_layer(last)})"
+    return None
+
+
+def save(backbone: nn.Module, path: str | os.PathLike, *, norm: Optional[str] = None,
+         probe_size: Optional[int] = None, method: Optional[str] = None) -> Path:
+    """Write a backbone alone to ``path`` (atomically; ``.pt`` is appended when missing).
+
+    Stored: the weights and what rebuilds the module: the registry name, ``norm``,
+    ``in_channels`` and the probe size (the training image size), plus the feature size,
+    the class of the module and, when given, the method that trained it. Only a backbone
+    built from a registry name can be rebuilt from the file alone; for a user-defined module
+    the file holds its weights (never pickled code) and :func:`load` needs the module:
+    ``load(path, module=MyNet())``.
+    """
+    from . import __version__
+
+    registered = isinstance(backbone, Backbone) and backbone.name in _REGISTRY
+    body = backbone.body if isinstance(backbone, Backbone) else backbone
+    payload: Dict[str, Any] = {
+        "format": store.FORMAT, "kind": BACKBONE_FILE, "library_version": __version__,
+        "name": getattr(backbone, "name", type(backbone).__name__),
+        "registered": registered,
+        "wrapped": isinstance(backbone, Backbone),
+        "norm": norm or getattr(backbone, "norm", "batch"),
+        "in_channels": int(getattr(backbone, "in_channels", 3)),
+        "probe_size": int(probe_size or getattr(backbone, "probe_size", 32)),
+        "feature_dim": int(getattr(backbone, "feature_dim", 0) or 0),
+        "module": {"module": type(body).__module__, "qualname": type(body).__qualname__},
+        "method": method,
+        "state": {k: v.detach().cpu() for k, v in backbone.state_dict().items()},
+    }
+    return store.write(payload, path)
+
+
+def load(path: str | os.PathLike, module: Optional[nn.Module] = None) -> nn.Module:
+    """Read a backbone written by :func:`save` (or ``Supervisor.save_backbone``).
+
+    A registry backbone is rebuilt from the file (name, norm, in_channels, probe size); a
+    user-defined one needs ``module``: a freshly built module of the same architecture
+    (the body alone, or the whole backbone), into which the weights are loaded. Returns the
+    backbone on the CPU, in eval mode, ready for ``backbone(images)``.
+    """
+    payload = store.read(path)
+    where = str(store.checkpoint_path(path))
+    if payload.get("kind") != BACKBONE_FILE:
+        raise CheckpointError(f"{where!r} is a training checkpoint, not a backbone file: use "
+                              "Supervisor.from_checkpoint(name).get_backbone(), or write one "
+                              "with sup.save_backbone(path).")
+    options = {"norm": payload["norm"], "in_channels": payload["in_channels"],
+               "probe_size": payload["probe_size"]}
+    if module is not None:
+        net = (build(module, **options) if payload.get("wrapped")
+               and not isinstance(module, Backbone) else module)
+    elif payload.get("registered") and payload["name"] in _REGISTRY:
+        net = build(payload["name"], **options)
+    else:
+        origin = payload.get("module") or {}
+        raise CheckpointError(
+            f"{where!r} holds the weights of a user-defined backbone ({payload['name']!r}, "
+            f"class {origin.get('module', '?')}.{origin.get('qualname', '?')}); the file "
+            "stores weights, not code. Build the same module and pass it: "
+            "backbones.load(path, module=MyNet(...)).")
+    try:
+        net.load_state_dict(payload["state"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"{where!r} does not fit the module given ({type(net).__name__}; "
+                              f"saved: {payload['name']!r}, in_channels "
+                              f"{payload['in_channels']}, norm {payload['norm']!r}): {exc}"
+                              ) from exc
+    return net.eval()
 
 
 def replace_batch_norm(module: nn.Module, norm: str) -> nn.Module:

@@ -1,23 +1,38 @@
-"""Command line: ``super-selfish train|eval|preview|compare|plot ...``.
+"""Command line: ``super-selfish train|eval|embed|preview|compare|plot ...``.
 
 ``train`` trains a method and reports weighted-kNN accuracy of the backbone before and after;
-``eval`` scores a saved run; ``preview`` writes an augmentation grid; ``compare`` trains several
-methods under one budget and prints a table; ``plot`` draws a run's curves and embeddings.
+``eval`` scores a saved run; ``embed`` writes a run's features of a dataset to a ``.npy``
+file; ``preview`` writes an augmentation grid; ``compare`` trains several methods under one
+budget and prints a table; ``plot`` draws a run's curves and embeddings.
 """
 from __future__ import annotations
 
 import argparse
+import functools
+import re
 import sys
 import time
 import warnings
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Iterator, List, Optional
+from pathlib import Path
+from typing import Any, Optional
 
 import torch
 
-from . import augment, backbones, console, data, distributed, evaluate, methods, store
-from .errors import SuperSelfishError
-from .supervisor import Supervisor
+from . import (
+    __version__,
+    augment,
+    backbones,
+    console,
+    data,
+    distributed,
+    evaluate,
+    methods,
+    store,
+)
+from .errors import ConfigError, SuperSelfishError, unknown_name
+from .supervisor import Callback, Supervisor, _init_arguments, validate_device
 
 
 def _add_data_args(parser: argparse.ArgumentParser) -> None:
@@ -30,9 +45,12 @@ def _add_data_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _datasets(args: argparse.Namespace):
-    train = data.dataset(args.dataset, "train", size=args.size, root=args.root)
+    skip = getattr(args, "skip_bad_images", False)
+    train = data.dataset(args.dataset, "train", size=args.size, root=args.root,
+                         skip_bad_images=skip)
     test_source = args.test_dataset or args.dataset
-    test = data.dataset(test_source, "test", size=args.size, root=args.root) \
+    test = data.dataset(test_source, "test", size=args.size, root=args.root,
+                        skip_bad_images=skip) \
         if test_source in data.NAMES or args.test_dataset else None
     return train, test
 
@@ -57,10 +75,187 @@ def _knn(backbone: torch.nn.Module, train: data.ImageDataset,
         return evaluate.knn_accuracy(backbone, train, test, k=k)
 
 
+#: ``--optimizer`` choices; SGD gets the momentum 0.9 that SSL recipes use.
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
+    "sgd": functools.partial(torch.optim.SGD, momentum=0.9)}
+#: ``train`` flags whose default is the method's own recipe: passed to supervise() only when
+#: given (flag dest -> supervise() argument).
+RECIPE_FLAGS = {"lr": "lr", "optimizer": "optimizer", "weight_decay": "weight_decay",
+                "warmup_epochs": "warmup_epochs", "schedule": "lr_scheduler"}
+#: Constructor arguments that have their own flag, so ``--set`` does not take them.
+_OWN_FLAGS = {"dataset": "--dataset", "backbone": "--backbone", "augment": "--augment",
+              "image_size": "--image-size", "norm": "--norm", "seed": "--seed"}
+
+
+def parse_value(text: str) -> Any:
+    """``--set`` value: int, float, bool (true/false), None (none/null) or the string."""
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return text
+
+
+def method_options(cls: type, items: Any) -> dict[str, Any]:
+    """``--set KEY=VALUE`` items (or a config mapping) checked against ``cls.__init__``.
+
+    Keys must be constructor arguments of the method (the closest is suggested otherwise);
+    values are parsed (:func:`parse_value`) and must fit the type of the argument's default
+    (an int is accepted for a float). Ranges are checked by the method's constructor.
+    """
+    pairs: list[tuple[str, Any]] = []
+    if isinstance(items, dict):
+        pairs = list(items.items())
+    else:
+        for item in items or ():
+            key, sep, text = str(item).partition("=")
+            if not sep or not key.strip():
+                raise ConfigError(f"Invalid --set {item!r}: expected KEY=VALUE, e.g. "
+                                  "--set temperature=0.2 queue_size=4096.")
+            pairs.append((key.strip(), parse_value(text)))
+    accepted = _init_arguments(cls)
+    options: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in _OWN_FLAGS:
+            raise ConfigError(f"Invalid --set {key}=...: use the flag {_OWN_FLAGS[key]}.")
+        if key not in accepted:
+            raise unknown_name(f"{getattr(cls, 'method', cls.__name__)} option", key,
+                               [k for k in accepted if k not in _OWN_FLAGS
+                                and k != "in_channels"])
+        options[key] = _fit_type(key, value, accepted[key])
+    return options
+
+
+def _fit_type(key: str, value: Any, parameter: Any) -> Any:
+    """``value`` checked against the parameter's default type, else its annotation
+    (``Optional[float]`` accepts None and numbers); an int becomes a float where one is
+    expected. Parameters without either accept any value."""
+    default, annotation = parameter.default, parameter.annotation
+    words = set(re.findall(r"[A-Za-z_]+", annotation if isinstance(annotation, str)
+                           else getattr(annotation, "__name__", "")))
+    if default is not parameter.empty and default is not None:
+        words = {type(default).__name__} | (words & {"None", "Optional"})
+    if not words & {"bool", "int", "float"} or words & {"Any", "str"}:
+        return value
+    if value is None and words & {"None", "Optional"}:
+        return value
+    if "bool" in words and isinstance(value, bool):
+        return value
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if number and "float" in words:
+        return float(value)
+    if number and "int" in words and float(value).is_integer():
+        return int(value)
+    expected = " or ".join(sorted(w for w in words if w in ("bool", "int", "float", "None")))
+    raise ConfigError(f"Invalid --set {key}={value!r}: expected {expected}"
+                      f"{f' (default {default!r})' if default is not parameter.empty else ''}.")
+
+
+def _flag_key(dest: str) -> str:
+    return dest.replace("_", "-")
+
+
+class _RunConfigWriter(Callback):
+    """Writes ``<run folder>/config.yaml`` when training starts: every ``train`` setting
+    (the same keys as the flags; ``super-selfish train --config`` reads it back) and, under
+    ``resolved``, what the run resolved them to (ignored when read)."""
+
+    def __init__(self, settings: dict[str, Any]):
+        self.settings = settings
+        self.path: Path | None = None
+
+    def on_train_start(self, sup: Any) -> None:
+        if not distributed.is_main_process():
+            return
+        import yaml
+
+        resolved = {"name": sup.run_name, "library_version": __version__,
+                    **_plain(getattr(sup, "run_options", {})),
+                    "hparams": _plain({"method": sup.method, **sup.hparams})}
+        self.path = store.run_dir(sup.run_name) / "config.yaml"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        header = (f"# super-selfish train settings (super-selfish {__version__}); repeat with:\n"
+                  f"#   super-selfish train --config {self.path}\n"
+                  "# 'resolved' records what the run used; it is ignored when read.\n")
+        self.path.write_text(header + yaml.safe_dump(
+            {**self.settings, "resolved": resolved}, sort_keys=False))
+
+
+def _plain(values: dict[str, Any]) -> dict[str, Any]:
+    """Only YAML-safe values (numbers, strings, bools, None, lists); others as strings."""
+    def convert(v: Any) -> Any:
+        if v is None or isinstance(v, (bool, int, float, str)):
+            return v
+        if isinstance(v, (list, tuple)):
+            return [convert(x) for x in v]
+        if isinstance(v, dict):
+            return {str(k): convert(x) for k, x in v.items()}
+        return str(v)
+    return {str(k): convert(v) for k, v in values.items()}
+
+
+def _monitors(args: argparse.Namespace, train: data.ImageDataset,
+              test: data.ImageDataset | None) -> list[Callback]:
+    from . import monitors
+
+    wanted: list[Callback] = []
+    if (args.knn_every or args.linear_every) and not train.has_labels:
+        raise ConfigError("Invalid --knn-every/--linear-every: expected a labelled "
+                          "--dataset (class sub-folders, or a named dataset).")
+    if args.knn_every:
+        wanted.append(monitors.KNNMonitor(train, test, every=args.knn_every, k=args.k))
+    if args.linear_every:
+        wanted.append(monitors.LinearProbeMonitor(train, test, every=args.linear_every))
+    if args.health:
+        wanted.append(monitors.HealthMonitor())
+    if args.tensorboard:
+        wanted.append(monitors.TensorBoardLogger())
+    return wanted
+
+
+def _train_settings(args: argparse.Namespace, parser: argparse.ArgumentParser
+                    ) -> dict[str, Any]:
+    """Every ``train`` flag's value as a config mapping (flag spelling, ``set`` a mapping)."""
+    settings: dict[str, Any] = {}
+    for action in parser._actions:
+        if action.dest in ("help", "config") or action.dest == argparse.SUPPRESS:
+            continue
+        value = getattr(args, action.dest, None)
+        if action.dest == "set":
+            value = dict(args.method_options)
+        settings[_flag_key(action.dest)] = value
+    return settings
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    train, test = _datasets(args)
+    if args.method is None:
+        raise ConfigError("Invalid METHOD: expected a method name (or a --config file "
+                          f"naming one); one of {', '.join(methods.available())}.")
+    if args.resume and not args.name:
+        raise ConfigError("Invalid --resume without --name: expected the run to continue, "
+                          "e.g. --name store/simclr-20261202-141503 (a run started without "
+                          "--name gets a new name, printed when it starts).")
     cls = methods.get(args.method)
-    sup = cls(train, backbone=args.backbone, seed=args.seed)
+    args.method_options = method_options(cls, args.set)
+    if args.augment is not None and args.augment not in augment.available():
+        raise unknown_name("augmentation preset", args.augment, augment.available())
+    train, test = _datasets(args)
+    if args.batch_size > len(train):  # before the kNN score and the model are computed
+        raise ConfigError(f"Invalid --batch-size {args.batch_size}: expected at most the "
+                          f"{len(train)} training images (incomplete batches are dropped).")
+    callbacks = [_RunConfigWriter(_train_settings(args, args.parser)),
+                 *_monitors(args, train, test)]
+    built = {k: v for k, v in (("augment", args.augment), ("image_size", args.image_size))
+             if v is not None}
+    sup = cls(train, backbone=args.backbone, seed=args.seed, norm=args.norm, **built,
+              **args.method_options)
     if args.device:
         sup.to(args.device)
     console.info(f"{cls.__name__} on {args.dataset} ({len(train)} images, "
@@ -69,12 +264,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     before = _knn(sup.get_backbone(), train, test, args.k)
     if before is not None:
         console.info(f"kNN accuracy before training: {before:.4f}")
+    recipe = {api: getattr(args, dest) for dest, api in RECIPE_FLAGS.items()
+              if getattr(args, dest) is not None}
+    if "optimizer" in recipe:
+        recipe["optimizer"] = OPTIMIZERS[recipe["optimizer"]]
     started = time.perf_counter()
-    history = sup.supervise(lr=args.lr, epochs=args.epochs, batch_size=args.batch_size,
+    history = sup.supervise(epochs=args.epochs, batch_size=args.batch_size,
                             name=args.name, pretrained=args.resume,
-                            lr_scheduler=args.schedule, weight_decay=args.weight_decay,
                             num_workers=args.num_workers, seed=args.seed,
-                            precision=args.precision)
+                            precision=args.precision, keep_last=args.keep_last,
+                            keep_best=args.keep_best, overwrite=args.overwrite,
+                            grad_clip=args.grad_clip, callbacks=callbacks, **recipe)
     minutes = (time.perf_counter() - started) / 60
     after = _knn(sup.get_backbone(), train, test, args.k)
     speed = sum(r["images_per_s"] for r in history) / max(1, len(history))
@@ -83,7 +283,39 @@ def cmd_train(args: argparse.Namespace) -> int:
                if history else f"{args.method}: nothing to train")
     if after is not None:
         summary += f"; kNN accuracy {before:.4f} -> {after:.4f}"
-    console.success(summary + f"; checkpoint {store.checkpoint_path(args.name)}")
+    console.success(summary + f"; checkpoint {store.checkpoint_path(sup.run_name)}, "
+                    f"settings {store.run_dir(sup.run_name) / 'config.yaml'}")
+    return 0
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    out = Path(args.out)
+    if out.suffix != ".npy":
+        raise ConfigError(f"Invalid --out {args.out!r}: expected a path ending in .npy.")
+    sup = Supervisor.from_checkpoint(args.name)
+    recorded = (getattr(sup, "checkpoint", None) or {}).get("data") or {}
+    source = args.dataset or recorded.get("source")
+    if source is None:
+        raise ConfigError(f"Invalid --dataset: {args.name!r} does not record its dataset; "
+                          "expected --dataset NAME or FOLDER.")
+    split = args.split or recorded.get("split") or "train"
+    size = args.size or sup.image_size
+    ds = data.dataset(source, split, size=size, root=args.root,
+                      skip_bad_images=args.skip_bad_images)
+    if args.device:
+        sup.to(args.device)
+    features, labels = evaluate.extract_features(sup.get_backbone(), ds, args.batch_size)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.save(out, features.numpy())
+    written = f"{out} ({features.shape[0]} x {features.shape[1]} float32)"
+    if ds.has_labels:
+        label_path = out.with_name(out.stem + ".labels.npy")
+        np.save(label_path, labels.numpy())
+        written += f" and labels {label_path}"
+    console.success(f"{args.name} ({sup.method}, epoch {sup.epoch}) features of {source} "
+                    f"(split {split}, {size} px): {written}")
     return 0
 
 
@@ -137,7 +369,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     evals = {} if args.eval == ["none"] else {
         name: ({"k": args.k} if name == "knn" else {}) for name in args.eval}
     if evals and test is None:
-        console.warn("no labelled test data for evaluation: pass --test-dataset "
+        console.error("no labelled test data for evaluation: pass --test-dataset "
                      "(or --eval none)")
         return 2
     with _warnings_to_console():
@@ -180,24 +412,88 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train a method, print kNN accuracy before and after")
-    train.add_argument("method", help=f"one of: {', '.join(methods.available())}")
+    train.add_argument("method", nargs="?", default=None,
+                       help=f"one of: {', '.join(methods.available())} (or from --config)")
+    train.add_argument("--config", default=None, metavar="FILE",
+                       help="YAML file of settings, the same keys as these flags (e.g. "
+                            "batch-size: 64, set: {temperature: 0.2}); flags given on the "
+                            "command line win. Every run writes one: <run>/config.yaml")
     _add_data_args(train)
+    train.add_argument("--skip-bad-images", action="store_true",
+                       help="leave out folder images that cannot be read (default: stop "
+                            "with an error naming them)")
     train.add_argument("--backbone", default="convnet-small",
                        help=f"one of: {', '.join(backbones.available())}")
+    train.add_argument("--image-size", type=int, default=None,
+                       help="side of the training views (default: the images' size)")
+    train.add_argument("--norm", default="batch", choices=list(backbones.NORMS),
+                       help="normalisation layers of the backbone")
+    train.add_argument("--augment", default=None, metavar="PRESET",
+                       help="augmentation preset (default: the method's own; see "
+                            "super_selfish.augment.available())")
+    train.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                       help="method options, e.g. --set temperature=0.2 queue_size=4096 "
+                            "(checked against the method's arguments; default: none)")
     train.add_argument("--epochs", type=int, default=10)
     train.add_argument("--batch-size", type=int, default=256)
     train.add_argument("--lr", type=float, default=None,
-                       help="default: the method's default_lr (see its docstring)")
-    train.add_argument("--weight-decay", type=float, default=0.0)
-    train.add_argument("--schedule", default="cosine", choices=["constant", "cosine"])
-    train.add_argument("--num-workers", type=int, default=0)
-    train.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
-    train.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--name", default="store/base", help="checkpoint name (store/NAME)")
-    train.add_argument("--resume", action="store_true", help="continue the checkpoint --name")
+                       help="default: the method's recipe (its default_lr)")
+    train.add_argument("--optimizer", default=None, choices=sorted(OPTIMIZERS),
+                       help="default: the method's recipe (sgd uses momentum 0.9)")
+    train.add_argument("--weight-decay", type=float, default=None,
+                       help="default: the method's recipe")
+    train.add_argument("--schedule", default=None, choices=["constant", "cosine"],
+                       help="learning-rate schedule (default: the method's recipe)")
+    train.add_argument("--warmup-epochs", type=float, default=None,
+                       help="linear warm-up length (default: the method's recipe)")
+    train.add_argument("--grad-clip", type=float, default=None,
+                       help="max gradient norm (default: no clipping)")
+    train.add_argument("--num-workers", type=int, default=0, help="data-loading processes")
+    train.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+                       help="training precision")
+    train.add_argument("--device", default=None,
+                       help="e.g. cpu, cuda, cuda:1 (default: cuda when available)")
+    train.add_argument("--seed", type=int, default=0, help="makes the run repeatable")
+    train.add_argument("--name", default=None,
+                       help="run name: checkpoint NAME.pt, files in NAME/ (default: a new "
+                            "store/METHOD-YYYYmmdd-HHMMSS per run)")
+    train.add_argument("--resume", action="store_true", help="continue the run --name")
+    train.add_argument("--overwrite", action="store_true",
+                       help="replace another method's checkpoint at --name")
+    train.add_argument("--keep-last", type=int, default=0,
+                       help="also keep the last N epochs' checkpoints in NAME/checkpoints/")
+    train.add_argument("--keep-best", action="store_true",
+                       help="also keep the lowest-loss epoch's checkpoint (NAME/checkpoints/"
+                            "best.pt)")
     train.add_argument("--k", type=int, default=200, help="neighbours for the kNN score")
+    train.add_argument("--knn-every", type=int, default=0, metavar="N",
+                       help="kNN accuracy every N epochs into the history (0: off)")
+    train.add_argument("--linear-every", type=int, default=0, metavar="N",
+                       help="linear-probe accuracy every N epochs into the history (0: off)")
+    train.add_argument("--health", action="store_true",
+                       help="embedding spread and effective rank every epoch, collapse "
+                            "warnings")
+    train.add_argument("--tensorboard", action="store_true",
+                       help="TensorBoard logs in NAME/tensorboard (needs tensorboard)")
     train.set_defaults(func=cmd_train)
+
+    em = sub.add_parser("embed", help="write a run's features of a dataset to a .npy file")
+    em.add_argument("--name", required=True, help="run name (checkpoint NAME.pt)")
+    em.add_argument("--dataset", default=None,
+                    help="name or image folder (default: the data the run recorded)")
+    em.add_argument("--split", default=None,
+                    help="train, val or test (default: the run's split, else train)")
+    em.add_argument("--size", type=int, default=None,
+                    help="resize images to SIZE px (default: the run's image size)")
+    em.add_argument("--root", default="datasets", help="where torchvision datasets live")
+    em.add_argument("--skip-bad-images", action="store_true",
+                    help="leave out folder images that cannot be read")
+    em.add_argument("--out", required=True,
+                    help="features file (.npy, N x D float32); labels, when the data has "
+                         "them, go to OUT.labels.npy beside it")
+    em.add_argument("--batch-size", type=int, default=512, help="images per forward pass")
+    em.add_argument("--device", default=None, help="e.g. cpu, cuda (default: the CPU)")
+    em.set_defaults(func=cmd_embed)
 
     ev = sub.add_parser("eval", help="kNN (and linear probe) accuracy of a saved run, on the "
                         "data it was trained on")
@@ -265,15 +561,156 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--seed", type=int, default=0)
     pl.add_argument("--out-dir", default=None, help="default: the run folder")
     pl.set_defaults(func=cmd_plot)
+    _finish(parser)
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+class _HelpFormatter(argparse.HelpFormatter):
+    """Shows every option's default (unless its help already says what the default is)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if ("default" in text.lower() or action.default is argparse.SUPPRESS
+                or not action.option_strings):
+            return text
+        shown = "none" if action.default is None else "%(default)s"
+        return f"{text} (default: {shown})".strip()
+
+
+def _finish(parser: argparse.ArgumentParser) -> None:
+    """Post-pass over every sub-command (whoever added it): defaults in ``--help``, the
+    ``--version`` flag, and ``parser.commands`` (name -> sub-parser) for error messages."""
+    parser.add_argument("--version", action="version",
+                        version=f"super-selfish {__version__} (torch {torch.__version__})")
+    parser.formatter_class = _HelpFormatter
+    commands = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            commands.update(action.choices)
+    for sub in commands.values():
+        sub.formatter_class = _HelpFormatter
+        for action in sub._actions:
+            if action.option_strings and not action.help and action.help != argparse.SUPPRESS:
+                action.help = "(default: none)" if action.default is None \
+                    else "(default: %(default)s)"
+    parser.commands = commands  # type: ignore[attr-defined]
+
+
+def _positive(kind: Any) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: isinstance(v, kind) and not isinstance(v, bool) and v > 0,
+            f"a positive {'int' if kind is int else 'number'}")
+
+
+def _non_negative(kind: Any) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: isinstance(v, kind) and not isinstance(v, bool) and v >= 0,
+            f"a non-negative {'int' if kind is int else 'number'}")
+
+
+_NUMBER = (int, float)
+#: Range checks of every command's numeric flags (by destination), before any work starts.
+_FLAG_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "epochs": _non_negative(int), "batch_size": (lambda v: isinstance(v, int) and v >= 2,
+                                                 "an int of at least 2"),
+    "k": _positive(int), "num_workers": _non_negative(int), "keep_last": _non_negative(int),
+    "seed": _non_negative(int), "linear_epochs": _non_negative(int),
+    "n_images": _positive(int), "n_views": _positive(int), "n": _positive(int),
+    "max_images": _positive(int), "size": _positive(int), "out_size": _positive(int),
+    "image_size": (lambda v: isinstance(v, int) and v >= 8, "an int of at least 8"),
+    "knn_every": _non_negative(int), "linear_every": _non_negative(int),
+    "lr": _positive(_NUMBER), "weight_decay": _non_negative(_NUMBER),
+    "warmup_epochs": _non_negative(_NUMBER), "seconds": _positive(_NUMBER),
+    "grad_clip": _positive(_NUMBER),
+}
+
+
+def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse bad values (also those from a --config file) with the flag's name, exit 2."""
+    for action in parser._actions:
+        if not action.option_strings or action.dest in ("help", "version"):
+            continue
+        value = getattr(args, action.dest, None)
+        if value is None:
+            continue
+        flag = max(action.option_strings, key=len)
+        if action.choices is not None and not isinstance(value, list) \
+                and value not in action.choices:
+            parser.error(f"argument {flag}: invalid choice: {value!r} (choose from "
+                         f"{', '.join(map(str, action.choices))})")
+        rule = _FLAG_RULES.get(action.dest)
+        if rule is not None and not rule[0](value):
+            parser.error(f"argument {flag}: invalid value {value!r}: expected {rule[1]}")
     try:
+        validate_device(getattr(args, "device", None))
+    except ConfigError as exc:
+        reason = str(exc).split(": expected ", 1)[-1].replace("None, ", "")
+        parser.error(f"argument --device: invalid value {args.device!r}: expected {reason}")
+
+
+def _flagged(message: str, parser: argparse.ArgumentParser | None) -> str:
+    """The library's ``name=value`` wording in a message becomes the CLI's ``--flag value``."""
+    if parser is None:
+        return message
+    flags = {a.dest: max(a.option_strings, key=len) for a in parser._actions
+             if a.option_strings and a.dest not in ("help", "version")}
+    flags.update({"lr_scheduler": "--schedule", "pretrained": "--resume"})
+    flags = {k: v for k, v in flags.items() if k.replace("_", "-") == v[2:] or k in (
+        "lr_scheduler", "pretrained")}
+    for dest, flag in flags.items():
+        message = re.sub(rf"(?<![\w.(\-])(?<!, ){re.escape(dest)}=", f"{flag} ", message)
+    return message
+
+
+def _read_config(path: str, parser: argparse.ArgumentParser) -> dict[str, Any]:
+    """Settings of a ``train --config`` file as sub-parser defaults (keys checked)."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            loaded = yaml.safe_load(handle) or {}
+    except OSError as exc:
+        raise ConfigError(f"Invalid --config {path!r}: {exc.strerror or exc}.") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"Invalid --config {path!r}: not valid YAML ({exc}).") from exc
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"Invalid --config {path!r}: expected a mapping of settings "
+                          "(key: value lines).")
+    dests = {a.dest for a in parser._actions if a.dest not in ("help", "config")}
+    defaults: dict[str, Any] = {}
+    for key, value in loaded.items():
+        if key in ("resolved", "library_version"):
+            continue  # what an earlier run resolved: informational
+        dest = str(key).replace("-", "_")
+        if dest not in dests:
+            raise unknown_name("config key", key, sorted(_flag_key(d) for d in dests))
+        if dest == "set":
+            value = [f"{k}={v}" for k, v in value.items()] if isinstance(value, dict) \
+                else list(value or [])
+        defaults[dest] = value
+    return defaults
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = parser.commands  # type: ignore[attr-defined]
+    command = next((a for a in argv if a in commands), None)
+    sub = commands.get(command)
+    try:
+        if command == "train":
+            pre = argparse.ArgumentParser(add_help=False)
+            pre.add_argument("--config", default=None)
+            config = pre.parse_known_args(argv[argv.index("train") + 1:])[0].config
+            if config is not None:
+                sub.set_defaults(**_read_config(config, sub))
+        args = parser.parse_args(argv)
+        _check_args(sub, args)
+        args.parser = sub
         return args.func(args)
     except SuperSelfishError as exc:
-        console.warn(str(exc))
+        console.error(_flagged(str(exc), sub))
+        return 2
+    except ImportError as exc:  # an optional extra (tensorboard, matplotlib...) is missing
+        console.error(str(exc))
         return 2
 
 

@@ -1,6 +1,11 @@
-"""Coloured status lines (colorama), printed by the main process only."""
+"""Status lines on stderr, printed by the main process only.
+
+Colour (colorama) only when stderr is a terminal and the ``NO_COLOR`` environment variable
+is unset or empty (https://no-color.org); logs, pipes and notebooks get plain text.
+"""
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -11,10 +16,21 @@ from .distributed import is_main_process
 just_fix_windows_console()
 
 
+def use_colour() -> bool:
+    """Whether status lines are coloured now (decided per line: stderr may be redirected)."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    isatty = getattr(sys.stderr, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:  # a closed stream
+        return False
+
+
 def _emit(colour: str, tag: str, message: str) -> None:
     if is_main_process():
-        print(f"{colour}{Style.BRIGHT}[{tag}]{Style.RESET_ALL} {message}", file=sys.stderr,
-              flush=True)
+        label = f"{colour}{Style.BRIGHT}[{tag}]{Style.RESET_ALL}" if use_colour() else f"[{tag}]"
+        print(f"{label} {message}", file=sys.stderr, flush=True)
 
 
 def info(message: str) -> None:
@@ -27,6 +43,10 @@ def success(message: str) -> None:
 
 def warn(message: str) -> None:
     _emit(Fore.YELLOW, "warning", message)
+
+
+def error(message: str) -> None:
+    _emit(Fore.RED, "error", message)
 
 
 def _in_jupyter_kernel() -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Iterator, List, NamedTuple, Optional, Sequence, Tuple, TypeVar
 
 import numpy as np
 import torch
@@ -122,21 +122,58 @@ class ConvertedDataset(ImageDataset):
 
 
 class FolderDataset(ImageDataset):
-    """Images from a folder: ImageFolder layout (one sub-folder per class) or a flat folder."""
+    """Images from a folder: ImageFolder layout (one sub-folder per class) or a flat folder
+    of images (unlabelled). Hidden entries (``.ipynb_checkpoints``, ``.DS_Store``) and
+    ``__MACOSX`` are ignored.
 
-    def __init__(self, root: str | os.PathLike, size: Optional[int] = None):
+    Every file is checked when the dataset is built, without decoding the pixels (see
+    :func:`image_problem`): a file that cannot be read raises :class:`DataError` naming it,
+    or, with ``skip_bad_images=True``, is left out with a warning.
+    """
+
+    def __init__(self, root: str | os.PathLike, size: Optional[int] = None, *,
+                 skip_bad_images: bool = False):
         root = Path(root)
-        subdirs = sorted(d for d in root.iterdir() if d.is_dir())
+        subdirs = _visible_subfolders(root)
+        self.root = root
         self.size = size
         if subdirs:
             self.classes = [d.name for d in subdirs]
             self.samples = [(f, c) for c, d in enumerate(subdirs) for f in _image_files(d)]
+            loose = [f for f in root.iterdir() if f.is_file()
+                     and f.suffix.lower() in IMAGE_EXTENSIONS]
+            if loose:
+                console.warn(f"{len(loose)} image(s) directly in {str(root)!r} (e.g. "
+                             f"{loose[0].name}) are in no class sub-folder and are left out; "
+                             f"classes: {', '.join(self.classes[:8])}"
+                             f"{', ...' if len(self.classes) > 8 else ''}.")
         else:
             self.classes = []
             self.samples = [(f, NO_LABEL) for f in _image_files(root)]
         if not self.samples:
             raise DataError(f"dataset folder {str(root)!r} contains no images with extensions "
                             f"{', '.join(IMAGE_EXTENSIONS)}.")
+        self._check_files(skip_bad_images)
+
+    def _check_files(self, skip_bad_images: bool) -> None:
+        bad = [(path, problem) for path, _ in self.samples
+               if (problem := image_problem(path)) is not None]
+        if not bad:
+            return
+        listed = "; ".join(f"{str(p)!r} ({why})" for p, why in bad[:3])
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        if not skip_bad_images:
+            raise DataError(f"{len(bad)} of {len(self.samples)} images in {str(self.root)!r} "
+                            f"cannot be read: {listed}{more}. Remove or replace them, or "
+                            "pass skip_bad_images=True (data.dataset(path, "
+                            "skip_bad_images=True); CLI --skip-bad-images) to leave them out.")
+        console.warn(f"left out {len(bad)} of {len(self.samples)} images in "
+                     f"{str(self.root)!r} that cannot be read (skip_bad_images=True): "
+                     f"{listed}{more}.")
+        unreadable = {p for p, _ in bad}
+        self.samples = [(p, c) for p, c in self.samples if p not in unreadable]
+        if not self.samples:
+            raise DataError(f"no image in {str(self.root)!r} can be read.")
 
     @property
     def has_labels(self) -> bool:
@@ -147,12 +184,106 @@ class FolderDataset(ImageDataset):
 
     def __getitem__(self, index: int) -> Tuple[torch.Tensor, int]:
         path, label = self.samples[index]
+        try:
+            with Image.open(path) as img:
+                return to_uint8_image(img, self.size), label
+        except (OSError, SyntaxError, ValueError) as exc:  # PIL's decoding errors
+            raise DataError(f"image {str(path)!r} cannot be decoded ({type(exc).__name__}: "
+                            f"{exc}): remove or replace the file.") from exc
+
+
+def image_problem(path: str | os.PathLike) -> Optional[str]:
+    """Why an image file cannot be used, or None; cheap enough for every file of a folder.
+
+    No pixels are decoded for a sound file. A JPEG must start with its start-of-image marker
+    and end with its end-of-image marker (a truncated download does not); any other format
+    must open as an image (PIL reads its header) and pass ``Image.verify()`` (for PNG: the
+    CRC-32 of every chunk). A file failing the JPEG markers is then decoded in full, so a
+    JPEG with extra bytes after its marker still passes. Damage inside image data that
+    decodes without error is not detected; a file that fails to decode during training
+    raises :class:`DataError` naming it.
+    """
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(3)
+            handle.seek(-2, os.SEEK_END)
+            tail = handle.read(2)
+    except OSError as exc:  # unreadable, or shorter than two bytes
+        return f"{type(exc).__name__}: {exc}"
+    if head == b"\xff\xd8\xff" and tail == b"\xff\xd9":
+        return None
+    try:
         with Image.open(path) as img:
-            return to_uint8_image(img, self.size), label
+            if img.format == "JPEG":
+                img.load()  # markers missing: decode to tell a truncated file from extra bytes
+            else:
+                img.verify()
+    except Exception as exc:  # UnidentifiedImageError, OSError, SyntaxError, struct.error...
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _hidden(path: Path) -> bool:
+    return path.name.startswith(".") or path.name == "__MACOSX"
+
+
+def _visible_subfolders(root: Path) -> List[Path]:
+    return sorted(d for d in root.iterdir() if d.is_dir() and not _hidden(d))
 
 
 def _image_files(folder: Path) -> List[Path]:
-    return sorted(f for f in folder.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS)
+    """Image files under ``folder`` (recursively, following links), hidden entries skipped."""
+    found: List[Path] = []
+    for current, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = [d for d in dirnames if not _hidden(Path(d))]
+        found.extend(Path(current, f) for f in filenames if not f.startswith(".")
+                     and os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS)
+    return sorted(found)
+
+
+#: Sub-folder names that make a folder a dataset root with splits, by split.
+SPLIT_FOLDERS = {"train": ("train", "training"), "val": ("val", "valid", "validation"),
+                 "test": ("test", "testing")}
+
+
+def _split_of(name: str) -> Optional[str]:
+    return next((split for split, names in SPLIT_FOLDERS.items() if name.lower() in names),
+                None)
+
+
+def _folder_dataset(root: Path, split: str, size: Optional[int],
+                    skip_bad_images: bool) -> "FolderDataset":
+    """A folder, or the ``split`` sub-folder of a dataset root holding train/val/test ones."""
+    subdirs = _visible_subfolders(root)
+    splits: dict = {}
+    for d in subdirs:
+        if _split_of(d.name) is not None:
+            splits.setdefault(_split_of(d.name), d)
+    if not splits:
+        if split != "train":
+            _note_once(f"nosplit:{root}:{split}",
+                       f"{str(root)!r} has no train/val/test sub-folders: split={split!r} "
+                       "has no meaning for it and all its images are used.")
+        return _remember(FolderDataset(root, size, skip_bad_images=skip_bad_images),
+                         str(root.absolute()), None)
+    wanted = _split_of(split)
+    check(wanted is not None, "split", split,
+          f"one of {sorted(splits)} for the dataset root {str(root)!r}")
+    chosen = splits.get(wanted)
+    note = ""
+    if chosen is None and wanted == "test" and "val" in splits:
+        chosen, note = splits["val"], " (it has no test/ folder: val/ serves as the test split)"
+    if chosen is None:
+        raise DataError(f"dataset root {str(root)!r} has the splits "
+                        f"{', '.join(d.name + '/' for d in splits.values())} but none for "
+                        f"split={split!r}: pass one of {sorted(splits)}.")
+    others = [d.name for d in subdirs if _split_of(d.name) is None]
+    ignored = f"; other sub-folders ignored: {', '.join(others)}" if others else ""
+    _note_once(f"split:{root}:{split}",
+               f"{str(root)!r} holds the splits {', '.join(d.name for d in splits.values())}:"
+               f" using {chosen.name}/ for split={split!r}{note}{ignored}.")
+    return _remember(FolderDataset(chosen, size, skip_bad_images=skip_bad_images),
+                     str(root.absolute()), _split_of(chosen.name))
 
 
 def _is_label(value: Any) -> bool:
@@ -270,12 +401,17 @@ def resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def dataset(source: Any, split: str = "train", *, size: Optional[int] = None,
-            root: str | os.PathLike = "datasets", download: bool = True) -> ImageDataset:
+            root: str | os.PathLike = "datasets", download: bool = True,
+            skip_bad_images: bool = False) -> ImageDataset:
     """Resolve ``source`` (name, folder, array, tensor or Dataset) to an :class:`ImageDataset`.
 
-    ``split`` selects ``train``/``test`` for named datasets (``unlabeled`` too for STL-10);
-    ``size`` resizes every image to ``size`` x ``size``; ``root`` is where torchvision datasets
-    live or are downloaded to.
+    ``split`` selects ``train``/``test`` for named datasets (``unlabeled`` too for STL-10),
+    and the sub-folder of a folder that holds ``train/``, ``val/`` or ``test/`` ones (a
+    dataset root with splits, never read as classes called "train" and "val"; ``test``
+    falls back to ``val/`` when there is no ``test/``, with a note); ``size`` resizes every
+    image to ``size`` x ``size``; ``root`` is where torchvision datasets live or are
+    downloaded to. Folder images are checked when the dataset is built (see
+    :class:`FolderDataset`); ``skip_bad_images=True`` leaves unreadable ones out.
     """
     if size is not None:
         check(isinstance(size, int) and size > 0, "size", size, "a positive int (pixels)")
@@ -284,10 +420,19 @@ def dataset(source: Any, split: str = "train", *, size: Optional[int] = None,
     if isinstance(source, str) and source in NAMES:
         return _remember(_named(source, split, size, root, download), source, split)
     if isinstance(source, (str, os.PathLike)):
-        if os.path.isdir(source):
-            return _remember(FolderDataset(source, size), os.path.abspath(source), None)
-        raise unknown_name("dataset", source, NAMES) if not os.path.exists(source) else \
-            DataError(f"dataset path {str(source)!r} is a file: pass a folder of images.")
+        path = Path(os.path.expanduser(os.fspath(source)))
+        if path.is_dir():
+            return _folder_dataset(path, split, size, skip_bad_images)
+        if path.exists():
+            raise DataError(f"dataset path {str(source)!r} is a file: pass a folder of images.")
+        looks_like_path = (not isinstance(source, str) or os.sep in source or "/" in source
+                           or source.startswith((".", "~")))
+        if looks_like_path:
+            raise DataError(f"no such folder: {str(source)!r} (absolute path "
+                            f"{str(path.absolute())!r}) does not exist.")
+        error = unknown_name("dataset", source, NAMES)
+        raise type(error)(f"{error} It is no folder either: no such folder "
+                          f"{str(path.absolute())!r}.")
     if isinstance(source, tuple) and len(source) == 2:
         return _from_arrays(source[0], source[1], size)
     if isinstance(source, (np.ndarray, torch.Tensor)):
@@ -299,7 +444,11 @@ def dataset(source: Any, split: str = "train", *, size: Optional[int] = None,
                     f"one of {', '.join(NAMES)}.")
 
 
-def _remember(ds: ImageDataset, source: str, split: Optional[str]) -> ImageDataset:
+_Dataset = TypeVar("_Dataset", bound=ImageDataset)
+
+
+def _remember(ds: _Dataset, source: str, split: Optional[str]) -> _Dataset:
+    """Stamp where a dataset comes from (see :func:`provenance`)."""
     ds.source, ds.split = source, split
     return ds
 
@@ -414,6 +563,13 @@ class BatchLoader:
         if drop_last and batch_size > n:
             raise DataError(f"batch_size={batch_size} is larger than the dataset ({n} images) "
                             f"and incomplete batches are dropped: use batch_size <= {n}.")
+        dropped = n % batch_size if drop_last else 0
+        if dropped > 0.1 * n:
+            batches = -(-n // batch_size)
+            console.warn(f"batch_size={batch_size} leaves {dropped} of {n} images "
+                         f"({dropped / n:.0%}) out of every epoch (incomplete batches are "
+                         f"dropped): batch_size={n // batches} would use "
+                         f"{n // batches * batches} of them in {batches} batch(es).")
         self.ds, self.batch_size, self.shuffle = ds, batch_size, shuffle
         self.drop_last, self.num_workers = drop_last, num_workers
         self.generator, self.sampler = generator, sampler

@@ -634,7 +634,7 @@ def fine_tune(backbone: nn.Module, train_dataset: Any, test_dataset: Any, epochs
 
 
 # ---------------------------------------------------------------------------------- a run's data
-HELD_OUT_SPLITS = ("test", "val", "validation")
+HELD_OUT_SPLITS = ("test", "val")
 
 
 @dataclass
@@ -655,24 +655,29 @@ class RunData:
                 f"({len(self.test)} images) scored, {size}")
 
 
-def _held_out_folder(folder: str, split: Optional[str]) -> Tuple[str, str, str]:
-    """(training folder, held-out folder, held-out split name) of a folder source: split
-    sub-folders (``<root>/train`` + ``<root>/test`` or ``val``), or a ``train`` folder with
-    a ``test``/``val`` sibling."""
-    root = folder
-    train = os.path.join(folder, split) if split and os.path.isdir(
-        os.path.join(folder, split)) else None
-    if train is None and os.path.isdir(os.path.join(folder, "train")):
-        train = os.path.join(folder, "train")
-    if train is None:  # the folder is itself a split: look next to it
-        train, root = folder, os.path.dirname(os.path.abspath(folder))
-    for name in HELD_OUT_SPLITS:
-        candidate = os.path.join(root, name)
-        if os.path.isdir(candidate) and os.path.abspath(candidate) != os.path.abspath(train):
-            return train, candidate, name
-    raise ConfigError(f"No held-out split for the images in {folder!r}: expected a sibling or "
-                      f"sub-folder named one of {HELD_OUT_SPLITS}; pass --test-dataset "
-                      "(test_dataset=...) with labelled held-out images.")
+def _folder_sets(folder: str, split: str, size: Optional[int]
+                 ) -> Tuple[data.ImageDataset, data.ImageDataset, str, str, str]:
+    """(training set, held-out set, root, training split, held-out split) of a folder
+    source: a dataset root with split sub-folders (``train`` + ``test``, or ``val`` standing
+    in for it, as :func:`super_selfish.data.dataset` resolves them), or one split folder
+    (``.../train``) whose parent holds the others."""
+    train = data.dataset(folder, split, size=size)
+    root, train_split = folder, train.split
+    if train_split is None:  # a single set: a split folder whose parent holds the others?
+        train_split = data._split_of(os.path.basename(os.path.normpath(folder)))
+        root = os.path.dirname(os.path.abspath(folder))
+    missing = ConfigError(f"Missing --test-dataset: no held-out split for the images in "
+                          f"{folder!r} (expected test/ or val/ next to its train/ folder); "
+                          "pass labelled held-out images.")
+    if train_split is None:
+        raise missing
+    try:
+        test = data.dataset(root, "test", size=size)
+    except DataError as exc:  # a root with a train/ split only
+        raise missing from exc
+    if test.split is None or test.split == train_split:
+        raise missing
+    return train, test, root, train_split, test.split
 
 
 def run_data(record: Optional[Mapping[str, Any]], dataset: Any = None,
@@ -683,7 +688,7 @@ def run_data(record: Optional[Mapping[str, Any]], dataset: Any = None,
     ``record`` is a checkpoint's ``payload["data"]`` (``{"source", "split", "image_size"}``,
     written by ``supervise()``). The run's training split is the kNN memory / probe training
     set and the matching held-out split is scored: ``test`` for named datasets; for a
-    folder, its ``test``/``val`` sub-folder (or sibling of a ``train`` folder). Images are
+    folder, its ``test`` (else ``val``) sub-folder, or sibling of a ``train`` folder. Images are
     loaded at the recorded size. ``dataset`` / ``size`` / ``test_dataset`` override; a run
     trained on in-memory data recorded no source, so it needs ``dataset``.
     """
@@ -701,14 +706,11 @@ def run_data(record: Optional[Mapping[str, Any]], dataset: Any = None,
     test, test_split = None, "test"
     if isinstance(source, (str, os.PathLike)) and os.fspath(source) not in data.NAMES \
             and os.path.isdir(source):
-        folder = os.fspath(source)
-        label = folder
+        label = os.fspath(source)
         if test_dataset is None:
-            folder, held_out, test_split = _held_out_folder(folder, split)
-            test = data.dataset(held_out, size=size)
-            label = os.path.commonpath([os.path.abspath(folder), os.path.abspath(held_out)])
-        split = os.path.basename(os.path.normpath(folder))
-        train = data.dataset(folder, size=size)
+            train, test, label, split, test_split = _folder_sets(label, split, size)
+        else:
+            train = data.dataset(label, split, size=size)
     else:
         label = os.fspath(source) if isinstance(source, (str, os.PathLike)) else type(
             source).__name__

@@ -1,24 +1,28 @@
 """Checkpoint files: written atomically, read without executing code.
 
-A run ``name`` (e.g. ``store/base``) has one checkpoint file ``store/base.pt``; its run
-folder ``store/base/`` holds the history, TensorBoard events and older checkpoints kept by
-:func:`keep`.
+A run ``name`` (e.g. ``store/simclr-20261202-141503``) has one checkpoint file
+``<name>.pt``; its run folder ``<name>/`` holds the history, TensorBoard events and, only when
+asked for (``keep_last``, ``keep_best``), copies of older checkpoints made by :func:`keep`.
+Every file is created with the same permissions (``0o666`` less the process umask, as
+``open()`` does), so a run's files are readable by the same people.
 """
 from __future__ import annotations
 
 import os
 import pickle
+import secrets
 import shutil
-import tempfile
+import time
 import zipfile
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 
 from .errors import CheckpointError
 
 FORMAT = 1
+DEFAULT_FOLDER = "store"
 
 
 def checkpoint_path(name: str | os.PathLike) -> Path:
@@ -33,11 +37,64 @@ def run_dir(name: str | os.PathLike) -> Path:
     return path.with_suffix("")
 
 
+def run_name(method: str, stamp: float, suffix: int = 1,
+             folder: str | os.PathLike = DEFAULT_FOLDER) -> str:
+    """``<folder>/<method>-<YYYYmmdd-HHMMSS>`` for the local time ``stamp`` (seconds since the
+    epoch), with ``-<suffix>`` appended when ``suffix`` > 1."""
+    base = f"{os.fspath(folder)}/{method}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(stamp))}"
+    return base if suffix <= 1 else f"{base}-{suffix}"
+
+
+def new_run_name(method: str, stamp: Optional[float] = None, *, reserve: bool = True,
+                 folder: str | os.PathLike = DEFAULT_FOLDER
+                 ) -> Tuple[str, int, Optional[Path]]:
+    """A run name no existing run uses: :func:`run_name` with the first free suffix.
+
+    With ``reserve`` the run folder is created at once (``mkdir`` fails when it exists, so two
+    processes never get the same name). Returns ``(name, suffix, reserved folder or None)``.
+    """
+    stamp = time.time() if stamp is None else stamp
+    suffix = 1
+    while True:
+        name = run_name(method, stamp, suffix, folder)
+        if not checkpoint_path(name).exists():
+            if not reserve:
+                if not run_dir(name).exists():
+                    return name, suffix, None
+            else:
+                try:
+                    run_dir(name).mkdir(parents=True)
+                    return name, suffix, run_dir(name)
+                except FileExistsError:
+                    pass
+        suffix += 1
+
+
+def latest_run(method: str, folder: str | os.PathLike = DEFAULT_FOLDER) -> Optional[str]:
+    """The most recently written ``<folder>/<method>-*.pt`` run name, or None."""
+    runs = sorted(Path(folder).glob(f"{method}-*.pt"), key=lambda p: p.stat().st_mtime)
+    return str(runs[-1].with_suffix("")) if runs else None
+
+
+def peek_method(name: str | os.PathLike) -> Optional[str]:
+    """The method that wrote checkpoint ``name``, read without loading its tensors (memory
+    map, no CRC check); None when the file is not a readable super_selfish checkpoint."""
+    try:
+        payload = torch.load(checkpoint_path(name), map_location="cpu", weights_only=True,
+                             mmap=True)
+    except Exception:  # any unreadable file: the caller says so
+        return None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        return None
+    method = payload.get("method")
+    return method if isinstance(method, str) else None
+
+
 def write(payload: Dict[str, Any], name: str | os.PathLike) -> Path:
     """Save ``payload`` atomically: temporary file, fsync, rename. Readers never see half a file."""
     path = checkpoint_path(name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _new_temporary(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             torch.save(payload, handle)
@@ -50,6 +107,18 @@ def write(payload: Dict[str, Any], name: str | os.PathLike) -> Path:
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def _new_temporary(path: Path) -> tuple[int, str]:
+    """A new hidden file beside ``path``, created with the mode ``open()`` gives (0o666 less
+    the umask; ``tempfile.mkstemp`` would give 0o600, unlike every other file of a run)."""
+    while True:
+        tmp = str(path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp"))
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                           0o666), tmp
+        except FileExistsError:
+            continue
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -107,7 +176,11 @@ def _verify_archive(path: Path, name: str | os.PathLike) -> None:
 
 
 def keep(name: str | os.PathLike, epoch: int, keep_last: int, is_best: bool) -> None:
-    """Copy the current checkpoint into the run folder; prune to the last ``keep_last``."""
+    """Copy the current checkpoint into ``<name>/checkpoints/``: as ``epoch_NNNN.pt`` when
+    ``keep_last`` > 0 (pruned to the last ``keep_last``), as ``best.pt`` when ``is_best``.
+    Nothing is written when neither applies (the default: one checkpoint per run)."""
+    if keep_last <= 0 and not is_best:
+        return
     src = checkpoint_path(name)
     folder = run_dir(name) / "checkpoints"
     folder.mkdir(parents=True, exist_ok=True)

@@ -53,23 +53,63 @@ def _validate_run_options(name: Any, optimizer: Any, grad_clip: Any, device: Any
           "seed", seed, "None or a non-negative int")
     check(all(isinstance(cb, Callback) for cb in callbacks), "callbacks", callbacks,
           "a sequence of super_selfish.Callback instances")
-    if device is not None:
-        try:
-            parsed = torch.device(device)
-        except (RuntimeError, TypeError, ValueError):
-            parsed = None
-        check(parsed is not None, "device", device, "None, 'cpu', 'cuda' or 'cuda:N'")
-        check(parsed.type != "cuda" or torch.cuda.is_available(), "device", device,
-              "'cpu' (no CUDA device is available here)")
+    validate_device(device)
+
+
+def validate_device(device: Any) -> None:
+    """Raise :class:`ConfigError` unless ``device`` is None or a device usable here."""
+    if device is None:
+        return
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        parsed = None
+    check(parsed is not None, "device", device, "None, 'cpu', 'cuda' or 'cuda:N'")
+    check(parsed.type != "cuda" or torch.cuda.is_available(), "device", device,
+          "'cpu' (no CUDA device is available here)")
+    count = torch.cuda.device_count() if parsed.type == "cuda" else 0
+    check(parsed.type != "cuda" or parsed.index is None or parsed.index < count, "device",
+          device, f"'cpu' or 'cuda:N' with N < {count} (CUDA devices here)")
+
+
+def _init_arguments(cls: type) -> Dict[str, inspect.Parameter]:
+    """Keyword arguments that ``cls(...)`` accepts: the named parameters of every
+    ``__init__`` along its Supervisor hierarchy (a subclass passes ``**kwargs`` up), the
+    most derived definition first."""
+    accepted: Dict[str, inspect.Parameter] = {}
+    for klass in cls.__mro__:
+        if "__init__" in vars(klass) and issubclass(klass, Supervisor):
+            for p in inspect.signature(vars(klass)["__init__"]).parameters.values():
+                if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self":
+                    accepted.setdefault(p.name, p)
+    return accepted
 
 
 def _unknown_argument(cls: type, name: str) -> Exception:
     """The error for ``cls(..., name=...)`` when no ``__init__`` in its hierarchy takes ``name``."""
-    valid = {p.name for klass in cls.__mro__ if "__init__" in vars(klass)
-             and issubclass(klass, Supervisor)
-             for p in inspect.signature(vars(klass)["__init__"]).parameters.values()
-             if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self"}
-    return unknown_name(f"{cls.__name__} argument", name, valid)
+    return unknown_name(f"{cls.__name__} argument", name, _init_arguments(cls))
+
+
+def _read_run(name: str) -> Dict[str, Any]:
+    """A training checkpoint (:func:`store.read`); a backbone-only file is refused."""
+    payload = store.read(name)
+    if payload.get("kind") == backbones.BACKBONE_FILE:
+        raise CheckpointError(f"{str(store.checkpoint_path(name))!r} holds a backbone alone "
+                              "(written by save_backbone): load it with backbones.load(path).")
+    return payload
+
+
+def _callable_name(fn: Any) -> str:
+    """``torch.optim.Adam``-style name of an optimizer or scheduler factory."""
+    fn = getattr(fn, "func", fn)  # functools.partial
+    return f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', type(fn).__name__)}"
+
+
+def _remove_if_empty(folder: "os.PathLike[str]") -> None:
+    try:
+        os.rmdir(folder)
+    except OSError:  # not empty (a user's files, TensorBoard events) or already gone
+        pass
 
 
 def default_device() -> torch.device:
@@ -259,17 +299,27 @@ class Supervisor(nn.Module):
     def supervise(self, lr: Optional[float] = None,
                   optimizer: Optional[Callable[..., torch.optim.Optimizer]] = None,
                   epochs: int = 10, batch_size: int = 256,
-                  shuffle: bool = True, num_workers: int = 0, name: str = "store/base",
+                  shuffle: bool = True, num_workers: int = 0, name: Optional[str] = None,
                   pretrained: bool = False, lr_scheduler: str | Callable[..., Any] | None = None,
                   *, weight_decay: float = 0.0, warmup_epochs: float = 0.0,
                   seed: Optional[int] = None, device: Optional[str | torch.device] = None,
-                  progress: bool = True, keep_last: int = 1, skip_nonfinite: bool = False,
+                  progress: bool = True, keep_last: int = 0, keep_best: bool = False,
+                  overwrite: bool = False, skip_nonfinite: bool = False,
                   grad_clip: Optional[float] = None, precision: str = "fp32",
                   channels_last: bool = False, compile: bool | Dict[str, Any] = False,
                   distributed: Optional[bool] = None, sync_batchnorm: Optional[bool] = None,
                   callbacks: Sequence[Callback] = (), save: bool = True,
                   resume: Optional[bool] = None) -> List[Dict[str, Any]]:
         """Train; returns the per-epoch history (also written to ``<name>/history.*``).
+
+        Files: ``<name>.pt`` is the run's one checkpoint, rewritten after every epoch;
+        ``<name>/history.{json,csv}`` the per-epoch records. Without ``name`` every run gets a
+        new one, ``store/<method>-<YYYYmmdd-HHMMSS>``, so two runs never share a file; the
+        paths are printed when the run starts and ends (``self.run_name`` holds the name).
+        A ``name`` holding another method's checkpoint is refused unless ``overwrite=True``
+        (one of the same method is replaced, with a warning). Copies are opt-in:
+        ``keep_last=N`` keeps the last N epochs' checkpoints and ``keep_best=True`` the
+        lowest-loss one in ``<name>/checkpoints/``.
 
         ``lr`` and ``optimizer`` default to the method's ``default_lr`` (1e-3 unless the method
         says otherwise) and ``default_optimizer`` (Adam unless the method says otherwise); the
@@ -293,11 +343,17 @@ class Supervisor(nn.Module):
         optimizer = type(self).default_optimizer if optimizer is None else optimizer
         self._validate_supervise(lr, epochs, batch_size, num_workers, weight_decay, precision,
                                  keep_last, warmup_epochs, lr_scheduler)
-        _validate_run_options(name, optimizer, grad_clip, device, seed, callbacks)
+        resuming = bool(pretrained or resume)
+        if name is None and resuming:
+            raise ConfigError(self._resume_needs_name())
+        _validate_run_options(name if name is not None else "default", optimizer, grad_clip,
+                              device, seed, callbacks)
+        check(isinstance(keep_best, bool), "keep_best", keep_best, "True or False")
         if self.dataset is None:
             raise DataError(f"{type(self).__name__} was built without a dataset: pass one, "
                             f"e.g. {type(self).__name__}('cifar10-sample').")
-        self.run_name = name
+        if name is not None and save and not resuming:
+            self._check_overwrite(name, overwrite)
         self.base_lr = lr
         self.data_record = data.provenance(self.dataset)  # checkpoints name their data
         self.interrupted = False
@@ -305,6 +361,13 @@ class Supervisor(nn.Module):
         self.callbacks = list(callbacks)
         self._setup_runtime(device, distributed, sync_batchnorm, precision, channels_last,
                             compile)
+        reserved = None
+        if name is None:
+            name, reserved = self._new_run_name(save)
+        self.run_name = name
+        if save and is_main_process():
+            console.info(f"{self.method} run {name}: checkpoint {store.checkpoint_path(name)} "
+                         f"(every epoch), history {store.run_dir(name)}/history.{{json,csv}}")
         seed = self.seed if seed is None else seed
         # Data order: one seed for all processes (rank 0's when drawn), so the distributed
         # split agrees. Augmentations and the global RNG: a distinct stream per process.
@@ -321,12 +384,66 @@ class Supervisor(nn.Module):
             self._init_data_optimizer(lr, optimizer, batch_size, shuffle, num_workers,
                                       lr_scheduler, weight_decay=weight_decay,
                                       warmup_epochs=warmup_epochs, epochs=epochs)
+            self.run_options = {  # what this run resolved to (the CLI writes it to config.yaml)
+                "lr": lr, "optimizer": _callable_name(optimizer), "weight_decay": weight_decay,
+                "warmup_epochs": warmup_epochs, "lr_scheduler": lr_scheduler
+                if lr_scheduler is None or isinstance(lr_scheduler, str)
+                else _callable_name(lr_scheduler), "epochs": epochs, "batch_size": batch_size,
+                "seed": seed, "precision": precision, "grad_clip": grad_clip}
             self._train_options = dict(progress=progress, keep_last=keep_last,
-                                       skip_nonfinite=skip_nonfinite, grad_clip=grad_clip)
+                                       keep_best=keep_best, skip_nonfinite=skip_nonfinite,
+                                       grad_clip=grad_clip)
             self._epochs(epochs, name)
         finally:
             self._teardown_runtime()
+            if reserved is not None and not store.checkpoint_path(name).exists():
+                _remove_if_empty(reserved)  # a run that failed before its first checkpoint
+        if save and is_main_process() and store.checkpoint_path(name).exists():
+            console.info(f"saved {store.checkpoint_path(name)} (epoch {self.epoch}) and "
+                         f"{store.run_dir(name)}/history.{{json,csv}}")
         return self.history
+
+    # ------------------------------------------------------------------ run names
+    def _new_run_name(self, save: bool) -> tuple[str, Optional["os.PathLike[str]"]]:
+        """``store/<method>-<YYYYmmdd-HHMMSS>`` (``-2``, ``-3``... when taken), the same on
+        every process; its run folder is created at once (by the main process, when saving)
+        so that two runs started in the same second cannot pick the same name."""
+        stamp = int(time.time())
+        if self._ddp is not None:
+            stamp = dist_utils.broadcast_int(stamp)
+        name, suffix, reserved = store.run_name(self.method, stamp), 1, None
+        if is_main_process():
+            name, suffix, reserved = store.new_run_name(self.method, stamp, reserve=save)
+        if self._ddp is not None:
+            suffix = dist_utils.broadcast_int(suffix)
+            name = store.run_name(self.method, stamp, suffix)
+        return name, reserved
+
+    def _resume_needs_name(self) -> str:
+        latest = store.latest_run(self.method)
+        hint = (f" The latest {self.method} run here is {latest!r}." if latest is not None
+                else "")
+        return ("Invalid name=None with pretrained=True: expected the name of the run to "
+                "continue, e.g. name='store/" + self.method + "-20261202-141503' (a run "
+                "started without a name gets a new one, printed when it starts, and is "
+                f"never resumed by default).{hint}")
+
+    def _check_overwrite(self, name: str, overwrite: bool) -> None:
+        """Refuse to replace another method's checkpoint at ``name`` unless ``overwrite``."""
+        path = store.checkpoint_path(name)
+        if overwrite or not path.exists():
+            return
+        theirs = store.peek_method(path)
+        if theirs == self.method:
+            console.warn(f"{path} holds an earlier {self.method} run: this run replaces it "
+                         "(pass another name= to keep both, or pretrained=True to continue "
+                         "it).")
+            return
+        held = (f"a checkpoint of method {theirs!r}" if theirs is not None
+                else "a file that is not a readable super_selfish checkpoint")
+        raise CheckpointError(f"{str(path)!r} holds {held}; this {self.method} run would "
+                              "overwrite it. Pass another name= (or none: each run then gets "
+                              "its own), or overwrite=True to replace it.")
 
     def _validate_supervise(self, lr: float, epochs: int, batch_size: int, num_workers: int,
                             weight_decay: float, precision: str, keep_last: int,
@@ -605,7 +722,8 @@ class Supervisor(nn.Module):
                 best = min((r["loss"] for r in self.history if math.isfinite(r["loss"])),
                            default=math.inf)  # an epoch whose batches were all skipped is NaN
                 store.keep(name, epoch + 1, self._train_options["keep_last"],
-                           is_best=math.isfinite(record["loss"]) and record["loss"] <= best)
+                           is_best=self._train_options["keep_best"]
+                           and math.isfinite(record["loss"]) and record["loss"] <= best)
                 self._write_history(name)
             if self._ddp is not None:
                 dist_utils.barrier()  # nobody reads the run folder before rank 0 is done
@@ -642,6 +760,8 @@ class Supervisor(nn.Module):
             "format": store.FORMAT,
             "library_version": __version__,
             "method": self.method,
+            # the class, so from_checkpoint can rebuild a user-defined subclass it can import
+            "class": {"module": type(self).__module__, "qualname": type(self).__qualname__},
             "hparams": dict(self.hparams),
             "state": {k: v.detach().cpu() for k, v in self.state_dict().items()},
             "epoch": self.epoch,
@@ -666,41 +786,103 @@ class Supervisor(nn.Module):
             payload["loader"] = [self.loader.batch_size, len(self.dataset), world_size()]
         return payload
 
-    def save(self, name: str = "store/base") -> str:
-        """Write one checkpoint file (atomically) with everything needed to resume."""
+    def save(self, name: Optional[str] = None) -> str:
+        """Write one checkpoint file (atomically) with everything needed to resume.
+
+        ``name`` defaults to the run's (``self.run_name``, set by :meth:`supervise`), else a
+        new ``store/<method>-<time>`` name; returns the path written.
+        """
+        if name is None:
+            name = getattr(self, "run_name", None) or store.new_run_name(
+                self.method, reserve=is_main_process())[0]
+            self.run_name = name
         if not is_main_process():
             return str(store.checkpoint_path(name))
         return str(store.write(self._checkpoint_payload(), name))
+
+    def save_backbone(self, path: str | os.PathLike) -> str:
+        """Write the trained backbone alone (weights and how to rebuild it) to ``path``.
+
+        :func:`super_selfish.backbones.load` reads it back without this method's heads,
+        queues or optimizer; see :func:`super_selfish.backbones.save` for what is stored and
+        how user-defined modules are handled. Returns the path written.
+        """
+        return str(backbones.save(self.get_backbone(), path, norm=self.hparams.get("norm"),
+                                  probe_size=self.image_size, method=self.method))
+
+    @staticmethod
+    def _checkpoint_class(payload: Dict[str, Any]) -> Optional[type]:
+        """The Supervisor subclass recorded in ``payload`` when it can be imported, else None."""
+        import importlib
+        import sys
+
+        recorded = payload.get("class")
+        if not isinstance(recorded, dict):
+            return None
+        module_name, qualname = recorded.get("module"), recorded.get("qualname")
+        if not isinstance(module_name, str) or not isinstance(qualname, str) or "<" in qualname:
+            return None  # defined inside a function: not importable
+        try:
+            obj: Any = sys.modules.get(module_name) or importlib.import_module(module_name)
+            for part in qualname.split("."):
+                obj = getattr(obj, part)
+        except (ImportError, AttributeError):
+            return None
+        if not (isinstance(obj, type) and issubclass(obj, Supervisor)
+                and getattr(obj, "method", None) == payload.get("method")):
+            return None
+        return obj
 
     @classmethod
     def from_checkpoint(cls, name: str, dataset: Any = None, **overrides: Any) -> "Supervisor":
         """Rebuild the supervisor that wrote checkpoint ``name`` and load it.
 
-        The method comes from the file (``Supervisor.from_checkpoint`` works for any method);
-        its saved hyper-parameters are passed back to ``__init__`` so every part has the saved
-        shape. ``overrides`` replace saved values (e.g. ``augment=my_pipeline``).
+        The class comes from the file: the exact class that saved it (a user-defined subclass
+        too) when it can be imported (``module.qualname`` is recorded), else the method
+        registered under the saved method name (with a note). Every saved hyper-parameter
+        (image size, norm, backbone, the method's own options) is passed back to
+        ``__init__``, so every part has the saved shape; ``overrides`` replace saved values
+        (e.g. ``augment=my_pipeline``).
         """
         from . import methods  # the method registry imports this module
 
-        payload = store.read(name)
-        method_cls = methods.get(payload["method"])
+        payload = _read_run(name)
+        method_cls = cls._checkpoint_class(payload)
+        if method_cls is None:
+            try:
+                method_cls = methods.get(payload["method"])
+            except KeyError as exc:
+                recorded = payload.get("class") or {}
+                raise CheckpointError(
+                    f"{str(store.checkpoint_path(name))!r} was written by "
+                    f"{recorded.get('module', '?')}.{recorded.get('qualname', '?')} (method "
+                    f"{payload['method']!r}), which cannot be imported here: import the module "
+                    "defining it (or register the method) first.") from exc
+            recorded = payload.get("class")
+            if isinstance(recorded, dict) and (recorded.get("module"), recorded.get(
+                    "qualname")) != (method_cls.__module__, method_cls.__qualname__):
+                console.info(f"{recorded.get('module')}.{recorded.get('qualname')}, which wrote "
+                             f"{str(store.checkpoint_path(name))!r}, cannot be imported here: "
+                             f"rebuilt as {method_cls.__name__} (method {payload['method']!r}).")
         if cls is not Supervisor and not issubclass(method_cls, cls):
             raise CheckpointError(f"{str(store.checkpoint_path(name))!r} was written by method "
                                   f"{payload['method']!r}, not by {cls.__name__}: use "
                                   "Supervisor.from_checkpoint(name) to rebuild any method.")
-        accepted = inspect.signature(method_cls.__init__).parameters
+        accepted = _init_arguments(method_cls)
         saved = {k: v for k, v in payload["hparams"].items() if k in accepted}
         if not (isinstance(saved.get("augment"), str) and saved["augment"] in augment.available()):
             saved.pop("augment", None)  # a user pipeline object: the method's default stands in
         saved.update(overrides)
         return method_cls(dataset, **saved).load(name)
 
-    def load(self, name: str = "store/base", *, strict: bool = True) -> "Supervisor":
-        """Load weights, buffers, epoch and history from ``name``; returns ``self``.
+    def load(self, name: Optional[str] = None, *, strict: bool = True) -> "Supervisor":
+        """Load weights, buffers, epoch and history from ``name`` (default: this supervisor's
+        run, ``self.run_name``); returns ``self``.
 
         Raises :class:`CheckpointError` when the file belongs to another method or backbone.
         """
-        payload = store.read(name)
+        name = self._run_name_or(name)
+        payload = _read_run(name)
         path = store.checkpoint_path(name)
         if payload["method"] != self.method:
             raise CheckpointError(f"{str(path)!r} was written by method {payload['method']!r}, "
@@ -722,6 +904,16 @@ class Supervisor(nn.Module):
         self.data_record = payload.get("data")
         self.checkpoint = payload  # optimizer/RNG state, used when resuming
         return self
+
+    def _run_name_or(self, name: Optional[str]) -> str:
+        if name is not None:
+            return name
+        known = getattr(self, "run_name", None)
+        if known is None:
+            raise ConfigError("Invalid name=None: expected the run to load, e.g. "
+                              f"name='store/{self.method}-20261202-141503' (this supervisor "
+                              "has not been trained or saved, so it has no run name).")
+        return known
 
     def _restore_training_state(self, payload: Dict[str, Any]) -> None:
         if "optimizer" in payload:

@@ -390,6 +390,11 @@ def test_cli_eval_scores_a_run_on_the_data_it_was_trained_on(monkeypatch, capsys
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(image.numpy()).save(folder / f"{i}.png")
     train_folder = tmp_path / "imgs" / "train"
+    rooted = data.provenance(data.dataset(str(tmp_path / "imgs")))  # a root with splits
+    assert rooted == {"source": str(tmp_path / "imgs"), "split": "train", "image_size": 16}
+    run = evaluate.run_data(rooted)
+    assert (run.source, run.train_split, run.test_split, len(run.train), len(run.test)) == (
+        str(tmp_path / "imgs"), "train", "test", 12, 6)
     name = str(tmp_path / "run")
     ToyRotation(data.dataset(str(train_folder)), seed=0).supervise(
         epochs=1, batch_size=4, name=name, progress=False)

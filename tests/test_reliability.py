@@ -269,11 +269,11 @@ def test_labels_are_ignored_by_methods_that_need_none(ds, tmp_path):
 # ---------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def trained(ds, tmp_path_factory):
-    """A 3-epoch run keeping the last 2 checkpoints and the best one."""
+    """A 3-epoch run keeping the last 2 checkpoints and the best one (both opt-in)."""
     name = str(tmp_path_factory.mktemp("trained") / "run")
     sup = SimCLRSupervisor(ds, seed=0, **SMALL)
     history = sup.supervise(lr=1e-3, epochs=3, batch_size=32, name=name, progress=False,
-                            keep_last=2)
+                            keep_last=2, keep_best=True)
     return name, sup, history
 
 

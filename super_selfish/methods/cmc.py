@@ -72,7 +72,9 @@ class ContrastiveMultiviewCodingSupervisor(_bank.MemoryBankSupervisor):
         _joint.check_temperature(temperature)
         _joint.check_positive_int(feature_dim, "feature_dim")
         _joint.check_positive_int(n_negatives, "n_negatives")
-        check("in_channels" not in kwargs, "in_channels", kwargs.get("in_channels"),
+        # 1 is what CMC records for its L encoder, so from_checkpoint passes it back
+        in_channels = kwargs.pop("in_channels", 1)
+        check(in_channels == 1, "in_channels", in_channels,
               "not set: CMC's encoders take 1 (L) and 2 (ab) channels")
         pair = isinstance(backbone, (tuple, list))
         check(isinstance(backbone, str) or (pair and len(backbone) == 2), "backbone", backbone,

@@ -90,9 +90,10 @@ class ExemplarSupervisor(Supervisor):
         self.hparams["num_images"] = num_images
         self.classifier.to(next(self.backbone.parameters()).device)
 
-    def load(self, name: str = "store/base", *, strict: bool = True) -> "ExemplarSupervisor":
+    def load(self, name: Optional[str] = None, *, strict: bool = True) -> "ExemplarSupervisor":
         """As :meth:`Supervisor.load`; a classifier not built yet (no dataset was given) gets
         its size from the checkpoint."""
+        name = self._run_name_or(name)
         if self.loss_type == "classification" and self.classifier is None:
             num_images = store.read(name)["hparams"].get("num_images")
             if num_images:
