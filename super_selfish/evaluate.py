@@ -254,11 +254,13 @@ def check_knn_k(k: int, train_labels: torch.Tensor,
     which = int(torch.nonzero(present & (counts == smallest))[0])
     names = list(class_names() if callable(class_names) else class_names)
     name = f"{names[which]!r}" if which < len(names) else f"class {which}"
+    images = f"{smallest} image{'s' if smallest > 1 else ''}"
+    advice = (f"Use k below {smallest}, e.g. k={fitting_k(smallest)} (half the smallest "
+              "class)." if smallest > 1 else "No k fits a class of one image: add images "
+              "of that class or leave it out.")
     message = (f"kNN with k={k} on a training set whose smallest class ({name}) has "
-               f"{smallest} images: an image of that class finds at most {smallest} of its "
-               f"{k} neighbours in its own class, so the vote favours the larger classes. "
-               f"Use k below {smallest}, e.g. k={fitting_k(smallest)} (half the smallest "
-               "class).")
+               f"{images}: an image of that class finds at most {images} of its own class "
+               f"among its {k} neighbours, so the vote favours the larger classes. {advice}")
     warnings.warn(message, KNNWarning, stacklevel=4)
     return message
 

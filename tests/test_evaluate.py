@@ -375,6 +375,8 @@ def test_knn_warns_when_k_reaches_the_smallest_class_and_records_k(sets):
         clamped = evaluate.run_protocols(FlatBN(), named, test, {"knn": {"k": 1000}})
     assert clamped["knn_accuracy"].k == 350  # every training image, and it says so
     assert clamped["knn_accuracy"].settings["requested_k"] == 1000
+    with pytest.warns(evaluate.KNNWarning, match="has 1 image: .*No k fits"):
+        evaluate.check_knn_k(1, torch.tensor([0, 0, 1]))
 
 
 def test_cli_eval_scores_a_run_on_the_data_it_was_trained_on(monkeypatch, capsys, tmp_path):
