@@ -12,7 +12,9 @@ import functools
 import re
 import sys
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Optional
 
@@ -53,13 +55,24 @@ def _datasets(args: argparse.Namespace):
     return train, test
 
 
+@contextmanager
+def _warnings_to_console() -> Iterator[None]:
+    """Library warnings (e.g. a kNN k too large for the data) as console warnings."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", evaluate.KNNWarning)
+        yield
+    for message in dict.fromkeys(str(w.message) for w in caught):
+        console.warn(message)
+
+
 def _knn(backbone: torch.nn.Module, train: data.ImageDataset,
          test: Optional[data.ImageDataset], k: int) -> Optional[float]:
     if test is None or not train.has_labels or not test.has_labels:
         return None
     if not distributed.is_main_process():  # under torchrun: score once, on rank 0
         return None
-    return evaluate.knn_accuracy(backbone, train, test, k=k)
+    with _warnings_to_console():
+        return evaluate.knn_accuracy(backbone, train, test, k=k)
 
 
 #: ``--optimizer`` choices; SGD gets the momentum 0.9 that SSL recipes use.
@@ -308,16 +321,22 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     sup = Supervisor.from_checkpoint(args.name)
-    train, test = _datasets(args)
-    if test is None:
-        console.warn("no labelled test data: pass --test-dataset")
-        return 2
-    knn = evaluate.knn_accuracy(sup.get_backbone(), train, test, k=args.k)
-    line = f"{args.name}: {sup.method} epoch {sup.epoch}, kNN accuracy {knn:.4f}"
+    run = evaluate.run_data(getattr(sup, "data_record", None), dataset=args.dataset,
+                            test_dataset=args.test_dataset, size=args.size, root=args.root)
+    console.info(f"{args.name}: {sup.method} epoch {sup.epoch}; {run.describe()}")
+    protocols: dict = {"knn": {"k": args.k}}
     if args.linear_epochs:
-        linear = evaluate.linear_probe(sup.get_backbone(), train, test, epochs=args.linear_epochs)
-        line += f", linear probe {linear:.4f}"
-    console.success(line)
+        protocols["linear"] = {"epochs": args.linear_epochs}
+    with _warnings_to_console():
+        results = evaluate.run_protocols(sup.get_backbone(), run.train, run.test, protocols)
+    for result in results.values():
+        console.info(f"{result.description}: top-1 accuracy {result.accuracy:.4f}")
+    knn = results["knn_accuracy"]
+    line = (f"{args.name}: {sup.method} epoch {sup.epoch}, kNN accuracy {knn.accuracy:.4f} "
+            f"(k={knn.k})")
+    if "linear_accuracy" in results:
+        line += f", linear probe {results['linear_accuracy'].accuracy:.4f}"
+    console.success(line + f" on {run.source} split {run.test_split!r}")
     return 0
 
 
@@ -326,10 +345,15 @@ def cmd_preview(args: argparse.Namespace) -> int:
     size = args.out_size or ds.image_shape[-1]
     # a seeded random pick: named datasets are stored sorted by class
     pick = torch.randperm(len(ds), generator=torch.Generator().manual_seed(args.seed))
-    grid = augment.preview(augment.build(args.preset, size), ds.images[pick[:args.n_images]],
-                           n_views=args.n_views)
-    grid.save(args.out)
-    console.success(f"{args.preset} preview written to {args.out}")
+    grid = augment.preview(args.preset, ds.images[pick[:args.n_images]], n_views=args.n_views,
+                           size=size, generator=torch.Generator().manual_seed(args.seed))
+    from PIL.PngImagePlugin import PngInfo
+
+    text = PngInfo()
+    for key in ("title", "columns"):
+        text.add_text(key, grid.info[key])
+    grid.save(args.out, pnginfo=text if str(args.out).lower().endswith(".png") else None)
+    console.success(f"preview written to {args.out}: {grid.info['title']}")
     return 0
 
 
@@ -337,18 +361,26 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from .compare import compare
 
     train, test = _datasets(args)
+    described = None
     if args.max_images and args.max_images < len(train):
         order = torch.randperm(len(train), generator=torch.Generator().manual_seed(args.seed))
+        described = f"{args.dataset} (seeded random subset of {len(train):,})"
         train = data.materialize(train).subset(order[:args.max_images].sort().values)
-    evals = [] if args.eval == ["none"] else args.eval
+    evals = {} if args.eval == ["none"] else {
+        name: ({"k": args.k} if name == "knn" else {}) for name in args.eval}
     if evals and test is None:
-        console.warn("no labelled test data for evaluation: pass --test-dataset "
+        console.error("no labelled test data for evaluation: pass --test-dataset "
                      "(or --eval none)")
         return 2
-    table = compare(args.methods, train, backbone=args.backbone, epochs=args.epochs,
-                    seconds=args.seconds, eval=evals, test_dataset=test, seed=args.seed,
-                    batch_size=args.batch_size, lr=args.lr, device=args.device, name=args.out,
-                    progress=not args.quiet)
+    with _warnings_to_console():
+        table = compare(args.methods, train, backbone=args.backbone, epochs=args.epochs,
+                        seconds=args.seconds, eval=evals, test_dataset=test, seed=args.seed,
+                        batch_size=args.batch_size, lr=args.lr, device=args.device,
+                        name=args.out, progress=not args.quiet, baseline=not args.no_baseline)
+    if described is not None:  # the title and files say which images were used
+        table.meta["dataset"] = described
+        if args.out:
+            table.to_json(f"{args.out}/comparison.json")
     print(table.to_markdown())
     if args.out:
         try:
@@ -465,10 +497,18 @@ def build_parser() -> argparse.ArgumentParser:
     em.add_argument("--device", default=None, help="e.g. cpu, cuda (default: the CPU)")
     em.set_defaults(func=cmd_embed)
 
-    ev = sub.add_parser("eval", help="kNN (and linear probe) accuracy of a saved run")
+    ev = sub.add_parser("eval", help="kNN (and linear probe) accuracy of a saved run, on the "
+                        "data it was trained on")
     ev.add_argument("--name", required=True)
-    _add_data_args(ev)
-    ev.add_argument("--k", type=int, default=200)
+    ev.add_argument("--dataset", default=None,
+                    help="default: the run's own training data (named in its checkpoint); its "
+                         "training split is the kNN memory, its test/val split is scored")
+    ev.add_argument("--test-dataset", default=None,
+                    help="labelled held-out images; default: the test/val split of the data")
+    ev.add_argument("--size", type=int, default=None,
+                    help="resize images to SIZE px (default: the size the run was trained at)")
+    ev.add_argument("--root", default="datasets", help="where torchvision datasets live")
+    ev.add_argument("--k", type=int, default=200, help="neighbours for the kNN score")
     ev.add_argument("--linear-epochs", type=int, default=0,
                     help="also train a linear probe for this many epochs")
     ev.set_defaults(func=cmd_eval)
@@ -480,7 +520,8 @@ def build_parser() -> argparse.ArgumentParser:
     pv.add_argument("--out-size", type=int, default=None, help="view size (default: image size)")
     pv.add_argument("--n-images", type=int, default=8)
     pv.add_argument("--n-views", type=int, default=4)
-    pv.add_argument("--seed", type=int, default=0, help="which images are shown")
+    pv.add_argument("--seed", type=int, default=0,
+                    help="which images are shown and how they are augmented")
     pv.set_defaults(func=cmd_preview)
 
     cp = sub.add_parser("compare", help="train several methods under one budget, print a table")
@@ -495,6 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--eval", nargs="+", default=["knn"],
                     help="protocols: knn linear mlp finetune finetune-1%% finetune-10%% "
                          "(or none)")
+    cp.add_argument("--k", type=int, default=200, help="neighbours for the kNN score")
     cp.add_argument("--batch-size", type=int, default=256)
     cp.add_argument("--lr", type=float, default=None,
                     help="the same for every method (default: each method's default_lr)")
@@ -505,6 +547,8 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--out", default=None,
                     help="folder for checkpoints and comparison.{json,csv,png}")
     cp.add_argument("--quiet", action="store_true", help="no progress bars")
+    cp.add_argument("--no-baseline", action="store_true",
+                    help="skip the untrained-network row (and the gain columns)")
     cp.set_defaults(func=cmd_compare)
 
     pl = sub.add_parser("plot", help="write curves (and embedding, augmentation) PNGs of a run")

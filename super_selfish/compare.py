@@ -11,14 +11,17 @@
     table.plot()          # bar charts (with matplotlib installed)
 
 Every method is built with the same backbone architecture and ``seed`` (hence the same
-initial weights), trained with the same optimizer settings and the same budget, and its
-backbone is then scored by the same protocols (:func:`super_selfish.evaluate.run_protocols`).
-The global RNG of the caller is left as it was.
+initial weights), trained with the same budget, and its backbone is then scored by the same
+protocols (:func:`super_selfish.evaluate.run_protocols`). The untrained network the methods
+start from is scored by the same protocols too (the ``untrained`` row), and every method's
+``<protocol>_gain`` column is its accuracy minus that row's: a method below zero learned
+features worse than random weights. The global RNG of the caller is left as it was.
 """
 from __future__ import annotations
 
 import copy
 import csv
+import hashlib
 import json
 import math
 import os
@@ -26,6 +29,7 @@ import re
 import resource
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -35,7 +39,7 @@ from . import console, data, evaluate, methods as method_registry
 from .errors import ConfigError, check
 from .supervisor import Callback, Supervisor
 
-__all__ = ["compare", "ComparisonTable", "Budget", "parse_budget"]
+__all__ = ["compare", "ComparisonTable", "Budget", "parse_budget", "untrained_record"]
 
 DEFAULT_EPOCHS = 10
 _SCHEDULE_HORIZON = 10**6  # epochs passed to supervise() when only a time budget is given
@@ -195,36 +199,56 @@ class ComparisonTable(list):
     """A list of per-method records (dicts) with table, DataFrame, file and plot views.
 
     Record fields: ``method``, one ``<protocol>_accuracy`` per protocol (``knn_accuracy``,
-    ``linear_accuracy``, ...), ``final_loss`` (mean training loss over the last epoch's worth
-    of steps), ``epochs`` (completed, fractional under a time budget), ``steps``, ``lr``,
-    ``train_seconds`` (wall-clock of the training loop), ``images_per_s``, ``peak_memory_mb``
-    (see :attr:`notes`), ``eval_seconds``, plus ``backbone``, ``budget`` and ``seed``.
-    :attr:`protocols` describes exactly how each accuracy was obtained.
+    ``linear_accuracy``, ...), one ``<protocol>_gain`` per protocol (the accuracy minus the
+    untrained baseline's, see :func:`compare`), ``knn_k`` (the neighbours kNN used),
+    ``final_loss`` (mean training loss over the last epoch's worth of steps; each method's
+    own objective, so not comparable across methods), ``epochs`` (completed, fractional
+    under a time budget), ``steps``, ``lr``, ``train_seconds`` (wall-clock of the training
+    loop), ``images_per_s``, ``peak_memory_mb`` (see :attr:`notes`), ``eval_seconds``,
+    ``baseline`` (the label of the untrained row a method is compared with; a baseline row
+    names itself), plus ``backbone``, ``budget`` and ``seed``. :attr:`protocols` describes
+    exactly how each accuracy was obtained; :attr:`meta` what was compared (dataset, image
+    size, budget, batch size), used for the plot's title.
     """
 
     def __init__(self, records: Sequence[Dict[str, Any]] = (), *,
                  protocols: Optional[Dict[str, str]] = None, notes: Sequence[str] = (),
                  histories: Optional[Dict[str, List[Dict[str, Any]]]] = None,
-                 backbones: Optional[Dict[str, torch.nn.Module]] = None):
+                 backbones: Optional[Dict[str, torch.nn.Module]] = None,
+                 meta: Optional[Dict[str, Any]] = None):
         super().__init__(dict(r) for r in records)
         self.protocols: Dict[str, str] = dict(protocols or {})
         self.notes: List[str] = list(notes)
         self.histories = dict(histories or {})
         self.backbones = dict(backbones or {})
+        self.meta: Dict[str, Any] = dict(meta or {})
 
     @property
     def columns(self) -> List[str]:
         keys = list(dict.fromkeys(k for r in self for k in r))
         first = [k for k in _FIRST if k in keys]
         accuracy = [k for k in keys if k.endswith("_accuracy")]
+        gain = [k for k in keys if k.endswith("_gain")]
         last = [k for k in _LAST if k in keys]
-        rest = [k for k in keys if k not in first + accuracy + last]
-        return first + accuracy + last + rest
+        rest = [k for k in keys if k not in first + accuracy + gain + last]
+        return first + accuracy + gain + last + rest
+
+    @staticmethod
+    def is_baseline(record: Mapping[str, Any]) -> bool:
+        """Whether ``record`` is an untrained-baseline row (it names itself as baseline)."""
+        return record.get("baseline") is not None and record.get("baseline") == record.get(
+            "method")
+
+    @property
+    def baselines(self) -> List[Dict[str, Any]]:
+        """The untrained-baseline rows."""
+        return [r for r in self if self.is_baseline(r)]
 
     def best(self, metric: str = "knn_accuracy") -> Dict[str, Any]:
-        """The record with the highest ``metric``."""
+        """The trained method's record with the highest ``metric`` (baseline rows excluded)."""
         check(any(metric in r for r in self), "metric", metric, f"one of {self.columns}")
-        return max((r for r in self if metric in r), key=lambda r: r[metric])
+        candidates = [r for r in self if metric in r and not self.is_baseline(r)]
+        return max(candidates or [r for r in self if metric in r], key=lambda r: r[metric])
 
     def to_pandas(self):
         """A ``pandas.DataFrame`` with one row per method (needs pandas)."""
@@ -242,6 +266,8 @@ class ComparisonTable(list):
         if isinstance(value, float) and math.isfinite(value):
             if column.endswith("_accuracy"):
                 return f"{value:.{digits}f}"
+            if column.endswith("_gain"):
+                return f"{value:+.{digits}f}"
             return f"{value:.{digits}g}" if abs(value) < 10 ** digits else f"{value:.0f}"
         return str(value)
 
@@ -275,7 +301,7 @@ class ComparisonTable(list):
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w") as handle:
             json.dump({"records": list(self), "protocols": self.protocols,
-                       "notes": self.notes}, handle, indent=1)
+                       "notes": self.notes, "meta": self.meta}, handle, indent=1)
         return path
 
     @classmethod
@@ -283,7 +309,7 @@ class ComparisonTable(list):
         with open(path) as handle:
             payload = json.load(handle)
         return cls(payload["records"], protocols=payload.get("protocols"),
-                   notes=payload.get("notes", ()))
+                   notes=payload.get("notes", ()), meta=payload.get("meta"))
 
     def to_csv(self, path: Union[str, os.PathLike]) -> Path:
         path = Path(path)
@@ -296,10 +322,117 @@ class ComparisonTable(list):
 
     def plot(self, metrics: Optional[Sequence[str]] = None,
              path: Optional[Union[str, os.PathLike]] = None):
-        """Bar charts per metric (see :func:`super_selfish.plots.plot_comparison`)."""
+        """Bar charts per metric, baseline marked, titled with :attr:`meta` (see
+        :func:`super_selfish.plots.plot_comparison`)."""
         from .plots import plot_comparison
 
         return plot_comparison(self, metrics, path)
+
+
+# ---------------------------------------------------------------------------------- baseline
+BASELINE_LABEL = "untrained"
+
+
+def network_fingerprint(module: torch.nn.Module) -> str:
+    """Identity of a network: its module types, parameter/buffer names, shapes and values.
+    Two methods whose untrained backbones have equal fingerprints start from the same net."""
+    digest = hashlib.sha1()
+    for name, sub in module.named_modules():
+        digest.update(f"{name}:{type(sub).__module__}.{type(sub).__qualname__};".encode())
+    for key, value in module.state_dict().items():
+        tensor = value.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{key}:{tensor.dtype}:{tuple(value.shape)};".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _run_protocols(backbone: torch.nn.Module, memory: Any, test: Any,
+                   protocols: Mapping[str, Mapping[str, Any]]
+                   ) -> Dict[str, evaluate.ProbeResult]:
+    """:func:`evaluate.run_protocols`, its warnings kept in the results only: compare()
+    warns once per message (every method would repeat the same kNN warning)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", evaluate.KNNWarning)
+        return evaluate.run_protocols(backbone, memory, test, protocols)
+
+
+def _warn_once(results: Mapping[str, evaluate.ProbeResult], warned: List[str]) -> None:
+    for message in (w for r in results.values() for w in r.warnings):
+        if message not in warned:
+            warned.append(message)
+            warnings.warn(message, evaluate.KNNWarning, stacklevel=3)
+
+
+def _protocol_fields(results: Mapping[str, evaluate.ProbeResult]) -> Dict[str, Any]:
+    """Record fields of protocol results: each accuracy and the kNN ``k`` actually used."""
+    fields: Dict[str, Any] = {}
+    for key, result in results.items():
+        fields[key] = result.accuracy
+        if result.k is not None:
+            fields[key[:-len("_accuracy")] + "_k"] = result.k
+    return fields
+
+
+def untrained_record(backbone: torch.nn.Module, memory: Any, test: Any,
+                     protocols: Mapping[str, Mapping[str, Any]], *, seed: int,
+                     label: str = BASELINE_LABEL
+                     ) -> Tuple[Dict[str, Any], Dict[str, evaluate.ProbeResult]]:
+    """The baseline row: ``backbone`` as it is before any training, scored by ``protocols``
+    on the same data as the trained methods. Returns the record and the protocol results.
+
+    The caller's RNG is left as it was, so scoring the baseline does not change the run that
+    follows; the backbone is only read (frozen protocols run it in eval mode under
+    ``no_grad``, fine-tuning trains a copy).
+    """
+    started = time.perf_counter()
+    with torch.random.fork_rng(devices=[d for d in [evaluate._device_of(backbone)]
+                                        if d.type == "cuda"]):
+        results = _run_protocols(backbone, memory, test, protocols)
+    record: Dict[str, Any] = {"method": label, **_protocol_fields(results), "epochs": 0,
+                              "steps": 0, "eval_seconds": time.perf_counter() - started,
+                              "baseline": label,
+                              "backbone": getattr(backbone, "name", type(backbone).__name__),
+                              "budget": "none (untrained)", "seed": seed}
+    return record, results
+
+
+def _with_gains(methods: List[Dict[str, Any]], baselines: Dict[str, Dict[str, Any]],
+                reference: Dict[str, str]) -> List[Dict[str, Any]]:
+    """Baseline rows first (labelled ``untrained``, or ``untrained (for a, b)`` when methods
+    start from different networks), then the methods with ``<protocol>_gain`` columns: each
+    accuracy minus that of the baseline row of the network the method started from."""
+    groups: Dict[str, List[str]] = {}
+    for method, key in reference.items():
+        groups.setdefault(key, []).append(method)
+    labels = {key: BASELINE_LABEL if len(baselines) == 1 else
+              f"{BASELINE_LABEL} (for {', '.join(groups[key])})" for key in baselines}
+    rows = []
+    for key, base in baselines.items():
+        rows.append(dict(base, method=labels[key], baseline=labels[key]))
+    for record in methods:
+        key = reference.get(record["method"])
+        if key is None:
+            rows.append(record)
+            continue
+        base = baselines[key]
+        gains = {name[:-len("_accuracy")] + "_gain": record[name] - base[name]
+                 for name in record if name.endswith("_accuracy") and name in base}
+        rows.append(dict(record, **gains, baseline=labels[key]))
+    return rows
+
+
+def _dataset_label(dataset: Any, train: data.ImageDataset) -> str:
+    """How the comparison's title names the training data: the name or folder given, else
+    the source a dataset object remembers, else its kind."""
+    source: Optional[Union[str, os.PathLike]] = dataset if isinstance(
+        dataset, (str, os.PathLike)) else getattr(train, "source", None)
+    if source is None:
+        return "in-memory images"
+    name = os.fspath(source).rstrip("/\\")
+    if os.path.isabs(name):  # the last two folders say enough (e.g. imagenette/train)
+        name = os.path.join(*Path(name).parts[-2:])
+    split = getattr(train, "split", None)
+    return f"{name} ({split})" if split and os.path.basename(name) != split else name
 
 
 # ---------------------------------------------------------------------------------- compare
@@ -357,8 +490,23 @@ def compare(methods: Union[MethodSpec, Sequence[MethodSpec], Mapping[str, Method
             supervise_options: Optional[Mapping[str, Any]] = None,
             callbacks: Union[Sequence[Callback], Callable[[str], Sequence[Callback]]] = (),
             name: Optional[str] = None, progress: bool = False,
-            keep_backbones: bool = True) -> ComparisonTable:
+            keep_backbones: bool = True, baseline: bool = True) -> ComparisonTable:
     """Train several methods under the same budget and score them the same way.
+
+    With ``baseline=True`` (the default) the table starts with an ``untrained`` row: the
+    network the methods start from, scored before any training by the same protocols on the
+    same data, and each method gets a ``<protocol>_gain`` column (its accuracy minus the
+    baseline's). A random network is a strong baseline for kNN and probes on small images,
+    and a method can score below it; without this row the table cannot show that.
+
+    What is fair when methods use different networks: each method is compared with the
+    untrained version of exactly the network it starts from (same backbone name, seed and
+    initial weights, found by comparing the weights), because that is what its training
+    changed. Methods that share a backbone and seed share one baseline row; a method whose
+    starting network differs (another backbone, a method that builds its own encoders, such
+    as CMC's L and ab networks) gets its own row, ``untrained (for <methods>)``. Gains are
+    then comparable across methods (what training added), accuracies across different
+    networks are not (they also measure the architecture).
 
     Args:
         methods: registry names (``super_selfish.methods.available()``), Supervisor classes,
@@ -389,9 +537,11 @@ def compare(methods: Union[MethodSpec, Sequence[MethodSpec], Mapping[str, Method
         callbacks: extra callbacks for every run, or ``callable(label) -> callbacks``.
         name: when given, checkpoints go to ``<name>/<label>`` and the table to
             ``<name>/comparison.{json,csv}``; otherwise nothing is written.
+        baseline: score the untrained starting network(s) too (see above); ``False`` skips.
 
     Returns a :class:`ComparisonTable`; ``.histories`` and ``.backbones`` hold each method's
-    epoch records and trained backbone.
+    epoch records and trained backbone, ``.meta`` the dataset, image size, budget and batch
+    size (the plot's title).
     """
     items = _method_items(methods)
     plan = parse_budget(budget, epochs, seconds)
@@ -417,12 +567,26 @@ def compare(methods: Union[MethodSpec, Sequence[MethodSpec], Mapping[str, Method
     rng_devices = [target] if target.type == "cuda" else []
     records, histories, backbones = [], {}, {}
     descriptions: Dict[str, str] = {}
+    warned: List[str] = []
+    baselines: Dict[str, Dict[str, Any]] = {}  # network fingerprint -> untrained row
+    reference: Dict[str, str] = {}  # method label -> fingerprint of its starting network
     memory_kind = ""
+    sizes: Dict[int, None] = {}  # the view sizes the methods trained at
     for label, cls in items:
         with torch.random.fork_rng(devices=rng_devices):
             arch = copy.deepcopy(backbone) if isinstance(backbone, torch.nn.Module) else backbone
             sup = cls(train, backbone=arch, seed=seed, image_size=image_size,
                       **dict(method_options.get(label, {})))
+            sizes[sup.image_size] = None
+            if baseline and protocols:
+                start = network_fingerprint(sup.get_backbone())
+                reference[label] = start
+                if start not in baselines:
+                    console.info(f"compare: scoring the untrained network {label} starts from")
+                    baselines[start], results = untrained_record(
+                        sup.to(target).get_backbone(), memory, test, protocols, seed=seed)
+                    descriptions.update((k, r.description) for k, r in results.items())
+                    _warn_once(results, warned)
             tracker = _Tracker(plan.seconds)
             extra = callbacks(label) if callable(callbacks) else callbacks
             memory_kind = _reset_peak_memory(target)
@@ -455,10 +619,10 @@ def compare(methods: Union[MethodSpec, Sequence[MethodSpec], Mapping[str, Method
             }
             if protocols:
                 started = time.perf_counter()
-                results = evaluate.run_protocols(sup.get_backbone(), memory, test, protocols)
-                for key, result in results.items():
-                    record[key] = result.accuracy
-                    descriptions[key] = result.description
+                results = _run_protocols(sup.get_backbone(), memory, test, protocols)
+                record.update(_protocol_fields(results))
+                descriptions.update((k, r.description) for k, r in results.items())
+                _warn_once(results, warned)
                 record["eval_seconds"] = time.perf_counter() - started
             record.update(backbone=sup.backbone.name, budget=str(plan), seed=seed)
         records.append(record)
@@ -473,8 +637,18 @@ def compare(methods: Union[MethodSpec, Sequence[MethodSpec], Mapping[str, Method
     notes = [MEMORY_NOTES[memory_kind], f"every method: backbone {arch}, budget {plan}, "
              f"batch {batch_size}, "
              + (f"lr {lr:g}" if lr is not None else "each method's default lr") + f", seed {seed}"]
-    table = ComparisonTable(records, protocols=descriptions, notes=notes, histories=histories,
-                            backbones=backbones)
+    if baselines:
+        notes.append("untrained: the network a method starts from (same backbone, seed and "
+                     "initial weights), scored before training by the same protocols; "
+                     "<protocol>_gain = a method's accuracy minus its untrained row's")
+    notes += warned  # e.g. a kNN k too large for the smallest class
+    meta = {"dataset": _dataset_label(dataset, train), "n_train": len(train),
+            "image_size": next(iter(sizes)) if len(sizes) == 1 else list(sizes),
+            "budget": str(plan), "batch_size": batch_size, "backbone": arch, "seed": seed}
+    if test is not None:
+        meta["n_test"] = len(test)
+    table = ComparisonTable(_with_gains(records, baselines, reference), protocols=descriptions,
+                            notes=notes, histories=histories, backbones=backbones, meta=meta)
     if name is not None:
         table.to_json(Path(name) / "comparison.json")
         table.to_csv(Path(name) / "comparison.csv")

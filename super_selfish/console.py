@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 from colorama import Fore, Style, just_fix_windows_console
 
@@ -56,3 +57,32 @@ def note_once(key: str, message: str) -> None:
 
 def error(message: str) -> None:
     _emit(Fore.RED, "error", message)
+
+
+def _in_jupyter_kernel() -> bool:
+    """True inside a Jupyter (IPython kernel) session, where widget bars can render."""
+    ipython = sys.modules.get("IPython")
+    try:
+        shell = ipython.get_ipython() if ipython is not None else None
+    except Exception:  # noqa: BLE001 - no usable IPython: not a notebook
+        return False
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
+def progress_bar(**options: Any) -> Any:
+    """A tqdm progress bar that renders without warnings everywhere: tqdm's widget bar in a
+    Jupyter kernel when ipywidgets is installed, its plain-text bar otherwise (in a terminal,
+    and in a notebook without ipywidgets, where ``tqdm.auto`` warns "IProgress not found"
+    before falling back to text)."""
+    if _in_jupyter_kernel():
+        try:
+            import ipywidgets  # noqa: F401 - the widget bar needs it
+
+            from tqdm.notebook import tqdm as notebook_tqdm
+
+            return notebook_tqdm(**options)
+        except ImportError:
+            pass
+    from tqdm.std import tqdm
+
+    return tqdm(**options)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Iterator, List, NamedTuple, Optional, Sequence, Tuple, TypeVar
 
 import numpy as np
 import torch
@@ -48,10 +48,16 @@ class ImageDataset(Dataset):
     """A dataset of uint8 (C, H, W) image tensors with integer labels (-1 when unlabeled).
 
     ``channels`` is C: 3 (RGB) unless the dataset was made for another ``in_channels``.
+    ``source`` and ``split`` say where the images come from, so a checkpoint can name the
+    data its run was trained on (see :func:`provenance`): a registered name such as
+    ``"cifar10-sample"``, an absolute folder path or a shard pattern, and the split; both
+    ``None`` for in-memory arrays, tensors, user Datasets and subsets.
     """
 
     classes: List[str] = []
     channels: int = 3
+    source: Optional[str] = None
+    split: Optional[str] = None
 
     @property
     def has_labels(self) -> bool:
@@ -102,7 +108,7 @@ class ConvertedDataset(ImageDataset):
 
     def __init__(self, source: Dataset, size: Optional[int] = None, channels: int = 3,
                  resize: str = "squash"):
-        self.source = source
+        self.wrapped = source  # not .source: that names where an ImageDataset comes from
         self.size, self.channels, self.resize = size, channels, resize
         self.classes = list(getattr(source, "classes", []) or [])
         if len(source) == 0:
@@ -115,7 +121,7 @@ class ConvertedDataset(ImageDataset):
         return self._labelled
 
     def __len__(self) -> int:
-        return len(self.source)
+        return len(self.wrapped)
 
     def _convert(self, item: Any) -> Tuple[torch.Tensor, int]:
         label = NO_LABEL
@@ -126,7 +132,7 @@ class ConvertedDataset(ImageDataset):
         return to_uint8_image(item, self.size, self.channels, self.resize), label
 
     def __getitem__(self, index: int) -> Tuple[torch.Tensor, int]:
-        return self._convert(self.source[index])
+        return self._convert(self.wrapped[index])
 
 
 class FolderDataset(ImageDataset):
@@ -288,7 +294,8 @@ def _folder_dataset(root: Path, split: str, size: Optional[int], skip_bad_images
             _note_once(f"nosplit:{root}:{split}",
                        f"{str(root)!r} has no train/val/test sub-folders: split={split!r} "
                        "has no meaning for it and all its images are used.")
-        return FolderDataset(root, size, skip_bad_images=skip_bad_images, **options)
+        return _remember(FolderDataset(root, size, skip_bad_images=skip_bad_images, **options),
+                         str(root.absolute()), None)
     wanted = _split_of(split)
     check(wanted is not None, "split", split,
           f"one of {sorted(splits)} for the dataset root {str(root)!r}")
@@ -305,7 +312,8 @@ def _folder_dataset(root: Path, split: str, size: Optional[int], skip_bad_images
     _note_once(f"split:{root}:{split}",
                f"{str(root)!r} holds the splits {', '.join(d.name for d in splits.values())}:"
                f" using {chosen.name}/ for split={split!r}{note}{ignored}.")
-    return FolderDataset(chosen, size, skip_bad_images=skip_bad_images, **options)
+    return _remember(FolderDataset(chosen, size, skip_bad_images=skip_bad_images, **options),
+                     str(root.absolute()), _split_of(chosen.name))
 
 
 def _is_label(value: Any) -> bool:
@@ -517,11 +525,13 @@ def dataset(source: Any, split: str = "train", *, size: Optional[int] = None,
         return source if channels in (None, source.channels) else _with_channels(source, channels)
     channels = 3 if channels is None else channels
     if isinstance(source, str) and source in NAMES:
-        return _named(source, split, size, root, download, channels)
+        return _remember(_named(source, split, size, root, download, channels), source, split)
     if shards.is_shard_source(source):
-        return shards.ShardDataset(source, size=size, channels=channels, resize=resize,
-                                   decode=decode, image_key=image_column, label_key=label_column,
-                                   shard_sizes=shard_sizes)
+        streamed = shards.ShardDataset(source, size=size, channels=channels, resize=resize,
+                                       decode=decode, image_key=image_column,
+                                       label_key=label_column, shard_sizes=shard_sizes)
+        return _remember(streamed, os.fspath(source), None) if isinstance(
+            source, (str, os.PathLike)) else streamed
     if isinstance(source, (str, os.PathLike)):
         path = Path(os.path.expanduser(os.fspath(source)))
         if path.is_dir():
@@ -562,9 +572,34 @@ def dataset(source: Any, split: str = "train", *, size: Optional[int] = None,
 def _with_channels(ds: ImageDataset, channels: int) -> ImageDataset:
     """``ds`` delivering ``channels`` channels (in memory at once, else item by item)."""
     if isinstance(ds, TensorImageDataset):
-        return TensorImageDataset(images_to_uint8(ds.images, "dataset", channels=channels),
-                                  ds.labels, ds.classes)
-    return ConvertedDataset(ds, channels=channels)
+        out: ImageDataset = TensorImageDataset(
+            images_to_uint8(ds.images, "dataset", channels=channels), ds.labels, ds.classes)
+    else:
+        out = ConvertedDataset(ds, channels=channels)
+    out.source, out.split = ds.source, ds.split  # the same images, other channels
+    return out
+
+
+_Dataset = TypeVar("_Dataset", bound=ImageDataset)
+
+
+def _remember(ds: _Dataset, source: str, split: Optional[str]) -> _Dataset:
+    """Stamp where a dataset comes from (see :func:`provenance`)."""
+    ds.source, ds.split = source, split
+    return ds
+
+
+def provenance(ds: ImageDataset) -> dict:
+    """What a checkpoint records about its training data: ``{"source": name or absolute
+    folder or None, "split": ..., "image_size": side of the stored images or None}``."""
+    size = getattr(ds, "size", None)
+    if size is None and len(ds) > 0:
+        try:
+            height, width = ds[0][0].shape[-2:]
+            size = int(height) if height == width else None
+        except Exception:  # noqa: BLE001 - an unreadable first image: size unknown
+            size = None
+    return {"source": ds.source, "split": ds.split, "image_size": size}
 
 
 def _from_arrays(images: Any, labels: Any, size: Optional[int],
@@ -618,6 +653,7 @@ def materialize(ds: ImageDataset) -> TensorImageDataset:
         images.append(batch[0])
         labels.append(batch[1])
     out = TensorImageDataset(torch.cat(images), torch.cat(labels), ds.classes)
+    out.source, out.split = ds.source, ds.split  # the same images, now in memory
     return out
 
 

@@ -26,11 +26,14 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import re
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, Tuple, Union
+from typing import (Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple,
+                    Union)
 
 import torch
 import torch.nn as nn
@@ -51,8 +54,9 @@ class ProbeResult:
     """Outcome of one protocol: the accuracy plus exactly how it was obtained.
 
     ``float(result)`` is the accuracy. ``settings`` holds every hyper-parameter actually used
-    (the chosen learning rate included), ``sweep`` maps each swept learning rate to its
-    validation accuracy (empty when no sweep ran).
+    (the chosen learning rate, the kNN ``k`` included: also :attr:`k`), ``sweep`` maps each
+    swept learning rate to its validation accuracy (empty when no sweep ran), ``warnings``
+    what was warned about while scoring (e.g. a ``k`` too large for the smallest class).
     """
 
     protocol: str
@@ -64,6 +68,12 @@ class ProbeResult:
     settings: Dict[str, Any] = field(default_factory=dict)
     sweep: Dict[float, float] = field(default_factory=dict)
     seconds: float = 0.0
+    warnings: List[str] = field(default_factory=list)
+
+    @property
+    def k(self) -> Optional[int]:
+        """The number of neighbours the kNN protocol used (``None`` for other protocols)."""
+        return self.settings.get("k") if self.protocol == "knn" else None
 
     def __float__(self) -> float:
         return float(self.accuracy)
@@ -112,6 +122,14 @@ def extract_features(backbone: nn.Module, dataset: Any, batch_size: int = 512,
     finally:
         backbone.train(was_training)
     return torch.cat(feats), ds.labels.clone()
+
+
+def _class_names(dataset: Any) -> List[str]:
+    """Class names of a dataset when it has them (only looked up for messages)."""
+    names = getattr(dataset, "classes", None)
+    if names is None and isinstance(dataset, str):
+        names = getattr(data.dataset(dataset), "classes", None)
+    return list(names or [])
 
 
 def _labelled(labels: torch.Tensor, argument: str) -> None:
@@ -203,17 +221,68 @@ def knn_predict(train_features: torch.Tensor, train_labels: torch.Tensor,
     return torch.cat(preds)
 
 
+class KNNWarning(UserWarning):
+    """``k`` does not fit the training set: some class has ``k`` or fewer images."""
+
+
+def fitting_k(smallest_class: int) -> int:
+    """The ``k`` suggested when the requested one does not fit: half the smallest class's
+    count (at least 1), so every image's own class can still fill most of its neighbours."""
+    return max(1, smallest_class // 2)
+
+
+def check_knn_k(k: int, train_labels: torch.Tensor,
+                class_names: Union[Sequence[str], Callable[[], Sequence[str]]] = ()
+                ) -> Optional[str]:
+    """Warn (:class:`KNNWarning`) when ``k`` is at least the smallest class's count in the
+    training set; returns the warning text (``None`` when ``k`` fits).
+
+    With ``k >= n_c`` for some class ``c``, an image of ``c`` finds at most ``n_c`` of its
+    ``k`` neighbours in its own class (k=200 on 150 images per class: at least 50 votes go to
+    other classes), so the vote leans to the larger classes and the accuracy says more about
+    ``k`` than about the features.
+    """
+    labels = train_labels.detach().cpu()
+    labels = labels[labels >= 0]
+    if len(labels) == 0:
+        return None
+    counts = torch.bincount(labels)
+    present = counts > 0
+    smallest = int(counts[present].min())
+    if k < smallest:
+        return None
+    which = int(torch.nonzero(present & (counts == smallest))[0])
+    names = list(class_names() if callable(class_names) else class_names)
+    name = f"{names[which]!r}" if which < len(names) else f"class {which}"
+    images = f"{smallest} image{'s' if smallest > 1 else ''}"
+    advice = (f"Use k below {smallest}, e.g. k={fitting_k(smallest)} (half the smallest "
+              "class)." if smallest > 1 else "No k fits a class of one image: add images "
+              "of that class or leave it out.")
+    message = (f"kNN with k={k} on a training set whose smallest class ({name}) has "
+               f"{images}: an image of that class finds at most {images} of its own class "
+               f"among its {k} neighbours, so the vote favours the larger classes. {advice}")
+    warnings.warn(message, KNNWarning, stacklevel=4)
+    return message
+
+
 def _knn_result(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor,
-                test_y: torch.Tensor, n_classes: int, k: int, temperature: float
+                test_y: torch.Tensor, n_classes: int, k: int, temperature: float,
+                class_names: Union[Sequence[str], Callable[[], Sequence[str]]] = ()
                 ) -> ProbeResult:
     started = time.perf_counter()
-    pred = knn_predict(train_x, train_y, test_x, k, temperature, n_classes)
+    check(isinstance(k, int) and not isinstance(k, bool) and k > 0, "k", k, "a positive int")
     used_k = min(k, len(train_x))
+    warning = check_knn_k(used_k, train_y, class_names)
+    pred = knn_predict(train_x, train_y, test_x, used_k, temperature, n_classes)
+    settings: Dict[str, Any] = {"k": used_k, "temperature": temperature}
+    if used_k != k:  # more neighbours asked for than training images
+        settings["requested_k"] = k
     return ProbeResult(
         "knn", _accuracy(pred, test_y),
         f"weighted kNN (k={used_k}, temperature={temperature}) on L2-normalised frozen "
         "features, training set as memory", len(train_x), len(test_x), n_classes,
-        {"k": used_k, "temperature": temperature}, seconds=time.perf_counter() - started)
+        settings, seconds=time.perf_counter() - started,
+        warnings=[warning] if warning is not None else [])
 
 
 def knn_accuracy(backbone: nn.Module, train_dataset: Any, test_dataset: Any, k: int = 200,
@@ -227,7 +296,8 @@ def knn_accuracy(backbone: nn.Module, train_dataset: Any, test_dataset: Any, k: 
     """
     train_x, train_y, test_x, test_y, n_classes = _features_pair(
         backbone, train_dataset, test_dataset, batch_size)
-    result = _knn_result(train_x, train_y, test_x, test_y, n_classes, k, temperature)
+    result = _knn_result(train_x, train_y, test_x, test_y, n_classes, k, temperature,
+                         lambda: _class_names(train_dataset))
     return result if return_details else result.accuracy
 
 
@@ -566,6 +636,100 @@ def fine_tune(backbone: nn.Module, train_dataset: Any, test_dataset: Any, epochs
     return result if return_details else result.accuracy
 
 
+# ---------------------------------------------------------------------------------- a run's data
+HELD_OUT_SPLITS = ("test", "val")
+
+
+@dataclass
+class RunData:
+    """The labelled sets a saved run is scored on, and what they are (for the user)."""
+
+    train: data.ImageDataset
+    test: data.ImageDataset
+    source: str
+    train_split: str
+    test_split: str
+    image_size: Optional[int]
+
+    def describe(self) -> str:
+        size = f"{self.image_size} px" if self.image_size else "images at their stored size"
+        return (f"dataset {self.source}, split {self.train_split!r} ({len(self.train)} images) "
+                f"as kNN memory / probe training set, split {self.test_split!r} "
+                f"({len(self.test)} images) scored, {size}")
+
+
+def _folder_sets(folder: str, split: str, size: Optional[int]
+                 ) -> Tuple[data.ImageDataset, data.ImageDataset, str, str, str]:
+    """(training set, held-out set, root, training split, held-out split) of a folder
+    source: a dataset root with split sub-folders (``train`` + ``test``, or ``val`` standing
+    in for it, as :func:`super_selfish.data.dataset` resolves them), or one split folder
+    (``.../train``) whose parent holds the others."""
+    train = data.dataset(folder, split, size=size)
+    root, train_split = folder, train.split
+    if train_split is None:  # a single set: a split folder whose parent holds the others?
+        train_split = data._split_of(os.path.basename(os.path.normpath(folder)))
+        root = os.path.dirname(os.path.abspath(folder))
+    missing = ConfigError(f"Missing --test-dataset: no held-out split for the images in "
+                          f"{folder!r} (expected test/ or val/ next to its train/ folder); "
+                          "pass labelled held-out images.")
+    if train_split is None:
+        raise missing
+    try:
+        test = data.dataset(root, "test", size=size)
+    except DataError as exc:  # a root with a train/ split only
+        raise missing from exc
+    if test.split is None or test.split == train_split:
+        raise missing
+    return train, test, root, train_split, test.split
+
+
+def run_data(record: Optional[Mapping[str, Any]], dataset: Any = None,
+             test_dataset: Any = None, size: Optional[int] = None,
+             root: str = "datasets") -> RunData:
+    """The data to score a saved run on: by default the data it was trained on.
+
+    ``record`` is a checkpoint's ``payload["data"]`` (``{"source", "split", "image_size"}``,
+    written by ``supervise()``). The run's training split is the kNN memory / probe training
+    set and the matching held-out split is scored: ``test`` for named datasets; for a
+    folder, its ``test`` (else ``val``) sub-folder, or sibling of a ``train`` folder. Images are
+    loaded at the recorded size. ``dataset`` / ``size`` / ``test_dataset`` override; a run
+    trained on in-memory data recorded no source, so it needs ``dataset``.
+    """
+    record = dict(record or {})
+    source = dataset if dataset is not None else record.get("source")
+    if source is None:
+        raise ConfigError("Missing --dataset: this run was trained on in-memory data (arrays, "
+                          "tensors, a Dataset object or a subset), so its checkpoint names no "
+                          "dataset; pass --dataset NAME_OR_FOLDER (and --size if it was "
+                          "resized) to say what to score it on.")
+    split = record.get("split") if dataset is None else None
+    if split in (None, "unlabeled", *HELD_OUT_SPLITS):  # STL-10's unlabeled split, or a run
+        split = "train"  # trained on held-out images: fit on the labelled training split
+    size = size if size is not None else record.get("image_size")
+    test, test_split = None, "test"
+    if isinstance(source, (str, os.PathLike)) and os.fspath(source) not in data.NAMES \
+            and os.path.isdir(source):
+        label = os.fspath(source)
+        if test_dataset is None:
+            train, test, label, split, test_split = _folder_sets(label, split, size)
+        else:
+            train = data.dataset(label, split, size=size)
+    else:
+        label = os.fspath(source) if isinstance(source, (str, os.PathLike)) else type(
+            source).__name__
+        train = data.dataset(source, split, size=size, root=root)
+        if test_dataset is None and isinstance(source, str) and source in data.NAMES:
+            test = data.dataset(source, "test", size=size, root=root)
+    if test_dataset is not None:
+        test = data.dataset(test_dataset, "test", size=size, root=root)
+        test_split = f"--test-dataset {test_dataset}" if isinstance(
+            test_dataset, (str, os.PathLike)) else "test_dataset"
+    if test is None:
+        raise ConfigError(f"Missing --test-dataset: no held-out split is known for {source!r}; "
+                          "pass labelled held-out images.")
+    return RunData(train, test, label, str(split), test_split, size)
+
+
 # ---------------------------------------------------------------------------------- several
 _FINETUNE_NAME = re.compile(r"^finetune(?:[-_@](\d+(?:\.\d+)?)(%|pct)?)?$")
 
@@ -624,12 +788,13 @@ def run_protocols(backbone: nn.Module, train_dataset: Any, test_dataset: Any,
         if features is None:
             features = _features_pair(backbone, train_dataset, test_dataset, 512)
         if kind == "knn":
-            results[protocol_key(name)] = _knn_result(
-                *features, k=options.pop("k", 200),
-                temperature=options.pop("temperature", 0.1))
-            if options:
-                raise ConfigError(f"Invalid options for 'knn': {sorted(options)}; expected "
+            unknown = set(options) - {"k", "temperature"}
+            if unknown:
+                raise ConfigError(f"Invalid options for 'knn': {sorted(unknown)}; expected "
                                   "k and temperature.")
+            results[protocol_key(name)] = _knn_result(
+                *features, k=options.get("k", 200), temperature=options.get("temperature", 0.1),
+                class_names=lambda: _class_names(train_dataset))
         else:
             defaults = dict(epochs=100, lr=None,
                             weight_decay=1e-4, batch_size=512 if kind == "linear" else 256,

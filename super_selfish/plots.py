@@ -29,7 +29,7 @@ from . import data, evaluate, store
 from .errors import ConfigError, DataError, check
 
 __all__ = ["tsne", "pca", "view_grid", "plot_history", "plot_embedding", "plot_augmentations",
-           "plot_comparison", "plot_run", "load_history"]
+           "plot_comparison", "plot_run", "load_history", "metric_label", "plain_number"]
 
 
 def _figure(n_panels: int = 1, width: float = 4.2, height: float = 3.2, cols: int = 3):
@@ -89,6 +89,70 @@ def _number(value: str) -> Any:
 
 _SKIP = {"epoch", "seconds"}
 
+_LABELS = {
+    "loss": "training loss", "lr": "learning rate (end of epoch)",
+    "images_per_s": "throughput (images/s)",
+    "seconds": "time (s)", "train_seconds": "training time (s)",
+    "eval_seconds": "evaluation time (s)", "peak_memory_mb": "peak memory (MB)",
+    "final_loss": "final training loss", "embedding_std": "embedding std",
+    "effective_rank": "effective rank", "epochs": "epochs", "steps": "steps",
+}
+_PROTOCOL_LABELS = {"knn": "kNN", "linear": "linear probe", "mlp": "MLP probe",
+                    "finetune": "fine-tuning"}
+
+
+def metric_label(key: str, k: Optional[int] = None) -> str:
+    """A human label for a history or comparison field: ``knn_accuracy`` -> ``kNN accuracy``
+    (``kNN accuracy (k=20)`` with ``k``), ``finetune_1pct_gain`` -> ``fine-tuning (1% labels)
+    gain over untrained``, ``images_per_s`` -> ``throughput (images/s)``."""
+    if key in _LABELS:
+        return _LABELS[key]
+    for suffix, what in (("_accuracy", "accuracy"), ("_gain", "gain over untrained")):
+        if key.endswith(suffix):
+            protocol = key[:-len(suffix)]
+            fraction = ""
+            if protocol.startswith("finetune_") and protocol.endswith("pct"):
+                fraction = f" ({protocol[len('finetune_'):-3].replace('_', '.')}% labels)"
+                protocol = "finetune"
+            name = _PROTOCOL_LABELS.get(protocol, protocol.replace("_", " "))
+            extra = f" (k={k})" if protocol == "knn" and k is not None else ""
+            return f"{name}{fraction} {what}{extra}"
+    return key.replace("_", " ")
+
+
+def plain_number(value: float) -> str:
+    """A number as people write it: 3 significant digits, no exponent (``1700``,
+    ``0.412``, ``0.0005``, ``0``)."""
+    if not math.isfinite(value):
+        return str(value)
+    if value == 0:
+        return "0"
+    magnitude = abs(value)
+    if magnitude >= 100:
+        return f"{value:,.0f}"
+    decimals = max(0, 2 - math.floor(math.log10(magnitude)))
+    text = f"{value:.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _plain_axis(axis: Any) -> None:
+    """Tick labels as plain numbers (no offset, no scientific notation)."""
+    from matplotlib.ticker import FuncFormatter
+
+    axis.set_major_formatter(FuncFormatter(lambda value, _pos: plain_number(value)))
+
+
+def _epoch_axis(ax: Any, epochs: Sequence[float]) -> None:
+    """Integer epoch ticks that also read right for one or two epochs."""
+    from matplotlib.ticker import MaxNLocator
+
+    low, high = min(epochs), max(epochs)
+    if high - low < 10:  # few epochs: one tick per epoch, half an epoch of room each side
+        ax.set_xticks(range(int(math.floor(low)), int(math.ceil(high)) + 1))
+        ax.set_xlim(low - 0.5, high + 0.5)
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
 
 def plot_history(source: Any, keys: Optional[Sequence[str]] = None,
                  path: Optional[Union[str, os.PathLike]] = None, title: Optional[str] = None):
@@ -111,20 +175,23 @@ def plot_history(source: Any, keys: Optional[Sequence[str]] = None,
     if accuracy:
         panels.insert(1, accuracy)
     fig, axes = _figure(len(panels))
-    from matplotlib.ticker import MaxNLocator
-
+    epochs = [r["epoch"] for r in history if isinstance(r.get("epoch"), (int, float))]
     for ax, group in zip(axes, panels):
         for key in group:
             points = [(r["epoch"], r[key]) for r in history
                       if isinstance(r.get(key), (int, float)) and "epoch" in r]
             if points:
                 xs, ys = zip(*points)
-                ax.plot(xs, ys, marker="o" if len(points) < 30 else None, label=key)
+                ax.plot(xs, ys, marker="o" if len(points) < 30 else None,
+                        label=metric_label(key))
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_title(group[0] if len(group) == 1 else "accuracy")
-        if group[0] == "lr":
-            ax.set_yscale("log")
+        if epochs:
+            _epoch_axis(ax, epochs)
+        ax.set_title(metric_label(group[0]) if len(group) == 1 else "accuracy")
+        if group[0] == "lr":  # linear from 0: schedules end at 0, which a log scale hides
+            ax.set_ylim(bottom=0, top=max([r["lr"] for r in history if isinstance(
+                r.get("lr"), (int, float))] + [0.0]) * 1.1 or 1.0)
+        _plain_axis(ax.yaxis)
         if len(group) > 1 or group[0].endswith("_accuracy"):
             ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
@@ -292,7 +359,7 @@ def view_grid(views: Any, images: torch.Tensor, n_views: int = 4, seed: int = 0,
     generator = torch.Generator().manual_seed(seed)
     preview = getattr(augment, "preview", None)
     if preview is not None and isinstance(views, (str, augment.Views, augment.Pipeline)):
-        grid = preview(views, images, n_views=n_views, generator=generator)
+        grid = preview(views, images, n_views=n_views, generator=generator, labels=False)
         return torch.from_numpy(np.asarray(grid.convert("RGB")).copy()).permute(2, 0, 1) / 255.0
     if isinstance(views, str):
         views = augment.build(views, images.shape[-1])
@@ -328,24 +395,84 @@ def plot_augmentations(views: Any, dataset: Any = "cifar10-sample", n_images: in
         order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))
         images = ds.images[order[:n_images].sort().values]
     grid = view_grid(views, images, n_views, seed)
-    fig, (ax,) = _figure(1, 1.1 * (n_views + 1), 1.1 * len(images))
-    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=1 - 0.3 / fig.get_figheight())
+    fig, (ax,) = _figure(1, max(1.1 * (n_views + 1), 4.0), 1.1 * len(images) + 0.5)
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=1 - 0.6 / fig.get_figheight())
     ax.imshow(grid.permute(1, 2, 0).numpy())
-    ax.set_axis_off()
-    ax.set_title(title or (f"{views} views" if isinstance(views, str) else
-                           "original | augmented views"), fontsize=9)
+    # column names as x tick labels on top: "original", "view 1", ...
+    cell = grid.shape[-1] / (n_views + 1)
+    ax.set_xticks([cell * (i + 0.5) for i in range(n_views + 1)])
+    ax.set_xticklabels(["original", *(f"view {i + 1}" for i in range(n_views))], fontsize=8)
+    ax.xaxis.tick_top()
+    ax.tick_params(length=0, pad=2)
+    ax.set_yticks([])
+    for side in ax.spines.values():
+        side.set_visible(False)
+    ax.set_title(title or _augmentation_title(views, images, n_views), fontsize=9, pad=16)
     return _finish(fig, path)
 
 
+def _augmentation_title(views: Any, images: torch.Tensor, n_views: int) -> str:
+    """Preset name, the sizes of the views shown (the preset's views, cycled) and the
+    originals' size."""
+    from .augment.preview import describe_sizes
+
+    name = views if isinstance(views, str) else "custom views"
+    sizes = getattr(views, "sizes", None)
+    if isinstance(views, str):
+        from . import augment
+
+        sizes = augment.build(views, images.shape[-1]).sizes
+    shown = [sizes[i % len(sizes)] for i in range(n_views)] if sizes else []
+    what = f": {describe_sizes(shown)}" if shown else ""
+    return f"{name}{what}; originals {images.shape[-1]} px"
+
+
 # ---------------------------------------------------------------------------------- comparison
-COMPARISON_METRICS = ("train_seconds", "images_per_s", "peak_memory_mb", "final_loss")
+COMPARISON_METRICS = ("train_seconds", "images_per_s", "peak_memory_mb")
+BASELINE_COLOUR = "0.6"
+
+
+def _comparison_title(records: Sequence[Dict[str, Any]], meta: Dict[str, Any]) -> str:
+    """What was compared: dataset (images), image size, budget, batch size, backbone."""
+    trained = [r for r in records if not _is_baseline(r)]
+    budget = meta.get("budget") or next((r["budget"] for r in trained if "budget" in r), None)
+    size = meta.get("image_size")
+    parts = []
+    if meta.get("dataset"):
+        count = f", {meta['n_train']:,} images" if meta.get("n_train") else ""
+        parts.append(f"{meta['dataset']}{count}")
+    if size:
+        parts.append(f"{size} px" if isinstance(size, int) else
+                     "/".join(str(v) for v in size) + " px")
+    if budget:
+        parts.append(f"{budget} per method")
+    if meta.get("batch_size"):
+        parts.append(f"batch {meta['batch_size']}")
+    backbone = meta.get("backbone") or next((r["backbone"] for r in trained
+                                             if "backbone" in r), None)
+    if backbone:
+        parts.append(str(backbone))
+    return "Comparison: " + ", ".join(parts) if parts else "Comparison"
+
+
+def _is_baseline(record: Dict[str, Any]) -> bool:
+    return record.get("baseline") is not None and record.get("baseline") == record.get("method")
 
 
 def plot_comparison(table: Any, metrics: Optional[Sequence[str]] = None,
-                    path: Optional[Union[str, os.PathLike]] = None):
+                    path: Optional[Union[str, os.PathLike]] = None,
+                    title: Optional[str] = None):
     """Bar charts, one panel per metric, one bar per method (a ``ComparisonTable`` or a list
     of records). Default metrics: every ``*_accuracy`` column, then training time,
-    throughput, peak memory and final loss."""
+    throughput and peak memory.
+
+    The title names the dataset, image size, budget and batch size (from ``table.meta``);
+    panels and values use human labels and plain numbers. The untrained baseline row is a
+    grey hatched bar and a dashed line across each accuracy panel, and every method's bar
+    says its gain over it. Training losses are never drawn side by side: each method
+    minimises its own objective (InfoNCE, MSE, cross-entropy over rotations, ...), so their
+    values do not compare; plot each method's curve with :func:`plot_history` instead.
+    """
     records = list(table)
     if not records:
         raise DataError("the comparison is empty: nothing to plot.")
@@ -353,22 +480,58 @@ def plot_comparison(table: Any, metrics: Optional[Sequence[str]] = None,
     if metrics is None:
         metrics = [k for k in columns if k.endswith("_accuracy")] + [
             k for k in COMPARISON_METRICS if k in columns]
-    fig, axes = _figure(len(metrics), 3.6, 3.0, cols=4)
-    names = [str(r.get("method", i)) for i, r in enumerate(records)]
+    losses = [m for m in metrics if "loss" in m]
+    if losses:
+        raise ConfigError(f"Invalid metrics {losses}: each method minimises its own loss, so "
+                          "training losses of different methods are not comparable; plot each "
+                          "method's curve with plots.plot_history(table.histories[label]).")
+    missing = [m for m in metrics if m not in columns]
+    if missing:
+        raise ConfigError(f"Invalid metrics {missing}: the comparison has {columns}.")
+    meta = dict(getattr(table, "meta", {}) or {})
+    fig, axes = _figure(len(metrics), 3.6, 3.2, cols=3 if len(metrics) in (5, 6) else 4)
     from matplotlib import colormaps
 
-    colours = [colormaps["tab10"](i % 10) for i in range(len(records))]
+    palette = colormaps["tab10"]
+    trained = [str(r.get("method")) for r in records if not _is_baseline(r)]
+    colour_of = {name: palette(i % 10) for i, name in enumerate(trained)}  # same in every panel
     for ax, metric in zip(axes, metrics):
-        values = [float(r.get(metric, float("nan")) or 0.0) for r in records]
-        bars = ax.bar(names, values, color=colours)
-        ax.bar_label(bars, fmt="%.3g", fontsize=8)
-        ax.set_title(metric)
-        if metric.endswith("_accuracy"):
-            ax.set_ylim(0, 1)
+        rows = [r for r in records if isinstance(r.get(metric), (int, float))]
+        names = [str(r.get("method", i)) for i, r in enumerate(rows)]
+        values = [float(r[metric]) for r in rows]
+        colours = [BASELINE_COLOUR if _is_baseline(r) else colour_of.get(n, palette(0))
+                   for n, r in zip(names, rows)]
+        bars = ax.bar(range(len(rows)), values, color=colours)
+        accuracy = metric.endswith("_accuracy")
+        gain_key = metric[:-len("_accuracy")] + "_gain" if accuracy else None
+        labels = []
+        for bar, record, value in zip(bars, rows, values):
+            text = f"{value:.3f}" if accuracy else plain_number(value)
+            if _is_baseline(record):
+                bar.set_hatch("//")
+                bar.set_edgecolor("0.3")
+            elif gain_key and isinstance(record.get(gain_key), (int, float)):
+                text += f"\n({record[gain_key]:+.3f})"
+            labels.append(text)
+        for text in ax.bar_label(bars, labels=labels, fontsize=7, padding=2):
+            text.set_bbox({"facecolor": "white", "edgecolor": "none", "pad": 0.3})
+        for base in (r for r in rows if _is_baseline(r) and accuracy):
+            ax.axhline(base[metric], color="0.3", linestyle="--", linewidth=1, zorder=0)
+        ax.set_xticks(range(len(rows)))
+        ax.set_xticklabels([f"{n}\n(baseline)" if _is_baseline(r) else n
+                            for n, r in zip(names, rows)], rotation=30, ha="right",
+                           fontsize=8)
+        ks = {r.get(metric[:-len("_accuracy")] + "_k") for r in rows} if accuracy else set()
+        ax.set_title(metric_label(metric, next(iter(ks)) if len(ks) == 1 else None),
+                     fontsize=10)
+        if accuracy:
+            ax.set_ylim(0, min(1.0, max(values + [0.0]) * 1.25) or 1.0)
         else:
-            ax.margins(y=0.15)
-        ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+            ax.margins(y=0.2)
+        _plain_axis(ax.yaxis)
         ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(title or _comparison_title(records, meta), fontsize=11)
+    fig.subplots_adjust(top=1 - 0.75 / fig.get_figheight(), bottom=0.85 / fig.get_figheight())
     return _finish(fig, path)
 
 
@@ -421,8 +584,8 @@ def plot_run(name: str, dataset: Any = None, out_dir: Optional[Union[str, os.Pat
         except (KeyError, ValueError):  # a custom augmentation is not stored by name
             views = None
         if views is not None:
-            plot_augmentations(views, data.dataset(dataset, size=size), seed=seed,
-                               path=folder / "augmentations.png", title=f"{preset} views")
+            plot_augmentations(preset, data.dataset(dataset, size=size), seed=seed,
+                               path=folder / "augmentations.png")
             written.append(folder / "augmentations.png")
     if dataset is not None:
         backbone = load_backbone(payload)

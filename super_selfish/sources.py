@@ -109,7 +109,7 @@ class HuggingFaceDataset(ImageDataset):
         source = source.select_columns(columns)
         if not isinstance(features[self.image_column], hf.Image):
             source = source.with_format("numpy")  # arrays as arrays, not nested lists
-        self.source = source
+        self.table = source  # .source names where an ImageDataset comes from
         self.size, self.channels, self.resize = size, channels, resize
         self.classes: List[str] = []
         self._label_ids: Optional[dict] = None
@@ -129,10 +129,10 @@ class HuggingFaceDataset(ImageDataset):
         return self.label_column is not None
 
     def __len__(self) -> int:
-        return len(self.source)
+        return len(self.table)
 
     def __getitem__(self, index: int) -> Tuple[torch.Tensor, int]:
-        row = self.source[int(index)]
+        row = self.table[int(index)]
         image = row[self.image_column]
         if isinstance(image, list):
             image = np.asarray(image)

@@ -393,6 +393,7 @@ class Supervisor(nn.Module):
         if name is not None and save and not resuming:
             self._check_overwrite(name, overwrite)
         self.base_lr = lr
+        self.data_record = data.provenance(self.dataset)  # checkpoints name their data
         self.interrupted = False
         self.save_checkpoints = save
         self.callbacks = list(callbacks)
@@ -645,8 +646,6 @@ class Supervisor(nn.Module):
 
     def _epochs(self, epochs: int, name: str) -> None:
         """Run epochs from the current one; checkpoint after each, stop cleanly on a signal."""
-        from tqdm.auto import tqdm
-
         start_epoch, skip = self.epoch, self._resume_step
         for cb in self.callbacks:
             cb.on_train_start(self)
@@ -660,9 +659,10 @@ class Supervisor(nn.Module):
                 if skip:  # resumed mid-epoch: the epoch's loss includes the steps done before
                     losses = list(getattr(self, "_resume_losses", []))
                 self._epoch_losses = losses
-                bar = tqdm(total=len(self.loader), initial=skip, leave=False,
-                           desc=f"{self.method} epoch {epoch + 1}/{epochs}",
-                           disable=not (self._train_options["progress"] and is_main_process()))
+                bar = console.progress_bar(
+                    total=len(self.loader), initial=skip, leave=False,
+                    desc=f"{self.method} epoch {epoch + 1}/{epochs}",
+                    disable=not (self._train_options["progress"] and is_main_process()))
                 for step, batch in enumerate(self.loader):
                     if step < skip:
                         continue
@@ -823,6 +823,7 @@ class Supervisor(nn.Module):
             "step_in_epoch": mid_epoch,
             "epoch_losses": list(getattr(self, "_epoch_losses", [])) if mid_epoch else [],
             "history": [dict(r) for r in self.history],
+            "data": getattr(self, "data_record", None),
         }
         if hasattr(self, "optimizer"):
             payload["optimizer"] = self.optimizer.state_dict()
@@ -954,6 +955,7 @@ class Supervisor(nn.Module):
         self.epoch = payload["epoch"]
         self.global_step = payload["global_step"]
         self.history = list(payload.get("history", []))
+        self.data_record = payload.get("data")
         self.checkpoint = payload  # optimizer/RNG state, used when resuming
         return self
 

@@ -473,7 +473,7 @@ def test_register_adds_a_preset_and_refuses_duplicates(monkeypatch):
 
 def test_preview_draws_one_row_per_image_and_marks_fixations(tmp_path):
     images = textured(3, size=40)
-    grid = A.preview("simclr_magnif", images, n_views=2, size=32)
+    grid = A.preview("simclr_magnif", images, n_views=2, size=32, labels=False)
     cell = 64  # 32 px views are enlarged to at least 64 px
     assert grid.size == (3 * cell + 2 * 2, 3 * cell + 2 * 2)
     pixels = torch.tensor(np.asarray(grid)).int()
@@ -515,7 +515,7 @@ def test_fixation_marks_follow_later_flips_and_turns():
 
 
 def test_preview_cycles_views_and_shows_local_crops_in_the_same_cell():
-    grid = A.preview(A.build("dino", 64), textured(1, size=80), n_views=5)
+    grid = A.preview(A.build("dino", 64), textured(1, size=80), n_views=5, labels=False)
     assert grid.size == (6 * 64 + 5 * 2, 64)
     with pytest.raises(ConfigError, match="size"):
         A.preview(A.build("dino", 64), textured(1), size=64)

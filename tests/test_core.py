@@ -255,7 +255,8 @@ def test_from_checkpoint_refuses_another_method_and_cli_eval_scores_a_run(tmp_pa
     assert Supervisor.from_checkpoint(name).hparams["temperature"] == 0.2
     with pytest.raises(CheckpointError, match="simclr"):
         RotateNetSupervisor.from_checkpoint(name)
-    assert cli.main(["eval", "--name", name, "--k", "20"]) == 0
+    # trained on an in-memory subset: the checkpoint names no dataset, so eval is told one
+    assert cli.main(["eval", "--name", name, "--k", "20", "--dataset", "cifar10-sample"]) == 0
     assert "simclr epoch 1, kNN accuracy 0." in capsys.readouterr().err
 
 

@@ -1,7 +1,10 @@
 """Evaluation protocols (kNN, linear, MLP, fine-tuning, low-label) and compare()."""
 from __future__ import annotations
 
+import copy
 import json
+import sys
+import warnings
 
 import pytest
 import torch
@@ -208,16 +211,29 @@ FIELDS = {"method", "knn_accuracy", "linear_accuracy", "final_loss", "epochs", "
 def test_compare_records_and_same_seed_same_numbers(cifar):
     train, test = cifar
     body = tiny_body()
-    run = lambda: compare([ToyRotation, ToyFlip], train, backbone=body,  # noqa: E731
-                          budget=dict(epochs=2), eval={"knn": {"k": 10},
-                                                       "linear": {"epochs": 10}},
-                          test_dataset=test, batch_size=16, lr=1e-2)
+    run = lambda baseline=True: compare(  # noqa: E731
+        [ToyRotation, ToyFlip], train, backbone=body, budget=dict(epochs=2),
+        eval={"knn": {"k": 3}, "linear": {"epochs": 10}}, test_dataset=test, batch_size=16,
+        lr=1e-2, baseline=baseline)
     rng = torch.get_rng_state()
     table = run()
     assert torch.equal(rng, torch.get_rng_state())
-    assert isinstance(table, ComparisonTable) and len(table) == 2
-    assert [r["method"] for r in table] == ["toy-rotation", "toy-flip"]
-    for record in table:
+    assert isinstance(table, ComparisonTable) and len(table) == 3
+    assert [r["method"] for r in table] == ["untrained", "toy-rotation", "toy-flip"]
+    # the baseline row is exactly the network every method starts from, scored the same way
+    untrained, trained = table[0], table[1:]
+    start = ToyRotation(train, backbone=copy.deepcopy(body), seed=0).get_backbone()
+    assert untrained["knn_accuracy"] == evaluate.knn_accuracy(start, train, test, k=3)
+    assert untrained["linear_accuracy"] == evaluate.linear_probe(start, train, test, epochs=10)
+    assert table.baselines == [untrained] and untrained["steps"] == 0
+    assert untrained["knn_k"] == 3 and "knn_gain" not in untrained
+    for record in trained:
+        assert record["baseline"] == "untrained" and record["knn_k"] == 3
+        for protocol in ("knn", "linear"):
+            assert record[f"{protocol}_gain"] == pytest.approx(
+                record[f"{protocol}_accuracy"] - untrained[f"{protocol}_accuracy"])
+    assert table.best("knn_accuracy")["method"] != "untrained"
+    for record in trained:
         assert FIELDS <= set(record)
         assert record["epochs"] == 2 and record["steps"] == 8 and record["budget"] == "2 epochs"
         assert record["lr"] == 1e-2 and table.histories[record["method"]][-1]["lr"] == 1e-2
@@ -226,20 +242,57 @@ def test_compare_records_and_same_seed_same_numbers(cifar):
         # final_loss is the last epoch's mean, as in the method's own history
         assert record["final_loss"] == pytest.approx(table.histories[record["method"]][-1]["loss"])
     # kNN on the returned backbone reproduces the table: same protocol, nothing leaked
-    again = evaluate.knn_accuracy(table.backbones["toy-flip"], train, test, k=10)
-    assert again == table[1]["knn_accuracy"]
-    second = run()
-    for a, b in zip(table, second):
+    again = evaluate.knn_accuracy(table.backbones["toy-flip"], train, test, k=3)
+    assert again == table[2]["knn_accuracy"]
+    second = run(baseline=False)  # same numbers, and scoring the baseline changed nothing
+    assert [r["method"] for r in second] == ["toy-rotation", "toy-flip"]
+    assert not second.baselines and "knn_gain" not in second[0]
+    for a, b in zip(trained, second):
         for key in ("knn_accuracy", "linear_accuracy", "final_loss", "steps"):
             assert a[key] == b[key], key
     markdown = table.to_markdown()
     header = [cell.strip() for cell in markdown.splitlines()[0].strip("|").split("|")]
-    assert header[:3] == ["method", "knn_accuracy", "linear_accuracy"]
-    assert "weighted kNN (k=10" in markdown and repr(table) == markdown
+    assert header[:5] == ["method", "knn_accuracy", "linear_accuracy", "knn_gain",
+                          "linear_gain"]
+    assert markdown.splitlines()[2].startswith("| untrained ")
+    assert f"{trained[0]['knn_gain']:+.4f}" in markdown.splitlines()[3]
+    assert "weighted kNN (k=3" in markdown and repr(table) == markdown
     frame = table.to_pandas()
-    assert list(frame["method"]) == ["toy-rotation", "toy-flip"]
+    assert list(frame["method"]) == ["untrained", "toy-rotation", "toy-flip"]
     fig = table.plot()
-    assert len(fig.axes) >= 6
+    assert len(fig.axes) >= 5
+
+
+class ToyOtherStart(ToyFlip):
+    """Starts from another network: the backbone's first weights are scaled after seeding."""
+
+    method = "toy-other-start"
+
+    def __init__(self, dataset=None, backbone="convnet-small", **kwargs):
+        super().__init__(dataset, backbone, **kwargs)
+        with torch.no_grad():
+            next(self.backbone.parameters()).mul_(3.0)
+
+
+def test_compare_gives_each_starting_network_its_own_baseline(cifar):
+    train, test = cifar
+    body = tiny_body()
+    with pytest.warns(evaluate.KNNWarning) as caught:  # k=8, but only 4 dogs in 64 images
+        table = compare([ToyRotation, ToyFlip, ToyOtherStart], train, backbone=body, budget=1,
+                        eval={"knn": {"k": 8}}, test_dataset=test, batch_size=16)
+    assert len(caught) == 1 and "Use k below 4" in str(caught[0].message)  # once, not 5 times
+    assert sum("Use k below 4" in note for note in table.notes) == 1
+    names = [r["method"] for r in table]
+    assert names == ["untrained (for toy-rotation, toy-flip)", "untrained (for toy-other-start)",
+                     "toy-rotation", "toy-flip", "toy-other-start"]
+    shared, other = table.baselines
+    for record in table[2:]:
+        base = other if record["method"] == "toy-other-start" else shared
+        assert record["baseline"] == base["method"] and record["knn_k"] == 8
+        assert record["knn_gain"] == pytest.approx(record["knn_accuracy"] - base["knn_accuracy"])
+    start = ToyOtherStart(train, backbone=copy.deepcopy(body), seed=0).get_backbone()
+    with pytest.warns(evaluate.KNNWarning):
+        assert other["knn_accuracy"] == evaluate.knn_accuracy(start, train, test, k=8)
 
 
 def test_compare_without_lr_uses_each_methods_default(cifar):
@@ -286,10 +339,92 @@ def test_cli_compare_prints_the_table(monkeypatch, capsys, tmp_path):
     monkeypatch.setitem(registry._METHODS, "toy-rotation", ToyRotation)
     out = tmp_path / "cmp"
     code = cli.main(["compare", "toy-rotation", "--dataset", "cifar10-sample", "--epochs", "1",
-                     "--max-images", "48", "--batch-size", "16", "--eval", "none", "--quiet",
-                     "--out", str(out)])
+                     "--max-images", "48", "--batch-size", "16", "--eval", "knn", "--k", "3",
+                     "--quiet", "--out", str(out)])
     assert code == 0
     printed = capsys.readouterr().out
-    assert "| method" in printed and "toy-rotation" in printed
+    rows = [line.split("|")[1].strip() for line in printed.splitlines() if line.startswith("|")]
+    assert rows[0] == "method" and rows[2:] == ["untrained", "toy-rotation"]
+    assert "knn_gain" in printed and "knn_k" in printed
     payload = json.loads((out / "comparison.json").read_text())
-    assert payload["records"][0]["steps"] == 3 and (out / "comparison.png").exists()
+    assert payload["records"][1]["steps"] == 3 and payload["records"][1]["knn_k"] == 3
+    assert payload["meta"]["dataset"] == "cifar10-sample (seeded random subset of 5,000)"
+    assert payload["meta"]["n_train"] == 48 and payload["meta"]["image_size"] == 32
+    assert (out / "comparison.png").exists()
+    seen = {}
+    monkeypatch.setattr(sys.modules["super_selfish.compare"], "compare",
+                        lambda *args, **kwargs: seen.update(kwargs) or ComparisonTable())
+    assert cli.main(["compare", "toy-rotation", "--no-baseline", "--eval", "knn", "linear"]) == 0
+    assert seen["baseline"] is False and seen["eval"] == {"knn": {"k": 200}, "linear": {}}
+
+
+def test_knn_warns_when_k_reaches_the_smallest_class_and_records_k(sets):
+    train, test = sets  # 400 training images, 100 per class
+    images, labels = train
+    keep = (labels != 3) | (torch.arange(len(labels)) < 200)  # class 3: 50 images left
+    small = (images[keep], labels[keep])
+    with pytest.warns(evaluate.KNNWarning, match=r"k=50.*\(class 3\) has 50 images.*k=25"):
+        result = evaluate.knn_accuracy(FlatBN(), small, test, k=50, return_details=True)
+    assert result.k == 50 and result.settings["k"] == 50 and "k=25" in result.warnings[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a k below the smallest class: no warning
+        fits = evaluate.knn_accuracy(FlatBN(), small, test, k=49, return_details=True)
+    assert fits.k == 49 and fits.warnings == []
+    with pytest.warns(evaluate.KNNWarning, match="'dog'"):  # class names when the data has them
+        named = data.TensorImageDataset(*small, classes=["cat", "car", "ship", "dog"])
+        clamped = evaluate.run_protocols(FlatBN(), named, test, {"knn": {"k": 1000}})
+    assert clamped["knn_accuracy"].k == 350  # every training image, and it says so
+    assert clamped["knn_accuracy"].settings["requested_k"] == 1000
+    with pytest.warns(evaluate.KNNWarning, match="has 1 image: .*No k fits"):
+        evaluate.check_knn_k(1, torch.tensor([0, 0, 1]))
+
+
+def test_cli_eval_scores_a_run_on_the_data_it_was_trained_on(monkeypatch, capsys, tmp_path):
+    from PIL import Image
+
+    from super_selfish import Supervisor, store
+
+    monkeypatch.setitem(registry._METHODS, "toy-rotation", ToyRotation)
+    images = torch.randint(0, 256, (18, 16, 16, 3), generator=torch.Generator().manual_seed(0),
+                           dtype=torch.uint8)
+    for i, image in enumerate(images):  # imgs/train: 4 per class, imgs/test: 2 per class
+        folder = tmp_path / "imgs" / ("train" if i < 12 else "test") / f"class{i % 3}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image.numpy()).save(folder / f"{i}.png")
+    train_folder = tmp_path / "imgs" / "train"
+    rooted = data.provenance(data.dataset(str(tmp_path / "imgs")))  # a root with splits
+    assert rooted == {"source": str(tmp_path / "imgs"), "split": "train", "image_size": 16}
+    run = evaluate.run_data(rooted)
+    assert (run.source, run.train_split, run.test_split, len(run.train), len(run.test)) == (
+        str(tmp_path / "imgs"), "train", "test", 12, 6)
+    name = str(tmp_path / "run")
+    ToyRotation(data.dataset(str(train_folder)), seed=0).supervise(
+        epochs=1, batch_size=4, name=name, progress=False)
+    assert store.read(name)["data"] == {"source": str(train_folder), "split": None,
+                                        "image_size": 16}
+    capsys.readouterr()
+    assert cli.main(["eval", "--name", name, "--k", "4"]) == 0
+    err = capsys.readouterr().err
+    assert f"dataset {tmp_path / 'imgs'}, split 'train' (12 images)" in err
+    assert "split 'test' (6 images) scored, 16 px" in err
+    assert "weighted kNN (k=4, temperature=0.1)" in err
+    assert "[warning]" in err and "kNN with k=4" in err and "k=2" in err  # 4 per class
+    with pytest.warns(evaluate.KNNWarning):
+        expected = evaluate.knn_accuracy(Supervisor.from_checkpoint(name).get_backbone(),
+                                         str(train_folder), str(tmp_path / "imgs" / "test"), k=4)
+    assert f"kNN accuracy {expected:.4f} (k=4) on {tmp_path / 'imgs'} split 'test'" in err
+    assert cli.main(["eval", "--name", name, "--k", "3", "--size", "12"]) == 0
+    assert "scored, 12 px" in capsys.readouterr().err
+    memory = str(tmp_path / "memory")  # in-memory images: no source, eval asks for one
+    ToyRotation(images[:8], seed=0).supervise(epochs=1, batch_size=4, name=memory,
+                                              progress=False)
+    assert store.read(memory)["data"] == {"source": None, "split": None, "image_size": 16}
+    assert cli.main(["eval", "--name", memory]) == 2
+    assert "--dataset" in capsys.readouterr().err
+    named = data.dataset("cifar10-sample", "test")
+    assert data.provenance(named) == {"source": "cifar10-sample", "split": "test",
+                                      "image_size": 32}
+    assert data.provenance(data.materialize(named))["source"] == "cifar10-sample"
+    assert data.provenance(named.subset(torch.arange(4)))["source"] is None
+    wrapped = data.dataset(torch.utils.data.TensorDataset(images[:2].permute(0, 3, 1, 2)))
+    assert data.provenance(wrapped) == {"source": None, "split": None, "image_size": 16}

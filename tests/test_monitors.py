@@ -1,15 +1,19 @@
 """Online monitors (kNN, linear, collapse), TensorBoard logging, history files and plots."""
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import sys
+import warnings
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 
 from super_selfish import cli, data, evaluate, plots
+from super_selfish.errors import ConfigError
 from super_selfish.monitors import (HealthMonitor, KNNMonitor, LinearProbeMonitor,
                                     TensorBoardLogger, effective_rank, embedding_health)
 
@@ -81,12 +85,14 @@ def test_health_monitor_fires_on_collapse_and_stays_silent_when_healthy(cifar, c
 
 
 # ---------------------------------------------------------------------------------- probes
+@pytest.mark.filterwarnings("ignore::super_selfish.evaluate.KNNWarning")  # 32 images: 1 horse
 def test_probe_monitors_write_history_files_and_leave_training_unchanged(cifar, tmp_path):
     train, test = cifar
     name = str(tmp_path / "run")
     knn = KNNMonitor(train, test, every=2, k=10)
     linear = LinearProbeMonitor(train, every=1, epochs=5)  # held-out split carved from train
-    sup = ToyRotation(train, backbone=small_body(), seed=0)
+    body = small_body()  # both runs start from these weights, whatever the global RNG
+    sup = ToyRotation(train, backbone=copy.deepcopy(body), seed=0)
     history = sup.supervise(lr=1e-2, epochs=3, batch_size=16, progress=False, name=name,
                             callbacks=[knn, linear, HealthMonitor(n_probe=16)])
     assert "knn_accuracy" not in history[0]  # every=2: epochs 2 and 3 (the last)
@@ -104,7 +110,7 @@ def test_probe_monitors_write_history_files_and_leave_training_unchanged(cifar, 
     assert float(rows[2]["knn_accuracy"]) == pytest.approx(history[2]["knn_accuracy"])
     assert rows[0]["knn_accuracy"] == "" and float(rows[0]["loss"]) == pytest.approx(
         history[0]["loss"])
-    plain = ToyRotation(train, backbone=small_body(), seed=0)
+    plain = ToyRotation(train, backbone=copy.deepcopy(body), seed=0)
     plain.supervise(lr=1e-2, epochs=3, batch_size=16, progress=False, save=False,
                     name=str(tmp_path / "plain"))
     for key, value in plain.state_dict().items():  # monitors did not perturb training
@@ -112,6 +118,7 @@ def test_probe_monitors_write_history_files_and_leave_training_unchanged(cifar, 
 
 
 # ---------------------------------------------------------------------------------- logging
+@pytest.mark.filterwarnings("ignore::super_selfish.evaluate.KNNWarning")  # 32 images: 1 horse
 def test_tensorboard_logger_events_projector_and_cli_plot(cifar, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -182,10 +189,106 @@ def test_tsne_pca_and_figures(tmp_path):
     history = [{"epoch": e, "loss": 2.0 / e, "lr": 1e-3, "knn_accuracy": 0.1 * e,
                 "linear_accuracy": 0.12 * e} for e in (1, 2, 3)]
     fig = plots.plot_history(history, path=tmp_path / "h.png")
-    assert [ax.get_title() for ax in fig.axes] == ["loss", "accuracy", "lr"]
+    assert [ax.get_title() for ax in fig.axes] == ["training loss", "accuracy",
+                                                   "learning rate (end of epoch)"]
     records = [{"method": "a", "knn_accuracy": 0.3, "train_seconds": 2.0},
                {"method": "b", "knn_accuracy": 0.4, "train_seconds": 3.0}]
     fig = plots.plot_comparison(records, path=tmp_path / "c.png")
-    assert [ax.get_title() for ax in fig.axes] == ["knn_accuracy", "train_seconds"]
+    assert [ax.get_title() for ax in fig.axes] == ["kNN accuracy", "training time (s)"]
     fig = plots.plot_embedding(points, labels=labels, method="pca", path=tmp_path / "e.png")
     assert all((tmp_path / f).stat().st_size > 1000 for f in ("h.png", "c.png", "e.png"))
+
+
+def _drawn(fig):
+    """Draw a figure with every warning an error (matplotlib's included)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        FigureCanvasAgg(fig).draw()
+    return fig
+
+
+def _visible_ticks(ax):
+    low, high = ax.get_xlim()
+    return [t for t in ax.get_xticks() if low <= t <= high]
+
+
+def test_comparison_figure_reads_correctly(tmp_path):
+    from super_selfish.compare import ComparisonTable
+
+    untrained = {"method": "untrained", "knn_accuracy": 0.308, "linear_accuracy": 0.351,
+                 "knn_k": 20, "baseline": "untrained", "steps": 0}
+    trained = [{"method": m, "knn_accuracy": a, "knn_gain": a - 0.308, "linear_accuracy": b,
+                "linear_gain": b - 0.351, "knn_k": 20, "final_loss": loss,
+                "train_seconds": 1712.4, "images_per_s": 1712.4, "peak_memory_mb": 2250.0,
+                "baseline": "untrained", "budget": "5 epochs"}
+               for m, a, b, loss in (("simclr", 0.411, 0.402, 5.41), ("byol", 0.351, 0.33, 0.2))]
+    table = ComparisonTable([untrained, *trained], meta={
+        "dataset": "cifar10-sample", "n_train": 5000, "image_size": 32, "budget": "5 epochs",
+        "batch_size": 256})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = _drawn(table.plot(path=tmp_path / "c.png"))
+    title = fig._suptitle.get_text()
+    assert all(part in title for part in ("cifar10-sample", "32 px", "5 epochs", "batch 256"))
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["kNN accuracy (k=20)", "linear probe accuracy", "training time (s)",
+                      "throughput (images/s)", "peak memory (MB)"]  # no loss panel
+    texts = [t.get_text() for ax in fig.axes for t in
+             (*ax.get_xticklabels(), *ax.get_yticklabels(), *ax.texts)]
+    assert not [t for t in texts if "e+" in t or "e-" in t]  # plain numbers
+    assert "1,712" in texts and "0.330\n(-0.021)" in texts  # value and gain over untrained
+    knn = fig.axes[0]
+    assert knn.get_xticklabels()[0].get_text() == "untrained\n(baseline)"
+    assert knn.patches[0].get_hatch() == "//" and knn.patches[1].get_hatch() is None
+    assert any(line.get_linestyle() == "--" and line.get_ydata()[0] == 0.308
+               for line in knn.get_lines())  # the baseline across the panel
+    assert [t.get_text() for t in fig.axes[2].get_xticklabels()] == ["simclr", "byol"]
+    with pytest.raises(ConfigError, match="not comparable"):
+        table.plot(metrics=["knn_accuracy", "final_loss"])
+
+
+@pytest.mark.parametrize("epochs", [1, 2])
+def test_history_figure_of_one_or_two_epochs(epochs):
+    history = [{"epoch": 1, "loss": 5.7, "lr": 1e-3 if epochs == 2 else 0.0,
+                "images_per_s": 1712.4}, {"epoch": 2, "loss": 5.5, "lr": 0.0,
+                                          "images_per_s": 1750.0}][:epochs]
+    fig = _drawn(plots.plot_history(history))  # an lr of 0 raised a log-scale warning
+    for ax in fig.axes:
+        assert _visible_ticks(ax) == list(range(1, epochs + 1))  # whole epochs only
+        labels = [t.get_text() for t in ax.get_yticklabels()]
+        assert not [t for t in labels if "e-" in t or "e+" in t or "mathdefault" in t]
+    lr = next(ax for ax in fig.axes if ax.get_title().startswith("learning rate"))
+    assert lr.get_yscale() == "linear" and lr.get_ylim()[0] == 0
+    assert "0" in [t.get_text() for t in lr.get_yticklabels()]
+
+
+def test_augmentation_grids_are_labelled(tmp_path):
+    from PIL import Image
+
+    from super_selfish import augment
+
+    images = data.dataset("cifar10-sample").images[[3, 1500, 4000]]
+    plain = augment.preview("simclr", images, n_views=2, labels=False)
+    grid = augment.preview("simclr", images, n_views=2)
+    assert grid.info["title"] == "simclr: 2 views of 32 px (shown enlarged); originals 32 px"
+    assert grid.info["columns"] == "original | view 1 | view 2"
+    header = grid.height - plain.height
+    assert header > 10 and grid.width >= plain.width  # widened when the title is longer
+    ink = torch.tensor(np.asarray(grid.convert("L")))[:header] < 128
+    assert ink[:, :64].any() and ink[:, 66:130].any()  # text over the original and view 1
+    out = tmp_path / "grid.png"
+    assert cli.main(["preview", "simclr", "--n-images", "2", "--n-views", "3",
+                     "--out", str(out)]) == 0
+    saved = Image.open(out)
+    assert saved.text["title"].startswith("simclr: 3 views of 32 px")
+    assert saved.text["columns"] == "original | view 1 | view 2 | view 3"
+    again = tmp_path / "again.png"  # --seed fixes the images and their views
+    assert cli.main(["preview", "simclr", "--n-images", "2", "--n-views", "3",
+                     "--out", str(again)]) == 0
+    assert np.array_equal(np.asarray(Image.open(again)), np.asarray(saved))
+    fig = _drawn(plots.plot_augmentations("simclr", images, n_views=2))
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["original", "view 1", "view 2"]
+    assert ax.get_title() == "simclr: 2 views of 32 px; originals 32 px"

@@ -6,7 +6,7 @@ import math
 
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from ..errors import check
 from .core import Applied, Pipeline, Size, Views, as_float_images
@@ -59,18 +59,65 @@ def to_cells(images: torch.Tensor, cell: Size) -> torch.Tensor:
     return (images.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1)
 
 
+def describe_sizes(sizes: list[Size]) -> str:
+    """``2 views of 64 px, 6 of 32 px`` (square sizes by their side, others as HxW)."""
+    counts: dict[Size, int] = {}
+    for one in sizes:
+        counts[one] = counts.get(one, 0) + 1
+    parts = []
+    for i, (one, count) in enumerate(counts.items()):
+        side = f"{one[0]} px" if one[0] == one[1] else f"{one[0]}x{one[1]} px"
+        noun = ("view" if count == 1 else "views") if i == 0 else ""
+        parts.append(f"{count} {noun + ' ' if noun else ''}of {side}")
+    return ", ".join(parts)
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)  # scalable (Pillow >= 10.1)
+    except TypeError:  # older Pillow: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def _with_labels(grid: Image.Image, title: str, columns: list[str], cell_width: int
+                 ) -> Image.Image:
+    """The grid under a header: the title, then each column's name centred over it."""
+    font = _font(max(11, min(16, cell_width // 6)))
+    draw = ImageDraw.Draw(grid)
+    line = int(draw.textbbox((0, 0), "Hg", font=font)[3]) + 4
+    header = 2 * line + 4
+    width = max(grid.width, int(draw.textlength(title, font=font)) + 4)  # the title fits
+    out = Image.new("RGB", (width, grid.height + header), "white")
+    out.paste(grid, (0, header))
+    draw = ImageDraw.Draw(out)
+    draw.text((2, 2), title, fill=(0, 0, 0), font=font)
+    for column, name in enumerate(columns):
+        centre = column * (cell_width + GAP) + cell_width / 2
+        width = draw.textlength(name, font=font)
+        draw.text((max(0.0, centre - width / 2), line + 2), name, fill=(60, 60, 60), font=font)
+    return out
+
+
 def preview(
     views_or_name: str | Views | Pipeline,
     images: torch.Tensor,
     n_views: int = 4,
     size: int | tuple[int, int] | None = None,
     generator: torch.Generator | None = None,
+    *,
+    labels: bool = True,
+    title: str | None = None,
 ) -> Image.Image:
     """A grid image: one row per image, the original then ``n_views`` augmented views.
 
     A preset name is built at ``size`` (default: the images' own size). Views smaller than the
     largest one (local crops) are enlarged to the same cell. Fixations of magnification,
     foveation and saliency crops are circled in red, followed through later flips and turns.
+
+    With ``labels`` (the default) a header names what is shown: ``title`` (default: the
+    preset name, the view sizes and the originals' size) and each column (``original``,
+    ``view 1``, ...). ``grid.info["title"]`` and ``grid.info["columns"]`` hold the same text
+    (written into the PNG by ``super-selfish preview``).
     """
     check(isinstance(n_views, int) and n_views >= 1, "n_views", n_views, "a positive int")
     images = as_float_images(images)
@@ -84,6 +131,7 @@ def preview(
             "None when views are given (size only applies to a preset name)",
         )
         views = Views([views_or_name]) if isinstance(views_or_name, Pipeline) else views_or_name
+    name = views_or_name if isinstance(views_or_name, str) else "custom views"
     columns = view_columns(views, images, n_views, generator)
     height = max(out.shape[-2] for out, _ in columns)
     width = max(out.shape[-1] for out, _ in columns)
@@ -110,4 +158,16 @@ def preview(
                         outline=MARK_COLOUR,
                         width=2,
                     )
+    shown: list[Size] = [(int(out.shape[-2]), int(out.shape[-1])) for out, _ in columns]
+    enlarged = " (shown enlarged)" if any(one != (height, width) for one in shown) or zoom > 1 \
+        else ""
+    original = tuple(images.shape[-2:])
+    title = title or (f"{name}: {describe_sizes(shown)}{enlarged}; originals "
+                      + (f"{original[0]} px" if original[0] == original[1]
+                         else f"{original[0]}x{original[1]} px"))
+    names = ["original", *(f"view {i + 1}" for i in range(n_views))]
+    if labels:
+        grid = _with_labels(grid, title, names, cell[1])
+    grid.info["title"] = title
+    grid.info["columns"] = " | ".join(names)
     return grid
