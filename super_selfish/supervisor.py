@@ -15,6 +15,8 @@ checkpoints in :mod:`super_selfish.checkpoint`.
 """
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import os
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -31,6 +33,18 @@ from .training import PRECISIONS, Callback, TrainingLoop, validate_device
 from .validate import is_number as _is_number
 
 SCHEDULES = ("constant", "cosine")
+#: Arguments of ``Supervisor.__init__`` (recorded by the base under their own keys) and those
+#: a subclass's ``__init__`` never records (the data, ``self``, ``*args``/``**kwargs``).
+_BASE_ARGUMENTS = frozenset({"self", "dataset", "backbone", "augment", "image_size", "norm",
+                             "seed", "in_channels"})
+_VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+
+
+def _plain_value(value: Any) -> bool:
+    """Numbers, strings, booleans, None, and lists/tuples of them: what a checkpoint records."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    return isinstance(value, (list, tuple)) and all(_plain_value(v) for v in value)
 
 
 def _validate_run_options(name: Any, optimizer: Any, grad_clip: Any, device: Any, seed: Any,
@@ -167,8 +181,44 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
             raise DataError(f"{type(self).__name__} needs labels, but the dataset yields none: "
                             "pass (images, labels) or a labelled Dataset.")
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Record a subclass's constructor arguments as hyper-parameters, automatically.
+
+        Each ``__init__`` defined along a method's hierarchy is wrapped: after it ran, the
+        arguments it was called with (defaults included) that are plain values (numbers,
+        strings, booleans, None and lists or tuples of them) go into ``self.hparams``, hence
+        into checkpoints and back into ``from_checkpoint``. A value the method recorded itself
+        with :meth:`_record_hparams` (e.g. a queue size it derived from the dataset) is kept.
+        Modules and other objects passed as arguments (a user's head) are not recorded: pass
+        them again to ``from_checkpoint``.
+        """
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None or getattr(init, "_records_hparams", False):
+            return
+        signature = inspect.signature(init)
+
+        @functools.wraps(init)
+        def recording_init(self: "Supervisor", *args: Any, **kw: Any) -> None:
+            init(self, *args, **kw)
+            try:
+                bound = signature.bind(self, *args, **kw)
+            except TypeError:  # init raised for its own arguments already; nothing to record
+                return
+            bound.apply_defaults()
+            for name, value in bound.arguments.items():
+                kind = signature.parameters[name].kind
+                if (name not in _BASE_ARGUMENTS and kind not in _VARIADIC
+                        and _plain_value(value)):
+                    self.hparams.setdefault(name, value)
+
+        recording_init._records_hparams = True  # type: ignore[attr-defined]
+        cls.__init__ = recording_init  # type: ignore[method-assign]
+
     def _record_hparams(self, **values: Any) -> None:
-        """Store method hyper-parameters in checkpoints (and check them when loading)."""
+        """Record hyper-parameters that are not plain constructor arguments (derived values
+        such as a queue size fitted to the dataset); constructor arguments are recorded
+        automatically (:meth:`__init_subclass__`)."""
         self.hparams.update(values)
 
     @property
