@@ -99,7 +99,8 @@ class Backbone(nn.Module):
 
     def _has_own_map(self) -> bool:
         """Whether ``body`` pools itself and gives its map with its own ``feature_map``
-        (timm models: their pooling may include head layers)."""
+        (timm models: their pooling may include head layers).
+        """
         return callable(getattr(self.body, "feature_map", None))
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
@@ -336,7 +337,8 @@ def load(path: str | os.PathLike, module: Optional[nn.Module] = None) -> nn.Modu
 
 def from_timm(model_name: str, **options: Any) -> Backbone:
     """A :class:`Backbone` from a timm model, optionally with a local ``weights`` file (the
-    ``timm`` extra; see :func:`super_selfish.timm_backbones.from_timm`)."""
+    ``timm`` extra; see :func:`super_selfish.timm_backbones.from_timm`).
+    """
     from .timm_backbones import from_timm as build_from_timm
 
     return build_from_timm(model_name, **options)

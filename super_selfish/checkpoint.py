@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 def init_arguments(cls: type) -> Dict[str, inspect.Parameter]:
     """Keyword arguments that ``cls(...)`` accepts: the named parameters of every
     ``__init__`` along its Supervisor hierarchy (a subclass passes ``**kwargs`` up), the
-    most derived definition first."""
+    most derived definition first.
+    """
     accepted: Dict[str, inspect.Parameter] = {}
     for klass in cls.__mro__:
         if "__init__" in vars(klass) and issubclass(klass, Checkpointing):
@@ -60,7 +61,8 @@ class Checkpointing:
     def _new_run_name(self, save: bool) -> tuple[str, Optional["os.PathLike[str]"]]:
         """``store/<method>-<YYYYmmdd-HHMMSS>`` (``-2``, ``-3``... when taken), the same on
         every process; its run folder is created at once (by the main process, when saving)
-        so that two runs started in the same second cannot pick the same name."""
+        so that two runs started in the same second cannot pick the same name.
+        """
         stamp = int(time.time())
         if self._ddp is not None:
             stamp = dist_utils.broadcast_int(stamp)

@@ -73,7 +73,8 @@ def progress_bar(**options: Any) -> Any:
     """A tqdm progress bar that renders without warnings everywhere: tqdm's widget bar in a
     Jupyter kernel when ipywidgets is installed, its plain-text bar otherwise (in a terminal,
     and in a notebook without ipywidgets, where ``tqdm.auto`` warns "IProgress not found"
-    before falling back to text)."""
+    before falling back to text).
+    """
     if _in_jupyter_kernel():
         try:
             import ipywidgets  # noqa: F401 - the widget bar needs it

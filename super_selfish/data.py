@@ -104,7 +104,8 @@ class TensorImageDataset(ImageDataset):
 
 class ConvertedDataset(ImageDataset):
     """Wraps any dataset and converts each item to a uint8 (``channels``, H, W) tensor and a
-    label; ``size`` and ``resize`` as in :func:`to_uint8_image`."""
+    label; ``size`` and ``resize`` as in :func:`to_uint8_image`.
+    """
 
     def __init__(self, source: Dataset, size: Optional[int] = None, channels: int = 3,
                  resize: str = "squash"):
@@ -445,7 +446,8 @@ def images_to_uint8(images: torch.Tensor, argument: str = "images",
 
 def convert_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
     """A uint8 batch with 1, 3 or 4 channels as ``channels`` (1 or 3) channels, or unchanged
-    when it has them already; one-time notes say what was converted."""
+    when it has them already; one-time notes say what was converted.
+    """
     have = images.shape[1]
     if have == channels:
         return images
@@ -465,7 +467,8 @@ def convert_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
 
 def resize_uint8(images: torch.Tensor, size: int, resize: str = "squash") -> torch.Tensor:
     """Antialiased bilinear resize of a uint8 batch to ``size`` x ``size``: both sides scaled
-    (``"squash"``), or the centred square of the shorter side scaled (``"crop"``)."""
+    (``"squash"``), or the centred square of the shorter side scaled (``"crop"``).
+    """
     if resize == "crop":
         height, width = images.shape[-2:]
         side = min(height, width)
@@ -591,7 +594,8 @@ def _remember(ds: _Dataset, source: str, split: Optional[str]) -> _Dataset:
 
 def provenance(ds: ImageDataset) -> dict:
     """What a checkpoint records about its training data: ``{"source": name or absolute
-    folder or None, "split": ..., "image_size": side of the stored images or None}``."""
+    folder or None, "split": ..., "image_size": side of the stored images or None}``.
+    """
     size = getattr(ds, "size", None)
     if size is None and len(ds) > 0:
         try:
@@ -706,7 +710,8 @@ class _EpochBatches:
 
 def default_num_workers() -> int:
     """Loader processes when ``num_workers`` is not given: half of this process's CPUs (the
-    other half runs the training step), at least 1 and at most 8."""
+    other half runs the training step), at least 1 and at most 8.
+    """
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -822,7 +827,8 @@ class BatchLoader:
 
 def _ignore_interrupt(_worker_id: int) -> None:
     """Workers ignore Ctrl-C (sent to the whole process group): the main process stops
-    cleanly after its step and shuts them down, instead of failing on a dead worker."""
+    cleanly after its step and shuts them down, instead of failing on a dead worker.
+    """
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -41,7 +41,8 @@ class EncodedBatch(NamedTuple):
 
 def decode_images(items: List[Any], device: torch.device) -> torch.Tensor:
     """Decode the :class:`EncodedImage` s of ``items`` on ``device`` in one batched call,
-    resize each as it asks, and stack them with the already decoded ones: (N, C, H, W) uint8."""
+    resize each as it asks, and stack them with the already decoded ones: (N, C, H, W) uint8.
+    """
     from torchvision.io import ImageReadMode, decode_jpeg
 
     encoded = [i for i, item in enumerate(items) if isinstance(item, EncodedImage)]

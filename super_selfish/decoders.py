@@ -124,7 +124,8 @@ def feature_map_shape(backbone: nn.Module, image_size: int) -> Tuple[int, int, i
 def for_backbone(backbone: nn.Module, image_size: int, out_channels: int,
                  out_size: Optional[int] = None, **options) -> ConvDecoder:
     """A :class:`ConvDecoder` from ``backbone``'s map at ``image_size`` to ``out_size``
-    (default: ``image_size``) with ``out_channels`` outputs; ``options`` go to the decoder."""
+    (default: ``image_size``) with ``out_channels`` outputs; ``options`` go to the decoder.
+    """
     channels, height, width = feature_map_shape(backbone, image_size)
     return ConvDecoder(channels, out_channels, (height, width),
                        image_size if out_size is None else out_size, **options)
@@ -132,7 +133,8 @@ def for_backbone(backbone: nn.Module, image_size: int, out_channels: int,
 
 def latent_grid(image_size: int) -> int:
     """Side of the generator's first map: ``image_size`` halved while even and above 7
-    (32 -> 4, 96 -> 6, 224 -> 7); 4 when that leaves an odd side above 7."""
+    (32 -> 4, 96 -> 6, 224 -> 7); 4 when that leaves an odd side above 7.
+    """
     side = image_size
     while side % 2 == 0 and side > 7:
         side //= 2

@@ -44,7 +44,8 @@ class ConvDiscriminator(nn.Module):
 
 class JointDiscriminator(nn.Module):
     """BiGAN's D(x, z): a conv path for the image, a linear path for the latent code, and an
-    MLP over both, giving one logit per (image, code) pair."""
+    MLP over both, giving one logit per (image, code) pair.
+    """
 
     def __init__(self, in_channels: int, latent_dim: int, widths: Sequence[int] = (64, 128, 256),
                  hidden: int = 512):

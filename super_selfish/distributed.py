@@ -269,7 +269,8 @@ class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
 def _replace_batchnorms(module: nn.Module, replacement: Callable[[nn.Module], nn.Module]
                         ) -> nn.Module:
     """Walk ``module`` once, swapping each layer for ``replacement(layer)`` (the layer itself
-    to keep it). A layer reachable by two paths (an aliased submodule) is replaced once."""
+    to keep it). A layer reachable by two paths (an aliased submodule) is replaced once.
+    """
     memo: Dict[int, nn.Module] = {}
 
     def walk(m: nn.Module) -> nn.Module:
@@ -352,7 +353,8 @@ def broadcast_buffers(module: nn.Module, src: int = 0) -> None:
 def ddp_wrap(module: nn.Module, find_unused_parameters: bool = True
              ) -> nn.parallel.DistributedDataParallel:
     """Wrap ``module`` in DDP: parameters *and buffers* synced from rank 0 once, at creation;
-    buffers are not re-broadcast at every forward (queues would cost a copy per step)."""
+    buffers are not re-broadcast at every forward (queues would cost a copy per step).
+    """
     import inspect
 
     kwargs: Dict[str, Any] = dict(find_unused_parameters=find_unused_parameters)

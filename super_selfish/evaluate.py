@@ -144,7 +144,8 @@ def _features_pair(backbone: nn.Module, train_dataset: Any, test_dataset: Any,
                    batch_size: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor,
                                              torch.Tensor, int]:
     """Frozen features and labels of both sets, on the backbone's device (kNN and probe
-    heads then run on the GPU when the backbone is there)."""
+    heads then run on the GPU when the backbone is there).
+    """
     train_x, train_y = extract_features(backbone, train_dataset, batch_size)
     test_x, test_y = extract_features(backbone, test_dataset, batch_size)
     _labelled(train_y, "train_dataset")
@@ -204,7 +205,8 @@ def knn_predict(train_features: torch.Tensor, train_labels: torch.Tensor,
                 test_features: torch.Tensor, k: int = 200, temperature: float = 0.1,
                 n_classes: Optional[int] = None, chunk: int = 1024) -> torch.Tensor:
     """Weighted kNN on L2-normalised features (Wu et al., 2018): each of the ``k`` nearest
-    training samples votes for its class with weight exp(cosine similarity / temperature)."""
+    training samples votes for its class with weight exp(cosine similarity / temperature).
+    """
     check(isinstance(k, int) and k > 0, "k", k, "a positive int")
     check(temperature > 0, "temperature", temperature, "a positive number")
     n_classes = n_classes or int(train_labels.max()) + 1
@@ -227,7 +229,8 @@ class KNNWarning(UserWarning):
 
 def fitting_k(smallest_class: int) -> int:
     """The ``k`` suggested when the requested one does not fit: half the smallest class's
-    count (at least 1), so every image's own class can still fill most of its neighbours."""
+    count (at least 1), so every image's own class can still fill most of its neighbours.
+    """
     return max(1, smallest_class // 2)
 
 
@@ -315,7 +318,8 @@ def _batches(n: int, batch_size: int, generator: torch.Generator,
 def _threads_for(work: int) -> Iterator[None]:
     """One intra-op thread for tiny CPU problems (``work`` ~ batch x parameters): thousands
     of small steps run several times faster without per-operation thread synchronisation,
-    especially on a busy CPU. The caller's thread count is restored afterwards."""
+    especially on a busy CPU. The caller's thread count is restored afterwards.
+    """
     previous = torch.get_num_threads()
     if work < 50_000_000 and previous > 1:
         torch.set_num_threads(1)
@@ -663,7 +667,8 @@ def _folder_sets(folder: str, split: str, size: Optional[int]
     """(training set, held-out set, root, training split, held-out split) of a folder
     source: a dataset root with split sub-folders (``train`` + ``test``, or ``val`` standing
     in for it, as :func:`super_selfish.data.dataset` resolves them), or one split folder
-    (``.../train``) whose parent holds the others."""
+    (``.../train``) whose parent holds the others.
+    """
     train = data.dataset(folder, split, size=size)
     root, train_split = folder, train.split
     if train_split is None:  # a single set: a split folder whose parent holds the others?
@@ -736,7 +741,8 @@ _FINETUNE_NAME = re.compile(r"^finetune(?:[-_@](\d+(?:\.\d+)?)(%|pct)?)?$")
 
 def protocol_key(name: str) -> str:
     """Record key of a protocol name: ``knn`` -> ``knn_accuracy``, ``finetune-1%`` ->
-    ``finetune_1pct_accuracy``."""
+    ``finetune_1pct_accuracy``.
+    """
     fraction = _parse_protocol(name)[1]
     if name.startswith("finetune") and fraction is not None:
         return f"finetune_{fraction * 100:g}pct_accuracy".replace(".", "_")

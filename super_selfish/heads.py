@@ -1,5 +1,6 @@
 """Heads: projection and prediction heads built from one configurable MLP, and
-:class:`CombinedNet` (a trained backbone followed by a downstream head)."""
+:class:`CombinedNet` (a trained backbone followed by a downstream head).
+"""
 from __future__ import annotations
 
 from typing import Sequence

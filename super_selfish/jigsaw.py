@@ -108,7 +108,8 @@ def apply_permutation(tiles: torch.Tensor, perms: torch.Tensor) -> torch.Tensor:
 
 def invert_permutation(perms: torch.Tensor) -> torch.Tensor:
     """The inverse permutation(s): ``apply_permutation(apply_permutation(x, p),
-    invert_permutation(p))`` equals ``x``. Works on ``(T,)`` or ``(N, T)``."""
+    invert_permutation(p))`` equals ``x``. Works on ``(T,)`` or ``(N, T)``.
+    """
     return torch.argsort(perms, dim=-1)
 
 
@@ -243,7 +244,8 @@ def drop_colour(tiles: torch.Tensor, noise: float = 0.01,
 def tile_feature_dim(backbone: torch.nn.Module, tile_size: int,
                      argument: str = "image_size", image_size: Optional[int] = None) -> int:
     """Feature size of ``backbone`` (a :class:`~super_selfish.backbones.Backbone`) on tiles of
-    ``tile_size`` px; :class:`ConfigError` naming ``argument`` when it cannot encode them."""
+    ``tile_size`` px; :class:`ConfigError` naming ``argument`` when it cannot encode them.
+    """
     try:
         dim, _ = backbone._measure(tile_size)
     except RuntimeError as exc:

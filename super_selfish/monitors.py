@@ -270,7 +270,8 @@ class HealthMonitor(Callback):
 # ---------------------------------------------------------------------------------- logging
 def run_config(sup: Any) -> Dict[str, Any]:
     """What a logger records as the run's configuration: the method, its saved
-    hyper-parameters and the options the run resolved to (``sup.run_options``)."""
+    hyper-parameters and the options the run resolved to (``sup.run_options``).
+    """
     config: Dict[str, Any] = {"method": sup.method, **sup.hparams,
                               "run_name": str(getattr(sup, "run_name", ""))}
     config.update(getattr(sup, "run_options", None) or {})

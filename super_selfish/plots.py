@@ -58,7 +58,8 @@ def _finish(fig: Any, path: Optional[Union[str, os.PathLike]]) -> Any:
 # ---------------------------------------------------------------------------------- history
 def load_history(source: Any) -> List[Dict[str, Any]]:
     """Epoch records from a list of dicts, a Supervisor, a ``history.json``/``.csv`` file, a
-    run folder or a run name (``store/base`` -> ``store/base/history.json``)."""
+    run folder or a run name (``store/base`` -> ``store/base/history.json``).
+    """
     if isinstance(source, list):
         return source
     if hasattr(source, "history") and isinstance(source.history, list):
@@ -104,7 +105,8 @@ _PROTOCOL_LABELS = {"knn": "kNN", "linear": "linear probe", "mlp": "MLP probe",
 def metric_label(key: str, k: Optional[int] = None) -> str:
     """A human label for a history or comparison field: ``knn_accuracy`` -> ``kNN accuracy``
     (``kNN accuracy (k=20)`` with ``k``), ``finetune_1pct_gain`` -> ``fine-tuning (1% labels)
-    gain over untrained``, ``images_per_s`` -> ``throughput (images/s)``."""
+    gain over untrained``, ``images_per_s`` -> ``throughput (images/s)``.
+    """
     if key in _LABELS:
         return _LABELS[key]
     for suffix, what in (("_accuracy", "accuracy"), ("_gain", "gain over untrained")):
@@ -122,7 +124,8 @@ def metric_label(key: str, k: Optional[int] = None) -> str:
 
 def plain_number(value: float) -> str:
     """A number as people write it: 3 significant digits, no exponent (``1700``,
-    ``0.412``, ``0.0005``, ``0``)."""
+    ``0.412``, ``0.0005``, ``0``).
+    """
     if not math.isfinite(value):
         return str(value)
     if value == 0:
@@ -158,7 +161,8 @@ def plot_history(source: Any, keys: Optional[Sequence[str]] = None,
                  path: Optional[Union[str, os.PathLike]] = None, title: Optional[str] = None):
     """One panel per quantity over epochs: loss, lr, throughput, monitor accuracies
     (``*_accuracy`` share a panel) and collapse statistics (``embedding_std``,
-    ``effective_rank``). ``keys`` restricts the panels. Returns the figure."""
+    ``effective_rank``). ``keys`` restricts the panels. Returns the figure.
+    """
     history = load_history(source)
     if not history:
         raise DataError("history is empty: nothing to plot (train at least one epoch).")
@@ -213,7 +217,8 @@ def pca(features: torch.Tensor, n_components: int = 2) -> torch.Tensor:
 
 def _joint_probabilities(x: torch.Tensor, perplexity: float) -> torch.Tensor:
     """Symmetric t-SNE affinities P: Gaussian conditionals over each point's
-    ``3 * perplexity`` nearest neighbours, calibrated to ``perplexity`` by bisection."""
+    ``3 * perplexity`` nearest neighbours, calibrated to ``perplexity`` by bisection.
+    """
     n = len(x)
     k = min(n - 1, int(3 * perplexity) + 1)
     sq = (x * x).sum(1)
@@ -387,7 +392,8 @@ def plot_augmentations(views: Any, dataset: Any = "cifar10-sample", n_images: in
                        path: Optional[Union[str, os.PathLike]] = None,
                        title: Optional[str] = None):
     """Figure of :func:`view_grid` for ``n_images`` images of ``dataset`` (drawn with
-    ``seed``); ``views`` is a preset name or a Views object."""
+    ``seed``); ``views`` is a preset name or a Views object.
+    """
     if isinstance(dataset, torch.Tensor):
         images = dataset[:n_images]
     else:
@@ -413,7 +419,8 @@ def plot_augmentations(views: Any, dataset: Any = "cifar10-sample", n_images: in
 
 def _augmentation_title(views: Any, images: torch.Tensor, n_views: int) -> str:
     """Preset name, the sizes of the views shown (the preset's views, cycled) and the
-    originals' size."""
+    originals' size.
+    """
     from .augment.preview import describe_sizes
 
     name = views if isinstance(views, str) else "custom views"
@@ -538,7 +545,8 @@ def plot_comparison(table: Any, metrics: Optional[Sequence[str]] = None,
 # ---------------------------------------------------------------------------------- a run
 def load_backbone(payload: Dict[str, Any]) -> Optional[nn.Module]:
     """The trained backbone of a checkpoint payload (``store.read(name)``), rebuilt from its
-    registry name; ``None`` for a custom backbone module that cannot be rebuilt by name."""
+    registry name; ``None`` for a custom backbone module that cannot be rebuilt by name.
+    """
     from . import backbones
 
     hparams = payload.get("hparams", {})
@@ -557,7 +565,8 @@ def plot_run(name: str, dataset: Any = None, out_dir: Optional[Union[str, os.Pat
              *, embedding: str = "tsne", n: int = 1000, seed: int = 0) -> List[Path]:
     """Write ``history.png`` (curves), ``augmentations.png`` (the run's preset) and, with a
     labelled ``dataset``, ``embedding.png`` (t-SNE or PCA of the trained backbone) into the
-    run folder (or ``out_dir``). Returns the written paths."""
+    run folder (or ``out_dir``). Returns the written paths.
+    """
     folder = Path(out_dir) if out_dir is not None else store.run_dir(name)
     folder.mkdir(parents=True, exist_ok=True)
     written: List[Path] = []

@@ -50,7 +50,8 @@ _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*:")
 
 def is_shard_source(source: Any) -> bool:
     """True for a shard path/pattern/URL ending in ``.tar`` (``.tar.gz``, ``.tgz``) or a
-    non-empty list of them."""
+    non-empty list of them.
+    """
     if isinstance(source, (str, os.PathLike)):
         return os.fspath(source).endswith(SHARD_SUFFIXES)
     return (isinstance(source, (list, tuple)) and len(source) > 0
@@ -224,7 +225,8 @@ class ShardDataset(ImageDataset):
 
     def decode_sample(self, sample: Dict[str, Any], encoded: bool = True) -> Tuple[Any, int]:
         """(image, label) of a raw sample; with ``encoded`` and ``decode="device"``, JPEG
-        bytes are left for the device (:class:`~super_selfish.decode.EncodedImage`)."""
+        bytes are left for the device (:class:`~super_selfish.decode.EncodedImage`).
+        """
         data = sample.get(self.image_key)  # type: ignore[arg-type]
         if data is None:
             raise DataError(f"WebDataset sample {sample.get('__key__')!r} from "

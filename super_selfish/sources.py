@@ -38,7 +38,8 @@ def _is_array_feature(feature: Any, hf: Any) -> bool:
 
 def find_image_column(features: Any, hf: Any) -> str:
     """The column that holds the images: the first ``Image`` feature, else the first array
-    feature, else a column with a usual name; raises :class:`DataError` listing the columns."""
+    feature, else a column with a usual name; raises :class:`DataError` listing the columns.
+    """
     for kind in (lambda f: isinstance(f, hf.Image), lambda f: _is_array_feature(f, hf)):
         for name, feature in features.items():
             if kind(feature):
@@ -53,7 +54,8 @@ def find_image_column(features: Any, hf: Any) -> str:
 
 def find_label_column(features: Any, hf: Any, image_column: str) -> Optional[str]:
     """The label column: the first ``ClassLabel`` feature, else an integer column with a usual
-    name, else None (unlabelled)."""
+    name, else None (unlabelled).
+    """
     for name, feature in features.items():
         if isinstance(feature, hf.ClassLabel):
             return name

@@ -40,7 +40,8 @@ def run_dir(name: str | os.PathLike) -> Path:
 def run_name(method: str, stamp: float, suffix: int = 1,
              folder: str | os.PathLike = DEFAULT_FOLDER) -> str:
     """``<folder>/<method>-<YYYYmmdd-HHMMSS>`` for the local time ``stamp`` (seconds since the
-    epoch), with ``-<suffix>`` appended when ``suffix`` > 1."""
+    epoch), with ``-<suffix>`` appended when ``suffix`` > 1.
+    """
     base = f"{os.fspath(folder)}/{method}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(stamp))}"
     return base if suffix <= 1 else f"{base}-{suffix}"
 
@@ -78,7 +79,8 @@ def latest_run(method: str, folder: str | os.PathLike = DEFAULT_FOLDER) -> Optio
 
 def peek_method(name: str | os.PathLike) -> Optional[str]:
     """The method that wrote checkpoint ``name``, read without loading its tensors (memory
-    map, no CRC check); None when the file is not a readable super_selfish checkpoint."""
+    map, no CRC check); None when the file is not a readable super_selfish checkpoint.
+    """
     try:
         payload = torch.load(checkpoint_path(name), map_location="cpu", weights_only=True,
                              mmap=True)
@@ -111,7 +113,8 @@ def write(payload: Dict[str, Any], name: str | os.PathLike) -> Path:
 
 def _new_temporary(path: Path) -> tuple[int, str]:
     """A new hidden file beside ``path``, created with the mode ``open()`` gives (0o666 less
-    the umask; ``tempfile.mkstemp`` would give 0o600, unlike every other file of a run)."""
+    the umask; ``tempfile.mkstemp`` would give 0o600, unlike every other file of a run).
+    """
     while True:
         tmp = str(path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp"))
         try:
@@ -178,7 +181,8 @@ def _verify_archive(path: Path, name: str | os.PathLike) -> None:
 def keep(name: str | os.PathLike, epoch: int, keep_last: int, is_best: bool) -> None:
     """Copy the current checkpoint into ``<name>/checkpoints/``: as ``epoch_NNNN.pt`` when
     ``keep_last`` > 0 (pruned to the last ``keep_last``), as ``best.pt`` when ``is_best``.
-    Nothing is written when neither applies (the default: one checkpoint per run)."""
+    Nothing is written when neither applies (the default: one checkpoint per run).
+    """
     if keep_last <= 0 and not is_best:
         return
     src = checkpoint_path(name)

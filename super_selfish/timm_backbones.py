@@ -49,7 +49,8 @@ def backbone_name(model: str, options: Dict[str, Any]) -> str:
 class TimmBody(nn.Module):
     """A timm model without classifier. ``forward`` gives timm's pooled features (its own
     global pooling and head layers); ``feature_map`` the unpooled map of convolutional models,
-    for dense methods (CPC, decoders)."""
+    for dense methods (CPC, decoders).
+    """
 
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -67,7 +68,8 @@ class TimmBody(nn.Module):
 class TimmViTBody(TimmBody):
     """A timm vision transformer that can also encode a subset of its patches (MAE), like
     :class:`~super_selfish.backbones.VisionTransformer`: ``patch_size``, ``dim``,
-    :meth:`grid` and :meth:`encode_visible`."""
+    :meth:`grid` and :meth:`encode_visible`.
+    """
 
     @property
     def patch_size(self) -> int:
@@ -119,8 +121,9 @@ class TimmViTBody(TimmBody):
 
 
 def _replace_norm_act(module: nn.Module, norm: str) -> None:
-    """timm's BatchNormAct2d (BatchNorm, dropout, activation in one module) to GroupNorm
-    followed by the same dropout and activation."""
+    """Timm's BatchNormAct2d (BatchNorm, dropout, activation in one module) to GroupNorm
+    followed by the same dropout and activation.
+    """
     from timm.layers import BatchNormAct2d
 
     for child_name, child in module.named_children():

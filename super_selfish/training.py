@@ -110,7 +110,8 @@ class TrainingLoop:
     def _seed_run(self, seed: Optional[int], distributed: bool) -> None:
         """The run's random streams. Data order: one seed for all processes (rank 0's when
         drawn), so the distributed split agrees. Augmentations and the global RNG: a distinct
-        stream per process."""
+        stream per process.
+        """
         data_seed = seed if seed is not None else int(torch.empty((), dtype=torch.int64).random_())
         if seed is None and distributed:
             data_seed = dist_utils.broadcast_int(data_seed)
@@ -165,7 +166,8 @@ class TrainingLoop:
     def _teardown_runtime(self) -> None:
         """End of ``supervise``: drop the DDP wrapper and turn SyncBatchNorm back into
         BatchNorm (same tensors), so the trained model can be evaluated or fine-tuned in one
-        process without waiting for the others. The process group is left to the caller."""
+        process without waiting for the others. The process group is left to the caller.
+        """
         loader = getattr(self, "loader", None)
         if loader is not None:  # end the persistent loader workers
             loader.close()
@@ -175,7 +177,8 @@ class TrainingLoop:
 
     def _splits_data(self) -> bool:
         """Whether each process trains on its own share of the data: DistributedDataParallel
-        from ``supervise``, or from another training loop (Lightning) that says so."""
+        from ``supervise``, or from another training loop (Lightning) that says so.
+        """
         return self._ddp is not None or self._external_ddp
 
     def _autocast(self):

@@ -1,5 +1,6 @@
 """The argument checks every module shares: each raises :class:`ConfigError` naming the
-argument, the value received and what is expected (through :func:`errors.check`)."""
+argument, the value received and what is expected (through :func:`errors.check`).
+"""
 from __future__ import annotations
 
 import math
