@@ -31,6 +31,13 @@ def init_arguments(cls: type) -> Dict[str, inspect.Parameter]:
     """Keyword arguments that ``cls(...)`` accepts: the named parameters of every
     ``__init__`` along its Supervisor hierarchy (a subclass passes ``**kwargs`` up), the
     most derived definition first.
+
+    Args:
+        cls: a :class:`Checkpointing` subclass (a method's supervisor).
+
+    Returns:
+        ``{argument name: inspect.Parameter}`` of the positional-or-keyword and keyword-only
+        parameters (``self`` left out).
     """
     accepted: Dict[str, inspect.Parameter] = {}
     for klass in cls.__mro__:
@@ -136,7 +143,13 @@ class Checkpointing:
         """Write one checkpoint file (atomically) with everything needed to resume.
 
         ``name`` defaults to the run's (``self.run_name``, set by :meth:`supervise`), else a
-        new ``store/<method>-<time>`` name; returns the path written.
+        new ``store/<method>-<time>`` name. Other processes of a distributed run write nothing.
+
+        Args:
+            name: the run name or checkpoint path.
+
+        Returns:
+            The checkpoint path (``.pt``).
         """
         if name is None:
             name = getattr(self, "run_name", None) or store.new_run_name(
@@ -151,7 +164,13 @@ class Checkpointing:
 
         :func:`super_selfish.backbones.load` reads it back without this method's heads,
         queues or optimizer; see :func:`super_selfish.backbones.save` for what is stored and
-        how user-defined modules are handled. Returns the path written.
+        how user-defined modules are handled.
+
+        Args:
+            path: the file to write (``.pt`` is appended when missing).
+
+        Returns:
+            The path written.
         """
         return str(backbones.save(self.get_backbone(), path, norm=self.hparams.get("norm"),
                                   probe_size=self.image_size, method=self.method))
@@ -189,6 +208,18 @@ class Checkpointing:
         (image size, norm, backbone, the method's own options) is passed back to
         ``__init__``, so every part has the saved shape; ``overrides`` replace saved values
         (e.g. ``augment=my_pipeline``).
+
+        Args:
+            name: the run name or checkpoint path.
+            dataset: the training data to attach (None to only evaluate or export).
+            **overrides: constructor arguments replacing the saved ones.
+
+        Returns:
+            The rebuilt supervisor with the checkpoint loaded.
+
+        Raises:
+            CheckpointError: the file cannot be read, holds a backbone alone, its method cannot
+                be found, or it was written by another method than ``cls``.
         """
         payload = _read_run(name)
         method_cls = cls._checkpoint_class(payload)
@@ -221,9 +252,19 @@ class Checkpointing:
 
     def load(self, name: Optional[str] = None, *, strict: bool = True) -> "Supervisor":
         """Load weights, buffers, epoch and history from ``name`` (default: this supervisor's
-        run, ``self.run_name``); returns ``self``.
+        run, ``self.run_name``).
 
-        Raises :class:`CheckpointError` when the file belongs to another method or backbone.
+        Args:
+            name: the run name or checkpoint path.
+            strict: require the saved state to match every parameter and buffer exactly.
+
+        Returns:
+            ``self``.
+
+        Raises:
+            CheckpointError: the file cannot be read, belongs to another method or backbone,
+                or its weights do not fit.
+            ConfigError: ``name`` is None and this supervisor has no run name.
         """
         name = self._run_name_or(name)
         payload = _read_run(name)

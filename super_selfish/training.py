@@ -34,7 +34,15 @@ _RANK_SEED_STRIDE = 7919  # seed offset between processes of a distributed run
 
 
 def validate_device(device: Any) -> None:
-    """Raise :class:`ConfigError` unless ``device`` is None or a device usable here."""
+    """Raise :class:`ConfigError` unless ``device`` is None or a device usable here.
+
+    Args:
+        device: None, a ``torch.device`` or a string such as ``"cpu"`` or ``"cuda:1"``.
+
+    Raises:
+        ConfigError: the string does not parse, or names CUDA (or a CUDA index) this machine
+            does not have.
+    """
     if device is None:
         return
     try:
@@ -51,7 +59,11 @@ def validate_device(device: Any) -> None:
 
 
 def default_device() -> torch.device:
-    """CUDA when available, else CPU; chosen at training time, never at import."""
+    """CUDA when available, else CPU; chosen at training time, never at import.
+
+    Returns:
+        ``torch.device("cuda")`` or ``torch.device("cpu")``.
+    """
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -63,15 +75,22 @@ def _to_channels_last(_module: nn.Module, args: tuple) -> tuple:
 
 
 class Callback:
-    """Observer of a training run; override any of these (monitors, loggers, plots)."""
+    """Observer of a training run; override any of these (monitors, loggers, plots).
 
-    def on_train_start(self, sup: "Supervisor") -> None: ...
+    Every hook receives the supervisor being trained and does nothing by default.
+    """
 
-    def on_step_end(self, sup: "Supervisor", step: int, metrics: Dict[str, float]) -> None: ...
+    def on_train_start(self, sup: "Supervisor") -> None:
+        """Called once the run is set up, before the first step."""
 
-    def on_epoch_end(self, sup: "Supervisor", record: Dict[str, Any]) -> None: ...
+    def on_step_end(self, sup: "Supervisor", step: int, metrics: Dict[str, float]) -> None:
+        """Called after each optimizer step with the global ``step`` and its scalars."""
 
-    def on_train_end(self, sup: "Supervisor", history: List[Dict[str, Any]]) -> None: ...
+    def on_epoch_end(self, sup: "Supervisor", record: Dict[str, Any]) -> None:
+        """Called with the epoch's record; callbacks may add fields to it."""
+
+    def on_train_end(self, sup: "Supervisor", history: List[Dict[str, Any]]) -> None:
+        """Called once after the last epoch with every epoch record of the run."""
 
 
 class _StopRequest:
