@@ -446,7 +446,8 @@ def init_from_env(device: Optional[torch.device | str] = None,
                if k not in os.environ]
     if missing:
         raise ConfigError(f"distributed=True needs the launcher's environment "
-                          f"({', '.join(missing)} not set): launch with `torchrun --nproc_per_node=N script.py`, or "
+                          f"({', '.join(missing)} not set): launch with "
+                          "`torchrun --nproc_per_node=N script.py`, or "
                           "create the process group yourself before calling supervise().")
     device = torch.device(device) if device is not None else local_device()
     if backend is None:

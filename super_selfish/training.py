@@ -81,16 +81,36 @@ class Callback:
     """
 
     def on_train_start(self, sup: "Supervisor") -> None:
-        """Called once the run is set up, before the first step."""
+        """Called once the run is set up (model, data, optimizer), before the first step.
+
+        Args:
+            sup: the supervisor being trained.
+        """
 
     def on_step_end(self, sup: "Supervisor", step: int, metrics: Dict[str, float]) -> None:
-        """Called after each optimizer step with the global ``step`` and its scalars."""
+        """Called after each optimizer step.
+
+        Args:
+            sup: the supervisor being trained.
+            step: the global step just completed.
+            metrics: the step's scalars (the loss and whatever the method logs).
+        """
 
     def on_epoch_end(self, sup: "Supervisor", record: Dict[str, Any]) -> None:
-        """Called with the epoch's record; callbacks may add fields to it."""
+        """Called at the end of each epoch, before the record is written to the history.
+
+        Args:
+            sup: the supervisor being trained.
+            record: the epoch's record (epoch, loss, lr, ...); callbacks may add fields.
+        """
 
     def on_train_end(self, sup: "Supervisor", history: List[Dict[str, Any]]) -> None:
-        """Called once after the last epoch with every epoch record of the run."""
+        """Called once after the last epoch (not when a signal stops the run early).
+
+        Args:
+            sup: the supervisor being trained.
+            history: every epoch record of the run.
+        """
 
 
 class _StopRequest:
