@@ -250,7 +250,7 @@ def build(backbone: str | nn.Module = "convnet-small", *, norm: str = "batch",
         backbone: a name from :func:`available`, ``"timm/<model>"``, an ``nn.Module`` (a
             :class:`Backbone` is returned unchanged).
         norm: ``"batch"`` (keep BatchNorm), ``"group"`` or ``"layer"``.
-        in_channels: channels of the input images (ignored for a module given).
+        in_channels: channels of the input images (a module given must accept them).
         probe_size: side of the dummy batch that measures the feature size.
 
     Returns:

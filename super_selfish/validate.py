@@ -40,7 +40,7 @@ def positive_int(value: Any, argument: str, example: str = "") -> None:
     Args:
         value: the value received.
         argument: the argument's name for the message.
-        example: text appended to "a positive int" in the message, e.g. ``" (epochs)"``.
+        example: text appended to "a positive int" in the message, e.g. ``" such as 256"``.
 
     Raises:
         ConfigError: ``value`` is not a positive int.
