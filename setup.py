@@ -51,7 +51,6 @@ setup(
         "torchvision",
         "kornia>=0.7",
         "efficientnet-pytorch",
-        "scikit-image",
         "elasticdeform",
         "tqdm",
         "colorama",
@@ -68,6 +67,7 @@ setup(
             "matplotlib",
             "pandas",
             "tensorboard",
+            "scikit-image",  # the reference for the Lab conversion tests
             # the optional integrations are tested with the real libraries
             *EXTRAS["timm"], *EXTRAS["lightning"], *EXTRAS["hf"], *EXTRAS["webdataset"],
             *EXTRAS["wandb"], *EXTRAS["onnx"],

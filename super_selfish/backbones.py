@@ -19,6 +19,7 @@ import torchvision
 
 from . import console, store
 from .errors import CheckpointError, DataError, check, unknown_name
+from .registry import Registry
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -32,22 +33,31 @@ INPUT_SLACK = 0.1
 TRAIN_CALLS_CHECKED = 16
 _CHECKED_ELEMENTS = 2 ** 18  # value-range check on a strided sample of about this many
 
-_REGISTRY: Dict[str, Callable[..., nn.Module]] = {}
+BACKBONES: Registry[Callable[..., nn.Module]] = Registry("backbone")
 
 
-def register(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Register ``fn(in_channels) -> nn.Module`` (images to maps or vectors) under ``name``."""
+def register(name: str, description: Optional[str] = None, *, replace: bool = False
+             ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Register ``fn(in_channels) -> nn.Module`` (images to maps or vectors) under ``name``.
 
-    def decorator(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        _REGISTRY[name] = fn
-        return fn
-
-    return decorator
+    Args:
+        name: the name :func:`build` accepts.
+        description: one line for :func:`describe`; default: the first line of ``fn``'s
+            docstring.
+        replace: allow replacing a backbone already registered under ``name`` (a clash is
+            refused otherwise).
+    """
+    return BACKBONES.register(name, description, replace=replace)
 
 
 def available() -> List[str]:
     """Names accepted by :func:`build`."""
-    return sorted(_REGISTRY)
+    return BACKBONES.available()
+
+
+def describe() -> Dict[str, str]:
+    """``{backbone name: one-line description}``."""
+    return BACKBONES.describe()
 
 
 class Backbone(nn.Module):
@@ -199,11 +209,9 @@ def build(backbone: str | nn.Module = "convnet-small", *, norm: str = "batch",
         return timm_backbones.build(backbone, norm=norm, in_channels=in_channels,
                                     probe_size=probe_size)
     elif isinstance(backbone, str):
-        if backbone not in _REGISTRY:
-            raise unknown_name("backbone", backbone, _REGISTRY)
-        body, name = _REGISTRY[backbone](in_channels), backbone
+        body, name = BACKBONES.get(backbone)(in_channels), backbone
     else:
-        raise unknown_name("backbone", backbone, _REGISTRY)
+        raise unknown_name("backbone", backbone, BACKBONES.available())
     if norm != "batch":
         replace_batch_norm(body, norm)
     return Backbone(body, in_channels=in_channels, name=name, probe_size=probe_size, norm=norm)
@@ -285,7 +293,7 @@ def save(backbone: nn.Module, path: str | os.PathLike, *, norm: Optional[str] = 
 
 def _rebuildable(name: str) -> bool:
     """Whether :func:`build` makes this backbone from its name alone (registry, timm)."""
-    return name in _REGISTRY or name.startswith("timm/")
+    return name in BACKBONES or name.startswith("timm/")
 
 
 def load(path: str | os.PathLike, module: Optional[nn.Module] = None) -> nn.Module:
@@ -379,9 +387,11 @@ def _torchvision_resnet(arch: str, in_channels: int, cifar_stem: bool = False) -
 
 
 for _arch in ("resnet18", "resnet34", "resnet50"):
-    register(_arch)(lambda in_channels=3, _a=_arch: _torchvision_resnet(_a, in_channels))
+    register(_arch, f"torchvision {_arch} (ImageNet stem), randomly initialised")(
+        lambda in_channels=3, _a=_arch: _torchvision_resnet(_a, in_channels))
 
-register("cifar-resnet18")(
+register("cifar-resnet18", "ResNet-18 with the CIFAR stem (3x3 conv, no max-pool) for 32 px "
+         "images")(
     lambda in_channels=3: _torchvision_resnet("resnet18", in_channels, cifar_stem=True))
 
 
@@ -400,7 +410,8 @@ class _EfficientNetFeatures(nn.Module):
 
 
 for _variant in range(8):
-    register(f"efficientnet-b{_variant}")(
+    register(f"efficientnet-b{_variant}", f"EfficientNet-B{_variant} (efficientnet-pytorch) "
+             "convolutional features")(
         lambda in_channels=3, _v=_variant: _EfficientNetFeatures(f"efficientnet-b{_v}", in_channels))
 
 
@@ -544,5 +555,6 @@ class VisionTransformer(nn.Module):
         return tokens[:, 0] if self.pool == "cls" else tokens[:, 1:].mean(dim=1)
 
 
-register("vit-tiny")(lambda in_channels=3: VisionTransformer(in_channels, dim=192, depth=12,
+register("vit-tiny", "ViT-Tiny (192-d, 12 blocks, 3 heads) for MAE and other token methods")(
+    lambda in_channels=3: VisionTransformer(in_channels, dim=192, depth=12,
                                                              heads=3))

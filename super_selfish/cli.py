@@ -404,6 +404,18 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_list(args: argparse.Namespace) -> int:
+    """Print the registered names of one kind with their one-line descriptions."""
+    from .methods import registry as method_registry
+
+    described = {"methods": method_registry.describe, "backbones": backbones.describe}
+    entries = described[args.kind]()
+    width = max(map(len, entries), default=0)
+    for name, description in entries.items():
+        print(f"{name:<{width}}  {description}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="super-selfish", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -563,6 +575,10 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--seed", type=int, default=0)
     pl.add_argument("--out-dir", default=None, help="default: the run folder")
     pl.set_defaults(func=cmd_plot)
+
+    ls = sub.add_parser("list", help="list the registered methods or backbones, one line each")
+    ls.add_argument("kind", nargs="?", default="methods", choices=["methods", "backbones"])
+    ls.set_defaults(func=cmd_list)
     _finish(parser)
     return parser
 

@@ -335,8 +335,15 @@ def test_budget_parsing_and_errors(cifar):
         compare(["no-such-method"], train, budget=1, eval=())
 
 
-def test_cli_compare_prints_the_table(monkeypatch, capsys, tmp_path):
-    monkeypatch.setitem(registry._METHODS, "toy-rotation", ToyRotation)
+@pytest.fixture
+def toy_rotation_registered():
+    """ToyRotation registered as 'toy-rotation' for one test (the CLI takes method names)."""
+    registry.register("toy-rotation")(ToyRotation)
+    yield ToyRotation
+    registry.METHODS.remove("toy-rotation")
+
+
+def test_cli_compare_prints_the_table(toy_rotation_registered, monkeypatch, capsys, tmp_path):
     out = tmp_path / "cmp"
     code = cli.main(["compare", "toy-rotation", "--dataset", "cifar10-sample", "--epochs", "1",
                      "--max-images", "48", "--batch-size", "16", "--eval", "knn", "--k", "3",
@@ -379,12 +386,12 @@ def test_knn_warns_when_k_reaches_the_smallest_class_and_records_k(sets):
         evaluate.check_knn_k(1, torch.tensor([0, 0, 1]))
 
 
-def test_cli_eval_scores_a_run_on_the_data_it_was_trained_on(monkeypatch, capsys, tmp_path):
+def test_cli_eval_scores_a_run_on_the_data_it_was_trained_on(toy_rotation_registered, monkeypatch,
+                                                             capsys, tmp_path):
     from PIL import Image
 
     from super_selfish import Supervisor, store
 
-    monkeypatch.setitem(registry._METHODS, "toy-rotation", ToyRotation)
     images = torch.randint(0, 256, (18, 16, 16, 3), generator=torch.Generator().manual_seed(0),
                            dtype=torch.uint8)
     for i, image in enumerate(images):  # imgs/train: 4 per class, imgs/test: 2 per class

@@ -1,20 +1,23 @@
-"""Name -> Supervisor class registry used by the CLI, ``compare()`` and benchmarks."""
+"""The method registry (name -> Supervisor class) used by the CLI, ``compare()`` and benchmarks."""
 from __future__ import annotations
 
 from typing import Callable, Dict, List, TypeVar
 
-from ..errors import unknown_name
+from ..registry import Registry
 
-_METHODS: Dict[str, type] = {}
+METHODS: Registry[type] = Registry("method")
 T = TypeVar("T", bound=type)
 
 
-def register(name: str) -> Callable[[T], T]:
-    """Class decorator: make a Supervisor subclass available as ``name``."""
+def register(name: str, *, replace: bool = False) -> Callable[[T], T]:
+    """Class decorator: make a Supervisor subclass available as ``name`` (its ``method``).
+
+    A name already registered by another class is refused unless ``replace=True``.
+    """
 
     def decorator(cls: T) -> T:
-        cls.method = name
-        _METHODS[name] = cls
+        METHODS.add(name, cls, replace=replace)
+        cls.method = name  # type: ignore[attr-defined]
         return cls
 
     return decorator
@@ -22,10 +25,14 @@ def register(name: str) -> Callable[[T], T]:
 
 def get(name: str) -> type:
     """The Supervisor class registered as ``name``."""
-    if name not in _METHODS:
-        raise unknown_name("method", name, _METHODS)
-    return _METHODS[name]
+    return METHODS.get(name)
 
 
 def available() -> List[str]:
-    return sorted(_METHODS)
+    """The registered method names, sorted."""
+    return METHODS.available()
+
+
+def describe() -> Dict[str, str]:
+    """``{method name: the first line of its class docstring}``."""
+    return METHODS.describe()
