@@ -271,7 +271,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                             num_workers=args.num_workers, seed=args.seed,
                             precision=args.precision, keep_last=args.keep_last,
                             keep_best=args.keep_best, overwrite=args.overwrite,
-                            grad_clip=args.grad_clip, callbacks=callbacks, **recipe)
+                            grad_clip=args.grad_clip, callbacks=callbacks, ema=args.ema,
+                            **recipe)
     minutes = (time.perf_counter() - started) / 60
     after = _knn(sup.get_backbone(), train, test, args.k)
     speed = sum(r["images_per_s"] for r in history) / max(1, len(history))
@@ -457,6 +458,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="learning-rate schedule (default: the method's recipe)")
     train.add_argument("--warmup-epochs", type=float, default=None,
                        help="linear warm-up length (default: the method's recipe)")
+    train.add_argument("--ema", type=float, default=None, metavar="DECAY",
+                       help="also keep a Polyak average of the backbone, e.g. 0.999 "
+                            "(get_backbone('ema'); default: none)")
     train.add_argument("--grad-clip", type=float, default=None,
                        help="max gradient norm (default: no clipping)")
     train.add_argument("--num-workers", type=int, default=None,

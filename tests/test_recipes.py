@@ -168,11 +168,12 @@ def test_cli_train_uses_the_recipe(tmp_path):
         Image.fromarray(image.permute(1, 2, 0).numpy()).save(folder / f"{i}.png")
     name = str(tmp_path / "run")
     assert cli.main(["train", "jigsaw", "--dataset", str(tmp_path / "images"), "--epochs", "1",
-                     "--batch-size", "8", "--name", name]) == 0
+                     "--batch-size", "8", "--name", name, "--ema", "0.9"]) == 0
     record = json.loads((Path(name) / "history.json").read_text())[-1]
     assert record["optimizer"] == "sgd" and record["lr_scheduler"] == "cosine"
     assert record["base_lr"] == pytest.approx(RECIPES["jigsaw"].lr_for(8))
     assert record["weight_decay"] == RECIPES["jigsaw"].weight_decay
+    assert store.read(name)["run_options"]["ema"] == 0.9
 
 
 # ---------------------------------------------------------------------------- LARS
