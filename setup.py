@@ -10,10 +10,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def read_version() -> str:
     # Read __version__ without importing the package (its dependencies may not be installed yet).
-    with open(os.path.join(HERE, "super_selfish", "__init__.py"), encoding="utf-8") as fh:
+    with open(os.path.join(HERE, "super_selfish", "version.py"), encoding="utf-8") as fh:
         match = re.search(r'^__version__\s*=\s*["\']([^"\']+)["\']', fh.read(), re.MULTILINE)
     if match is None:
-        raise RuntimeError("__version__ not found in super_selfish/__init__.py")
+        raise RuntimeError("__version__ not found in super_selfish/version.py")
     return match.group(1)
 
 

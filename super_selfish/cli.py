@@ -32,7 +32,8 @@ from . import (
     store,
 )
 from .errors import ConfigError, SuperSelfishError, unknown_name
-from .supervisor import Callback, Supervisor, _init_arguments, validate_device
+from .checkpoint import init_arguments
+from .supervisor import Callback, Supervisor, validate_device
 
 
 def _add_data_args(parser: argparse.ArgumentParser) -> None:
@@ -119,7 +120,7 @@ def method_options(cls: type, items: Any) -> dict[str, Any]:
                 raise ConfigError(f"Invalid --set {item!r}: expected KEY=VALUE, e.g. "
                                   "--set temperature=0.2 queue_size=4096.")
             pairs.append((key.strip(), parse_value(text)))
-    accepted = _init_arguments(cls)
+    accepted = init_arguments(cls)
     options: dict[str, Any] = {}
     for key, value in pairs:
         if key in _OWN_FLAGS:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime
 import os
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
 import torch.distributed as dist
@@ -125,16 +125,6 @@ def all_reduce_with_grad(tensor: torch.Tensor, group: Any = None) -> torch.Tenso
     if world_size(group) == 1:
         return tensor
     return _AllReduceSum.apply(tensor, group)
-
-
-@torch.no_grad()
-def all_reduce_mean(value: float | torch.Tensor) -> float:
-    """Mean of a scalar over all processes (for logging); plain ``float`` back."""
-    if world_size() == 1:
-        return float(value)
-    t = torch.as_tensor(value, dtype=torch.float64, device=_comm_device()).reshape(1).clone()
-    dist.all_reduce(t)
-    return float(t) / world_size()
 
 
 def all_reduce_sum(*values: float) -> Tuple[float, ...]:
@@ -276,6 +266,36 @@ class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
         return y.to(input.dtype)
 
 
+def _replace_batchnorms(module: nn.Module, replacement: Callable[[nn.Module], nn.Module]
+                        ) -> nn.Module:
+    """Walk ``module`` once, swapping each layer for ``replacement(layer)`` (the layer itself
+    to keep it). A layer reachable by two paths (an aliased submodule) is replaced once."""
+    memo: Dict[int, nn.Module] = {}
+
+    def walk(m: nn.Module) -> nn.Module:
+        if id(m) in memo:
+            return memo[id(m)]
+        out = replacement(m)
+        memo[id(m)] = out
+        for name, child in list(m.named_children()):
+            new = walk(child)
+            if new is not child:
+                out.add_module(name, new)
+        return out
+
+    return walk(module)
+
+
+def _same_tensors(new: nn.Module, old: nn.Module) -> nn.Module:
+    """``new`` (a BatchNorm-like layer) takes ``old``'s parameter and buffer objects and mode."""
+    if old.affine:
+        new.weight, new.bias = old.weight, old.bias
+    new.running_mean, new.running_var = old.running_mean, old.running_var
+    new.num_batches_tracked = old.num_batches_tracked
+    new.train(old.training)
+    return new
+
+
 def convert_sync_batchnorm(module: nn.Module, process_group: Any = None,
                            device: Optional[torch.device | str] = None) -> nn.Module:
     """Replace every BatchNorm in ``module`` by a synchronised one, sharing its tensors.
@@ -291,57 +311,31 @@ def convert_sync_batchnorm(module: nn.Module, process_group: Any = None,
         device = next((p.device for p in module.parameters()), torch.device("cpu"))
     native = torch.device(device).type in _NATIVE_SYNC_BN_DEVICES
     cls = nn.SyncBatchNorm if native else SyncBatchNorm
-    memo: Dict[int, nn.Module] = {}
 
     def convert(m: nn.Module) -> nn.Module:
-        if id(m) in memo:
-            return memo[id(m)]
-        out = m
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and not isinstance(m, cls):
-            out = cls(m.num_features, m.eps, m.momentum, m.affine, m.track_running_stats,
-                      process_group)
-            if m.affine:
-                out.weight, out.bias = m.weight, m.bias
-            out.running_mean, out.running_var = m.running_mean, m.running_var
-            out.num_batches_tracked = m.num_batches_tracked
-            out.train(m.training)
-            out._converted_from = getattr(m, "_converted_from", type(m))
-        memo[id(m)] = out
-        for name, child in list(m.named_children()):
-            new = convert(child)
-            if new is not child:
-                out.add_module(name, new)
+        if not isinstance(m, nn.modules.batchnorm._BatchNorm) or isinstance(m, cls):
+            return m
+        out = _same_tensors(cls(m.num_features, m.eps, m.momentum, m.affine,
+                                m.track_running_stats, process_group), m)
+        out._converted_from = getattr(m, "_converted_from", type(m))
         return out
 
-    return convert(module)
+    return _replace_batchnorms(module, convert)
 
 
 def revert_sync_batchnorm(module: nn.Module) -> nn.Module:
     """Undo :func:`convert_sync_batchnorm`: each layer it made becomes its original BatchNorm
     class again, with the same parameter and buffer objects. Layers it did not make are kept.
     """
-    memo: Dict[int, nn.Module] = {}
 
     def revert(m: nn.Module) -> nn.Module:
-        if id(m) in memo:
-            return memo[id(m)]
-        out = m
         original = getattr(m, "_converted_from", None)
-        if original is not None:
-            out = original(m.num_features, m.eps, m.momentum, m.affine, m.track_running_stats)
-            if m.affine:
-                out.weight, out.bias = m.weight, m.bias
-            out.running_mean, out.running_var = m.running_mean, m.running_var
-            out.num_batches_tracked = m.num_batches_tracked
-            out.train(m.training)
-        memo[id(m)] = out
-        for name, child in list(m.named_children()):
-            new = revert(child)
-            if new is not child:
-                out.add_module(name, new)
-        return out
+        if original is None:
+            return m
+        return _same_tensors(original(m.num_features, m.eps, m.momentum, m.affine,
+                                      m.track_running_stats), m)
 
-    return revert(module)
+    return _replace_batchnorms(module, revert)
 
 
 def broadcast_buffers(module: nn.Module, src: int = 0) -> None:
@@ -417,21 +411,10 @@ def cleanup() -> None:
         dist.destroy_process_group()
 
 
-def unwrap(module: nn.Module) -> nn.Module:
-    """The module inside a ``DistributedDataParallel`` or ``torch.compile`` wrapper."""
-    while True:
-        if isinstance(module, nn.parallel.DistributedDataParallel):
-            module = module.module
-        elif hasattr(module, "_orig_mod"):
-            module = module._orig_mod
-        else:
-            return module
-
-
 __all__ = ["is_distributed", "rank", "world_size", "local_rank", "is_main_process",
            "launched_distributed", "barrier", "gather_with_grad", "gather", "all_reduce_with_grad",
-           "all_reduce_mean", "all_reduce_sum", "any_process", "all_processes", "broadcast_int",
+           "all_reduce_sum", "any_process", "all_processes", "broadcast_int",
            "batch_shuffle", "batch_unshuffle", "SyncBatchNorm", "convert_sync_batchnorm",
            "revert_sync_batchnorm",
            "broadcast_buffers", "ddp_wrap",
-           "init_from_env", "local_device", "cleanup", "unwrap"]
+           "init_from_env", "local_device", "cleanup"]

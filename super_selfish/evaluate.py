@@ -582,7 +582,7 @@ def fine_tune(backbone: nn.Module, train_dataset: Any, test_dataset: Any, epochs
     n_classes = int(max(train.labels.max(), test.labels.max())) + 1
     device = torch.device(device) if device is not None else _device_of(backbone)
 
-    from .supervisor import CombinedNet
+    from .heads import CombinedNet
 
     work = batch_size * sum(p.numel() for p in backbone.parameters())
     with _seeded(seed, device), _threads_for(work if device.type == "cpu" else 1 << 40):

@@ -1,7 +1,10 @@
-"""Projection and prediction heads, all built from one configurable MLP."""
+"""Heads: projection and prediction heads built from one configurable MLP, and
+:class:`CombinedNet` (a trained backbone followed by a downstream head)."""
 from __future__ import annotations
 
 from typing import Sequence
+
+import torch
 
 import torch.nn as nn
 
@@ -36,3 +39,33 @@ class MLPHead(nn.Sequential):
                 layers.append(activation())
         super().__init__(*layers)
         self.dims = tuple(int(d) for d in dims)
+
+
+class CombinedNet(nn.Module):
+    """A (pre-trained) backbone followed by a downstream head, e.g. a linear classifier.
+
+    With ``freeze_backbone`` the backbone stays in eval mode and receives no gradients.
+    """
+
+    def __init__(self, backbone: nn.Module, head: nn.Module, freeze_backbone: bool = False):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.freeze_backbone = freeze_backbone
+        if freeze_backbone:
+            for p in self.backbone.parameters():
+                p.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "CombinedNet":
+        super().train(mode)
+        if self.freeze_backbone:
+            self.backbone.eval()
+        return self
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.freeze_backbone:
+            with torch.no_grad():
+                features = self.backbone(images)
+        else:
+            features = self.backbone(images)
+        return self.head(features)

@@ -115,3 +115,8 @@ class Registry(Generic[T]):
 
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}, {len(self)} entries)"
+
+
+#: Every method (Supervisor subclass) by name: filled by ``methods.registry.register``, read
+#: by the CLI, ``compare()`` and ``Supervisor.from_checkpoint``.
+METHODS: Registry[type] = Registry("method")

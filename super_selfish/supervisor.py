@@ -1,4 +1,4 @@
-"""The :class:`Supervisor` base class: one training loop, per-method hooks.
+"""The :class:`Supervisor` base class: one ``nn.Module`` per method, with its hooks.
 
 A method subclasses :class:`Supervisor`, builds its parts (heads, momentum copies, queues as
 buffers) in ``__init__`` and overrides :meth:`Supervisor._forward` (and, where it must,
@@ -6,37 +6,46 @@ buffers) in ``__init__`` and overrides :meth:`Supervisor._forward` (and, where i
 trained, saved, loaded and moved with ``.to(device)`` without per-method code: trainable
 parameters are the ones with ``requires_grad``; momentum encoders are frozen copies; queues
 and memory banks are buffers.
+
+The hooks a method may override, in the order :meth:`Supervisor.supervise` calls them:
+``_load_pretrained`` (restore a run), ``_init_data_optimizer`` (loader, optimizer, scheduler),
+``_epochs`` (the loop, :mod:`super_selfish.training`), ``_forward`` (one batch to a loss) and
+``_update`` (backward and step). The loop and runtime live in :mod:`super_selfish.training`,
+checkpoints in :mod:`super_selfish.checkpoint`.
 """
 from __future__ import annotations
 
-import csv
+import functools
 import inspect
-import json
 import math
 import os
-import signal
-import threading
-import time
-from contextlib import contextmanager, nullcontext
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 import torch.nn as nn
 
-from . import __version__, augment, backbones, console, data, momentum, store
+from . import augment, backbones, console, data, momentum, store
 from . import distributed as dist_utils
 from . import recipes as recipes_module
-from .distributed import is_main_process, rank, world_size
-from .errors import CheckpointError, ConfigError, DataError, DivergenceError, check, unknown_name
+from .checkpoint import Checkpointing, init_arguments
+from .distributed import is_main_process, world_size
+from .errors import ConfigError, DataError, check, unknown_name
+from .training import PRECISIONS, Callback, TrainingLoop, validate_device
+from .validate import is_number as _is_number
 
-PRECISIONS = ("fp32", "bf16", "fp16")
-_RANK_SEED_STRIDE = 7919  # seed offset between processes of a distributed run
 SCHEDULES = ("constant", "cosine")
+#: Arguments of ``Supervisor.__init__`` (recorded by the base under their own keys) and those
+#: a subclass's ``__init__`` never records (the data, ``self``, ``*args``/``**kwargs``).
+_BASE_ARGUMENTS = frozenset({"self", "dataset", "backbone", "augment", "image_size", "norm",
+                             "seed", "in_channels"})
+_VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
 
-def _is_number(value: Any) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value))
+def _plain_value(value: Any) -> bool:
+    """Numbers, strings, booleans, None, and lists/tuples of them: what a checkpoint records."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    return isinstance(value, (list, tuple)) and all(_plain_value(v) for v in value)
 
 
 def _validate_run_options(name: Any, optimizer: Any, grad_clip: Any, device: Any, seed: Any,
@@ -58,47 +67,11 @@ def _validate_run_options(name: Any, optimizer: Any, grad_clip: Any, device: Any
     validate_device(device)
 
 
-def validate_device(device: Any) -> None:
-    """Raise :class:`ConfigError` unless ``device`` is None or a device usable here."""
-    if device is None:
-        return
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        parsed = None
-    check(parsed is not None, "device", device, "None, 'cpu', 'cuda' or 'cuda:N'")
-    check(parsed.type != "cuda" or torch.cuda.is_available(), "device", device,
-          "'cpu' (no CUDA device is available here)")
-    count = torch.cuda.device_count() if parsed.type == "cuda" else 0
-    check(parsed.type != "cuda" or parsed.index is None or parsed.index < count, "device",
-          device, f"'cpu' or 'cuda:N' with N < {count} (CUDA devices here)")
-
-
-def _init_arguments(cls: type) -> Dict[str, inspect.Parameter]:
-    """Keyword arguments that ``cls(...)`` accepts: the named parameters of every
-    ``__init__`` along its Supervisor hierarchy (a subclass passes ``**kwargs`` up), the
-    most derived definition first."""
-    accepted: Dict[str, inspect.Parameter] = {}
-    for klass in cls.__mro__:
-        if "__init__" in vars(klass) and issubclass(klass, Supervisor):
-            for p in inspect.signature(vars(klass)["__init__"]).parameters.values():
-                if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self":
-                    accepted.setdefault(p.name, p)
-    return accepted
-
 
 def _unknown_argument(cls: type, name: str) -> Exception:
     """The error for ``cls(..., name=...)`` when no ``__init__`` in its hierarchy takes ``name``."""
-    return unknown_name(f"{cls.__name__} argument", name, _init_arguments(cls))
+    return unknown_name(f"{cls.__name__} argument", name, init_arguments(cls))
 
-
-def _read_run(name: str) -> Dict[str, Any]:
-    """A training checkpoint (:func:`store.read`); a backbone-only file is refused."""
-    payload = store.read(name)
-    if payload.get("kind") == backbones.BACKBONE_FILE:
-        raise CheckpointError(f"{str(store.checkpoint_path(name))!r} holds a backbone alone "
-                              "(written by save_backbone): load it with backbones.load(path).")
-    return payload
 
 
 def _callable_name(fn: Any) -> str:
@@ -108,25 +81,12 @@ def _callable_name(fn: Any) -> str:
 
 
 def _registered(method: str) -> Optional[type]:
-    from .methods import registry  # the registry imports the methods, which import this
+    from .registry import METHODS
 
     try:
-        return registry.get(method)
+        return METHODS.get(method)
     except KeyError:
         return None
-
-
-def _plain_options(options: Dict[str, Any]) -> Dict[str, Any]:
-    """``run_options`` as checkpoint-safe values (numbers, strings, lists, dicts, None)."""
-    def plain(v: Any) -> Any:
-        if v is None or isinstance(v, (bool, int, float, str)):
-            return v
-        if isinstance(v, (list, tuple)):
-            return [plain(x) for x in v]
-        if isinstance(v, dict):
-            return {str(k): plain(x) for k, x in v.items()}
-        return str(v)
-    return {str(k): plain(v) for k, v in options.items()}
 
 
 def _remove_if_empty(folder: "os.PathLike[str]") -> None:
@@ -136,57 +96,8 @@ def _remove_if_empty(folder: "os.PathLike[str]") -> None:
         pass
 
 
-def default_device() -> torch.device:
-    """CUDA when available, else CPU; chosen at training time, never at import."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
-
-def _to_channels_last(_module: nn.Module, args: tuple) -> tuple:
-    """Forward pre-hook: 4-d inputs of the backbone body in channels-last memory format."""
-    return tuple(a.contiguous(memory_format=torch.channels_last)
-                 if isinstance(a, torch.Tensor) and a.ndim == 4 else a for a in args)
-
-
-class Callback:
-    """Observer of a training run; override any of these (monitors, loggers, plots)."""
-
-    def on_train_start(self, sup: "Supervisor") -> None: ...
-
-    def on_step_end(self, sup: "Supervisor", step: int, metrics: Dict[str, float]) -> None: ...
-
-    def on_epoch_end(self, sup: "Supervisor", record: Dict[str, Any]) -> None: ...
-
-    def on_train_end(self, sup: "Supervisor", history: List[Dict[str, Any]]) -> None: ...
-
-
-class _StopRequest:
-    """Turns SIGINT/SIGTERM into a flag checked after each step, so a step is never cut."""
-
-    def __init__(self) -> None:
-        self.signal: Optional[int] = None
-
-    @contextmanager
-    def installed(self) -> Iterator["_StopRequest"]:
-        if threading.current_thread() is not threading.main_thread():
-            yield self
-            return
-        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-
-        def handler(signum: int, _frame: Any) -> None:
-            if self.signal is not None:  # a second Ctrl-C stops at once
-                signal.default_int_handler(signum, _frame)
-            self.signal = signum
-
-        for s in previous:
-            signal.signal(s, handler)
-        try:
-            yield self
-        finally:
-            for s, h in previous.items():
-                signal.signal(s, h)
-
-
-class Supervisor(nn.Module):
+class Supervisor(TrainingLoop, Checkpointing, nn.Module):
     """Base of every self-supervised method.
 
     Args:
@@ -289,8 +200,44 @@ class Supervisor(nn.Module):
             raise DataError(f"{type(self).__name__} needs labels, but the dataset yields none: "
                             "pass (images, labels) or a labelled Dataset.")
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Record a subclass's constructor arguments as hyper-parameters, automatically.
+
+        Each ``__init__`` defined along a method's hierarchy is wrapped: after it ran, the
+        arguments it was called with (defaults included) that are plain values (numbers,
+        strings, booleans, None and lists or tuples of them) go into ``self.hparams``, hence
+        into checkpoints and back into ``from_checkpoint``. A value the method recorded itself
+        with :meth:`_record_hparams` (e.g. a queue size it derived from the dataset) is kept.
+        Modules and other objects passed as arguments (a user's head) are not recorded: pass
+        them again to ``from_checkpoint``.
+        """
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None or getattr(init, "_records_hparams", False):
+            return
+        signature = inspect.signature(init)
+
+        @functools.wraps(init)
+        def recording_init(self: "Supervisor", *args: Any, **kw: Any) -> None:
+            init(self, *args, **kw)
+            try:
+                bound = signature.bind(self, *args, **kw)
+            except TypeError:  # init raised for its own arguments already; nothing to record
+                return
+            bound.apply_defaults()
+            for name, value in bound.arguments.items():
+                kind = signature.parameters[name].kind
+                if (name not in _BASE_ARGUMENTS and kind not in _VARIADIC
+                        and _plain_value(value)):
+                    self.hparams.setdefault(name, value)
+
+        recording_init._records_hparams = True  # type: ignore[attr-defined]
+        cls.__init__ = recording_init  # type: ignore[method-assign]
+
     def _record_hparams(self, **values: Any) -> None:
-        """Store method hyper-parameters in checkpoints (and check them when loading)."""
+        """Record hyper-parameters that are not plain constructor arguments (derived values
+        such as a queue size fitted to the dataset); constructor arguments are recorded
+        automatically (:meth:`__init_subclass__`)."""
         self.hparams.update(values)
 
     @property
@@ -312,8 +259,11 @@ class Supervisor(nn.Module):
 
         The first class along the hierarchy that decides: one setting ``default_recipe``, a
         registered method (``super_selfish.recipes.RECIPES``), or one setting ``default_lr``
-        / ``default_optimizer`` in its own body (Adam or that optimizer at that constant rate,
-        no weight decay, no warm-up: how a user-defined method trains).
+        / ``default_optimizer`` in its own body (that optimizer at that constant rate, no
+        weight decay, no warm-up: how a user-defined method trains).
+
+        Returns:
+            The :class:`~super_selfish.recipes.Recipe`.
         """
         for klass in cls.__mro__:
             if not (isinstance(klass, type) and issubclass(klass, Supervisor)):
@@ -324,10 +274,10 @@ class Supervisor(nn.Module):
             if method in recipes_module.RECIPES and _registered(method) is klass:
                 return recipes_module.RECIPES[method]
             if "default_lr" in vars(klass) or "default_optimizer" in vars(klass):
-                factory = cls.default_optimizer
                 return recipes_module.Recipe(
                     "custom", cls.default_lr, scaling="none", schedule="constant",
-                    factory=factory, paper=f"{cls.__name__}.default_lr / default_optimizer")
+                    factory=cls.default_optimizer,
+                    paper=f"{cls.__name__}.default_lr / default_optimizer")
         raise AssertionError("Supervisor defines default_lr")  # pragma: no cover
 
     def get_backbone(self, which: Optional[str] = None) -> backbones.Backbone:
@@ -533,61 +483,6 @@ class Supervisor(nn.Module):
                          f"{store.run_dir(name)}/history.{{json,csv}}")
         return self.history
 
-    # ------------------------------------------------------------------ run names
-    def _new_run_name(self, save: bool) -> tuple[str, Optional["os.PathLike[str]"]]:
-        """``store/<method>-<YYYYmmdd-HHMMSS>`` (``-2``, ``-3``... when taken), the same on
-        every process; its run folder is created at once (by the main process, when saving)
-        so that two runs started in the same second cannot pick the same name."""
-        stamp = int(time.time())
-        if self._ddp is not None:
-            stamp = dist_utils.broadcast_int(stamp)
-        name, suffix, reserved = store.run_name(self.method, stamp), 1, None
-        if is_main_process():
-            name, suffix, reserved = store.new_run_name(self.method, stamp, reserve=save)
-        if self._ddp is not None:
-            suffix = dist_utils.broadcast_int(suffix)
-            name = store.run_name(self.method, stamp, suffix)
-        return name, reserved
-
-    def _resume_needs_name(self) -> str:
-        latest = store.latest_run(self.method)
-        hint = (f" The latest {self.method} run here is {latest!r}." if latest is not None
-                else "")
-        return ("Invalid name=None with pretrained=True: expected the name of the run to "
-                "continue, e.g. name='store/" + self.method + "-20261202-141503' (a run "
-                "started without a name gets a new one, printed when it starts, and is "
-                f"never resumed by default).{hint}")
-
-    def _check_overwrite(self, name: str, overwrite: bool) -> None:
-        """Refuse to replace another method's checkpoint at ``name`` unless ``overwrite``."""
-        path = store.checkpoint_path(name)
-        if overwrite or not path.exists():
-            return
-        theirs = store.peek_method(path)
-        if theirs == self.method:
-            console.warn(f"{path} holds an earlier {self.method} run: this run replaces it "
-                         "(pass another name= to keep both, or pretrained=True to continue "
-                         "it).")
-            return
-        held = (f"a checkpoint of method {theirs!r}" if theirs is not None
-                else "a file that is not a readable super_selfish checkpoint")
-        raise CheckpointError(f"{str(path)!r} holds {held}; this {self.method} run would "
-                              "overwrite it. Pass another name= (or none: each run then gets "
-                              "its own), or overwrite=True to replace it.")
-
-    def _seed_run(self, seed: Optional[int], distributed: bool) -> None:
-        """The run's random streams. Data order: one seed for all processes (rank 0's when
-        drawn), so the distributed split agrees. Augmentations and the global RNG: a distinct
-        stream per process."""
-        data_seed = seed if seed is not None else int(torch.empty((), dtype=torch.int64).random_())
-        if seed is None and distributed:
-            data_seed = dist_utils.broadcast_int(data_seed)
-        self._data_gen = torch.Generator().manual_seed(data_seed)
-        self._aug_gen = torch.Generator().manual_seed(self._data_gen.initial_seed() + 1
-                                                      + _RANK_SEED_STRIDE * rank())
-        if seed is not None:
-            torch.manual_seed(seed + 2 + _RANK_SEED_STRIDE * rank())
-
     def _validate_supervise(self, lr: Optional[float], epochs: int, batch_size: int,
                             num_workers: Optional[int],
                             weight_decay: Optional[float], precision: str, keep_last: int,
@@ -612,70 +507,6 @@ class Supervisor(nn.Module):
                                                                  and lr_scheduler in SCHEDULES),
               "lr_scheduler", lr_scheduler,
               f"None, one of {SCHEDULES} or a callable(optimizer) returning a scheduler")
-
-    def _setup_runtime(self, device: Any, distributed: Optional[bool],
-                       sync_batchnorm: Optional[bool], precision: str, channels_last: bool,
-                       compile: bool | Dict[str, Any]) -> None:
-        """Device, process group, SyncBN, channels-last, compile, AMP scaler and DDP wrapper.
-
-        Runs before the optimizer is built: SyncBN conversion keeps the same Parameter objects,
-        so the optimizer (and DDP, wrapped last) see exactly the tensors used in forward.
-        """
-        from . import distributed as dist_utils
-
-        if distributed is None:  # automatic under torchrun (WORLD_SIZE > 1) or a user's group
-            distributed = dist_utils.launched_distributed()
-        if distributed:
-            if device is None or (torch.device(device).type == "cuda"
-                                  and torch.device(device).index is None):
-                device = dist_utils.local_device()  # cuda:LOCAL_RANK, else the CPU
-            dist_utils.init_from_env(device)
-        if device is not None:
-            self.to(device)
-        elif not self._placed:
-            self.to(default_device())
-        if channels_last:
-            self.to(memory_format=torch.channels_last)
-            if getattr(self, "_channels_last_hook", None) is None:
-                self._channels_last_hook = self.backbone.body.register_forward_pre_hook(
-                    _to_channels_last)
-        if compile and not getattr(self, "_compiled", False):
-            # In place (nn.Module.compile): parameter names, hence checkpoints, are unchanged.
-            self.backbone.body.compile(**(compile if isinstance(compile, dict) else {}))
-            self._compiled = True
-        self.precision = precision
-        self._scaler = torch.amp.GradScaler(self.device.type, enabled=precision == "fp16")
-        if distributed and dist_utils.world_size() > 1:
-            if sync_batchnorm is None:
-                sync_batchnorm = True
-            if sync_batchnorm:  # same Parameter objects: the optimizer, built next, sees them
-                dist_utils.convert_sync_batchnorm(self, device=self.device)
-            # Parameters and buffers are broadcast from rank 0 here; not a submodule (no cycle).
-            object.__setattr__(self, "_ddp", dist_utils.ddp_wrap(self))
-        else:
-            object.__setattr__(self, "_ddp", None)
-
-    def _teardown_runtime(self) -> None:
-        """End of ``supervise``: drop the DDP wrapper and turn SyncBatchNorm back into
-        BatchNorm (same tensors), so the trained model can be evaluated or fine-tuned in one
-        process without waiting for the others. The process group is left to the caller."""
-        loader = getattr(self, "loader", None)
-        if loader is not None:  # end the persistent loader workers
-            loader.close()
-        if self._ddp is not None:
-            object.__setattr__(self, "_ddp", None)
-            dist_utils.revert_sync_batchnorm(self)
-
-    def _splits_data(self) -> bool:
-        """Whether each process trains on its own share of the data: DistributedDataParallel
-        from ``supervise``, or from another training loop (Lightning) that says so."""
-        return self._ddp is not None or self._external_ddp
-
-    def _autocast(self):
-        if self.precision == "fp32":
-            return nullcontext()
-        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-        return torch.autocast(self.device.type, dtype=dtype)
 
     # ------------------------------------------------------------------ hooks
     def _load_pretrained(self, name: str, pretrained: bool) -> None:
@@ -746,84 +577,6 @@ class Supervisor(nn.Module):
 
         return torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
 
-    def _epochs(self, epochs: int, name: str) -> None:
-        """Run epochs from the current one; checkpoint after each, stop cleanly on a signal."""
-        start_epoch, skip = self.epoch, self._resume_step
-        for cb in self.callbacks:
-            cb.on_train_start(self)
-        with _StopRequest().installed() as stop:
-            for epoch in range(start_epoch, epochs):
-                self._epoch_seed_state = self._data_gen.get_state()
-                if isinstance(self.loader.sampler, torch.utils.data.DistributedSampler):
-                    self.loader.sampler.set_epoch(epoch)
-                self.train()
-                losses, n_images, started = [], 0, time.perf_counter()
-                if skip:  # resumed mid-epoch: the epoch's loss includes the steps done before
-                    losses = list(getattr(self, "_resume_losses", []))
-                self._epoch_losses = losses
-                bar = console.progress_bar(
-                    total=len(self.loader), initial=skip, leave=False,
-                    desc=f"{self.method} epoch {epoch + 1}/{epochs}",
-                    disable=not (self._train_options["progress"] and is_main_process()))
-                for step, batch in enumerate(self.loader):
-                    if step < skip:
-                        continue
-                    loss = self._train_step(batch.to(self.device), epoch, step)
-                    if loss is not None:
-                        losses.append(loss)
-                        n_images += len(batch.images) * world_size()
-                    elapsed = time.perf_counter() - started
-                    bar.set_postfix(loss=f"{loss if loss is not None else float('nan'):.4f}",
-                                    lr=f"{self.optimizer.param_groups[0]['lr']:.2e}",
-                                    img_s=f"{n_images / max(elapsed, 1e-9):.0f}",
-                                    refresh=False)
-                    bar.update(1)
-                    stop_now = stop.signal is not None
-                    if self._ddp is not None:  # every process stops after the same step
-                        stop_now = dist_utils.any_process(stop_now)
-                    if stop_now:
-                        bar.close()
-                        self._stop_for_signal(name, epoch, step + 1,
-                                              stop.signal or signal.SIGTERM)
-                        return
-                bar.close()
-                skip = 0
-                self.epoch = epoch + 1
-                self._end_epoch(epoch, losses, n_images, time.perf_counter() - started, name)
-        for cb in self.callbacks:
-            cb.on_train_end(self, self.history)
-
-    def _train_step(self, batch: data.Batch, epoch: int, step: int) -> Optional[float]:
-        """Forward, divergence guard, update; returns the loss value (None when skipped)."""
-        self._step_metrics = {}
-        with self._autocast():
-            loss = self._ddp(batch) if self._ddp is not None else self._forward(batch)
-        finite = bool(torch.isfinite(loss.detach()).all())
-        if self._splits_data():  # all processes must skip (or stop) together, else DDP hangs
-            finite = dist_utils.all_processes(finite)
-        if not finite:
-            if self._train_options["skip_nonfinite"]:
-                self._check_finite_state(f"epoch {epoch + 1}, step {step + 1}",
-                                         parameters_only=True)
-                console.warn(f"non-finite loss at epoch {epoch + 1}, step {step + 1}: "
-                             "batch skipped (skip_nonfinite=True)")
-                self.optimizer.zero_grad(set_to_none=True)
-                return None
-            raise DivergenceError(
-                f"Loss became {loss.item()} at epoch {epoch + 1}, step {step + 1} (global step "
-                f"{self.global_step + 1}). Likely causes: a learning rate too high (now "
-                f"{self.optimizer.param_groups[0]['lr']:.3g}), a temperature too low, or bad "
-                "pixels in the data. The last good checkpoint was kept; pass "
-                "skip_nonfinite=True to skip such batches instead.")
-        self._update(loss)
-        if getattr(self, "_ema", None) is not None:
-            self._update_ema()
-        self.global_step += 1
-        value = float(loss.detach())
-        for cb in self.callbacks:
-            cb.on_step_end(self, self.global_step, {"loss": value, **self._step_metrics})
-        return value
-
     @torch.no_grad()
     def _update_ema(self) -> None:
         """Polyak averaging (``supervise(ema=...)``): the averaged backbone's weights move
@@ -831,6 +584,14 @@ class Supervisor(nn.Module):
         momentum.ema_update(self.ema_backbone, self.backbone, self._ema)
         for target, online in zip(self.ema_backbone.buffers(), self.backbone.buffers()):
             target.copy_(online)
+
+    def _recipe_record(self) -> Dict[str, Any]:
+        """What each history record says about the run's recipe (``run_options``)."""
+        options = getattr(self, "run_options", None) or {}
+        return {"base_lr": options.get("lr"), "optimizer": options.get("optimizer"),
+                "weight_decay": options.get("weight_decay"),
+                "warmup_epochs": options.get("warmup_epochs"),
+                "lr_scheduler": options.get("lr_scheduler")} if options else {}
 
     def _forward(self, batch: data.Batch) -> torch.Tensor:
         """Return the loss of one batch. Every method overrides this."""
@@ -848,308 +609,3 @@ class Supervisor(nn.Module):
         self._scaler.update()
         if self.scheduler is not None:
             self.scheduler.step()
-
-    # ------------------------------------------------------------------ epochs, history
-    def _check_finite_state(self, where: str, parameters_only: bool = False) -> None:
-        """Raise :class:`DivergenceError` (nothing saved) when weights or buffers hold NaN/inf."""
-        tensors = self.named_parameters() if parameters_only else self.state_dict().items()
-        bad = [k for k, v in tensors if v.is_floating_point() and not torch.isfinite(v).all()]
-        if bad:
-            raise DivergenceError(
-                f"Non-finite values in {len(bad)} weight/buffer tensor(s) at {where} (e.g. "
-                f"{', '.join(bad[:3])}). Likely causes: a learning rate too high (now "
-                f"{self.optimizer.param_groups[0]['lr']:.3g}), a temperature too low, or "
-                "exploding gradients (try grad_clip=1.0). Nothing was saved; the last good "
-                "checkpoint was kept.")
-
-    def _end_epoch(self, epoch: int, losses: List[float], n_images: int, seconds: float,
-                   name: str) -> None:
-        self._check_finite_state(f"the end of epoch {epoch + 1}")
-        loss_sum, loss_count = sum(losses), len(losses)
-        if self._splits_data():  # the epoch loss is the mean over every process's steps
-            loss_sum, loss_count = dist_utils.all_reduce_sum(loss_sum, loss_count)
-        record: Dict[str, Any] = {
-            "epoch": epoch + 1,
-            "loss": loss_sum / loss_count if loss_count else float("nan"),
-            "lr": self.optimizer.param_groups[0]["lr"],
-            "images_per_s": n_images / max(seconds, 1e-9),
-            "seconds": seconds,
-            **{k: v for k, v in self._step_metrics.items()},
-            **self._recipe_record(),
-        }
-        for cb in self.callbacks:
-            cb.on_epoch_end(self, record)
-        self.history.append(record)
-        if is_main_process():
-            quiet = set(self._recipe_record())  # the same every epoch: in the history only
-            console.info(", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                                   for k, v in record.items() if k not in quiet))
-        if self.save_checkpoints:
-            self.save(name)
-            if is_main_process():
-                best = min((r["loss"] for r in self.history if math.isfinite(r["loss"])),
-                           default=math.inf)  # an epoch whose batches were all skipped is NaN
-                store.keep(name, epoch + 1, self._train_options["keep_last"],
-                           is_best=self._train_options["keep_best"]
-                           and math.isfinite(record["loss"]) and record["loss"] <= best)
-                self._write_history(name)
-            if self._ddp is not None:
-                dist_utils.barrier()  # nobody reads the run folder before rank 0 is done
-
-    def _recipe_record(self) -> Dict[str, Any]:
-        """What each history record says about the run's recipe (``run_options``)."""
-        options = getattr(self, "run_options", None) or {}
-        return {"base_lr": options.get("lr"), "optimizer": options.get("optimizer"),
-                "weight_decay": options.get("weight_decay"),
-                "warmup_epochs": options.get("warmup_epochs"),
-                "lr_scheduler": options.get("lr_scheduler")} if options else {}
-
-    def _write_history(self, name: str) -> None:
-        folder = store.run_dir(name)
-        folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / "history.json", "w") as handle:
-            json.dump(self.history, handle, indent=1)
-        keys = list(dict.fromkeys(k for r in self.history for k in r))
-        with open(folder / "history.csv", "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=keys)
-            writer.writeheader()
-            writer.writerows(self.history)
-
-    def _stop_for_signal(self, name: str, epoch: int, next_step: int, signum: int) -> None:
-        self.interrupted = True
-        self._resume_step_to_save = next_step
-        if self.save_checkpoints:
-            self._check_finite_state(f"the interruption (epoch {epoch + 1}, step {next_step})")
-            self.save(name)
-            if self._ddp is not None:
-                dist_utils.barrier()
-        self._resume_step_to_save = 0
-        console.warn(f"stopped by {signal.Signals(signum).name} at epoch {epoch + 1}, step "
-                     f"{next_step}; resumable checkpoint written to "
-                     f"{store.checkpoint_path(name)}. Continue with "
-                     f"supervise(..., name={name!r}, pretrained=True).")
-
-    # ------------------------------------------------------------------ checkpoints
-    def _checkpoint_payload(self) -> Dict[str, Any]:
-        mid_epoch = getattr(self, "_resume_step_to_save", 0)
-        payload: Dict[str, Any] = {
-            "format": store.FORMAT,
-            "library_version": __version__,
-            "method": self.method,
-            # the class, so from_checkpoint can rebuild a user-defined subclass it can import
-            "class": {"module": type(self).__module__, "qualname": type(self).__qualname__},
-            "hparams": dict(self.hparams),
-            "state": {k: v.detach().cpu() for k, v in self.state_dict().items()},
-            "epoch": self.epoch,
-            "global_step": self.global_step,
-            "step_in_epoch": mid_epoch,
-            "epoch_losses": list(getattr(self, "_epoch_losses", [])) if mid_epoch else [],
-            "history": [dict(r) for r in self.history],
-            "data": getattr(self, "data_record", None),
-            "run_options": _plain_options(getattr(self, "run_options", None) or {}),
-        }
-        if hasattr(self, "optimizer"):
-            payload["optimizer"] = self.optimizer.state_dict()
-            payload["scheduler"] = self.scheduler.state_dict() if self.scheduler else None
-            payload["scaler"] = self._scaler.state_dict()
-            payload["rng"] = {
-                "torch": torch.get_rng_state(),
-                "data": self._epoch_seed_state if mid_epoch else self._data_gen.get_state(),
-                "augment": self._aug_gen.get_state(),
-            }
-            if self.device.type == "cuda":  # random ops a method runs on the GPU
-                payload["rng"]["cuda"] = torch.cuda.get_rng_state(self.device)
-            # what the mid-epoch position refers to: resuming needs the same batches
-            payload["loader"] = [self.loader.batch_size, len(self.dataset), world_size()]
-        return payload
-
-    def save(self, name: Optional[str] = None) -> str:
-        """Write one checkpoint file (atomically) with everything needed to resume.
-
-        ``name`` defaults to the run's (``self.run_name``, set by :meth:`supervise`), else a
-        new ``store/<method>-<time>`` name; returns the path written.
-        """
-        if name is None:
-            name = getattr(self, "run_name", None) or store.new_run_name(
-                self.method, reserve=is_main_process())[0]
-            self.run_name = name
-        if not is_main_process():
-            return str(store.checkpoint_path(name))
-        return str(store.write(self._checkpoint_payload(), name))
-
-    def save_backbone(self, path: str | os.PathLike) -> str:
-        """Write the trained backbone alone (weights and how to rebuild it) to ``path``.
-
-        :func:`super_selfish.backbones.load` reads it back without this method's heads,
-        queues or optimizer; see :func:`super_selfish.backbones.save` for what is stored and
-        how user-defined modules are handled. Returns the path written.
-        """
-        return str(backbones.save(self.get_backbone(), path, norm=self.hparams.get("norm"),
-                                  probe_size=self.image_size, method=self.method))
-
-    @staticmethod
-    def _checkpoint_class(payload: Dict[str, Any]) -> Optional[type]:
-        """The Supervisor subclass recorded in ``payload`` when it can be imported, else None."""
-        import importlib
-        import sys
-
-        recorded = payload.get("class")
-        if not isinstance(recorded, dict):
-            return None
-        module_name, qualname = recorded.get("module"), recorded.get("qualname")
-        if not isinstance(module_name, str) or not isinstance(qualname, str) or "<" in qualname:
-            return None  # defined inside a function: not importable
-        try:
-            obj: Any = sys.modules.get(module_name) or importlib.import_module(module_name)
-            for part in qualname.split("."):
-                obj = getattr(obj, part)
-        except (ImportError, AttributeError):
-            return None
-        if not (isinstance(obj, type) and issubclass(obj, Supervisor)
-                and getattr(obj, "method", None) == payload.get("method")):
-            return None
-        return obj
-
-    @classmethod
-    def from_checkpoint(cls, name: str, dataset: Any = None, **overrides: Any) -> "Supervisor":
-        """Rebuild the supervisor that wrote checkpoint ``name`` and load it.
-
-        The class comes from the file: the exact class that saved it (a user-defined subclass
-        too) when it can be imported (``module.qualname`` is recorded), else the method
-        registered under the saved method name (with a note). Every saved hyper-parameter
-        (image size, norm, backbone, the method's own options) is passed back to
-        ``__init__``, so every part has the saved shape; ``overrides`` replace saved values
-        (e.g. ``augment=my_pipeline``).
-        """
-        from . import methods  # the method registry imports this module
-
-        payload = _read_run(name)
-        method_cls = cls._checkpoint_class(payload)
-        if method_cls is None:
-            try:
-                method_cls = methods.get(payload["method"])
-            except KeyError as exc:
-                recorded = payload.get("class") or {}
-                raise CheckpointError(
-                    f"{str(store.checkpoint_path(name))!r} was written by "
-                    f"{recorded.get('module', '?')}.{recorded.get('qualname', '?')} (method "
-                    f"{payload['method']!r}), which cannot be imported here: import the module "
-                    "defining it (or register the method) first.") from exc
-            recorded = payload.get("class")
-            if isinstance(recorded, dict) and (recorded.get("module"), recorded.get(
-                    "qualname")) != (method_cls.__module__, method_cls.__qualname__):
-                console.info(f"{recorded.get('module')}.{recorded.get('qualname')}, which wrote "
-                             f"{str(store.checkpoint_path(name))!r}, cannot be imported here: "
-                             f"rebuilt as {method_cls.__name__} (method {payload['method']!r}).")
-        if cls is not Supervisor and not issubclass(method_cls, cls):
-            raise CheckpointError(f"{str(store.checkpoint_path(name))!r} was written by method "
-                                  f"{payload['method']!r}, not by {cls.__name__}: use "
-                                  "Supervisor.from_checkpoint(name) to rebuild any method.")
-        accepted = _init_arguments(method_cls)
-        saved = {k: v for k, v in payload["hparams"].items() if k in accepted}
-        if not (isinstance(saved.get("augment"), str) and saved["augment"] in augment.available()):
-            saved.pop("augment", None)  # a user pipeline object: the method's default stands in
-        saved.update(overrides)
-        return method_cls(dataset, **saved).load(name)
-
-    def load(self, name: Optional[str] = None, *, strict: bool = True) -> "Supervisor":
-        """Load weights, buffers, epoch and history from ``name`` (default: this supervisor's
-        run, ``self.run_name``); returns ``self``.
-
-        Raises :class:`CheckpointError` when the file belongs to another method or backbone.
-        """
-        name = self._run_name_or(name)
-        payload = _read_run(name)
-        path = store.checkpoint_path(name)
-        if payload["method"] != self.method:
-            raise CheckpointError(f"{str(path)!r} was written by method {payload['method']!r}, "
-                                  f"but this is {self.method!r} ({type(self).__name__}).")
-        theirs = payload["hparams"].get("backbone")
-        if theirs != self.hparams["backbone"]:
-            raise CheckpointError(f"{str(path)!r} holds backbone {theirs!r}, but this "
-                                  f"supervisor uses {self.hparams['backbone']!r}: build it "
-                                  f"with backbone={theirs!r}.")
-        if (getattr(self, "ema_backbone", None) is None
-                and any(k.startswith("ema_backbone.") for k in payload["state"])):
-            self.ema_backbone = momentum.frozen_copy(self.backbone)  # the run kept an average
-            self.ema_backbone.to(self.device)
-        try:
-            self.load_state_dict(payload["state"], strict=strict)
-        except RuntimeError as exc:
-            raise CheckpointError(f"{str(path)!r} does not fit this {type(self).__name__} "
-                                  f"(different hyper-parameters? saved {payload['hparams']}): "
-                                  f"{exc}") from exc
-        self.epoch = payload["epoch"]
-        self.global_step = payload["global_step"]
-        self.history = list(payload.get("history", []))
-        self.data_record = payload.get("data")
-        if payload.get("run_options"):
-            self.run_options = dict(payload["run_options"])
-        self.checkpoint = payload  # optimizer/RNG state, used when resuming
-        return self
-
-    def _run_name_or(self, name: Optional[str]) -> str:
-        if name is not None:
-            return name
-        known = getattr(self, "run_name", None)
-        if known is None:
-            raise ConfigError("Invalid name=None: expected the run to load, e.g. "
-                              f"name='store/{self.method}-20261202-141503' (this supervisor "
-                              "has not been trained or saved, so it has no run name).")
-        return known
-
-    def _restore_training_state(self, payload: Dict[str, Any]) -> None:
-        if "optimizer" in payload:
-            self.optimizer.load_state_dict(payload["optimizer"])
-            if self.scheduler is not None and payload.get("scheduler") is not None:
-                self.scheduler.load_state_dict(payload["scheduler"])
-            self._scaler.load_state_dict(payload["scaler"])
-            rng = payload["rng"]
-            torch.set_rng_state(rng["torch"])
-            self._data_gen.set_state(rng["data"])
-            self._aug_gen.set_state(rng["augment"])
-            if rank() > 0:  # rank 0's saved stream, made distinct for the other processes
-                self._aug_gen.manual_seed(int(torch.randint(2**62, (1,), generator=self._aug_gen))
-                                          + rank())
-            elif "cuda" in rng and self.device.type == "cuda":
-                torch.cuda.set_rng_state(rng["cuda"], self.device)
-        self._resume_step = payload.get("step_in_epoch", 0)
-        saved, now = payload.get("loader"), [self.loader.batch_size, len(self.dataset),
-                                             world_size()]
-        if self._resume_step and saved is not None and list(saved) != now:
-            raise ConfigError(
-                f"Invalid batch_size={now[0]} (dataset of {now[1]} images, {now[2]} "
-                f"process(es)) for resuming mid-epoch: the run was interrupted at step "
-                f"{self._resume_step} of an epoch with batch_size={saved[0]} ({saved[1]} images, "
-                f"{saved[2]} process(es)); expected the same batch size, dataset and processes.")
-        self._resume_losses = list(payload.get("epoch_losses", []))
-
-
-class CombinedNet(nn.Module):
-    """A (pre-trained) backbone followed by a downstream head, e.g. a linear classifier.
-
-    With ``freeze_backbone`` the backbone stays in eval mode and receives no gradients.
-    """
-
-    def __init__(self, backbone: nn.Module, head: nn.Module, freeze_backbone: bool = False):
-        super().__init__()
-        self.backbone = backbone
-        self.head = head
-        self.freeze_backbone = freeze_backbone
-        if freeze_backbone:
-            for p in self.backbone.parameters():
-                p.requires_grad_(False)
-
-    def train(self, mode: bool = True) -> "CombinedNet":
-        super().train(mode)
-        if self.freeze_backbone:
-            self.backbone.eval()
-        return self
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if self.freeze_backbone:
-            with torch.no_grad():
-                features = self.backbone(images)
-        else:
-            features = self.backbone(images)
-        return self.head(features)

@@ -1,13 +1,13 @@
 """Pieces shared by the joint-embedding methods: checks, momentum schedules, auto-sized queues."""
 from __future__ import annotations
 
-import math
 from typing import Any, Iterable, Optional, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .. import validate
 from ..distributed import world_size
 from ..errors import ConfigError, check
 from ..memory import Queue
@@ -16,21 +16,12 @@ from ..momentum import cosine_momentum, ema_update
 MOMENTUM_SCHEDULES = ("constant", "cosine")
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def check_temperature(value: Any, argument: str = "temperature") -> None:
-    check(_is_number(value) and value > 0, argument, value, "a positive number such as 0.1 or 0.2")
-
-
-def check_positive_int(value: Any, argument: str) -> None:
-    check(isinstance(value, int) and not isinstance(value, bool) and value > 0, argument, value,
-          "a positive int")
+check_temperature = validate.temperature
+check_positive_int = validate.positive_int
 
 
 def check_momentum(value: Any, schedule: Any) -> None:
-    check(_is_number(value) and 0.0 <= value <= 1.0, "momentum", value,
+    check(validate.is_number(value) and 0.0 <= value <= 1.0, "momentum", value,
           "a number in [0, 1] such as 0.99 or 0.996")
     check(schedule in MOMENTUM_SCHEDULES, "momentum_schedule", schedule,
           f"one of {MOMENTUM_SCHEDULES}")

@@ -3,9 +3,7 @@ from __future__ import annotations
 
 from typing import Callable, Dict, List, TypeVar
 
-from ..registry import Registry
-
-METHODS: Registry[type] = Registry("method")
+from ..registry import METHODS
 T = TypeVar("T", bound=type)
 
 
