@@ -46,17 +46,28 @@ def register(name: str, description: Optional[str] = None, *, replace: bool = Fa
             docstring.
         replace: allow replacing a backbone already registered under ``name`` (a clash is
             refused otherwise).
+
+    Returns:
+        A decorator that registers ``fn`` and returns it unchanged.
     """
     return BACKBONES.register(name, description, replace=replace)
 
 
 def available() -> List[str]:
-    """Names accepted by :func:`build`."""
+    """Names accepted by :func:`build`.
+
+    Returns:
+        The registered backbone names, sorted (``"timm/<model>"`` names are accepted too).
+    """
     return BACKBONES.available()
 
 
 def describe() -> Dict[str, str]:
-    """``{backbone name: one-line description}``."""
+    """Describe every registered backbone.
+
+    Returns:
+        ``{backbone name: one-line description}``, sorted by name.
+    """
     return BACKBONES.describe()
 
 
@@ -65,6 +76,17 @@ class Backbone(nn.Module):
 
     ``body`` may return a spatial map (N, C, h, w), which is average-pooled, or vectors.
     :meth:`feature_map` gives the unpooled output for methods that need it (CPC, decoders).
+
+    Args:
+        body: the network; its output size is measured with a dummy batch at construction.
+        in_channels: channels of the input images.
+        mean: per-channel mean subtracted from [0, 1] inputs; default: the ImageNet mean for 3
+            channels, 0.5 per channel otherwise.
+        std: per-channel standard deviation; default: the ImageNet one for 3 channels, 0.25
+            per channel otherwise.
+        name: the registry name (``"custom"`` for a user module); :func:`save` records it.
+        probe_size: side of the dummy batch, i.e. the training image size.
+        norm: the normalisation the body was built with (recorded, not applied here).
     """
 
     def __init__(self, body: nn.Module, in_channels: int = 3,
@@ -99,7 +121,8 @@ class Backbone(nn.Module):
 
     def _has_own_map(self) -> bool:
         """Whether ``body`` pools itself and gives its map with its own ``feature_map``
-        (timm models: their pooling may include head layers)."""
+        (timm models: their pooling may include head layers).
+        """
         return callable(getattr(self.body, "feature_map", None))
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
@@ -107,6 +130,15 @@ class Backbone(nn.Module):
 
         Checked first (:meth:`check_input`): a wrong layout, dtype or value range raises
         :class:`DataError` naming the fix instead of giving silently different features.
+
+        Args:
+            images: batch (N, C, H, W), uint8 or float in [0, 1].
+
+        Returns:
+            Float images normalised with :attr:`mean` and :attr:`std`.
+
+        Raises:
+            DataError: see :meth:`check_input`.
         """
         self.check_input(images)
         if images.dtype == torch.uint8:
@@ -121,6 +153,13 @@ class Backbone(nn.Module):
         the first :data:`TRAIN_CALLS_CHECKED` calls in training mode, on a strided sample of
         at most about 262k values (one min/max reduction), so the training hot path pays
         nothing once a run is under way.
+
+        Args:
+            images: the candidate input batch.
+
+        Raises:
+            DataError: not a tensor, not 4-D, wrong channel count (or channels last), an
+                integer dtype other than uint8, non-finite values, or floats outside [0, 1].
         """
         if not isinstance(images, torch.Tensor):
             raise DataError(f"backbone input is a {type(images).__name__}: expected a torch "
@@ -163,13 +202,27 @@ class Backbone(nn.Module):
                         "clamp augmented images to [0, 1].")
 
     def train(self, mode: bool = True) -> "Backbone":
-        """As ``nn.Module.train``; entering training mode re-arms the input range check."""
+        """As ``nn.Module.train``; entering training mode re-arms the input range check.
+
+        Args:
+            mode: True for training mode, False for eval mode.
+
+        Returns:
+            This backbone.
+        """
         if mode and not self.training:
             self._train_calls_checked = 0
         return super().train(mode)
 
     def feature_map(self, images: torch.Tensor) -> torch.Tensor:
-        """Unpooled body output: (N, C, h, w) for convolutional bodies."""
+        """Unpooled body output: (N, C, h, w) for convolutional bodies.
+
+        Args:
+            images: batch (N, C, H, W), uint8 or float in [0, 1].
+
+        Returns:
+            The body's output before pooling (vectors for bodies that do not keep a map).
+        """
         if self._has_own_map():
             return self.body.feature_map(self.prepare(images))
         return self.body(self.prepare(images))
@@ -179,6 +232,7 @@ class Backbone(nn.Module):
         return out.mean(dim=(2, 3)) if out.ndim == 4 else out.flatten(1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Pooled features (N, :attr:`feature_dim`) of uint8 or [0, 1] float images."""
         return self._pool(self.body(self.prepare(images)))
 
 
@@ -191,6 +245,20 @@ def build(backbone: str | nn.Module = "convnet-small", *, norm: str = "batch",
     LayerNorm (GroupNorm with one group), which do not leak statistics across a batch. A
     torchvision classification model (``torchvision.models.resnet18()``) loses its
     classifier (:func:`remove_classifier`, with a note), so features are not ImageNet logits.
+
+    Args:
+        backbone: a name from :func:`available`, ``"timm/<model>"``, an ``nn.Module`` (a
+            :class:`Backbone` is returned unchanged).
+        norm: ``"batch"`` (keep BatchNorm), ``"group"`` or ``"layer"``.
+        in_channels: channels of the input images (ignored for a module given).
+        probe_size: side of the dummy batch that measures the feature size.
+
+    Returns:
+        A :class:`Backbone` wrapping the network.
+
+    Raises:
+        ConfigError: ``norm`` is not one of :data:`NORMS`.
+        UnknownNameError: ``backbone`` is neither a registered name nor a module.
     """
     check(norm in NORMS, "norm", norm, f"one of {NORMS}")
     if isinstance(backbone, Backbone):
@@ -235,8 +303,14 @@ def remove_classifier(model: nn.Module) -> Optional[str]:
     first of the attributes ``fc``, ``classifier``, ``head``, ``heads`` that is a linear or
     1x1-convolution layer, or a ``Sequential`` ending in one, has that last layer replaced by
     ``nn.Identity`` (so VGG keeps its hidden layers, ConvNeXt its final norm). Auxiliary
-    classifiers (GoogLeNet, Inception v3) are switched off. Returns what was removed, e.g.
-    ``"fc (Linear 512 -> 1000)"``, or None when nothing was recognised.
+    classifiers (GoogLeNet, Inception v3) are switched off.
+
+    Args:
+        model: the network to change in place.
+
+    Returns:
+        What was removed, e.g. ``"fc (Linear 512 -> 1000)"``, or None when nothing was
+        recognised.
     """
     reset = getattr(model, "reset_classifier", None)
     if callable(reset):
@@ -270,6 +344,16 @@ def save(backbone: nn.Module, path: str | os.PathLike, *, norm: Optional[str] = 
     built from a registry name can be rebuilt from the file alone; for a user-defined module
     the file holds its weights (never pickled code) and :func:`load` needs the module:
     ``load(path, module=MyNet())``.
+
+    Args:
+        backbone: a :class:`Backbone` or any ``nn.Module``.
+        path: the file to write.
+        norm: the normalisation to record; default: the backbone's own (``"batch"``).
+        probe_size: the image size to record; default: the backbone's (32).
+        method: the name of the method that trained the backbone, recorded when given.
+
+    Returns:
+        The path written.
     """
     from . import __version__
 
@@ -301,8 +385,18 @@ def load(path: str | os.PathLike, module: Optional[nn.Module] = None) -> nn.Modu
 
     A registry backbone is rebuilt from the file (name, norm, in_channels, probe size); a
     user-defined one needs ``module``: a freshly built module of the same architecture
-    (the body alone, or the whole backbone), into which the weights are loaded. Returns the
-    backbone on the CPU, in eval mode, ready for ``backbone(images)``.
+    (the body alone, or the whole backbone), into which the weights are loaded.
+
+    Args:
+        path: the file written by :func:`save` (``.pt`` may be left out).
+        module: the module to load the weights into, for a user-defined backbone.
+
+    Returns:
+        The backbone on the CPU, in eval mode, ready for ``backbone(images)``.
+
+    Raises:
+        CheckpointError: the file is missing, unsafe or broken, is a training checkpoint,
+            holds a user-defined backbone and ``module`` is None, or does not fit ``module``.
     """
     payload = store.read(path)
     where = str(store.checkpoint_path(path))
@@ -336,14 +430,32 @@ def load(path: str | os.PathLike, module: Optional[nn.Module] = None) -> nn.Modu
 
 def from_timm(model_name: str, **options: Any) -> Backbone:
     """A :class:`Backbone` from a timm model, optionally with a local ``weights`` file (the
-    ``timm`` extra; see :func:`super_selfish.timm_backbones.from_timm`)."""
+    ``timm`` extra; see :func:`super_selfish.timm_backbones.from_timm`).
+
+    Args:
+        model_name: the timm model name.
+        **options: passed on to :func:`super_selfish.timm_backbones.from_timm`.
+
+    Returns:
+        The timm model wrapped as a :class:`Backbone`.
+    """
     from .timm_backbones import from_timm as build_from_timm
 
     return build_from_timm(model_name, **options)
 
 
 def replace_batch_norm(module: nn.Module, norm: str) -> nn.Module:
-    """Swap BatchNorm2d layers for GroupNorm (``group``) or one-group GroupNorm (``layer``)."""
+    """Swap BatchNorm2d layers for GroupNorm (``group``) or one-group GroupNorm (``layer``).
+
+    ``group`` uses the largest divisor of the channel count up to 32 as the group count.
+
+    Args:
+        module: the network to change in place.
+        norm: ``"group"`` or ``"layer"``.
+
+    Returns:
+        ``module``.
+    """
     for child_name, child in module.named_children():
         if isinstance(child, nn.BatchNorm2d):
             channels = child.num_features
@@ -365,7 +477,14 @@ def _conv_block(cin: int, cout: int, stride: int) -> nn.Sequential:
 
 @register("convnet-small")
 def convnet_small(in_channels: int = 3) -> nn.Module:
-    """Four strided 3x3 conv blocks (32-64-128-256): fast enough for CPU tests."""
+    """Four strided 3x3 conv blocks (32-64-128-256): fast enough for CPU tests.
+
+    Args:
+        in_channels: channels of the input images.
+
+    Returns:
+        The body: a 256-channel map at 1/8 of the input side.
+    """
     widths = (32, 64, 128, 256)
     layers, cin = [], in_channels
     for i, w in enumerate(widths):
@@ -406,6 +525,7 @@ class _EfficientNetFeatures(nn.Module):
         self.net._fc = nn.Identity()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """The network's last convolutional feature map."""
         return self.net.extract_features(images)
 
 
@@ -422,6 +542,15 @@ def sincos_position_embedding(dim: int, grid_h: int, grid_w: int,
 
     Half of the channels encode the row, half the column, each as sines and cosines of
     geometrically spaced frequencies; computed for any grid, so no interpolation is needed.
+
+    Args:
+        dim: code width, a multiple of 4.
+        grid_h: patch rows.
+        grid_w: patch columns.
+        device: where to create the codes.
+
+    Returns:
+        Float tensor (grid_h * grid_w, dim).
     """
     check(dim % 4 == 0, "dim", dim, "a multiple of 4 for 2-D sine-cosine position codes")
     quarter = dim // 4
@@ -437,7 +566,13 @@ def sincos_position_embedding(dim: int, grid_h: int, grid_w: int,
 
 
 class ViTBlock(nn.Module):
-    """Pre-norm transformer block: multi-head self-attention and a GELU MLP, both residual."""
+    """Pre-norm transformer block: multi-head self-attention and a GELU MLP, both residual.
+
+    Args:
+        dim: token width.
+        heads: attention heads, a divisor of ``dim``.
+        mlp_ratio: hidden width of the MLP over ``dim``.
+    """
 
     def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0):
         super().__init__()
@@ -451,6 +586,7 @@ class ViTBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Tokens (N, L, dim) after attention and MLP, same shape."""
         n, length, dim = tokens.shape
         qkv = self.qkv(self.norm1(tokens)).view(n, length, 3, self.heads, dim // self.heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)
@@ -476,6 +612,16 @@ class VisionTransformer(nn.Module):
     the training ``image_size``, i.e. at construction). ``forward`` returns the final cls token
     (``pool="cls"``) or the mean patch token (``pool="mean"``); :meth:`encode_visible` encodes
     only a subset of patches (masked autoencoders).
+
+    Args:
+        in_channels: channels of the input images.
+        patch_size: patch side; None picks it from the first input's size.
+        dim: token width (192 for ViT-Tiny).
+        depth: number of transformer blocks.
+        heads: attention heads per block.
+        mlp_ratio: MLP hidden width over ``dim``.
+        pos_embed: ``"sincos"`` or ``"learned"``.
+        pool: ``"cls"`` or ``"mean"``.
     """
 
     def __init__(self, in_channels: int = 3, patch_size: int | None = None, dim: int = 192,
@@ -508,7 +654,17 @@ class VisionTransformer(nn.Module):
         self.patch_embed.to(device)
 
     def grid(self, images: torch.Tensor) -> tuple[int, int]:
-        """The (rows, columns) patch grid of ``images``; checks that the size fits."""
+        """The (rows, columns) patch grid of ``images``; checks that the size fits.
+
+        Args:
+            images: batch (N, C, H, W); its size fixes the patch size when none is set yet.
+
+        Returns:
+            ``(H // patch_size, W // patch_size)``.
+
+        Raises:
+            ConfigError: H or W is not divisible by the patch size.
+        """
         height, width = images.shape[-2:]
         if self.patch_embed is None:
             self._build_patch_embed(4 if max(height, width) <= 64 else 8, images.device)
@@ -530,7 +686,14 @@ class VisionTransformer(nn.Module):
         return pos.flatten(2).transpose(1, 2)
 
     def patch_tokens(self, images: torch.Tensor) -> torch.Tensor:
-        """(N, L, dim) patch embeddings with position codes, row-major over the grid."""
+        """(N, L, dim) patch embeddings with position codes, row-major over the grid.
+
+        Args:
+            images: float batch (N, C, H, W).
+
+        Returns:
+            The embedded patches plus position codes.
+        """
         grid = self.grid(images)
         tokens = self.patch_embed(images).flatten(2).transpose(1, 2)
         return tokens + self._position(grid, images.device).to(tokens.dtype)
@@ -539,7 +702,12 @@ class VisionTransformer(nn.Module):
                        ) -> torch.Tensor:
         """Encode only the patches ``keep`` ((N, K) indices, row-major), or all when None.
 
-        Returns the normalised tokens (N, 1 + K, dim), the cls token first.
+        Args:
+            images: float batch (N, C, H, W).
+            keep: (N, K) indices of the patches to encode; None encodes all L patches.
+
+        Returns:
+            The normalised tokens (N, 1 + K, dim), the cls token first.
         """
         tokens = self.patch_tokens(images)
         if keep is not None:
@@ -551,6 +719,7 @@ class VisionTransformer(nn.Module):
         return self.norm(tokens)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """One vector (N, dim) per image: the cls token or the mean patch token."""
         tokens = self.encode_visible(images)
         return tokens[:, 0] if self.pool == "cls" else tokens[:, 1:].mean(dim=1)
 

@@ -30,7 +30,15 @@ if TYPE_CHECKING:
 def init_arguments(cls: type) -> Dict[str, inspect.Parameter]:
     """Keyword arguments that ``cls(...)`` accepts: the named parameters of every
     ``__init__`` along its Supervisor hierarchy (a subclass passes ``**kwargs`` up), the
-    most derived definition first."""
+    most derived definition first.
+
+    Args:
+        cls: a :class:`Checkpointing` subclass (a method's supervisor).
+
+    Returns:
+        ``{argument name: inspect.Parameter}`` of the positional-or-keyword and keyword-only
+        parameters (``self`` left out).
+    """
     accepted: Dict[str, inspect.Parameter] = {}
     for klass in cls.__mro__:
         if "__init__" in vars(klass) and issubclass(klass, Checkpointing):
@@ -73,7 +81,8 @@ class Checkpointing:
     def _new_run_name(self, save: bool) -> tuple[str, Optional["os.PathLike[str]"]]:
         """``store/<method>-<YYYYmmdd-HHMMSS>`` (``-2``, ``-3``... when taken), the same on
         every process; its run folder is created at once (by the main process, when saving)
-        so that two runs started in the same second cannot pick the same name."""
+        so that two runs started in the same second cannot pick the same name.
+        """
         stamp = int(time.time())
         if self._ddp is not None:
             stamp = dist_utils.broadcast_int(stamp)
@@ -148,7 +157,13 @@ class Checkpointing:
         """Write one checkpoint file (atomically) with everything needed to resume.
 
         ``name`` defaults to the run's (``self.run_name``, set by :meth:`supervise`), else a
-        new ``store/<method>-<time>`` name; returns the path written.
+        new ``store/<method>-<time>`` name. Other processes of a distributed run write nothing.
+
+        Args:
+            name: the run name or checkpoint path.
+
+        Returns:
+            The checkpoint path (``.pt``).
         """
         if name is None:
             name = getattr(self, "run_name", None) or store.new_run_name(
@@ -163,7 +178,13 @@ class Checkpointing:
 
         :func:`super_selfish.backbones.load` reads it back without this method's heads,
         queues or optimizer; see :func:`super_selfish.backbones.save` for what is stored and
-        how user-defined modules are handled. Returns the path written.
+        how user-defined modules are handled.
+
+        Args:
+            path: the file to write (``.pt`` is appended when missing).
+
+        Returns:
+            The path written.
         """
         return str(backbones.save(self.get_backbone(), path, norm=self.hparams.get("norm"),
                                   probe_size=self.image_size, method=self.method))
@@ -201,6 +222,18 @@ class Checkpointing:
         (image size, norm, backbone, the method's own options) is passed back to
         ``__init__``, so every part has the saved shape; ``overrides`` replace saved values
         (e.g. ``augment=my_pipeline``).
+
+        Args:
+            name: the run name or checkpoint path.
+            dataset: the training data to attach (None to only evaluate or export).
+            **overrides: constructor arguments replacing the saved ones.
+
+        Returns:
+            The rebuilt supervisor with the checkpoint loaded.
+
+        Raises:
+            CheckpointError: the file cannot be read, holds a backbone alone, its method cannot
+                be found, or it was written by another method than ``cls``.
         """
         payload = _read_run(name)
         method_cls = cls._checkpoint_class(payload)
@@ -233,9 +266,19 @@ class Checkpointing:
 
     def load(self, name: Optional[str] = None, *, strict: bool = True) -> "Supervisor":
         """Load weights, buffers, epoch and history from ``name`` (default: this supervisor's
-        run, ``self.run_name``); returns ``self``.
+        run, ``self.run_name``).
 
-        Raises :class:`CheckpointError` when the file belongs to another method or backbone.
+        Args:
+            name: the run name or checkpoint path.
+            strict: require the saved state to match every parameter and buffer exactly.
+
+        Returns:
+            ``self``.
+
+        Raises:
+            CheckpointError: the file cannot be read, belongs to another method or backbone,
+                or its weights do not fit.
+            ConfigError: ``name`` is None and this supervisor has no run name.
         """
         name = self._run_name_or(name)
         payload = _read_run(name)

@@ -17,7 +17,11 @@ just_fix_windows_console()
 
 
 def use_colour() -> bool:
-    """Whether status lines are coloured now (decided per line: stderr may be redirected)."""
+    """Whether status lines are coloured now (decided per line: stderr may be redirected).
+
+    Returns:
+        True when ``NO_COLOR`` is unset or empty and stderr is an open terminal.
+    """
     if os.environ.get("NO_COLOR"):
         return False
     isatty = getattr(sys.stderr, "isatty", None)
@@ -34,14 +38,17 @@ def _emit(colour: str, tag: str, message: str) -> None:
 
 
 def info(message: str) -> None:
+    """Print ``message`` as a cyan ``[super-selfish]`` status line (main process only)."""
     _emit(Fore.CYAN, "super-selfish", message)
 
 
 def success(message: str) -> None:
+    """Print ``message`` as a green ``[done]`` line (main process only)."""
     _emit(Fore.GREEN, "done", message)
 
 
 def warn(message: str) -> None:
+    """Print ``message`` as a yellow ``[warning]`` line (main process only)."""
     _emit(Fore.YELLOW, "warning", message)
 
 
@@ -49,13 +56,19 @@ NOTED: set = set()
 
 
 def note_once(key: str, message: str) -> None:
-    """An :func:`info` line shown once per process under ``key``, not once per image."""
+    """An :func:`info` line shown once per process under ``key``, not once per image.
+
+    Args:
+        key: identifies the note; a key already shown is skipped.
+        message: the text.
+    """
     if key not in NOTED:
         NOTED.add(key)
         info(message)
 
 
 def error(message: str) -> None:
+    """Print ``message`` as a red ``[error]`` line (main process only)."""
     _emit(Fore.RED, "error", message)
 
 
@@ -73,7 +86,14 @@ def progress_bar(**options: Any) -> Any:
     """A tqdm progress bar that renders without warnings everywhere: tqdm's widget bar in a
     Jupyter kernel when ipywidgets is installed, its plain-text bar otherwise (in a terminal,
     and in a notebook without ipywidgets, where ``tqdm.auto`` warns "IProgress not found"
-    before falling back to text)."""
+    before falling back to text).
+
+    Args:
+        **options: passed to the tqdm class (``total``, ``desc``, ``disable``, ...).
+
+    Returns:
+        The tqdm bar.
+    """
     if _in_jupyter_kernel():
         try:
             import ipywidgets  # noqa: F401 - the widget bar needs it

@@ -41,6 +41,7 @@ class Batch(NamedTuple):
     index: torch.Tensor
 
     def to(self, device: torch.device | str) -> "Batch":
+        """The same batch with its three tensors moved to ``device`` (non-blocking copies)."""
         return Batch(*(t.to(device, non_blocking=True) for t in self))
 
 
@@ -61,6 +62,7 @@ class ImageDataset(Dataset):
 
     @property
     def has_labels(self) -> bool:
+        """Whether every image carries a class label (subclasses answer)."""
         raise NotImplementedError
 
     def __getitem__(self, index: int) -> Tuple[torch.Tensor, int]:
@@ -68,7 +70,16 @@ class ImageDataset(Dataset):
 
 
 class TensorImageDataset(ImageDataset):
-    """All images in memory as one uint8 tensor: batches are slices, no per-sample work."""
+    """All images in memory as one uint8 tensor: batches are slices, no per-sample work.
+
+    Args:
+        images: uint8 images (N, C, H, W).
+        labels: one integer label per image; None marks every image unlabelled (-1).
+        classes: the class names, indexed by label.
+
+    Raises:
+        DataError: ``labels`` and ``images`` differ in length.
+    """
 
     def __init__(self, images: torch.Tensor, labels: Optional[torch.Tensor] = None,
                  classes: Sequence[str] = ()):
@@ -82,14 +93,17 @@ class TensorImageDataset(ImageDataset):
 
     @property
     def has_labels(self) -> bool:
+        """True when the dataset is non-empty and no label is -1."""
         return bool(len(self.labels)) and bool((self.labels != NO_LABEL).all())
 
     @property
     def image_shape(self) -> Tuple[int, int, int]:
+        """The (C, H, W) shape shared by all images."""
         return tuple(self.images.shape[1:])
 
     @property
     def channels(self) -> int:  # type: ignore[override]
+        """Channels per image, read from the stored tensor."""
         return int(self.images.shape[1])
 
     def __len__(self) -> int:
@@ -99,12 +113,33 @@ class TensorImageDataset(ImageDataset):
         return self.images[index], int(self.labels[index])
 
     def subset(self, indices: torch.Tensor) -> "TensorImageDataset":
+        """A new in-memory dataset holding the images and labels at ``indices``.
+
+        Args:
+            indices: integer (or boolean mask) index tensor into this dataset.
+
+        Returns:
+            A :class:`TensorImageDataset` with the same class names.
+        """
         return TensorImageDataset(self.images[indices], self.labels[indices], self.classes)
 
 
 class ConvertedDataset(ImageDataset):
     """Wraps any dataset and converts each item to a uint8 (``channels``, H, W) tensor and a
-    label; ``size`` and ``resize`` as in :func:`to_uint8_image`."""
+    label; ``size`` and ``resize`` as in :func:`to_uint8_image`.
+
+    An item may be an image or an ``(image, label, ...)`` tuple; whether the dataset is
+    labelled is decided from its first item.
+
+    Args:
+        source: the dataset to wrap (any object with ``__len__`` and ``__getitem__``).
+        size: side to resize each image to; None keeps each image's size.
+        channels: channels to deliver (see :func:`to_uint8_image`).
+        resize: ``"squash"`` or ``"crop"``.
+
+    Raises:
+        DataError: ``source`` is empty.
+    """
 
     def __init__(self, source: Dataset, size: Optional[int] = None, channels: int = 3,
                  resize: str = "squash"):
@@ -118,6 +153,7 @@ class ConvertedDataset(ImageDataset):
 
     @property
     def has_labels(self) -> bool:
+        """Whether the wrapped dataset's first item came with an integer label."""
         return self._labelled
 
     def __len__(self) -> int:
@@ -147,6 +183,19 @@ class FolderDataset(ImageDataset):
     :func:`to_uint8_image`. With ``decode="device"`` the loader hands JPEG files over
     undecoded and they are decoded in batches on the training device
     (:mod:`super_selfish.decode`; other formats are still decoded in the workers).
+
+    Args:
+        root: the folder to read.
+        size: side to resize each image to; None keeps each image's size.
+        channels: channels to deliver (3 RGB, 1 grayscale, ...).
+        resize: ``"squash"`` or ``"crop"``.
+        decode: ``"cpu"`` or ``"device"``.
+        skip_bad_images: leave unreadable files out (with a warning) instead of raising.
+
+    Raises:
+        DataError: the folder holds no image, or an unreadable one without
+            ``skip_bad_images``, or no readable image at all.
+        ConfigError: ``decode`` is not one of :data:`DECODE_MODES`.
     """
 
     def __init__(self, root: str | os.PathLike, size: Optional[int] = None, channels: int = 3,
@@ -197,6 +246,7 @@ class FolderDataset(ImageDataset):
 
     @property
     def has_labels(self) -> bool:
+        """True for the ImageFolder layout (class sub-folders), False for a flat folder."""
         return bool(self.classes)
 
     def __len__(self) -> int:
@@ -212,7 +262,15 @@ class FolderDataset(ImageDataset):
                             f"{exc}): remove or replace the file.") from exc
 
     def encoded(self, index: int) -> Tuple[Any, int]:
-        """The item for on-device decoding: a JPEG file's bytes, or the decoded image."""
+        """The item for on-device decoding: a JPEG file's bytes, or the decoded image.
+
+        Args:
+            index: position of the sample in the dataset.
+
+        Returns:
+            ``(image, label)``: an :class:`~super_selfish.decode.EncodedImage` for a JPEG file
+            delivered with 1 or 3 channels, else the decoded uint8 tensor as ``self[index]``.
+        """
         path, label = self.samples[index]
         if path.suffix.lower() in (".jpg", ".jpeg") and self.channels in (1, 3):
             from .decode import EncodedImage
@@ -232,6 +290,12 @@ def image_problem(path: str | os.PathLike) -> Optional[str]:
     JPEG with extra bytes after its marker still passes. Damage inside image data that
     decodes without error is not detected; a file that fails to decode during training
     raises :class:`DataError` naming it.
+
+    Args:
+        path: the image file to check.
+
+    Returns:
+        None for a usable file, else a short reason (exception type and message).
     """
     try:
         with open(path, "rb") as handle:
@@ -403,7 +467,20 @@ def images_to_uint8(images: torch.Tensor, argument: str = "images",
     trains with ``in_channels=C``). Otherwise an alpha channel is dropped, grayscale is
     repeated to RGB and RGB becomes its luma for ``channels=1``, each with a one-time note.
     16-bit images are scaled (``bits=16``, or any integer batch whose maximum exceeds 255);
-    float images must lie in [0, 1]. Anything else raises :class:`DataError` naming ``argument``.
+    float images must lie in [0, 1].
+
+    Args:
+        images: the batch, uint8, 16-bit or other integer, or float.
+        argument: the name error messages give the batch.
+        bits: 16 to scale by 65535 even when the batch's maximum is at most 255.
+        channels: channels to deliver.
+
+    Returns:
+        A contiguous uint8 tensor (N, ``channels``, H, W).
+
+    Raises:
+        DataError: a bad shape or channel count, non-finite or out-of-range floats, negative
+            or boolean integers, or values above 65535; the message names ``argument``.
     """
     if images.ndim == 3:
         images = images[:, None]
@@ -445,7 +522,16 @@ def images_to_uint8(images: torch.Tensor, argument: str = "images",
 
 def convert_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
     """A uint8 batch with 1, 3 or 4 channels as ``channels`` (1 or 3) channels, or unchanged
-    when it has them already; one-time notes say what was converted."""
+    when it has them already; one-time notes say what was converted.
+
+    Args:
+        images: uint8 batch (N, C, H, W).
+        channels: the wanted channel count.
+
+    Returns:
+        The batch with alpha dropped, grayscale repeated or RGB reduced to luma as needed;
+        other combinations are returned unchanged.
+    """
     have = images.shape[1]
     if have == channels:
         return images
@@ -465,7 +551,16 @@ def convert_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
 
 def resize_uint8(images: torch.Tensor, size: int, resize: str = "squash") -> torch.Tensor:
     """Antialiased bilinear resize of a uint8 batch to ``size`` x ``size``: both sides scaled
-    (``"squash"``), or the centred square of the shorter side scaled (``"crop"``)."""
+    (``"squash"``), or the centred square of the shorter side scaled (``"crop"``).
+
+    Args:
+        images: uint8 batch (..., H, W).
+        size: the output side in pixels.
+        resize: ``"squash"`` or ``"crop"``.
+
+    Returns:
+        The resized uint8 batch (..., ``size``, ``size``).
+    """
     if resize == "crop":
         height, width = images.shape[-2:]
         side = min(height, width)
@@ -497,6 +592,7 @@ def dataset(source: Any, split: str = "train", *, size: Optional[int] = None,
             ``test/``, with a note).
         size: resize every image to ``size`` x ``size``.
         root: where torchvision datasets live or are downloaded to.
+        download: let torchvision download a named dataset that is not under ``root``.
         channels: image channels to deliver, the backbone's ``in_channels`` (see
             :func:`images_to_uint8` for the conversions); default: an :class:`ImageDataset`'s
             own, 3 (RGB) for every other source.
@@ -504,13 +600,25 @@ def dataset(source: Any, split: str = "train", *, size: Optional[int] = None,
             square of the shorter side), for folders, shards and per-item datasets.
         decode: ``"cpu"`` (loader workers decode) or ``"device"``: JPEG files of folders and
             shards are decoded in batches on the training device (:mod:`super_selfish.decode`).
-        image_column, label_column: the image and label column of a Hugging Face dataset, or
-            the image and label key (extension) of WebDataset samples; found automatically when
-            not given (an ``Image``/``ClassLabel`` feature; ``jpg``/``png``/... and ``cls``).
+        image_column: the image column of a Hugging Face dataset, or the image key
+            (extension) of WebDataset samples; found automatically when not given (an ``Image``
+            feature; ``jpg``/``png``/...).
+        label_column: the label column or key, likewise (a ``ClassLabel`` feature; ``cls``).
         shard_sizes: samples per WebDataset shard (one int for all, or one per shard); only
             needed for shards that are not local files, which cannot be counted cheaply.
         skip_bad_images: folder images are checked when the dataset is built (see
             :class:`FolderDataset`); True leaves unreadable ones out.
+
+    Returns:
+        An :class:`ImageDataset`: ``source`` itself when it already is one with the wanted
+        channels, an in-memory :class:`TensorImageDataset` for names, arrays and torchvision
+        datasets, else one that decodes per item or streams shards.
+
+    Raises:
+        ConfigError: an invalid ``size``, ``channels``, ``resize``, ``decode`` or ``split``.
+        UnknownNameError: a string that is neither a registered name nor a path.
+        DataError: a missing folder, a plain file, an empty or unreadable dataset, an
+            unsupported type, or a named dataset that cannot be loaded or downloaded.
     """
     if size is not None:
         check(isinstance(size, int) and size > 0, "size", size, "a positive int (pixels)")
@@ -590,8 +698,16 @@ def _remember(ds: _Dataset, source: str, split: Optional[str]) -> _Dataset:
 
 
 def provenance(ds: ImageDataset) -> dict:
-    """What a checkpoint records about its training data: ``{"source": name or absolute
-    folder or None, "split": ..., "image_size": side of the stored images or None}``."""
+    """What a checkpoint records about its training data.
+
+    Args:
+        ds: the training dataset.
+
+    Returns:
+        ``{"source": name, absolute folder, shard pattern or None, "split": ..., "image_size":
+        side of the (square) stored images or None}``; the size is read from the first image
+        when the dataset does not state it.
+    """
     size = getattr(ds, "size", None)
     if size is None and len(ds) > 0:
         try:
@@ -645,7 +761,18 @@ def _named(name: str, split: str, size: Optional[int], root: str | os.PathLike,
 
 
 def materialize(ds: ImageDataset) -> TensorImageDataset:
-    """Load a whole dataset into memory (eval features, small training sets)."""
+    """Load a whole dataset into memory (eval features, small training sets).
+
+    Args:
+        ds: any :class:`ImageDataset`; its images must share one size.
+
+    Returns:
+        ``ds`` itself when it is already in memory, else a :class:`TensorImageDataset` with
+        its images, labels, class names, source and split.
+
+    Raises:
+        DataError: the images differ in size (pass ``size=`` to :func:`dataset`).
+    """
     if isinstance(ds, TensorImageDataset):
         return ds
     images, labels = [], []
@@ -706,7 +833,13 @@ class _EpochBatches:
 
 def default_num_workers() -> int:
     """Loader processes when ``num_workers`` is not given: half of this process's CPUs (the
-    other half runs the training step), at least 1 and at most 8."""
+    other half runs the training step), at least 1 and at most 8.
+
+    The CPUs are those this process may run on, shared among ``LOCAL_WORLD_SIZE`` processes.
+
+    Returns:
+        The number of DataLoader workers.
+    """
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -725,6 +858,21 @@ class BatchLoader:
     batches so that the copy to the device overlaps the step. Streamed datasets
     (:class:`~super_selfish.shards.ShardDataset`) split their shards between processes and
     workers themselves, so ``sampler`` is not used for them. :meth:`close` ends the workers.
+
+    Args:
+        ds: the dataset to read.
+        batch_size: images per batch.
+        shuffle: draw a new random order every epoch (ignored when ``sampler`` is given).
+        drop_last: leave out the last, incomplete batch.
+        num_workers: loader processes; None picks 0 for in-memory datasets, else
+            :func:`default_num_workers`.
+        generator: the random generator of the order (and of the shard order when streaming).
+        sampler: a (distributed) sampler giving the indices of this process.
+        pin_memory: pin batches in page-locked memory.
+
+    Raises:
+        ConfigError: ``batch_size`` or ``num_workers`` is invalid.
+        DataError: the dataset is empty, or smaller than one batch with ``drop_last``.
     """
 
     def __init__(self, ds: ImageDataset, batch_size: int, shuffle: bool = True,
@@ -822,7 +970,8 @@ class BatchLoader:
 
 def _ignore_interrupt(_worker_id: int) -> None:
     """Workers ignore Ctrl-C (sent to the whole process group): the main process stops
-    cleanly after its step and shuts them down, instead of failing on a dead worker."""
+    cleanly after its step and shuts them down, instead of failing on a dead worker.
+    """
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -830,7 +979,16 @@ def _ignore_interrupt(_worker_id: int) -> None:
 
 def split(ds: ImageDataset, fraction: float, seed: int = 0
           ) -> Tuple[TensorImageDataset, TensorImageDataset]:
-    """Deterministic random split into (first, rest) with ``fraction`` of the images first."""
+    """Deterministic random split into (first, rest) with ``fraction`` of the images first.
+
+    Args:
+        ds: the dataset to split (loaded into memory).
+        fraction: share of the images in the first part, strictly between 0 and 1.
+        seed: seed of the random order.
+
+    Returns:
+        ``(first, rest)`` in-memory datasets; ``first`` holds at least one image.
+    """
     check(0 < fraction < 1, "fraction", fraction, "a number strictly between 0 and 1")
     ds = materialize(ds)
     order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))

@@ -33,7 +33,14 @@ class EncodedBatch(NamedTuple):
     index: torch.Tensor  # type: ignore[assignment]  # the dataset indices, as in Batch
 
     def to(self, device: torch.device | str) -> Batch:
-        """Decode (on ``device``), resize, stack: the :class:`~super_selfish.data.Batch`."""
+        """Decode (on ``device``), resize, stack: the :class:`~super_selfish.data.Batch`.
+
+        Args:
+            device: the training device.
+
+        Returns:
+            The batch of uint8 images, labels and indices on ``device``.
+        """
         return Batch(decode_images(self.images, torch.device(device)),
                      self.labels.to(device, non_blocking=True),
                      self.index.to(device, non_blocking=True))
@@ -41,7 +48,18 @@ class EncodedBatch(NamedTuple):
 
 def decode_images(items: List[Any], device: torch.device) -> torch.Tensor:
     """Decode the :class:`EncodedImage` s of ``items`` on ``device`` in one batched call,
-    resize each as it asks, and stack them with the already decoded ones: (N, C, H, W) uint8."""
+    resize each as it asks, and stack them with the already decoded ones: (N, C, H, W) uint8.
+
+    Args:
+        items: ``EncodedImage`` s and uint8 (C, H, W) tensors, in batch order.
+        device: where to decode.
+
+    Returns:
+        The stacked uint8 batch on ``device``.
+
+    Raises:
+        DataError: the images end up with different sizes.
+    """
     from torchvision.io import ImageReadMode, decode_jpeg
 
     encoded = [i for i, item in enumerate(items) if isinstance(item, EncodedImage)]

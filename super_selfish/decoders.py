@@ -36,7 +36,15 @@ def _norm(kind: str, channels: int) -> nn.Module:
 
 
 def upsampling_stages(in_size: int, out_size: int) -> int:
-    """Number of 2x stages that bring ``in_size`` closest to ``out_size`` (log2, rounded)."""
+    """Number of 2x stages that bring ``in_size`` closest to ``out_size`` (log2, rounded).
+
+    Args:
+        in_size: side of the input map.
+        out_size: side of the output.
+
+    Returns:
+        The stage count, 0 when ``out_size`` is not larger.
+    """
     if out_size <= in_size:
         return 0
     return int(round(math.log2(out_size / in_size)))
@@ -51,6 +59,22 @@ class ConvDecoder(nn.Module):
     ``head_kernel`` conv to ``out_channels`` (no norm or ReLU on the output), bilinear resizing to
     the exact output size when it is not ``in_size`` times a power of 2, and the optional
     ``output`` activation (``sigmoid`` for images in [0, 1], ``none`` for logits).
+
+    Args:
+        in_channels: channels of the input map.
+        out_channels: channels of the output (3 for RGB, bins for colour logits, ...).
+        in_size: side (or height, width) of the input map.
+        out_size: side (or height, width) of the output.
+        width: channels after the first conv (at most ``in_channels``, at least
+            ``min_width``).
+        min_width: the smallest width a stage is halved to.
+        norm: ``"batch"``, ``"group"``, ``"layer"`` or ``"none"``.
+        output: ``"none"``, ``"sigmoid"`` or ``"tanh"``.
+        head_kernel: 1 or 3, the output conv's kernel.
+
+    Raises:
+        ConfigError: an invalid channel count, size, width, ``norm``, ``output`` or
+            ``head_kernel``.
     """
 
     def __init__(self, in_channels: int, out_channels: int, in_size: int | Tuple[int, int],
@@ -86,7 +110,15 @@ class ConvDecoder(nn.Module):
 
     def forward(self, feature_map: torch.Tensor,
                 size: Optional[int | Tuple[int, int]] = None) -> torch.Tensor:
-        """Decode; ``size`` (default: the construction ``out_size``) is the exact output size."""
+        """Decode; ``size`` (default: the construction ``out_size``) is the exact output size.
+
+        Args:
+            feature_map: (N, ``in_channels``, h, w) input.
+            size: output side or (height, width).
+
+        Returns:
+            (N, ``out_channels``, H, W) after the ``output`` activation.
+        """
         out = self.head(self.body(feature_map))
         size = self.out_size if size is None else _pair(size)
         if tuple(out.shape[-2:]) != tuple(size):
@@ -102,8 +134,17 @@ class ConvDecoder(nn.Module):
 def feature_map_shape(backbone: nn.Module, image_size: int) -> Tuple[int, int, int]:
     """(C, h, w) of ``backbone.feature_map`` at ``image_size`` (one dummy batch, eval mode).
 
-    Raises :class:`ConfigError` when the backbone gives vectors instead of a spatial map
-    (a ViT, or a custom body that pools), since pixel decoders need a map.
+    Args:
+        backbone: a :class:`~super_selfish.backbones.Backbone` (anything with
+            ``feature_map``).
+        image_size: side of the dummy images.
+
+    Returns:
+        ``(C, h, w)``.
+
+    Raises:
+        ConfigError: the backbone gives vectors instead of a spatial map (a ViT, or a custom
+            body that pools), since pixel decoders need a map.
     """
     was_training = backbone.training
     backbone.eval()
@@ -124,7 +165,21 @@ def feature_map_shape(backbone: nn.Module, image_size: int) -> Tuple[int, int, i
 def for_backbone(backbone: nn.Module, image_size: int, out_channels: int,
                  out_size: Optional[int] = None, **options) -> ConvDecoder:
     """A :class:`ConvDecoder` from ``backbone``'s map at ``image_size`` to ``out_size``
-    (default: ``image_size``) with ``out_channels`` outputs; ``options`` go to the decoder."""
+    (default: ``image_size``) with ``out_channels`` outputs; ``options`` go to the decoder.
+
+    Args:
+        backbone: the backbone whose map is decoded.
+        image_size: the training image size.
+        out_channels: channels of the decoder's output.
+        out_size: side of the output; None for ``image_size``.
+        **options: keyword arguments of :class:`ConvDecoder`.
+
+    Returns:
+        The decoder.
+
+    Raises:
+        ConfigError: the backbone has no spatial map (see :func:`feature_map_shape`).
+    """
     channels, height, width = feature_map_shape(backbone, image_size)
     return ConvDecoder(channels, out_channels, (height, width),
                        image_size if out_size is None else out_size, **options)
@@ -132,7 +187,14 @@ def for_backbone(backbone: nn.Module, image_size: int, out_channels: int,
 
 def latent_grid(image_size: int) -> int:
     """Side of the generator's first map: ``image_size`` halved while even and above 7
-    (32 -> 4, 96 -> 6, 224 -> 7); 4 when that leaves an odd side above 7."""
+    (32 -> 4, 96 -> 6, 224 -> 7); 4 when that leaves an odd side above 7.
+
+    Args:
+        image_size: side of the generated images.
+
+    Returns:
+        The side g of the g x g latent map.
+    """
     side = image_size
     while side % 2 == 0 and side > 7:
         side //= 2
@@ -144,6 +206,17 @@ class LatentGenerator(nn.Module):
 
     A linear layer makes a ``channels`` x g x g map (g = :func:`latent_grid`), which the
     shared :class:`ConvDecoder` upsamples to ``image_size`` (the BiGAN/DCGAN generator).
+
+    Args:
+        latent_dim: size of the latent vectors.
+        image_size: side S of the generated images.
+        out_channels: channels of the generated images.
+        channels: channels of the first map (and width of the decoder).
+        norm: the decoder's normalisation.
+
+    Raises:
+        ConfigError: ``latent_dim`` is not a positive int, or the decoder's arguments are
+            invalid.
     """
 
     def __init__(self, latent_dim: int, image_size: int, out_channels: int = 3, *,
@@ -158,5 +231,6 @@ class LatentGenerator(nn.Module):
                                    width=channels, norm=norm, output="sigmoid")
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Images (N, ``out_channels``, S, S) in [0, 1] from latent vectors (N, latent_dim)."""
         latent_map = F.relu(self.project(z)).view(len(z), self.channels, self.grid, self.grid)
         return self.decoder(latent_map)

@@ -32,10 +32,12 @@ def is_distributed() -> bool:
 
 
 def rank(group: Any = None) -> int:
+    """This process's rank in ``group`` (default: the world), 0 without a process group."""
     return dist.get_rank(group) if is_distributed() else 0
 
 
 def world_size(group: Any = None) -> int:
+    """Processes in ``group`` (default: the world), 1 without a process group."""
     return dist.get_world_size(group) if is_distributed() else 1
 
 
@@ -45,6 +47,7 @@ def local_rank() -> int:
 
 
 def is_main_process() -> bool:
+    """True on rank 0 (and in a single process): the one that writes files and logs."""
     return rank() == 0
 
 
@@ -91,6 +94,13 @@ def gather_with_grad(tensor: torch.Tensor, group: Any = None) -> torch.Tensor:
 
     Every process must pass a tensor of the same shape (the training loader drops incomplete
     batches, so per-process batches are always equal).
+
+    Args:
+        tensor: this process's rows.
+        group: the process group; None for the world.
+
+    Returns:
+        ``tensor`` itself in a single process, else the (world size * N, ...) concatenation.
     """
     if world_size(group) == 1:
         return tensor
@@ -178,6 +188,13 @@ def batch_shuffle(x: torch.Tensor, generator: Optional[torch.Generator] = None
     different subset of images than the query encoder and cannot leak batch statistics.
     In a single process the local batch is permuted instead (a no-op for BatchNorm, kept so
     that code paths match).
+
+    Args:
+        x: this process's batch (N, ...).
+        generator: generator of the permutation (drawn on every process, rank 0's is used).
+
+    Returns:
+        ``(x_shuffled, unshuffle_index)``.
     """
     n_local = x.shape[0]
     everything = gather(x)
@@ -217,6 +234,16 @@ class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
     backward pass is exact. Same parameters and buffers as ``nn.BatchNorm*d`` (checkpoints load
     into either). Outside training, or in a single process, it is plain BatchNorm.
     :func:`convert_sync_batchnorm` picks torch's implementation on GPUs.
+
+    Args:
+        num_features: channels C of the (N, C, ...) input.
+        eps: added to the variance.
+        momentum: running-statistics update factor; None for a cumulative average.
+        affine: learn a per-channel scale and shift.
+        track_running_stats: keep running mean and variance for eval mode.
+        process_group: the group to synchronise over; None for the world.
+        device: where to create the parameters and buffers.
+        dtype: their dtype.
     """
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: Optional[float] = 0.1,
@@ -231,6 +258,7 @@ class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
             raise ValueError(f"expected at least 2D input (got {input.dim()}D input)")
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        """Normalise ``input`` with the statistics of the global batch (training, > 1 process)."""
         group = self.process_group
         if not self.training or not is_distributed() or world_size(group) == 1:
             return super().forward(input)
@@ -269,7 +297,8 @@ class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
 def _replace_batchnorms(module: nn.Module, replacement: Callable[[nn.Module], nn.Module]
                         ) -> nn.Module:
     """Walk ``module`` once, swapping each layer for ``replacement(layer)`` (the layer itself
-    to keep it). A layer reachable by two paths (an aliased submodule) is replaced once."""
+    to keep it). A layer reachable by two paths (an aliased submodule) is replaced once.
+    """
     memo: Dict[int, nn.Module] = {}
 
     def walk(m: nn.Module) -> nn.Module:
@@ -304,8 +333,15 @@ def convert_sync_batchnorm(module: nn.Module, process_group: Any = None,
     :class:`torch.nn.SyncBatchNorm`; elsewhere this module's :class:`SyncBatchNorm`. The new
     layers reuse the *same* ``Parameter`` and buffer objects, so an optimizer built before or
     after the conversion trains the right tensors. A BatchNorm reachable by two paths (an
-    aliased submodule) becomes one layer. Returns the converted module (a new object only
-    when ``module`` itself is a BatchNorm).
+    aliased submodule) becomes one layer.
+
+    Args:
+        module: the network to convert in place.
+        process_group: the group to synchronise over; None for the world.
+        device: the training device; default: that of ``module``'s first parameter.
+
+    Returns:
+        The converted module (a new object only when ``module`` itself is a BatchNorm).
     """
     if device is None:
         device = next((p.device for p in module.parameters()), torch.device("cpu"))
@@ -326,6 +362,12 @@ def convert_sync_batchnorm(module: nn.Module, process_group: Any = None,
 def revert_sync_batchnorm(module: nn.Module) -> nn.Module:
     """Undo :func:`convert_sync_batchnorm`: each layer it made becomes its original BatchNorm
     class again, with the same parameter and buffer objects. Layers it did not make are kept.
+
+    Args:
+        module: the converted network.
+
+    Returns:
+        The reverted module (a new object only when ``module`` itself was converted).
     """
 
     def revert(m: nn.Module) -> nn.Module:
@@ -352,7 +394,15 @@ def broadcast_buffers(module: nn.Module, src: int = 0) -> None:
 def ddp_wrap(module: nn.Module, find_unused_parameters: bool = True
              ) -> nn.parallel.DistributedDataParallel:
     """Wrap ``module`` in DDP: parameters *and buffers* synced from rank 0 once, at creation;
-    buffers are not re-broadcast at every forward (queues would cost a copy per step)."""
+    buffers are not re-broadcast at every forward (queues would cost a copy per step).
+
+    Args:
+        module: the model, already on its device.
+        find_unused_parameters: let DDP skip parameters a step does not use.
+
+    Returns:
+        The ``DistributedDataParallel`` wrapper.
+    """
     import inspect
 
     kwargs: Dict[str, Any] = dict(find_unused_parameters=find_unused_parameters)
@@ -374,9 +424,21 @@ def init_from_env(device: Optional[torch.device | str] = None,
     """Join the process group described by torchrun's environment variables.
 
     Does nothing when a group already exists (a user may create their own). The backend is
-    NCCL for CUDA devices and gloo otherwise. Returns True when this call created the group.
-    The group is *not* destroyed by the library: call :func:`cleanup` (or
-    ``torch.distributed.destroy_process_group()``) at the end of your script.
+    NCCL for CUDA devices and gloo otherwise. The group is *not* destroyed by the library:
+    call :func:`cleanup` (or ``torch.distributed.destroy_process_group()``) at the end of
+    your script.
+
+    Args:
+        device: the training device; default: :func:`local_device`.
+        backend: the backend; default: NCCL for CUDA, gloo otherwise.
+        timeout: collective timeout; default: torch's.
+
+    Returns:
+        True when this call created the group, False when one existed.
+
+    Raises:
+        ConfigError: the launcher's variables (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``,
+            ``MASTER_PORT``) are not all set.
     """
     if is_distributed():
         return False
@@ -384,7 +446,8 @@ def init_from_env(device: Optional[torch.device | str] = None,
                if k not in os.environ]
     if missing:
         raise ConfigError(f"distributed=True needs the launcher's environment "
-                          f"({', '.join(missing)} not set): launch with `torchrun --nproc_per_node=N script.py`, or "
+                          f"({', '.join(missing)} not set): launch with "
+                          "`torchrun --nproc_per_node=N script.py`, or "
                           "create the process group yourself before calling supervise().")
     device = torch.device(device) if device is not None else local_device()
     if backend is None:

@@ -39,7 +39,17 @@ class DivergenceError(SuperSelfishError, FloatingPointError):
 
 
 def unknown_name(kind: str, name: object, valid: Iterable[str]) -> UnknownNameError:
-    """Build the error for an unregistered ``name``, listing the valid ones and a close match."""
+    """Build the error for an unregistered ``name``, listing the valid ones and a close match.
+
+    Args:
+        kind: what was looked up, e.g. ``"backbone"``.
+        name: the name received.
+        valid: the registered names.
+
+    Returns:
+        The :class:`UnknownNameError` (for the caller to raise), with "Did you mean ...?"
+        when a valid name is close.
+    """
     valid = sorted(valid)
     close = difflib.get_close_matches(str(name), valid, n=1, cutoff=0.5)
     hint = f" Did you mean {close[0]!r}?" if close else ""
@@ -47,6 +57,16 @@ def unknown_name(kind: str, name: object, valid: Iterable[str]) -> UnknownNameEr
 
 
 def check(condition: bool, argument: str, received: object, expected: str) -> None:
-    """Raise :class:`ConfigError` naming ``argument`` unless ``condition`` holds."""
+    """Raise :class:`ConfigError` naming ``argument`` unless ``condition`` holds.
+
+    Args:
+        condition: whether the value is acceptable.
+        argument: the argument's name.
+        received: the value received, shown with ``repr``.
+        expected: what would be accepted, e.g. ``"a positive int"``.
+
+    Raises:
+        ConfigError: ``condition`` is false.
+    """
     if not condition:
         raise ConfigError(f"Invalid {argument}={received!r}: expected {expected}.")

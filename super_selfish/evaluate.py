@@ -57,6 +57,18 @@ class ProbeResult:
     (the chosen learning rate, the kNN ``k`` included: also :attr:`k`), ``sweep`` maps each
     swept learning rate to its validation accuracy (empty when no sweep ran), ``warnings``
     what was warned about while scoring (e.g. a ``k`` too large for the smallest class).
+
+    Attributes:
+        protocol: ``"knn"``, ``"linear"``, ``"mlp"`` or ``"finetune"``.
+        accuracy: top-1 test accuracy in [0, 1].
+        description: one sentence saying what was trained and how it was scored.
+        n_train: training (or kNN memory) images used.
+        n_test: test images scored.
+        n_classes: classes of the classifier (largest label + 1).
+        settings: the hyper-parameters used.
+        sweep: validation accuracy per swept learning rate.
+        seconds: wall time of the protocol after feature extraction (fine-tuning: all of it).
+        warnings: warning texts raised while scoring.
     """
 
     protocol: str
@@ -72,7 +84,11 @@ class ProbeResult:
 
     @property
     def k(self) -> Optional[int]:
-        """The number of neighbours the kNN protocol used (``None`` for other protocols)."""
+        """The number of neighbours the kNN protocol used (``None`` for other protocols).
+
+        Returns:
+            ``settings["k"]`` for kNN, else None.
+        """
         return self.settings.get("k") if self.protocol == "knn" else None
 
     def __float__(self) -> float:
@@ -111,6 +127,16 @@ def extract_features(backbone: nn.Module, dataset: Any, batch_size: int = 512,
 
     Images go in as floats in [0, 1]. The backbone's train/eval mode is restored afterwards,
     so BN statistics never change and no gradient is recorded.
+
+    Args:
+        backbone: the network to run; its ``in_channels`` (when it has one) sets the channels
+            the images are converted to.
+        dataset: anything :func:`super_selfish.data.dataset` accepts; loaded into memory.
+        batch_size: images per forward pass.
+        device: where to run; default: the backbone's device.
+
+    Returns:
+        ``(features (N, D) float, labels (N,) long)``, both on the CPU.
     """
     ds = data.materialize(data.dataset(dataset, channels=getattr(backbone, "in_channels", None)))
     device = torch.device(device) if device is not None else _device_of(backbone)
@@ -144,7 +170,8 @@ def _features_pair(backbone: nn.Module, train_dataset: Any, test_dataset: Any,
                    batch_size: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor,
                                              torch.Tensor, int]:
     """Frozen features and labels of both sets, on the backbone's device (kNN and probe
-    heads then run on the GPU when the backbone is there)."""
+    heads then run on the GPU when the backbone is there).
+    """
     train_x, train_y = extract_features(backbone, train_dataset, batch_size)
     test_x, test_y = extract_features(backbone, test_dataset, batch_size)
     _labelled(train_y, "train_dataset")
@@ -165,6 +192,17 @@ def stratified_split(labels: torch.Tensor, fraction: float, seed: int = 0
 
     ``fraction`` of each class (at least one image of every class with two or more images)
     is held out; the rest keeps at least one image of every class.
+
+    Args:
+        labels: class label per sample.
+        fraction: share of each class to hold out, strictly between 0 and 1.
+        seed: seed of the per-class permutations.
+
+    Returns:
+        ``(rest, held_out)``: sorted index tensors.
+
+    Raises:
+        ConfigError: ``fraction`` is not in (0, 1) (named ``val_fraction`` in the message).
     """
     check(0 < fraction < 1, "val_fraction", fraction, "a number strictly between 0 and 1")
     generator = torch.Generator().manual_seed(seed)
@@ -184,6 +222,18 @@ def balanced_subset(dataset: Any, fraction: float, seed: int = 0) -> data.Tensor
     Every class gets the same number of images, ``max(1, round(fraction * N / C))`` (capped
     by the class size), drawn by a permutation seeded with ``seed``; e.g. ``fraction=0.01`` of
     CIFAR-10's 50,000 images gives 50 per class.
+
+    Args:
+        dataset: a labelled dataset (anything :func:`super_selfish.data.dataset` accepts).
+        fraction: share of the images to keep, in (0, 1].
+        seed: seed of the draw.
+
+    Returns:
+        The subset, in memory, in the dataset's order.
+
+    Raises:
+        ConfigError: ``fraction`` is not in (0, 1].
+        DataError: the dataset is empty or has unlabelled images.
     """
     check(isinstance(fraction, (int, float)) and 0 < fraction <= 1, "label_fraction",
           fraction, "a fraction in (0, 1], e.g. 0.01 or 0.1")
@@ -204,7 +254,23 @@ def knn_predict(train_features: torch.Tensor, train_labels: torch.Tensor,
                 test_features: torch.Tensor, k: int = 200, temperature: float = 0.1,
                 n_classes: Optional[int] = None, chunk: int = 1024) -> torch.Tensor:
     """Weighted kNN on L2-normalised features (Wu et al., 2018): each of the ``k`` nearest
-    training samples votes for its class with weight exp(cosine similarity / temperature)."""
+    training samples votes for its class with weight exp(cosine similarity / temperature).
+
+    Args:
+        train_features: (N, D) memory features.
+        train_labels: (N,) memory labels.
+        test_features: (M, D) features to classify.
+        k: neighbours per query (capped at N).
+        temperature: softness of the vote weights.
+        n_classes: vote slots; default: the largest training label + 1.
+        chunk: queries per similarity matrix, to bound memory.
+
+    Returns:
+        (M,) predicted labels.
+
+    Raises:
+        ConfigError: ``k`` is not a positive int or ``temperature`` is not positive.
+    """
     check(isinstance(k, int) and k > 0, "k", k, "a positive int")
     check(temperature > 0, "temperature", temperature, "a positive number")
     n_classes = n_classes or int(train_labels.max()) + 1
@@ -227,7 +293,14 @@ class KNNWarning(UserWarning):
 
 def fitting_k(smallest_class: int) -> int:
     """The ``k`` suggested when the requested one does not fit: half the smallest class's
-    count (at least 1), so every image's own class can still fill most of its neighbours."""
+    count (at least 1), so every image's own class can still fill most of its neighbours.
+
+    Args:
+        smallest_class: image count of the smallest training class.
+
+    Returns:
+        The suggested ``k``.
+    """
     return max(1, smallest_class // 2)
 
 
@@ -241,6 +314,15 @@ def check_knn_k(k: int, train_labels: torch.Tensor,
     ``k`` neighbours in its own class (k=200 on 150 images per class: at least 50 votes go to
     other classes), so the vote leans to the larger classes and the accuracy says more about
     ``k`` than about the features.
+
+    Args:
+        k: the neighbour count to check.
+        train_labels: labels of the kNN memory; negative (unlabelled) entries are ignored.
+        class_names: names for the message, or a callable giving them (looked up only when
+            a warning is due).
+
+    Returns:
+        The warning text, or None when ``k`` fits or there are no labels.
     """
     labels = train_labels.detach().cpu()
     labels = labels[labels >= 0]
@@ -293,6 +375,23 @@ def knn_accuracy(backbone: nn.Module, train_dataset: Any, test_dataset: Any, k: 
     The backbone (eval mode, no gradient) embeds both sets; features are L2-normalised; each
     test image is classified by its ``k`` most cosine-similar training images, each voting for
     its label with weight exp(similarity / temperature) (Wu et al., 2018). No training.
+
+    Args:
+        backbone: the frozen network to score.
+        train_dataset: labelled images used as the kNN memory.
+        test_dataset: labelled images to classify.
+        k: neighbours per test image (200 as in Wu et al.; capped at the training set size,
+            and a :class:`KNNWarning` says when it reaches the smallest class's count).
+        temperature: vote temperature (0.1 as in Wu et al.).
+        batch_size: images per forward pass during feature extraction.
+        return_details: return a :class:`ProbeResult` instead of a float.
+
+    Returns:
+        The top-1 test accuracy, or the :class:`ProbeResult` with ``return_details``.
+
+    Raises:
+        ConfigError: ``k`` is not a positive int or ``temperature`` is not positive.
+        DataError: a dataset is empty or has unlabelled images.
     """
     train_x, train_y, test_x, test_y, n_classes = _features_pair(
         backbone, train_dataset, test_dataset, batch_size)
@@ -314,8 +413,9 @@ def _batches(n: int, batch_size: int, generator: torch.Generator,
 @contextmanager
 def _threads_for(work: int) -> Iterator[None]:
     """One intra-op thread for tiny CPU problems (``work`` ~ batch x parameters): thousands
-    of small steps run several times faster without per-operation thread synchronisation,
-    especially on a busy CPU. The caller's thread count is restored afterwards."""
+    of small steps avoid the per-operation thread synchronisation that dominates them,
+    especially on a busy CPU. The caller's thread count is restored afterwards.
+    """
     previous = torch.get_num_threads()
     if work < 50_000_000 and previous > 1:
         torch.set_num_threads(1)
@@ -393,6 +493,23 @@ def train_linear(features: torch.Tensor, labels: torch.Tensor, n_classes: int,
     Nesterov) with a cosine decay over ``epochs``; ``lbfgs``: full-batch L-BFGS (strong-Wolfe
     line search) for ``epochs`` iterations with an L2 penalty of ``weight_decay / 2 * |W|^2``.
     Initialisation and order are seeded with ``seed``.
+
+    Args:
+        features: (N, D) training features.
+        labels: (N,) class labels.
+        n_classes: output size of the classifier.
+        epochs: passes (adam, sgd) or iterations (lbfgs).
+        lr: learning rate; default from :data:`DEFAULT_LR` for the optimizer.
+        weight_decay: L2 regularisation of the weights.
+        batch_size: mini-batch size (adam, sgd).
+        seed: seed of the initialisation and the batch order.
+        optimizer: ``"adam"``, ``"sgd"`` or ``"lbfgs"``.
+
+    Returns:
+        The trained ``nn.Linear`` in eval mode.
+
+    Raises:
+        ConfigError: ``optimizer`` is unknown.
     """
     check(optimizer in OPTIMIZERS, "optimizer", optimizer, f"one of {OPTIMIZERS}")
     head = _new_head("linear", features.shape[1], n_classes, 0, seed)
@@ -486,6 +603,30 @@ def linear_probe(backbone: nn.Module, train_dataset: Any, test_dataset: Any,
     4. ``lr_sweep`` (``True`` for a default grid, or a list of rates) picks the rate with the
        best accuracy on a stratified ``val_fraction`` split carved from the TRAINING set, then
        retrains on the full training set; the test set is used once, for the final score.
+
+    Args:
+        backbone: the frozen network to score.
+        train_dataset: labelled images to train the classifier on.
+        test_dataset: labelled images to score.
+        epochs: training passes (iterations for ``lbfgs``).
+        lr: learning rate; None takes the optimizer's default (see step 3).
+        weight_decay: weight decay (an L2 penalty for ``lbfgs``).
+        batch_size: mini-batch size of the classifier's training (features are extracted
+            512 images at a time).
+        optimizer: ``"adam"``, ``"sgd"`` or ``"lbfgs"``.
+        lr_sweep: None or False for no sweep, True for :data:`DEFAULT_SWEEP`, or the rates
+            to try.
+        val_fraction: share of each training class held out for the sweep.
+        seed: seed of the initialisation, order and validation split.
+        return_details: return a :class:`ProbeResult` instead of a float.
+
+    Returns:
+        The top-1 test accuracy, or the :class:`ProbeResult` with ``return_details``.
+
+    Raises:
+        ConfigError: an invalid ``epochs``, ``lr``, ``optimizer``, ``weight_decay``,
+            ``batch_size``, ``lr_sweep`` or ``val_fraction``.
+        DataError: a dataset is empty or has unlabelled images.
     """
     train_x, train_y, test_x, test_y, n_classes = _features_pair(
         backbone, train_dataset, test_dataset, 512)
@@ -508,6 +649,28 @@ def mlp_probe(backbone: nn.Module, train_dataset: Any, test_dataset: Any, epochs
     training set), but the classifier is ``Linear(d, hidden_dim) -> BatchNorm -> ReLU ->
     Linear(hidden_dim, classes)`` (the original library's ``eval_model='mlp'``), trained with
     Adam by default. Default learning rates: adam 1e-3, sgd 0.05, lbfgs 1.
+
+    Args:
+        backbone: the frozen network to score.
+        train_dataset: labelled images the MLP is trained on.
+        test_dataset: labelled images scored once at the end.
+        epochs: training passes (iterations for ``lbfgs``).
+        lr: learning rate; None takes :data:`MLP_DEFAULT_LR` for the optimizer.
+        weight_decay: weight decay of the MLP.
+        batch_size: mini-batch size of the MLP's training.
+        hidden_dim: width of the hidden layer.
+        optimizer: ``"adam"``, ``"sgd"`` or ``"lbfgs"``.
+        lr_sweep: as in :func:`linear_probe`.
+        val_fraction: held-out share of the training set for the sweep.
+        seed: seed of the initialisation, batch order and validation split.
+        return_details: return a :class:`ProbeResult` instead of a float.
+
+    Returns:
+        The top-1 test accuracy, or the :class:`ProbeResult` with ``return_details``.
+
+    Raises:
+        ConfigError: an invalid ``hidden_dim`` or any argument :func:`linear_probe` checks.
+        DataError: a dataset is empty or has unlabelled images.
     """
     check(isinstance(hidden_dim, int) and hidden_dim > 0, "hidden_dim", hidden_dim,
           "a positive int")
@@ -564,6 +727,29 @@ def fine_tune(backbone: nn.Module, train_dataset: Any, test_dataset: Any, epochs
     :func:`super_selfish.augment.build`. ``label_fraction`` (e.g. 0.01 or 0.1) first reduces
     the training set to a class-balanced, deterministic subset (:func:`balanced_subset`),
     the low-label protocol. The test set is scored once, in eval mode.
+
+    Args:
+        backbone: the network to fine-tune a copy of.
+        train_dataset: labelled training images.
+        test_dataset: labelled images scored at the end.
+        epochs: passes over the (possibly reduced) training set.
+        lr: learning rate of backbone and head.
+        batch_size: images per step.
+        weight_decay: weight decay of the optimizer.
+        optimizer: ``"adam"`` or ``"sgd"``.
+        label_fraction: None for all labels, else the share kept per class, in (0, 1].
+        augment: ``"flip"``, None or a callable, as described above.
+        seed: seed of the head, the batch order and the augmentation.
+        device: where to train; default: the backbone's device.
+        return_details: return a :class:`ProbeResult` instead of a float.
+
+    Returns:
+        The top-1 test accuracy, or the :class:`ProbeResult` with ``return_details``.
+
+    Raises:
+        ConfigError: an invalid ``epochs``, ``lr``, ``optimizer``, ``augment`` or
+            ``label_fraction``.
+        DataError: a dataset is empty or has unlabelled images.
     """
     check(isinstance(epochs, int) and epochs > 0, "epochs", epochs, "a positive int")
     check(isinstance(lr, (int, float)) and lr > 0, "lr", lr, "a positive number")
@@ -642,7 +828,16 @@ HELD_OUT_SPLITS = ("test", "val")
 
 @dataclass
 class RunData:
-    """The labelled sets a saved run is scored on, and what they are (for the user)."""
+    """The labelled sets a saved run is scored on, and what they are (for the user).
+
+    Attributes:
+        train: the kNN memory / probe training set.
+        test: the held-out set scored.
+        source: the dataset name or folder, or the type name of an in-memory source.
+        train_split: the split of ``train``.
+        test_split: the split of ``test`` (or how it was given).
+        image_size: side the images were resized to, or None for their stored size.
+    """
 
     train: data.ImageDataset
     test: data.ImageDataset
@@ -652,6 +847,7 @@ class RunData:
     image_size: Optional[int]
 
     def describe(self) -> str:
+        """One line naming the dataset, both splits with their sizes, and the image size."""
         size = f"{self.image_size} px" if self.image_size else "images at their stored size"
         return (f"dataset {self.source}, split {self.train_split!r} ({len(self.train)} images) "
                 f"as kNN memory / probe training set, split {self.test_split!r} "
@@ -663,7 +859,8 @@ def _folder_sets(folder: str, split: str, size: Optional[int]
     """(training set, held-out set, root, training split, held-out split) of a folder
     source: a dataset root with split sub-folders (``train`` + ``test``, or ``val`` standing
     in for it, as :func:`super_selfish.data.dataset` resolves them), or one split folder
-    (``.../train``) whose parent holds the others."""
+    (``.../train``) whose parent holds the others.
+    """
     train = data.dataset(folder, split, size=size)
     root, train_split = folder, train.split
     if train_split is None:  # a single set: a split folder whose parent holds the others?
@@ -694,6 +891,20 @@ def run_data(record: Optional[Mapping[str, Any]], dataset: Any = None,
     folder, its ``test`` (else ``val``) sub-folder, or sibling of a ``train`` folder. Images are
     loaded at the recorded size. ``dataset`` / ``size`` / ``test_dataset`` override; a run
     trained on in-memory data recorded no source, so it needs ``dataset``.
+
+    Args:
+        record: the checkpoint's data record, or None.
+        dataset: the training data to use instead of the recorded source.
+        test_dataset: the held-out data to use instead of the matching split.
+        size: image side to use instead of the recorded one.
+        root: where torchvision datasets live or are downloaded to.
+
+    Returns:
+        The :class:`RunData`.
+
+    Raises:
+        ConfigError: no source is known (in-memory training data and no ``dataset``), or no
+            held-out split is found and ``test_dataset`` is None.
     """
     record = dict(record or {})
     source = dataset if dataset is not None else record.get("source")
@@ -736,7 +947,17 @@ _FINETUNE_NAME = re.compile(r"^finetune(?:[-_@](\d+(?:\.\d+)?)(%|pct)?)?$")
 
 def protocol_key(name: str) -> str:
     """Record key of a protocol name: ``knn`` -> ``knn_accuracy``, ``finetune-1%`` ->
-    ``finetune_1pct_accuracy``."""
+    ``finetune_1pct_accuracy``.
+
+    Args:
+        name: ``knn``, ``linear``, ``mlp``, ``finetune`` or ``finetune-<percent>%``.
+
+    Returns:
+        The history / comparison field name.
+
+    Raises:
+        ConfigError: ``name`` is not a protocol.
+    """
     fraction = _parse_protocol(name)[1]
     if name.startswith("finetune") and fraction is not None:
         return f"finetune_{fraction * 100:g}pct_accuracy".replace(".", "_")
@@ -768,6 +989,18 @@ def run_protocols(backbone: nn.Module, train_dataset: Any, test_dataset: Any,
     ``finetune-1%``, ``finetune-10%``) or a mapping from name to keyword options of the
     matching function (e.g. ``{"knn": {"k": 20}, "linear": {"epochs": 50}}``). Returns
     ``{record key: ProbeResult}`` with keys from :func:`protocol_key`.
+
+    Args:
+        backbone: the network to score.
+        train_dataset: labelled training (memory) images.
+        test_dataset: labelled images to score.
+        protocols: the names, or names with their options.
+
+    Returns:
+        ``{record key: ProbeResult}``, in the order the protocols were given.
+
+    Raises:
+        ConfigError: an unknown protocol or option, or an invalid option value.
     """
     if not isinstance(protocols, Mapping):
         if isinstance(protocols, str):

@@ -34,11 +34,19 @@ class ExportError(SuperSelfishError, RuntimeError):
 
 @dataclass(frozen=True)
 class Exported:
-    """Where a backbone was written and how closely the reloaded file matches it."""
+    """Where a backbone was written and how closely the reloaded file matches it.
+
+    Attributes:
+        path: the file written.
+        format: ``"torchscript"`` or ``"onnx"``.
+        max_abs_diff: largest absolute feature difference between the reloaded file and the
+            live backbone on the check batch.
+        feature_dim: size of the feature vectors.
+    """
 
     path: str
     format: str
-    max_abs_diff: float  # largest |exported - live| feature difference on the check batch
+    max_abs_diff: float
     feature_dim: int
 
 
@@ -54,10 +62,17 @@ def export_backbone(backbone: nn.Module, path: str | os.PathLike, format: str = 
             the ``onnx`` extra: onnx, onnxscript and onnxruntime, which runs the check).
         image_size: height and width of the exported input.
         in_channels: channels of the exported input.
-        atol, rtol: tolerance of the check (float32 kernels differ between runtimes).
+        atol: absolute tolerance of the check (float32 kernels differ between runtimes).
+        rtol: relative tolerance of the check.
 
     Returns:
         :class:`Exported` with the path and the largest difference seen.
+
+    Raises:
+        ConfigError: ``format`` or ``image_size`` is invalid.
+        MissingExtraError: ONNX export without the ``onnx`` extra installed.
+        ExportError: the reloaded file's features differ from the live backbone's beyond the
+            tolerance (the file is removed).
     """
     check(format in FORMATS, "format", format, f"one of {FORMATS}")
     check(isinstance(image_size, int) and image_size > 0, "image_size", image_size,

@@ -1,5 +1,6 @@
 """Heads: projection and prediction heads built from one configurable MLP, and
-:class:`CombinedNet` (a trained backbone followed by a downstream head)."""
+:class:`CombinedNet` (a trained backbone followed by a downstream head).
+"""
 from __future__ import annotations
 
 from typing import Sequence
@@ -18,6 +19,17 @@ class MLPHead(nn.Sequential):
 
     The last layer is a plain Linear unless ``last_norm`` is set (SimSiam's projector ends in
     an affine-free BatchNorm; most heads must not, or their outputs collapse to unit variance).
+
+    Args:
+        dims: layer sizes, input first (at least two), e.g. ``[512, 2048, 128]``.
+        norm: ``"batch"``, ``"layer"`` or ``"none"`` after each hidden Linear.
+        last_norm: also normalise the output (without affine parameters).
+        activation: the activation class put after each hidden layer.
+        bias_before_norm: keep the Linear bias in front of a norm layer (dropped by default,
+            since the norm's shift replaces it).
+
+    Raises:
+        ConfigError: fewer than two sizes, a non-positive size, or an unknown ``norm``.
     """
 
     def __init__(self, dims: Sequence[int], norm: str = "batch", last_norm: bool = False,
@@ -45,6 +57,11 @@ class CombinedNet(nn.Module):
     """A (pre-trained) backbone followed by a downstream head, e.g. a linear classifier.
 
     With ``freeze_backbone`` the backbone stays in eval mode and receives no gradients.
+
+    Args:
+        backbone: the feature extractor.
+        head: the module applied to its features.
+        freeze_backbone: turn off the backbone's gradients and keep it in eval mode.
     """
 
     def __init__(self, backbone: nn.Module, head: nn.Module, freeze_backbone: bool = False):
@@ -57,12 +74,14 @@ class CombinedNet(nn.Module):
                 p.requires_grad_(False)
 
     def train(self, mode: bool = True) -> "CombinedNet":
+        """As ``nn.Module.train``, except that a frozen backbone stays in eval mode."""
         super().train(mode)
         if self.freeze_backbone:
             self.backbone.eval()
         return self
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """The head's output on the backbone's features (no graph through a frozen backbone)."""
         if self.freeze_backbone:
             with torch.no_grad():
                 features = self.backbone(images)

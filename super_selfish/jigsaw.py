@@ -68,11 +68,21 @@ def hamming_permutations(n_tiles: int, n_perms: int, seed: int = 0) -> torch.Ten
     Greedy max-min selection (farthest-point sampling on the permutation group): start from a
     seeded random permutation, then repeatedly add the permutation whose distance to its
     nearest already-chosen one is largest. Deterministic for a given ``seed``; computed on
-    first use (about 0.3 s for 3x3 tiles) and cached in memory, so nothing needs to
-    ship with the package. Returns a ``(n_perms, n_tiles)`` long tensor; row ``k`` lists, for
-    each position, the tile placed there (see :func:`apply_permutation`).
+    first use and cached in memory, so no permutation file ships with the package.
 
     Requesting all ``n_tiles!`` permutations (e.g. 24 for a 2x2 grid) returns every one.
+
+    Args:
+        n_tiles: tiles per puzzle (grid * grid), 2 to 64.
+        n_perms: permutations to choose, at most ``n_tiles!`` and 10,000.
+        seed: seed of the start and of tie-breaking.
+
+    Returns:
+        A ``(n_perms, n_tiles)`` long tensor; row ``k`` lists, for each position, the tile
+        placed there (see :func:`apply_permutation`).
+
+    Raises:
+        ConfigError: an argument is out of range.
     """
     check(isinstance(n_tiles, int) and 2 <= n_tiles <= 64, "n_tiles", n_tiles,
           "an int from 2 to 64 (grid * grid)")
@@ -85,7 +95,14 @@ def hamming_permutations(n_tiles: int, n_perms: int, seed: int = 0) -> torch.Ten
 
 
 def min_hamming_distance(perms: torch.Tensor) -> int:
-    """Smallest Hamming distance between two distinct rows of ``perms`` (for checks/docs)."""
+    """Smallest Hamming distance between two distinct rows of ``perms`` (for checks/docs).
+
+    Args:
+        perms: ``(P, T)`` permutations, P >= 2.
+
+    Returns:
+        The number of positions in which the closest two rows differ.
+    """
     dist = (perms[:, None, :] != perms[None, :, :]).sum(-1)
     dist.fill_diagonal_(perms.shape[1] + 1)
     return int(dist.min())
@@ -96,6 +113,16 @@ def apply_permutation(tiles: torch.Tensor, perms: torch.Tensor) -> torch.Tensor:
 
     ``tiles`` is ``(N, T, ...)``; ``perms`` is ``(N, T)`` (one permutation per sample) or
     ``(T,)`` (the same for all).
+
+    Args:
+        tiles: ``(N, T, ...)`` tiles.
+        perms: the permutation(s).
+
+    Returns:
+        The shuffled tiles, same shape as ``tiles``.
+
+    Raises:
+        ConfigError: ``perms`` has another shape.
     """
     n, t = tiles.shape[:2]
     perms = perms.to(tiles.device).long()
@@ -108,7 +135,14 @@ def apply_permutation(tiles: torch.Tensor, perms: torch.Tensor) -> torch.Tensor:
 
 def invert_permutation(perms: torch.Tensor) -> torch.Tensor:
     """The inverse permutation(s): ``apply_permutation(apply_permutation(x, p),
-    invert_permutation(p))`` equals ``x``. Works on ``(T,)`` or ``(N, T)``."""
+    invert_permutation(p))`` equals ``x``.
+
+    Args:
+        perms: ``(T,)`` or ``(N, T)`` permutations.
+
+    Returns:
+        The inverses, same shape.
+    """
     return torch.argsort(perms, dim=-1)
 
 
@@ -118,8 +152,21 @@ def tile_geometry(image_size: int, grid: int, tile_fraction: float = 0.85,
     """``(cell, tile_size)`` for square images of ``image_size`` px on a ``grid x grid`` grid.
 
     ``tile_size = floor(cell * tile_fraction)`` (Noroozi & Favaro: 64-px crops in 75-px cells,
-    0.85), kept at least 1 px below ``cell`` so that the crop can move. Raises
-    :class:`ConfigError` naming ``argument`` when the tile would be smaller than ``min_tile``.
+    0.85), kept at least 1 px below ``cell`` so that the crop can move.
+
+    Args:
+        image_size: side of the images.
+        grid: tiles per side, at least 2.
+        tile_fraction: tile side over cell side, in (0, 1).
+        min_tile: the smallest acceptable tile side.
+        argument: the name the error gives ``image_size``.
+
+    Returns:
+        ``(cell, tile_size)`` in pixels.
+
+    Raises:
+        ConfigError: an invalid ``grid`` or ``tile_fraction``, or a tile smaller than
+            ``min_tile`` (the message names ``argument`` and the smallest size that works).
     """
     check(isinstance(grid, int) and grid >= 2, "grid", grid, "an int of at least 2")
     check(0 < tile_fraction < 1, "tile_fraction", tile_fraction, "a number in (0, 1)")
@@ -151,8 +198,22 @@ def cut_tiles(images: torch.Tensor, grid: int, tile_size: int, jitter: Optional[
     a uniform integer shift in ``[-jitter, jitter]`` per axis, clipped to the cell; with
     ``jitter=None`` the tile may sit anywhere in its cell (Noroozi & Favaro's random crop),
     with ``jitter=0`` tiles are centred and separated by exactly ``cell - tile_size`` px.
-    Draws are independent per image and tile. ``return_offsets`` also returns the tiles'
-    top-left ``(y, x)`` pixel positions in the input, ``(N, grid*grid, 2)``.
+    Draws are independent per image and tile.
+
+    Args:
+        images: ``(N, C, H, W)`` batch; uint8 is converted to float in [0, 1].
+        grid: tiles per side.
+        tile_size: tile side in pixels, at most the cell side.
+        jitter: largest shift from the centred position, or None for anywhere in the cell.
+        generator: generator of the shifts.
+        return_offsets: also return the tiles' top-left ``(y, x)`` positions.
+
+    Returns:
+        The tiles ``(N, grid*grid, C, tile_size, tile_size)``, and with ``return_offsets`` the
+        offsets ``(N, grid*grid, 2)`` in input pixels.
+
+    Raises:
+        ConfigError: a bad batch shape, ``grid``, ``tile_size`` or ``jitter``.
     """
     check(images.dim() == 4, "images", tuple(images.shape), "a batch (N, C, H, W)")
     n, c, h, w = images.shape
@@ -193,6 +254,19 @@ def jitter_tiles(tiles: torch.Tensor, brightness: float = 0.4, contrast: float =
     from ``[1 - brightness, 1 + brightness]``, contrast blends with the tile mean by a factor
     from ``[1 - contrast, 1 + contrast]``, and with probability ``grayscale`` the tile becomes
     grey (RGB only). The result stays float and is clamped to [0, 1].
+
+    Args:
+        tiles: float tiles ``(..., C, h, w)`` in [0, 1].
+        brightness: spread of the brightness factor, in [0, 1).
+        contrast: spread of the contrast factor, in [0, 1).
+        grayscale: probability of turning a tile grey.
+        generator: generator of the draws.
+
+    Returns:
+        The jittered tiles, same shape.
+
+    Raises:
+        ConfigError: an argument is out of range.
     """
     for name, value in (("brightness", brightness), ("contrast", contrast)):
         check(0 <= value < 1, name, value, "a number in [0, 1)")
@@ -223,7 +297,17 @@ def drop_colour(tiles: torch.Tensor, noise: float = 0.01,
     The two other channels are replaced by Gaussian noise around the kept channel's mean,
     with a standard deviation of ``noise`` times the kept channel's (1/100 in the paper), so
     that colour fringing (chromatic aberration) cannot reveal a tile's place in the image.
-    ``tiles``: float ``(..., C, h, w)``; returns a new tensor of the same shape.
+
+    Args:
+        tiles: float tiles ``(..., C, h, w)``.
+        noise: noise standard deviation relative to the kept channel's.
+        generator: generator of the kept channel and the noise.
+
+    Returns:
+        A new tensor of the same shape.
+
+    Raises:
+        ConfigError: ``noise`` is negative.
     """
     check(noise >= 0, "noise", noise, "a non-negative number")
     lead, (c, h, w) = tiles.shape[:-3], tiles.shape[-3:]
@@ -243,7 +327,20 @@ def drop_colour(tiles: torch.Tensor, noise: float = 0.01,
 def tile_feature_dim(backbone: torch.nn.Module, tile_size: int,
                      argument: str = "image_size", image_size: Optional[int] = None) -> int:
     """Feature size of ``backbone`` (a :class:`~super_selfish.backbones.Backbone`) on tiles of
-    ``tile_size`` px; :class:`ConfigError` naming ``argument`` when it cannot encode them."""
+    ``tile_size`` px.
+
+    Args:
+        backbone: the backbone to measure.
+        tile_size: tile side in pixels.
+        argument: the name the error gives ``image_size``.
+        image_size: the value the error reports.
+
+    Returns:
+        The feature size.
+
+    Raises:
+        ConfigError: the backbone cannot encode tiles that small.
+    """
     try:
         dim, _ = backbone._measure(tile_size)
     except RuntimeError as exc:
@@ -256,7 +353,20 @@ def tile_feature_dim(backbone: torch.nn.Module, tile_size: int,
 
 def assemble_tiles(tiles: torch.Tensor, grid: int, gap: int = 0, fill: float = 1.0
                    ) -> torch.Tensor:
-    """Lay ``(N, grid*grid, C, h, w)`` tiles out as ``(N, C, H, W)`` images (visualisation)."""
+    """Lay ``(N, grid*grid, C, h, w)`` tiles out as ``(N, C, H, W)`` images (visualisation).
+
+    Args:
+        tiles: the tiles, row-major.
+        grid: tiles per side.
+        gap: pixels between tiles.
+        fill: value of the gaps.
+
+    Returns:
+        Images of side ``grid * h + (grid - 1) * gap`` (and likewise for width).
+
+    Raises:
+        ConfigError: the tile count is not ``grid * grid``.
+    """
     n, t, c, h, w = tiles.shape
     check(t == grid * grid, "grid", grid, f"sqrt of the tile count {t}")
     size_h, size_w = grid * h + (grid - 1) * gap, grid * w + (grid - 1) * gap

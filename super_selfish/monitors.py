@@ -116,6 +116,17 @@ class KNNMonitor(_ProbeMonitor):
     (default: a stratified ``val_fraction`` split of ``train``, seeded). Writes
     ``record[key]`` (default ``knn_accuracy``); the values are also kept in ``.values``.
     Same protocol as :func:`super_selfish.evaluate.knn_accuracy`.
+
+    Args:
+        train: labelled data (anything :func:`super_selfish.data.dataset` accepts).
+        test: labelled held-out data; None splits ``train``.
+        every: epochs between measurements.
+        k: neighbours per image (200).
+        temperature: vote temperature (0.1).
+        **kwargs: ``val_fraction`` (0.2), ``seed`` (0) and ``key`` of the record field.
+
+    Raises:
+        ConfigError: ``every`` or ``k`` is not a positive int.
     """
 
     key = "knn_accuracy"
@@ -137,6 +148,18 @@ class LinearProbeMonitor(_ProbeMonitor):
     Same protocol as :func:`super_selfish.evaluate.linear_probe` (frozen eval-mode backbone,
     standardised features, seeded head), with ``epochs`` passes (default 30, kept short
     because it runs during training). Writes ``record[key]`` (default ``linear_accuracy``).
+
+    Args:
+        train: labelled data the classifier is trained on.
+        test: labelled held-out data; None holds out a stratified part of ``train``.
+        every: epochs between measurements.
+        epochs: training passes of the linear classifier.
+        lr: its learning rate; None takes the optimizer's default.
+        optimizer: ``"adam"``, ``"sgd"`` or ``"lbfgs"``.
+        **kwargs: ``val_fraction`` (0.2), ``seed`` (0, also the probe's seed) and ``key``.
+
+    Raises:
+        ConfigError: ``every`` is not a positive int.
     """
 
     key = "linear_accuracy"
@@ -157,6 +180,12 @@ def effective_rank(features: torch.Tensor) -> float:
 
     Ranges from 1 (every sample maps to one direction) to min(N, D) (all directions used
     equally); 0 for an all-zero matrix (Roy & Vetterli, 2007; RankMe, Garrido et al., 2023).
+
+    Args:
+        features: (N, D) feature matrix.
+
+    Returns:
+        The effective rank (0.0 when the singular values sum to zero or are not finite).
     """
     s = torch.linalg.svdvals(features.double())
     total = s.sum()
@@ -178,11 +207,21 @@ def embedding_health(features: torch.Tensor, std_threshold: float = 0.02,
     * ``effective_rank``: see :func:`effective_rank`.
 
     ``collapsed`` is True when ``std_ratio < std_threshold`` (default 0.02, i.e. the spread is
-    fifty times below isotropic; randomly initialised CNNs sit around 0.1-0.25, because
-    post-ReLU features share a large mean direction, so the 0.1 sometimes quoted would flag
-    untrained ResNets) or when ``effective_rank < max(2, rank_fraction * min(N, D))``
-    (default 1% of the attainable rank, at least 2: the features span about one direction).
-    ``reasons`` lists the failed checks.
+    fifty times below isotropic; set well below the spread of untrained CNNs, whose post-ReLU
+    features share a large mean direction) or when
+    ``effective_rank < max(2, rank_fraction * min(N, D))`` (default 1% of the attainable
+    rank, at least 2: the features span about one direction). ``reasons`` lists the failed
+    checks.
+
+    Args:
+        features: (N, D) features, or (N, ...) flattened to them.
+        std_threshold: collapse threshold on ``std_ratio``.
+        rank_fraction: collapse threshold on the effective rank, as a share of min(N, D).
+
+    Returns:
+        A dict with ``embedding_std``, ``reference_std``, ``std_ratio``, ``effective_rank``,
+        ``n``, ``dim``, ``collapsed`` and ``reasons`` (non-finite features count as
+        collapsed, with NaN statistics).
     """
     features = features.detach().float().flatten(1).cpu()
     n, d = features.shape
@@ -215,6 +254,18 @@ class HealthMonitor(Callback):
     :func:`embedding_health` reports collapse (thresholds ``std_threshold`` and
     ``rank_fraction``, documented there) a yellow ``[warning]`` line says so and what to try.
     ``.collapsed`` tells whether the last check failed, ``.warnings`` keeps every message.
+
+    Args:
+        probe: data to draw the probe batch from; None uses the training set.
+        n_probe: images in the probe batch (at least 2).
+        every: epochs between checks (the last epoch is always checked).
+        std_threshold: see :func:`embedding_health`.
+        rank_fraction: see :func:`embedding_health`.
+        seed: seed of the probe draw.
+        warn: print a warning on collapse (the message is kept in ``.warnings`` either way).
+
+    Raises:
+        ConfigError: ``n_probe`` is below 2 or ``every`` is not a positive int.
     """
 
     def __init__(self, probe: Any = None, n_probe: int = 512, every: int = 1, *,
@@ -231,12 +282,23 @@ class HealthMonitor(Callback):
         self.warnings: List[str] = []
 
     def on_train_start(self, sup: Any) -> None:
+        """Draw the fixed probe batch from ``probe`` or the run's training set."""
         source = sup.dataset if self.probe_source is None else data.dataset(self.probe_source)
         self.images = _sample(source, self.n_probe, self.seed).images
 
     @torch.no_grad()
     def measure(self, backbone: nn.Module) -> Dict[str, Any]:
-        """Embed the probe batch (eval mode, mode restored) and compute the statistics."""
+        """Embed the probe batch (eval mode, mode restored) and compute the statistics.
+
+        Args:
+            backbone: the network to measure.
+
+        Returns:
+            The :func:`embedding_health` dict, also kept in ``.last``.
+
+        Raises:
+            ConfigError: called before :meth:`on_train_start` drew the probe batch.
+        """
         check(self.images is not None, "probe", None, "on_train_start to have run first")
         device = evaluate._device_of(backbone)
         was_training = backbone.training
@@ -251,6 +313,7 @@ class HealthMonitor(Callback):
         return self.last
 
     def on_epoch_end(self, sup: Any, record: Dict[str, Any]) -> None:
+        """On due epochs, write the two statistics into ``record`` and warn on collapse."""
         epoch = int(record.get("epoch", 0))
         if not is_main_process() or (epoch % self.every and epoch != _total_epochs(sup)):
             return
@@ -270,7 +333,15 @@ class HealthMonitor(Callback):
 # ---------------------------------------------------------------------------------- logging
 def run_config(sup: Any) -> Dict[str, Any]:
     """What a logger records as the run's configuration: the method, its saved
-    hyper-parameters and the options the run resolved to (``sup.run_options``)."""
+    hyper-parameters and the options the run resolved to (``sup.run_options``).
+
+    Args:
+        sup: the supervisor being trained.
+
+    Returns:
+        A flat dict; values other than numbers, strings, bools and None are turned into
+        strings. ``dataset_size`` is added when the run has a dataset.
+    """
     config: Dict[str, Any] = {"method": sup.method, **sup.hparams,
                               "run_name": str(getattr(sup, "run_name", ""))}
     config.update(getattr(sup, "run_options", None) or {})
@@ -387,6 +458,19 @@ class TensorBoardLogger(_RunLogger):
 
     ``log_dir`` defaults to ``<run folder>/tensorboard`` (beside ``history.json``). Needs
     ``tensorboard``; the constructor raises a clear ImportError without it.
+
+    Args:
+        log_dir: the event folder; None for ``<run folder>/tensorboard``.
+        every_n_steps: steps between ``step/`` scalars.
+        preview: write the augmentation grid at the start.
+        embedding: write the projector embedding at the end.
+        n_embedding: images in the projector.
+        embedding_data: data for the projector; None uses the training set.
+        seed: seed of the preview and projector image draws.
+
+    Raises:
+        ImportError: ``tensorboard`` is not installed.
+        ConfigError: ``every_n_steps`` is not a positive int.
     """
 
     def __init__(self, log_dir: Optional[str] = None, every_n_steps: int = 10, *,
@@ -439,6 +523,7 @@ class TensorBoardLogger(_RunLogger):
                                   global_step=sup.global_step, tag="backbone")
 
     def close(self) -> None:
+        """Flush and close the event writer (nothing to do when none is open)."""
         if self.writer is not None:
             self.writer.flush()
             self.writer.close()
@@ -455,12 +540,19 @@ class WandbLogger(_RunLogger):
     * ``augmentations``: the grid of the method's training views, as an image.
 
     Args:
-        project, name, mode, dir: passed to ``wandb.init``. ``mode="offline"`` writes the run
-            to disk only (``wandb sync`` uploads it later); None lets W&B decide
-            (``WANDB_MODE``, login). ``name`` defaults to the run name, ``dir`` to the run
-            folder (``store/run/`` for ``name="store/run"``).
-        every_n_steps, preview, seed: as in :class:`TensorBoardLogger`.
+        project: the W&B project.
+        name: the W&B run name; default: the last part of the run name.
+        mode: ``"online"``, ``"offline"`` (written to disk only; ``wandb sync`` uploads it
+            later) or None to let W&B decide (``WANDB_MODE``, login).
+        dir: where W&B writes; default: the run folder (``store/run/`` for a run named
+            ``"store/run"``).
+        every_n_steps: steps between ``step/`` scalars.
+        preview: log the augmentation grid at the start.
+        seed: seed of the preview's image draw.
         **init_kwargs: anything else ``wandb.init`` takes (``entity``, ``tags``, ...).
+
+    Raises:
+        MissingExtraError: ``wandb`` is not installed.
     """
 
     def __init__(self, project: str = "super_selfish", name: Optional[str] = None, *,

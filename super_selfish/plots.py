@@ -7,9 +7,8 @@ state, nothing piles up in scripts); pass ``path=`` to write a PNG, and a notebo
 :func:`view_grid` need only torch.
 
 t-SNE (van der Maaten & Hinton, 2008) is implemented here in torch because scikit-learn is not
-a dependency: exact O(N^2) gradients, fine up to a few thousand points (1,000 points take a
-few seconds on a CPU); inputs are first reduced to 50 dimensions by PCA. ``method="pca"`` is
-the instant alternative.
+a dependency: exact O(N^2) gradients, meant for up to a few thousand points; inputs are first
+reduced to 50 dimensions by PCA. ``method="pca"`` is the instant alternative.
 """
 from __future__ import annotations
 
@@ -58,7 +57,18 @@ def _finish(fig: Any, path: Optional[Union[str, os.PathLike]]) -> Any:
 # ---------------------------------------------------------------------------------- history
 def load_history(source: Any) -> List[Dict[str, Any]]:
     """Epoch records from a list of dicts, a Supervisor, a ``history.json``/``.csv`` file, a
-    run folder or a run name (``store/base`` -> ``store/base/history.json``)."""
+    run folder or a run name (``store/base`` -> ``store/base/history.json``).
+
+    Args:
+        source: the records themselves, an object with a ``history`` list, or a path or run
+            name (``history.csv`` is read when there is no ``history.json``).
+
+    Returns:
+        The list of epoch records (CSV values as floats, empty cells as NaN).
+
+    Raises:
+        DataError: no history file is found.
+    """
     if isinstance(source, list):
         return source
     if hasattr(source, "history") and isinstance(source.history, list):
@@ -104,7 +114,15 @@ _PROTOCOL_LABELS = {"knn": "kNN", "linear": "linear probe", "mlp": "MLP probe",
 def metric_label(key: str, k: Optional[int] = None) -> str:
     """A human label for a history or comparison field: ``knn_accuracy`` -> ``kNN accuracy``
     (``kNN accuracy (k=20)`` with ``k``), ``finetune_1pct_gain`` -> ``fine-tuning (1% labels)
-    gain over untrained``, ``images_per_s`` -> ``throughput (images/s)``."""
+    gain over untrained``, ``images_per_s`` -> ``throughput (images/s)``.
+
+    Args:
+        key: the field name.
+        k: the kNN neighbour count to mention for ``knn_*`` fields.
+
+    Returns:
+        The label; unknown fields get their underscores replaced by spaces.
+    """
     if key in _LABELS:
         return _LABELS[key]
     for suffix, what in (("_accuracy", "accuracy"), ("_gain", "gain over untrained")):
@@ -122,7 +140,14 @@ def metric_label(key: str, k: Optional[int] = None) -> str:
 
 def plain_number(value: float) -> str:
     """A number as people write it: 3 significant digits, no exponent (``1700``,
-    ``0.412``, ``0.0005``, ``0``)."""
+    ``0.412``, ``0.0005``, ``0``).
+
+    Args:
+        value: the number; NaN and infinities are written as ``str`` does.
+
+    Returns:
+        The text (thousands separated by commas from 1,000 up).
+    """
     if not math.isfinite(value):
         return str(value)
     if value == 0:
@@ -158,7 +183,22 @@ def plot_history(source: Any, keys: Optional[Sequence[str]] = None,
                  path: Optional[Union[str, os.PathLike]] = None, title: Optional[str] = None):
     """One panel per quantity over epochs: loss, lr, throughput, monitor accuracies
     (``*_accuracy`` share a panel) and collapse statistics (``embedding_std``,
-    ``effective_rank``). ``keys`` restricts the panels. Returns the figure."""
+    ``effective_rank``). ``keys`` restricts the panels.
+
+    Args:
+        source: the history, as :func:`load_history` accepts it.
+        keys: the numeric fields to draw; default: all of them except epoch and seconds.
+        path: write a PNG there when given.
+        title: a title over the panels.
+
+    Returns:
+        The matplotlib ``Figure``.
+
+    Raises:
+        DataError: the history is empty or not found.
+        ConfigError: ``keys`` names a field the history does not hold.
+        ImportError: matplotlib is not installed.
+    """
     history = load_history(source)
     if not history:
         raise DataError("history is empty: nothing to plot (train at least one epoch).")
@@ -203,7 +243,15 @@ def plot_history(source: Any, keys: Optional[Sequence[str]] = None,
 
 # ---------------------------------------------------------------------------------- embeddings
 def pca(features: torch.Tensor, n_components: int = 2) -> torch.Tensor:
-    """Project centred features on their top ``n_components`` principal directions."""
+    """Project centred features on their top ``n_components`` principal directions.
+
+    Args:
+        features: (N, D) features (further dimensions are flattened).
+        n_components: output dimensions, capped at min(N, D).
+
+    Returns:
+        Float (N, ``n_components``) coordinates on the CPU.
+    """
     x = features.detach().double().flatten(1).cpu()
     x = x - x.mean(0)
     n_components = min(n_components, *x.shape)
@@ -213,7 +261,8 @@ def pca(features: torch.Tensor, n_components: int = 2) -> torch.Tensor:
 
 def _joint_probabilities(x: torch.Tensor, perplexity: float) -> torch.Tensor:
     """Symmetric t-SNE affinities P: Gaussian conditionals over each point's
-    ``3 * perplexity`` nearest neighbours, calibrated to ``perplexity`` by bisection."""
+    ``3 * perplexity`` nearest neighbours, calibrated to ``perplexity`` by bisection.
+    """
     n = len(x)
     k = min(n - 1, int(3 * perplexity) + 1)
     sq = (x * x).sum(1)
@@ -254,6 +303,21 @@ def tsne(features: torch.Tensor, n_components: int = 2, perplexity: float = 30.0
     Student-t similarities in the map; gradient descent with momentum (0.5, then 0.8) and
     adaptive gains; early exaggeration 12 for the first quarter of the iterations (at most
     250); learning rate ``max(N / 48, 50)`` unless given. Deterministic for a ``seed``.
+
+    Args:
+        features: (N, D) features, N >= 4.
+        n_components: map dimensions.
+        perplexity: effective neighbour count (capped at (N - 1) / 3).
+        iterations: gradient steps.
+        seed: seed of the initial map.
+        pca_dims: PCA dimensions applied first when D is larger.
+        learning_rate: step size; None for ``max(N / 48, 50)``.
+
+    Returns:
+        Float (N, ``n_components``) coordinates, centred.
+
+    Raises:
+        ConfigError: fewer than 4 points.
     """
     x = features.detach().double().flatten(1).cpu()
     n = len(x)
@@ -308,6 +372,25 @@ def plot_embedding(source: Union[nn.Module, torch.Tensor], dataset: Any = None,
     ``source`` is a backbone (then ``n`` images of ``dataset``, drawn with ``seed``, are
     embedded in eval mode) or a (N, D) feature tensor (with ``labels``). ``method``:
     ``"tsne"`` (see :func:`tsne`) or ``"pca"``.
+
+    Args:
+        source: a backbone or a (N, D) feature tensor.
+        dataset: the images to embed when ``source`` is a backbone.
+        labels: per-point labels for a feature tensor (colours); None or all -1 draws one
+            colour.
+        n: images drawn from ``dataset``.
+        method: ``"tsne"`` or ``"pca"``.
+        class_names: legend names by label; default: the dataset's classes.
+        seed: seed of the image draw and the t-SNE map.
+        path: write a PNG there when given.
+        title: the panel title; default names the method and point count.
+        ax: draw into this matplotlib axes instead of a new figure.
+
+    Returns:
+        The matplotlib ``Figure`` (that of ``ax`` when given).
+
+    Raises:
+        ConfigError: an unknown ``method``, or a backbone without ``dataset``.
     """
     check(method in ("tsne", "pca"), "method", method, "'tsne' or 'pca'")
     if isinstance(source, nn.Module):
@@ -352,6 +435,16 @@ def view_grid(views: Any, images: torch.Tensor, n_views: int = 4, seed: int = 0,
     :func:`super_selfish.augment.preview`, which enlarges small images and circles
     fixations), or any ``callable(images, generator=...)`` returning a view or a list of views
     (then views are resized to the image size and tiled here).
+
+    Args:
+        views: preset name, ``Views``/``Pipeline``, or callable.
+        images: (N, C, H, W) batch, uint8 or float in [0, 1].
+        n_views: augmented views per image.
+        seed: seed of the augmentation generator.
+        padding: pixels between tiles (callable ``views`` only).
+
+    Returns:
+        The grid as a float tensor (3, H, W) in [0, 1].
     """
     from . import augment
 
@@ -387,7 +480,21 @@ def plot_augmentations(views: Any, dataset: Any = "cifar10-sample", n_images: in
                        path: Optional[Union[str, os.PathLike]] = None,
                        title: Optional[str] = None):
     """Figure of :func:`view_grid` for ``n_images`` images of ``dataset`` (drawn with
-    ``seed``); ``views`` is a preset name or a Views object."""
+    ``seed``); ``views`` is a preset name or a Views object.
+
+    Args:
+        views: what :func:`view_grid` accepts.
+        dataset: anything :func:`super_selfish.data.dataset` accepts, or a tensor of images
+            (its first ``n_images`` are used).
+        n_images: rows of the grid.
+        n_views: augmented views per row.
+        seed: seed of the image draw and the augmentations.
+        path: write a PNG there when given.
+        title: the title; default: the preset, the view sizes and the originals' size.
+
+    Returns:
+        The matplotlib ``Figure``.
+    """
     if isinstance(dataset, torch.Tensor):
         images = dataset[:n_images]
     else:
@@ -413,7 +520,8 @@ def plot_augmentations(views: Any, dataset: Any = "cifar10-sample", n_images: in
 
 def _augmentation_title(views: Any, images: torch.Tensor, n_views: int) -> str:
     """Preset name, the sizes of the views shown (the preset's views, cycled) and the
-    originals' size."""
+    originals' size.
+    """
     from .augment.preview import describe_sizes
 
     name = views if isinstance(views, str) else "custom views"
@@ -472,6 +580,19 @@ def plot_comparison(table: Any, metrics: Optional[Sequence[str]] = None,
     says its gain over it. Training losses are never drawn side by side: each method
     minimises its own objective (InfoNCE, MSE, cross-entropy over rotations, ...), so their
     values do not compare; plot each method's curve with :func:`plot_history` instead.
+
+    Args:
+        table: a ``ComparisonTable`` or a sequence of record dicts.
+        metrics: the columns to draw; default as above.
+        path: write a PNG there when given.
+        title: the title; default built from ``table.meta``.
+
+    Returns:
+        The matplotlib ``Figure``.
+
+    Raises:
+        DataError: the comparison is empty.
+        ConfigError: a metric is a loss or not a column of the comparison.
     """
     records = list(table)
     if not records:
@@ -538,7 +659,14 @@ def plot_comparison(table: Any, metrics: Optional[Sequence[str]] = None,
 # ---------------------------------------------------------------------------------- a run
 def load_backbone(payload: Dict[str, Any]) -> Optional[nn.Module]:
     """The trained backbone of a checkpoint payload (``store.read(name)``), rebuilt from its
-    registry name; ``None`` for a custom backbone module that cannot be rebuilt by name."""
+    registry name; ``None`` for a custom backbone module that cannot be rebuilt by name.
+
+    Args:
+        payload: the checkpoint payload.
+
+    Returns:
+        The backbone in eval mode, or None.
+    """
     from . import backbones
 
     hparams = payload.get("hparams", {})
@@ -557,7 +685,23 @@ def plot_run(name: str, dataset: Any = None, out_dir: Optional[Union[str, os.Pat
              *, embedding: str = "tsne", n: int = 1000, seed: int = 0) -> List[Path]:
     """Write ``history.png`` (curves), ``augmentations.png`` (the run's preset) and, with a
     labelled ``dataset``, ``embedding.png`` (t-SNE or PCA of the trained backbone) into the
-    run folder (or ``out_dir``). Returns the written paths."""
+    run folder (or ``out_dir``).
+
+    Args:
+        name: the run name.
+        dataset: data for the augmentation grid and the embedding; None skips both.
+        out_dir: where to write; default: the run folder.
+        embedding: ``"tsne"`` or ``"pca"``.
+        n: images in the embedding.
+        seed: seed of the image draws, augmentations and t-SNE.
+
+    Returns:
+        The paths written (the augmentation grid only for a preset given by name, the
+        embedding only for a backbone rebuildable by name).
+
+    Raises:
+        DataError: the run has neither a history file nor a checkpoint.
+    """
     folder = Path(out_dir) if out_dir is not None else store.run_dir(name)
     folder.mkdir(parents=True, exist_ok=True)
     written: List[Path] = []

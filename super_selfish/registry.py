@@ -27,7 +27,14 @@ T = TypeVar("T")
 
 
 def first_line(obj: Any) -> str:
-    """The first line of ``obj``'s docstring ('' when it has none)."""
+    """The first line of ``obj``'s docstring ('' when it has none).
+
+    Args:
+        obj: a class, function or other object.
+
+    Returns:
+        The stripped first line.
+    """
     doc = inspect.getdoc(obj) or ""
     return doc.strip().splitlines()[0].strip() if doc.strip() else ""
 
@@ -73,7 +80,16 @@ class Registry(Generic[T]):
 
     def register(self, name: str, description: Optional[str] = None, *,
                  replace: bool = False) -> Callable[[T], T]:
-        """Decorator form of :meth:`add`."""
+        """Decorator form of :meth:`add`.
+
+        Args:
+            name: the name users pass.
+            description: one line for listings; default: the entry's first docstring line.
+            replace: allow replacing an entry already registered under ``name``.
+
+        Returns:
+            A decorator that registers its argument and returns it unchanged.
+        """
 
         def decorator(entry: T) -> T:
             return self.add(name, entry, description, replace=replace)
@@ -81,13 +97,29 @@ class Registry(Generic[T]):
         return decorator
 
     def remove(self, name: str) -> T:
-        """Unregister ``name`` (e.g. a temporary entry in a test or notebook); returns it."""
+        """Unregister ``name`` (e.g. a temporary entry in a test or notebook).
+
+        Args:
+            name: a registered name.
+
+        Returns:
+            The entry that was registered.
+
+        Raises:
+            UnknownNameError: no such name.
+        """
         entry = self.get(name)
         del self._entries[name], self._descriptions[name]
         return entry
 
     def get(self, name: str) -> T:
         """The entry registered as ``name``.
+
+        Args:
+            name: the name to look up.
+
+        Returns:
+            The class or factory.
 
         Raises:
             UnknownNameError: no such name; the message lists the valid names and the closest.

@@ -50,7 +50,14 @@ _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*:")
 
 def is_shard_source(source: Any) -> bool:
     """True for a shard path/pattern/URL ending in ``.tar`` (``.tar.gz``, ``.tgz``) or a
-    non-empty list of them."""
+    non-empty list of them.
+
+    Args:
+        source: anything :func:`super_selfish.data.dataset` may receive.
+
+    Returns:
+        Whether ``source`` names WebDataset shards.
+    """
     if isinstance(source, (str, os.PathLike)):
         return os.fspath(source).endswith(SHARD_SUFFIXES)
     return (isinstance(source, (list, tuple)) and len(source) > 0
@@ -115,16 +122,26 @@ class ShardDataset(ImageDataset):
 
     Args:
         source: a path, brace pattern (``"train-{000..009}.tar"``), URL or list of them.
-        size, channels, resize: as in :func:`super_selfish.data.to_uint8_image`.
+        size: side every image is resized to; None keeps the stored size.
+        channels: channels to deliver (see :func:`super_selfish.data.to_uint8_image`).
+        resize: ``"squash"`` or ``"crop"``.
         decode: ``"cpu"``, or ``"device"`` to decode JPEGs on the training device.
-        image_key, label_key: the sample extensions holding the image and the integer label;
-            default: the first of :data:`IMAGE_KEYS` / :data:`LABEL_KEYS` in the first sample.
+        image_key: the sample extension holding the image; default: the first of
+            :data:`IMAGE_KEYS` present in the first sample.
+        label_key: the extension holding the integer label; default: the first of
+            :data:`LABEL_KEYS` in the first sample (none: unlabelled).
         shard_sizes: samples per shard (one int for all, or one per shard); counted from the
             tar headers when not given, which needs local files.
         shuffle_buffer: samples held by each reader's shuffle buffer.
 
     Indexing (``ds[i]``) reads one sample: cheap for local shards (by byte offset), by reading
     the shard up to the sample otherwise; training streams instead.
+
+    Raises:
+        MissingExtraError: webdataset is not installed.
+        ConfigError: ``shuffle_buffer`` or ``shard_sizes`` is invalid.
+        DataError: the source names no shards or no samples, a remote shard has no
+            ``shard_sizes``, or a key is missing from the first sample.
     """
 
     streaming = True
@@ -186,6 +203,7 @@ class ShardDataset(ImageDataset):
 
     @property
     def has_labels(self) -> bool:
+        """Whether the samples carry a label file (``label_key`` was found or given)."""
         return self.label_key is not None
 
     def __len__(self) -> int:
@@ -224,7 +242,19 @@ class ShardDataset(ImageDataset):
 
     def decode_sample(self, sample: Dict[str, Any], encoded: bool = True) -> Tuple[Any, int]:
         """(image, label) of a raw sample; with ``encoded`` and ``decode="device"``, JPEG
-        bytes are left for the device (:class:`~super_selfish.decode.EncodedImage`)."""
+        bytes are left for the device (:class:`~super_selfish.decode.EncodedImage`).
+
+        Args:
+            sample: ``{extension: bytes}`` plus WebDataset's ``__key__``/``__url__``.
+            encoded: allow leaving JPEG bytes undecoded.
+
+        Returns:
+            ``(image, label)``: a uint8 tensor or an ``EncodedImage``, and the label (-1 when
+            unlabelled).
+
+        Raises:
+            DataError: the sample has no image file.
+        """
         data = sample.get(self.image_key)  # type: ignore[arg-type]
         if data is None:
             raise DataError(f"WebDataset sample {sample.get('__key__')!r} from "
@@ -253,6 +283,18 @@ class ShardDataset(ImageDataset):
         order for every reader), dealt out to the readers (or, with fewer shards than readers,
         every reader takes every ``readers``-th sample) and, with ``shuffle``, mixed in a
         shuffle buffer seeded by ``seed``, the pass and the reader.
+
+        Args:
+            reader: this reader's index (process rank x workers + worker).
+            readers: readers in all.
+            seed: the epoch's seed.
+            shuffle: shuffle the shard order and the samples.
+
+        Yields:
+            ``(global index, raw sample)`` pairs, without end.
+
+        Raises:
+            DataError: a pass gave this reader no sample.
         """
         n = len(self.urls)
         for cycle in itertools.count():
@@ -277,7 +319,15 @@ class ShardDataset(ImageDataset):
                                 f"shards {[self.urls[s] for s in mine][:3]}.")
 
     def stream(self, batch_size: int, shuffle: bool = True) -> "ShardStream":
-        """The training stream of this process (see :class:`ShardStream`)."""
+        """The training stream of this process (see :class:`ShardStream`).
+
+        Args:
+            batch_size: images per batch.
+            shuffle: shuffle shards and samples each epoch.
+
+        Returns:
+            The :class:`ShardStream` for a DataLoader.
+        """
         return ShardStream(self, batch_size, shuffle)
 
 
@@ -289,6 +339,11 @@ class ShardStream(IterableDataset):
     Worker ``w`` of ``W`` yields the samples of batches ``w, w + W, ...``: the DataLoader,
     which takes batches from its workers in turn, gets exactly the epoch's batches. The epoch's
     seed is set by :meth:`start_epoch` in shared memory, so persistent workers see it.
+
+    Args:
+        shards: the dataset to stream.
+        batch_size: images per batch.
+        shuffle: shuffle shards and samples each epoch.
     """
 
     def __init__(self, shards: ShardDataset, batch_size: int, shuffle: bool = True):
@@ -297,6 +352,7 @@ class ShardStream(IterableDataset):
         self._seed = torch.zeros(1, dtype=torch.int64).share_memory_()
 
     def start_epoch(self, seed: int) -> None:
+        """Set the seed of the next epoch's order, in memory shared with the workers."""
         self._seed[0] = seed
 
     def __len__(self) -> int:

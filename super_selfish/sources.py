@@ -22,7 +22,14 @@ LABEL_COLUMN_NAMES = ("label", "labels", "fine_label", "class", "target")
 
 
 def is_huggingface(source: Any) -> bool:
-    """True for objects of the Hugging Face ``datasets`` library (without importing it)."""
+    """True for objects of the Hugging Face ``datasets`` library (without importing it).
+
+    Args:
+        source: any object.
+
+    Returns:
+        Whether its type is defined in the ``datasets`` package.
+    """
     return type(source).__module__.split(".")[0] == "datasets"
 
 
@@ -38,7 +45,18 @@ def _is_array_feature(feature: Any, hf: Any) -> bool:
 
 def find_image_column(features: Any, hf: Any) -> str:
     """The column that holds the images: the first ``Image`` feature, else the first array
-    feature, else a column with a usual name; raises :class:`DataError` listing the columns."""
+    feature, else a column with a usual name (:data:`IMAGE_COLUMN_NAMES`).
+
+    Args:
+        features: the dataset's ``features`` mapping.
+        hf: the imported ``datasets`` module.
+
+    Returns:
+        The column name.
+
+    Raises:
+        DataError: no column qualifies; the message lists the columns.
+    """
     for kind in (lambda f: isinstance(f, hf.Image), lambda f: _is_array_feature(f, hf)):
         for name, feature in features.items():
             if kind(feature):
@@ -53,7 +71,16 @@ def find_image_column(features: Any, hf: Any) -> str:
 
 def find_label_column(features: Any, hf: Any, image_column: str) -> Optional[str]:
     """The label column: the first ``ClassLabel`` feature, else an integer column with a usual
-    name, else None (unlabelled)."""
+    name (:data:`LABEL_COLUMN_NAMES`), else None (unlabelled).
+
+    Args:
+        features: the dataset's ``features`` mapping.
+        hf: the imported ``datasets`` module.
+        image_column: the image column, never taken as the label.
+
+    Returns:
+        The column name, or None.
+    """
     for name, feature in features.items():
         if isinstance(feature, hf.ClassLabel):
             return name
@@ -73,10 +100,17 @@ class HuggingFaceDataset(ImageDataset):
         image_column: default: found by type (:func:`find_image_column`).
         label_column: default: found by type (:func:`find_label_column`); unlabelled without.
             Integer or string labels (strings are numbered in sorted order).
-        size, channels, resize: as in :func:`super_selfish.data.to_uint8_image`.
+        size: side every image is resized to; None keeps each image's size.
+        channels: channels to deliver (see :func:`super_selfish.data.to_uint8_image`).
+        resize: ``"squash"`` or ``"crop"``.
 
     Rows are read (and images decoded) one at a time in the loader's worker processes; only
     the two columns are read.
+
+    Raises:
+        MissingExtraError: the ``datasets`` package is not installed.
+        DataError: an unknown split or column, a streaming or unsupported object, an empty
+            dataset, or labels that are neither integers nor strings.
     """
 
     def __init__(self, source: Any, split: str = "train", *, image_column: Optional[str] = None,
@@ -126,6 +160,7 @@ class HuggingFaceDataset(ImageDataset):
 
     @property
     def has_labels(self) -> bool:
+        """Whether a label column was given or found."""
         return self.label_column is not None
 
     def __len__(self) -> int:
@@ -149,6 +184,12 @@ def torchvision_arrays(source: Any) -> Optional[Tuple[Any, Any, List[str]]]:
 
     Such datasets hold their images in ``data``; reading it at once is exact and spares a
     round trip through PIL per image. Datasets with a transform go item by item instead.
+
+    Args:
+        source: any object; only a ``torchvision.datasets.VisionDataset`` can qualify.
+
+    Returns:
+        ``(images, labels or None, class names)`` or None.
     """
     tvd = sys.modules.get("torchvision.datasets")
     if tvd is None or not isinstance(source, tvd.VisionDataset):

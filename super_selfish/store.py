@@ -26,13 +26,27 @@ DEFAULT_FOLDER = "store"
 
 
 def checkpoint_path(name: str | os.PathLike) -> Path:
-    """``store/base`` and ``store/base.pt`` both mean ``store/base.pt``."""
+    """The checkpoint file of a run: ``store/base`` and ``store/base.pt`` mean ``store/base.pt``.
+
+    Args:
+        name: run name, with or without ``.pt``.
+
+    Returns:
+        The path ending in ``.pt``.
+    """
     path = Path(name)
     return path if path.suffix == ".pt" else path.with_name(path.name + ".pt")
 
 
 def run_dir(name: str | os.PathLike) -> Path:
-    """Folder beside the checkpoint for the run's history, logs and kept checkpoints."""
+    """Folder beside the checkpoint for the run's history, logs and kept checkpoints.
+
+    Args:
+        name: run name, with or without ``.pt``.
+
+    Returns:
+        ``<name>/`` (the checkpoint path without its suffix).
+    """
     path = checkpoint_path(name)
     return path.with_suffix("")
 
@@ -40,7 +54,17 @@ def run_dir(name: str | os.PathLike) -> Path:
 def run_name(method: str, stamp: float, suffix: int = 1,
              folder: str | os.PathLike = DEFAULT_FOLDER) -> str:
     """``<folder>/<method>-<YYYYmmdd-HHMMSS>`` for the local time ``stamp`` (seconds since the
-    epoch), with ``-<suffix>`` appended when ``suffix`` > 1."""
+    epoch), with ``-<suffix>`` appended when ``suffix`` > 1.
+
+    Args:
+        method: the method name.
+        stamp: the time, in seconds since the epoch.
+        suffix: 1 for none, else the number to append.
+        folder: the folder of runs.
+
+    Returns:
+        The run name (no ``.pt``).
+    """
     base = f"{os.fspath(folder)}/{method}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(stamp))}"
     return base if suffix <= 1 else f"{base}-{suffix}"
 
@@ -51,7 +75,16 @@ def new_run_name(method: str, stamp: Optional[float] = None, *, reserve: bool = 
     """A run name no existing run uses: :func:`run_name` with the first free suffix.
 
     With ``reserve`` the run folder is created at once (``mkdir`` fails when it exists, so two
-    processes never get the same name). Returns ``(name, suffix, reserved folder or None)``.
+    processes never get the same name).
+
+    Args:
+        method: the method name.
+        stamp: the time, in seconds since the epoch; default: now.
+        reserve: create the run folder so no other process takes the name.
+        folder: the folder of runs.
+
+    Returns:
+        ``(name, suffix, reserved folder or None)``.
     """
     stamp = time.time() if stamp is None else stamp
     suffix = 1
@@ -71,14 +104,31 @@ def new_run_name(method: str, stamp: Optional[float] = None, *, reserve: bool = 
 
 
 def latest_run(method: str, folder: str | os.PathLike = DEFAULT_FOLDER) -> Optional[str]:
-    """The most recently written ``<folder>/<method>-*.pt`` run name, or None."""
+    """The most recently written run of ``method``.
+
+    Args:
+        method: the method name.
+        folder: the folder of runs.
+
+    Returns:
+        The run name of the newest ``<folder>/<method>-*.pt`` (by modification time, without
+        ``.pt``), or None when there is none.
+    """
     runs = sorted(Path(folder).glob(f"{method}-*.pt"), key=lambda p: p.stat().st_mtime)
     return str(runs[-1].with_suffix("")) if runs else None
 
 
 def peek_method(name: str | os.PathLike) -> Optional[str]:
     """The method that wrote checkpoint ``name``, read without loading its tensors (memory
-    map, no CRC check); None when the file is not a readable super_selfish checkpoint."""
+    map, no CRC check).
+
+    Args:
+        name: run name or checkpoint path.
+
+    Returns:
+        The ``method`` field, or None when the file is not a readable super_selfish checkpoint
+        or names no method.
+    """
     try:
         payload = torch.load(checkpoint_path(name), map_location="cpu", weights_only=True,
                              mmap=True)
@@ -91,7 +141,19 @@ def peek_method(name: str | os.PathLike) -> Optional[str]:
 
 
 def write(payload: Dict[str, Any], name: str | os.PathLike) -> Path:
-    """Save ``payload`` atomically: temporary file, fsync, rename. Readers never see half a file."""
+    """Save ``payload`` atomically: temporary file, fsync, rename.
+
+    Readers never see half a file; on any failure the temporary file is removed and the
+    error propagates.
+
+    Args:
+        payload: tensors and plain data (``torch.save``-able, loadable with
+            ``weights_only=True``).
+        name: run name or checkpoint path; parent folders are created.
+
+    Returns:
+        The checkpoint path written.
+    """
     path = checkpoint_path(name)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = _new_temporary(path)
@@ -111,7 +173,8 @@ def write(payload: Dict[str, Any], name: str | os.PathLike) -> Path:
 
 def _new_temporary(path: Path) -> tuple[int, str]:
     """A new hidden file beside ``path``, created with the mode ``open()`` gives (0o666 less
-    the umask; ``tempfile.mkstemp`` would give 0o600, unlike every other file of a run)."""
+    the umask; ``tempfile.mkstemp`` would give 0o600, unlike every other file of a run).
+    """
     while True:
         tmp = str(path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp"))
         try:
@@ -133,7 +196,19 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def read(name: str | os.PathLike, map_location: Any = "cpu") -> Dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True``; anything unsafe or broken is refused."""
+    """Load a checkpoint with ``weights_only=True``; anything unsafe or broken is refused.
+
+    Args:
+        name: run name or checkpoint path.
+        map_location: where tensors are loaded (as in ``torch.load``).
+
+    Returns:
+        The payload dictionary.
+
+    Raises:
+        CheckpointError: no such file, a damaged archive (failed CRC-32), objects other than
+            tensors and plain data, or a file that is not a super_selfish checkpoint.
+    """
     path = checkpoint_path(name)
     if not path.exists():
         raise CheckpointError(f"No checkpoint at {str(path)!r}: train with supervise(..., "
@@ -178,7 +253,14 @@ def _verify_archive(path: Path, name: str | os.PathLike) -> None:
 def keep(name: str | os.PathLike, epoch: int, keep_last: int, is_best: bool) -> None:
     """Copy the current checkpoint into ``<name>/checkpoints/``: as ``epoch_NNNN.pt`` when
     ``keep_last`` > 0 (pruned to the last ``keep_last``), as ``best.pt`` when ``is_best``.
-    Nothing is written when neither applies (the default: one checkpoint per run)."""
+    Nothing is written when neither applies (the default: one checkpoint per run).
+
+    Args:
+        name: run name or checkpoint path of the current checkpoint.
+        epoch: the epoch number in the copy's file name.
+        keep_last: how many epoch copies to keep (0: none).
+        is_best: also copy to ``best.pt``.
+    """
     if keep_last <= 0 and not is_best:
         return
     src = checkpoint_path(name)

@@ -29,7 +29,14 @@ PREFIX = "timm/"
 
 
 def parse_name(name: str) -> Tuple[str, Dict[str, Any]]:
-    """``"timm/<model>?key=value&..."`` to (model, options); values are Python literals."""
+    """``"timm/<model>?key=value&..."`` to (model, options); values are Python literals.
+
+    Args:
+        name: a backbone name starting with ``"timm/"``.
+
+    Returns:
+        ``(model, options)``; a value that is no Python literal stays a string.
+    """
     model, _, query = name[len(PREFIX):].partition("?")
     options: Dict[str, Any] = {}
     for key, text in parse_qsl(query, keep_blank_values=True):
@@ -41,7 +48,15 @@ def parse_name(name: str) -> Tuple[str, Dict[str, Any]]:
 
 
 def backbone_name(model: str, options: Dict[str, Any]) -> str:
-    """The registry name of a timm model built with ``options`` (inverse of :func:`parse_name`)."""
+    """The registry name of a timm model built with ``options`` (inverse of :func:`parse_name`).
+
+    Args:
+        model: the timm model name.
+        options: the ``timm.create_model`` options, written sorted by key.
+
+    Returns:
+        ``"timm/<model>"`` with a ``?key=value&...`` query when there are options.
+    """
     query = urlencode({k: repr(v) for k, v in sorted(options.items())})
     return PREFIX + model + (f"?{query}" if query else "")
 
@@ -49,16 +64,22 @@ def backbone_name(model: str, options: Dict[str, Any]) -> str:
 class TimmBody(nn.Module):
     """A timm model without classifier. ``forward`` gives timm's pooled features (its own
     global pooling and head layers); ``feature_map`` the unpooled map of convolutional models,
-    for dense methods (CPC, decoders)."""
+    for dense methods (CPC, decoders).
+
+    Args:
+        model: a timm model created with ``num_classes=0``.
+    """
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model: Any = model  # a timm model: its own methods and attributes are used
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Timm's pooled, pre-logit features (N, D)."""
         return self.model(images)
 
     def feature_map(self, images: torch.Tensor) -> torch.Tensor:
+        """The unpooled map (N, C, h, w) of convolutional models, else the pooled features."""
         features = self.model.forward_features(images)
         return features if features.ndim == 4 else self.model.forward_head(features,
                                                                            pre_logits=True)
@@ -67,18 +88,31 @@ class TimmBody(nn.Module):
 class TimmViTBody(TimmBody):
     """A timm vision transformer that can also encode a subset of its patches (MAE), like
     :class:`~super_selfish.backbones.VisionTransformer`: ``patch_size``, ``dim``,
-    :meth:`grid` and :meth:`encode_visible`."""
+    :meth:`grid` and :meth:`encode_visible`.
+    """
 
     @property
     def patch_size(self) -> int:
+        """Side of the model's square patches."""
         return int(self.model.patch_embed.patch_size[0])
 
     @property
     def dim(self) -> int:
+        """Token width (timm's ``embed_dim``)."""
         return int(self.model.embed_dim)
 
     def grid(self, images: torch.Tensor) -> Tuple[int, int]:
-        """The (rows, columns) patch grid of ``images``; checks that the size fits."""
+        """Patch rows and columns of ``images``, after checking that the size fits.
+
+        Args:
+            images: batch (N, C, H, W).
+
+        Returns:
+            ``(H // patch_size, W // patch_size)``.
+
+        Raises:
+            ConfigError: H or W is not a multiple of the patch size.
+        """
         height, width = images.shape[-2:]
         p = self.patch_size
         check(height % p == 0 and width % p == 0, "image size", (height, width),
@@ -89,8 +123,15 @@ class TimmViTBody(TimmBody):
                        ) -> torch.Tensor:
         """Encode only the patches ``keep`` ((N, K) indices, row-major), or all when None.
 
-        Returns the normalised tokens (N, 1 + K, dim): the class token first (the mean token
-        for models without one; register tokens are left out), then the kept patches.
+        Position codes are resampled to the input's grid.
+
+        Args:
+            images: float batch (N, C, H, W).
+            keep: (N, K) indices of the patches to encode; None keeps all of them.
+
+        Returns:
+            The normalised tokens (N, 1 + K, dim): the class token first (the mean token for
+            models without one; register tokens are left out), then the kept patches.
         """
         from timm.layers import resample_abs_pos_embed
 
@@ -119,8 +160,9 @@ class TimmViTBody(TimmBody):
 
 
 def _replace_norm_act(module: nn.Module, norm: str) -> None:
-    """timm's BatchNormAct2d (BatchNorm, dropout, activation in one module) to GroupNorm
-    followed by the same dropout and activation."""
+    """Timm's BatchNormAct2d (BatchNorm, dropout, activation in one module) to GroupNorm
+    followed by the same dropout and activation.
+    """
     from timm.layers import BatchNormAct2d
 
     for child_name, child in module.named_children():
@@ -140,6 +182,21 @@ def create(model_name: str, *, in_channels: int = 3, image_size: Optional[int] =
     Vision transformers get ``img_size=image_size``, ``dynamic_img_size=True`` and
     ``dynamic_img_pad=True`` unless ``options`` say otherwise; ``options`` such as
     ``patch_size`` pass through.
+
+    Args:
+        model_name: a ``timm.list_models()`` name.
+        in_channels: image channels (timm's ``in_chans``).
+        image_size: the training image size, for vision transformers; None for none.
+        weights: a local weights file to load; None builds random weights.
+        **options: more ``timm.create_model`` arguments.
+
+    Returns:
+        The timm model.
+
+    Raises:
+        MissingExtraError: timm is not installed.
+        UnknownNameError: timm has no such model.
+        ConfigError: ``weights`` is not a file, or timm refuses the arguments.
     """
     timm = require("timm", "timm", f"backbone='timm/{model_name}'")
     if not timm.is_model(model_name):
@@ -171,7 +228,8 @@ def from_timm(model_name: str, *, weights: Optional[str | os.PathLike] = None,
     """A :class:`~super_selfish.backbones.Backbone` from a timm model.
 
     Args:
-        model_name: a ``timm.list_models()`` name, e.g. ``"resnet18"``, ``"vit_tiny_patch16_224"``.
+        model_name: a ``timm.list_models()`` name, e.g. ``"resnet18"`` or
+            ``"vit_tiny_patch16_224"``.
         weights: a local weights file of that model (timm's state dict), loaded by timm:
             the classifier is dropped and the stem adapted to ``in_channels``. Nothing is
             downloaded.
@@ -184,6 +242,11 @@ def from_timm(model_name: str, *, weights: Optional[str | os.PathLike] = None,
 
     Returns:
         The backbone, named ``"timm/<model_name>[?options]"``.
+
+    Raises:
+        MissingExtraError: timm is not installed.
+        UnknownNameError: timm has no such model.
+        ConfigError: ``weights`` is not a file, or timm refuses the options.
     """
     model = create(model_name, in_channels=in_channels, image_size=image_size, weights=weights,
                    **options)
@@ -203,7 +266,17 @@ def from_timm(model_name: str, *, weights: Optional[str | os.PathLike] = None,
 
 def build(name: str, *, norm: str = "batch", in_channels: int = 3,
           probe_size: int = 32) -> Backbone:
-    """The backbone for a ``"timm/<model>[?options]"`` name (see :func:`parse_name`)."""
+    """The backbone for a ``"timm/<model>[?options]"`` name (see :func:`parse_name`).
+
+    Args:
+        name: the backbone name.
+        norm: ``"batch"``, ``"group"`` or ``"layer"``.
+        in_channels: image channels.
+        probe_size: the training image size.
+
+    Returns:
+        The :class:`~super_selfish.backbones.Backbone`.
+    """
     model_name, options = parse_name(name)
     return from_timm(model_name, in_channels=in_channels, image_size=probe_size, norm=norm,
                      **options)

@@ -34,7 +34,15 @@ _RANK_SEED_STRIDE = 7919  # seed offset between processes of a distributed run
 
 
 def validate_device(device: Any) -> None:
-    """Raise :class:`ConfigError` unless ``device`` is None or a device usable here."""
+    """Raise :class:`ConfigError` unless ``device`` is None or a device usable here.
+
+    Args:
+        device: None, a ``torch.device`` or a string such as ``"cpu"`` or ``"cuda:1"``.
+
+    Raises:
+        ConfigError: the string does not parse, or names CUDA (or a CUDA index) this machine
+            does not have.
+    """
     if device is None:
         return
     try:
@@ -51,7 +59,11 @@ def validate_device(device: Any) -> None:
 
 
 def default_device() -> torch.device:
-    """CUDA when available, else CPU; chosen at training time, never at import."""
+    """CUDA when available, else CPU; chosen at training time, never at import.
+
+    Returns:
+        ``torch.device("cuda")`` or ``torch.device("cpu")``.
+    """
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -63,15 +75,42 @@ def _to_channels_last(_module: nn.Module, args: tuple) -> tuple:
 
 
 class Callback:
-    """Observer of a training run; override any of these (monitors, loggers, plots)."""
+    """Observer of a training run; override any of these (monitors, loggers, plots).
 
-    def on_train_start(self, sup: "Supervisor") -> None: ...
+    Every hook receives the supervisor being trained and does nothing by default.
+    """
 
-    def on_step_end(self, sup: "Supervisor", step: int, metrics: Dict[str, float]) -> None: ...
+    def on_train_start(self, sup: "Supervisor") -> None:
+        """Called once the run is set up (model, data, optimizer), before the first step.
 
-    def on_epoch_end(self, sup: "Supervisor", record: Dict[str, Any]) -> None: ...
+        Args:
+            sup: the supervisor being trained.
+        """
 
-    def on_train_end(self, sup: "Supervisor", history: List[Dict[str, Any]]) -> None: ...
+    def on_step_end(self, sup: "Supervisor", step: int, metrics: Dict[str, float]) -> None:
+        """Called after each optimizer step.
+
+        Args:
+            sup: the supervisor being trained.
+            step: the global step just completed.
+            metrics: the step's scalars (the loss and whatever the method logs).
+        """
+
+    def on_epoch_end(self, sup: "Supervisor", record: Dict[str, Any]) -> None:
+        """Called at the end of each epoch, before the record is written to the history.
+
+        Args:
+            sup: the supervisor being trained.
+            record: the epoch's record (epoch, loss, lr, ...); callbacks may add fields.
+        """
+
+    def on_train_end(self, sup: "Supervisor", history: List[Dict[str, Any]]) -> None:
+        """Called once after the last epoch (not when a signal stops the run early).
+
+        Args:
+            sup: the supervisor being trained.
+            history: every epoch record of the run.
+        """
 
 
 class _StopRequest:
@@ -110,7 +149,8 @@ class TrainingLoop:
     def _seed_run(self, seed: Optional[int], distributed: bool) -> None:
         """The run's random streams. Data order: one seed for all processes (rank 0's when
         drawn), so the distributed split agrees. Augmentations and the global RNG: a distinct
-        stream per process."""
+        stream per process.
+        """
         data_seed = seed if seed is not None else int(torch.empty((), dtype=torch.int64).random_())
         if seed is None and distributed:
             data_seed = dist_utils.broadcast_int(data_seed)
@@ -165,7 +205,8 @@ class TrainingLoop:
     def _teardown_runtime(self) -> None:
         """End of ``supervise``: drop the DDP wrapper and turn SyncBatchNorm back into
         BatchNorm (same tensors), so the trained model can be evaluated or fine-tuned in one
-        process without waiting for the others. The process group is left to the caller."""
+        process without waiting for the others. The process group is left to the caller.
+        """
         loader = getattr(self, "loader", None)
         if loader is not None:  # end the persistent loader workers
             loader.close()
@@ -175,7 +216,8 @@ class TrainingLoop:
 
     def _splits_data(self) -> bool:
         """Whether each process trains on its own share of the data: DistributedDataParallel
-        from ``supervise``, or from another training loop (Lightning) that says so."""
+        from ``supervise``, or from another training loop (Lightning) that says so.
+        """
         return self._ddp is not None or self._external_ddp
 
     def _autocast(self):
