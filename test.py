@@ -5,7 +5,8 @@
 
 Each example trains on unlabeled images, takes the backbone out and scores it with a kNN and a
 linear probe on the labelled test split, exactly as a user would on their own data. Without
-``lr=``, ``supervise()`` trains at the method's own ``default_lr`` (see the README).
+``lr=``, ``supervise()`` trains on the method's own recipe (``Supervisor.recipe()``, see
+"Training recipes" in the README).
 """
 import sys
 

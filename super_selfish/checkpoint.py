@@ -59,6 +59,19 @@ def _read_run(name: str) -> Dict[str, Any]:
 
 
 
+
+def _plain_options(options: Dict[str, Any]) -> Dict[str, Any]:
+    """``run_options`` as checkpoint-safe values (numbers, strings, lists, dicts, None)."""
+    def plain(v: Any) -> Any:
+        if v is None or isinstance(v, (bool, int, float, str)):
+            return v
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {str(k): plain(x) for k, x in v.items()}
+        return str(v)
+    return {str(k): plain(v) for k, v in options.items()}
+
 class Checkpointing:
     """Save, load, resume and rebuild a supervisor (a mixin of ``Supervisor``)."""
 
@@ -123,6 +136,7 @@ class Checkpointing:
             "epoch_losses": list(getattr(self, "_epoch_losses", [])) if mid_epoch else [],
             "history": [dict(r) for r in self.history],
             "data": getattr(self, "data_record", None),
+            "run_options": _plain_options(getattr(self, "run_options", None) or {}),
         }
         if hasattr(self, "optimizer"):
             payload["optimizer"] = self.optimizer.state_dict()
@@ -277,6 +291,11 @@ class Checkpointing:
             raise CheckpointError(f"{str(path)!r} holds backbone {theirs!r}, but this "
                                   f"supervisor uses {self.hparams['backbone']!r}: build it "
                                   f"with backbone={theirs!r}.")
+        if (getattr(self, "ema_backbone", None) is None
+                and any(k.startswith("ema_backbone.") for k in payload["state"])):
+            from .momentum import frozen_copy  # the run kept a Polyak average (ema=)
+
+            self.ema_backbone = frozen_copy(self.backbone).to(self.device)
         try:
             self.load_state_dict(payload["state"], strict=strict)
         except RuntimeError as exc:
@@ -287,6 +306,8 @@ class Checkpointing:
         self.global_step = payload["global_step"]
         self.history = list(payload.get("history", []))
         self.data_record = payload.get("data")
+        if payload.get("run_options"):
+            self.run_options = dict(payload["run_options"])
         self.checkpoint = payload  # optimizer/RNG state, used when resuming
         return self
 

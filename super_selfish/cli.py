@@ -8,7 +8,6 @@ budget and prints a table; ``plot`` draws a run's curves and embeddings.
 from __future__ import annotations
 
 import argparse
-import functools
 import re
 import sys
 import time
@@ -29,6 +28,7 @@ from . import (
     distributed,
     evaluate,
     methods,
+    optim,
     store,
 )
 from .errors import ConfigError, SuperSelfishError, unknown_name
@@ -76,10 +76,9 @@ def _knn(backbone: torch.nn.Module, train: data.ImageDataset,
         return evaluate.knn_accuracy(backbone, train, test, k=k)
 
 
-#: ``--optimizer`` choices; SGD gets the momentum 0.9 that SSL recipes use.
-OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
-    "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
-    "sgd": functools.partial(torch.optim.SGD, momentum=0.9)}
+#: ``--optimizer`` choices (``super_selfish.optim.OPTIMIZERS``): passed by name, so SGD and
+#: LARS get the method recipe's momentum and Adam(W) its betas.
+OPTIMIZERS = optim.OPTIMIZERS
 #: ``train`` flags whose default is the method's own recipe: passed to supervise() only when
 #: given (flag dest -> supervise() argument).
 RECIPE_FLAGS = {"lr": "lr", "optimizer": "optimizer", "weight_decay": "weight_decay",
@@ -267,15 +266,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         console.info(f"kNN accuracy before training: {before:.4f}")
     recipe = {api: getattr(args, dest) for dest, api in RECIPE_FLAGS.items()
               if getattr(args, dest) is not None}
-    if "optimizer" in recipe:
-        recipe["optimizer"] = OPTIMIZERS[recipe["optimizer"]]
     started = time.perf_counter()
     history = sup.supervise(epochs=args.epochs, batch_size=args.batch_size,
                             name=args.name, pretrained=args.resume,
                             num_workers=args.num_workers, seed=args.seed,
                             precision=args.precision, keep_last=args.keep_last,
                             keep_best=args.keep_best, overwrite=args.overwrite,
-                            grad_clip=args.grad_clip, callbacks=callbacks, **recipe)
+                            grad_clip=args.grad_clip, callbacks=callbacks, ema=args.ema,
+                            **recipe)
     minutes = (time.perf_counter() - started) / 60
     after = _knn(sup.get_backbone(), train, test, args.k)
     speed = sum(r["images_per_s"] for r in history) / max(1, len(history))
@@ -450,15 +448,20 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=10)
     train.add_argument("--batch-size", type=int, default=256)
     train.add_argument("--lr", type=float, default=None,
-                       help="default: the method's recipe (its default_lr)")
+                       help="default: the method's recipe, scaled to --batch-size (see "
+                            "'Training recipes' in the README)")
     train.add_argument("--optimizer", default=None, choices=sorted(OPTIMIZERS),
-                       help="default: the method's recipe (sgd uses momentum 0.9)")
+                       help="default: the method's recipe (sgd and lars with its momentum, "
+                            "adam and adamw with its betas)")
     train.add_argument("--weight-decay", type=float, default=None,
                        help="default: the method's recipe")
     train.add_argument("--schedule", default=None, choices=["constant", "cosine"],
                        help="learning-rate schedule (default: the method's recipe)")
     train.add_argument("--warmup-epochs", type=float, default=None,
                        help="linear warm-up length (default: the method's recipe)")
+    train.add_argument("--ema", type=float, default=None, metavar="DECAY",
+                       help="also keep a Polyak average of the backbone, e.g. 0.999 "
+                            "(get_backbone('ema'); default: none)")
     train.add_argument("--grad-clip", type=float, default=None,
                        help="max gradient norm (default: no clipping)")
     train.add_argument("--num-workers", type=int, default=None,
@@ -552,7 +555,8 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--k", type=int, default=200, help="neighbours for the kNN score")
     cp.add_argument("--batch-size", type=int, default=256)
     cp.add_argument("--lr", type=float, default=None,
-                    help="the same for every method (default: each method's default_lr)")
+                    help="the same for every method (default: each method's recipe, "
+                         "scaled to --batch-size)")
     cp.add_argument("--seed", type=int, default=0)
     cp.add_argument("--max-images", type=int, default=None,
                     help="train on a seeded random subset of this many images")

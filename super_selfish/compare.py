@@ -520,7 +520,7 @@ def compare(methods: Union[MethodSpec, Sequence[MethodSpec], Mapping[str, Method
             training stops at the end of the step during which the time ran out (measured
             from the first step's start, setup excluded); the learning-rate/momentum
             schedules then use ``epochs`` as their horizon when given (else a constant
-            horizon of 10^6 epochs).
+            horizon of 10^6 epochs, and no warm-up unless ``supervise_options`` sets one).
         eval: protocols, names or ``{name: options}`` (``knn``, ``linear``, ``mlp``,
             ``finetune``, ``finetune-1%``, ``finetune-10%``; see
             :func:`super_selfish.evaluate.run_protocols`); ``()`` skips evaluation.
@@ -529,7 +529,9 @@ def compare(methods: Union[MethodSpec, Sequence[MethodSpec], Mapping[str, Method
             training (default: ``dataset``).
         seed: the same for every method: initial weights, data order, augmentations.
         batch_size: the same for every method. lr: the same for every method when given;
-            by default each method's ``default_lr`` (recorded in the ``lr`` column).
+            by default each method trains on its own recipe (``Supervisor.recipe()``:
+            optimizer, rate scaled to ``batch_size``, weight decay, warm-up, schedule; the
+            rate is recorded in the ``lr`` column, the optimizer in ``optimizer``).
             ``supervise_options`` adds other
             ``supervise`` arguments (e.g. ``weight_decay``, ``lr_scheduler``) and
             ``method_options`` constructor options per label (e.g. ``{"simclr":
@@ -591,6 +593,7 @@ def compare(methods: Union[MethodSpec, Sequence[MethodSpec], Mapping[str, Method
             extra = callbacks(label) if callable(callbacks) else callbacks
             memory_kind = _reset_peak_memory(target)
             options = dict(lr=lr, epochs=plan.epochs or _SCHEDULE_HORIZON,
+                           warmup_epochs=None if plan.epochs else 0.0,
                            batch_size=batch_size, seed=seed, device=target, progress=progress,
                            callbacks=[tracker, *extra], save=name is not None,
                            name=str(Path(name) / label) if name is not None else "store/_compare")
@@ -613,6 +616,7 @@ def compare(methods: Union[MethodSpec, Sequence[MethodSpec], Mapping[str, Method
                 "epochs": round(steps / per_epoch, 3),
                 "steps": steps,
                 "lr": sup.base_lr,
+                "optimizer": sup.run_options["optimizer"],
                 "train_seconds": train_seconds,
                 "images_per_s": steps * batch_size / max(train_seconds, 1e-9),
                 "peak_memory_mb": peak,
@@ -636,7 +640,8 @@ def compare(methods: Union[MethodSpec, Sequence[MethodSpec], Mapping[str, Method
     arch = backbone if isinstance(backbone, str) else type(backbone).__name__
     notes = [MEMORY_NOTES[memory_kind], f"every method: backbone {arch}, budget {plan}, "
              f"batch {batch_size}, "
-             + (f"lr {lr:g}" if lr is not None else "each method's default lr") + f", seed {seed}"]
+             + (f"lr {lr:g}" if lr is not None else "each method's default lr (its recipe, "
+                "scaled to the batch)") + f", seed {seed}"]
     if baselines:
         notes.append("untrained: the network a method starts from (same backbone, seed and "
                      "initial weights), scored before training by the same protocols; "

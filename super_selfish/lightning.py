@@ -85,15 +85,14 @@ class SupervisorModule(L.LightningModule):  # type: ignore[misc,name-defined]
     def __init__(self, supervisor: Supervisor, lr: Optional[float] = None,
                  optimizer: Optional[Callable[..., torch.optim.Optimizer]] = None,
                  batch_size: int = 256, shuffle: bool = True, num_workers: Optional[int] = None,
-                 lr_scheduler: Any = None, *, weight_decay: float = 0.0,
-                 warmup_epochs: float = 0.0, seed: Optional[int] = None,
+                 lr_scheduler: Any = None, *, weight_decay: Optional[float] = None,
+                 warmup_epochs: Optional[float] = None, seed: Optional[int] = None,
                  grad_clip: Optional[float] = None, skip_nonfinite: bool = False,
                  callbacks: Sequence[Callback] = (), name: str = "store/lightning"):
         super().__init__()
         self.supervisor = supervisor
         self.automatic_optimization = False
-        lr = supervisor.default_lr if lr is None else lr
-        optimizer = type(supervisor).default_optimizer if optimizer is None else optimizer
+        # None: from the method's recipe, resolved in setup() once the run's length is known
         supervisor._validate_supervise(lr, 1, batch_size, num_workers, weight_decay, "fp32", 1,
                                        warmup_epochs, lr_scheduler)
         self.options = dict(lr=lr, optimizer=optimizer, batch_size=batch_size, shuffle=shuffle,
@@ -119,10 +118,19 @@ class SupervisorModule(L.LightningModule):  # type: ignore[misc,name-defined]
         sup.precision = "fp32"  # Lightning's precision plugin autocasts the training step
         sup._scaler = _TrainerSteps(self)  # type: ignore[assignment]
         sup._external_ddp = trainer.world_size > 1
+        epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else 1
+        keys = ("lr", "optimizer", "weight_decay", "warmup_epochs", "lr_scheduler")
+        resolved = sup.recipe().resolve(self.options["batch_size"], epochs,
+                                        **{k: self.options[k] for k in keys})
+        self.options.update({k: resolved[k] for k in keys})
+        sup.run_options = {**{k: resolved[k] for k in keys},
+                           "optimizer": resolved["optimizer_name"],
+                           "lr_scheduler": str(resolved["lr_scheduler"]),
+                           "recipe": sup.recipe().describe(),
+                           "from_recipe": resolved["from_recipe"]}
         sup.base_lr = self.options["lr"]
         sup._seed_run(sup.seed if self.seed is None else self.seed, trainer.world_size > 1)
         sup._load_pretrained(self.run_name, False)
-        epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else 1
         sup._init_data_optimizer(epochs=epochs, **self.options)
         if trainer.max_steps and trainer.max_steps > 0:  # the schedules end at max_steps
             sup.total_steps = trainer.max_steps

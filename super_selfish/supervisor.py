@@ -24,8 +24,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import torch
 import torch.nn as nn
 
-from . import augment, backbones, console, data, store
+from . import augment, backbones, console, data, momentum, store
 from . import distributed as dist_utils
+from . import recipes as recipes_module
 from .checkpoint import Checkpointing, init_arguments
 from .distributed import is_main_process, world_size
 from .errors import ConfigError, DataError, check, unknown_name
@@ -55,7 +56,8 @@ def _validate_run_options(name: Any, optimizer: Any, grad_clip: Any, device: Any
           "name", name, "a run name or path such as 'store/simclr' (the checkpoint is "
           "<name>.pt)")
     check(callable(optimizer), "optimizer", optimizer,
-          "a callable(params, lr=...) returning an optimizer, e.g. torch.optim.Adam")
+          "a name (adam, adamw, sgd, lars) or a callable(params, lr=...) returning an "
+          "optimizer, e.g. torch.optim.Adam")
     check(grad_clip is None or (_is_number(grad_clip) and grad_clip > 0), "grad_clip",
           grad_clip, "None or a positive max gradient norm such as 1.0")
     check(seed is None or (isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0),
@@ -76,6 +78,15 @@ def _callable_name(fn: Any) -> str:
     """``torch.optim.Adam``-style name of an optimizer or scheduler factory."""
     fn = getattr(fn, "func", fn)  # functools.partial
     return f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', type(fn).__name__)}"
+
+
+def _registered(method: str) -> Optional[type]:
+    from .registry import METHODS
+
+    try:
+        return METHODS.get(method)
+    except KeyError:
+        return None
 
 
 def _remove_if_empty(folder: "os.PathLike[str]") -> None:
@@ -107,12 +118,20 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
     method: str = "supervisor"
     default_augment: Optional[str] = "simclr"
     needs_labels: bool = False
-    #: What :meth:`supervise` uses when ``lr`` / ``optimizer`` are not given. A method's
-    #: ``default_lr`` is the better of 1e-3 and 3e-4 for Adam in ``benchmarks/methods_knn.py``
-    #: (200 steps of batch 128 on ``cifar10-sample``, cosine schedule; table in the README);
-    #: methods whose paper prescribes an optimizer (BiGAN) follow the paper.
+    #: A registered method trains on its recipe, ``super_selfish.recipes.RECIPES[method]``
+    #: (see :meth:`recipe`). ``default_lr`` / ``default_optimizer`` are the constant-rate Adam
+    #: setting that a class without a recipe trains with (a user-defined method), and that a
+    #: subclass setting either of them in its own body chooses instead of its parent's recipe.
+    #: The built-in methods' ``default_lr`` is the better of 1e-3 and 3e-4 for Adam in
+    #: ``benchmarks/methods_knn.py`` (the README's earlier table).
     default_lr: float = 1e-3
     default_optimizer: Callable[..., torch.optim.Optimizer] = torch.optim.Adam
+    #: A :class:`~super_selfish.recipes.Recipe` set in a class body replaces the registered one.
+    default_recipe: Optional[recipes_module.Recipe] = None
+    #: ``get_backbone(which=...)`` choices: role -> attribute holding that encoder.
+    backbone_roles: Dict[str, str] = {"online": "backbone"}
+    #: The role ``get_backbone()`` returns without ``which``.
+    default_backbone: str = "online"
     #: Channels of the images this method reads; None: the backbone's ``in_channels``. Methods
     #: that split colour themselves (CMC, split-brain: RGB into L and ab) set 3.
     data_channels: Optional[int] = None
@@ -234,9 +253,55 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
         self._placed = True
         return super().to(*args, **kwargs)
 
-    def get_backbone(self) -> backbones.Backbone:
-        """The trained encoder: an ``nn.Module`` from images to feature vectors."""
-        return self.backbone
+    @classmethod
+    def recipe(cls) -> recipes_module.Recipe:
+        """The training recipe :meth:`supervise` uses for arguments left to None.
+
+        The first class along the hierarchy that decides: one setting ``default_recipe``, a
+        registered method (``super_selfish.recipes.RECIPES``), or one setting ``default_lr``
+        / ``default_optimizer`` in its own body (that optimizer at that constant rate, no
+        weight decay, no warm-up: how a user-defined method trains).
+
+        Returns:
+            The :class:`~super_selfish.recipes.Recipe`.
+        """
+        for klass in cls.__mro__:
+            if not (isinstance(klass, type) and issubclass(klass, Supervisor)):
+                continue
+            if vars(klass).get("default_recipe") is not None:
+                return vars(klass)["default_recipe"]
+            method = vars(klass).get("method")
+            if method in recipes_module.RECIPES and _registered(method) is klass:
+                return recipes_module.RECIPES[method]
+            if "default_lr" in vars(klass) or "default_optimizer" in vars(klass):
+                return recipes_module.Recipe(
+                    "custom", cls.default_lr, scaling="none", schedule="constant",
+                    factory=cls.default_optimizer,
+                    paper=f"{cls.__name__}.default_lr / default_optimizer")
+        raise AssertionError("Supervisor defines default_lr")  # pragma: no cover
+
+    def get_backbone(self, which: Optional[str] = None) -> backbones.Backbone:
+        """The trained encoder: an ``nn.Module`` from images to feature vectors.
+
+        Args:
+            which: the encoder to return, one of ``backbone_roles`` (e.g. ``"online"``;
+                DINO: ``"teacher"``/``"student"``; BYOL and MoCo: ``"online"``/
+                ``"momentum"``), or ``"ema"``: the Polyak average kept by
+                ``supervise(..., ema=0.999)``. Default: the method's ``default_backbone``
+                (the encoder its paper evaluates).
+
+        Returns:
+            The encoder module itself (not a copy).
+        """
+        roles = dict(self.backbone_roles)
+        if getattr(self, "ema_backbone", None) is not None:
+            roles["ema"] = "ema_backbone"
+        which = self.default_backbone if which is None else which
+        if which == "ema" and "ema" not in roles:
+            raise ConfigError("Invalid which='ema': this supervisor keeps no averaged backbone;"
+                              " train with supervise(..., ema=0.999) first.")
+        check(which in roles, "which", which, f"one of {sorted(roles)}")
+        return getattr(self, roles[which])
 
     def export_backbone(self, path: str | os.PathLike, format: str = "torchscript",
                         **options: Any) -> Any:
@@ -295,7 +360,8 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
                   shuffle: bool = True, num_workers: Optional[int] = None,
                   name: Optional[str] = None,
                   pretrained: bool = False, lr_scheduler: str | Callable[..., Any] | None = None,
-                  *, weight_decay: float = 0.0, warmup_epochs: float = 0.0,
+                  *, weight_decay: Optional[float] = None,
+                  warmup_epochs: Optional[float] = None, ema: Optional[float] = None,
                   seed: Optional[int] = None, device: Optional[str | torch.device] = None,
                   progress: bool = True, keep_last: int = 0, keep_best: bool = False,
                   overwrite: bool = False, skip_nonfinite: bool = False,
@@ -315,9 +381,20 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
         ``keep_last=N`` keeps the last N epochs' checkpoints and ``keep_best=True`` the
         lowest-loss one in ``<name>/checkpoints/``.
 
-        ``lr`` and ``optimizer`` default to the method's ``default_lr`` (1e-3 unless the method
-        says otherwise) and ``default_optimizer`` (Adam unless the method says otherwise); the
-        rate the run starts from is kept in ``base_lr``.
+        The recipe: ``lr``, ``optimizer``, ``weight_decay``, ``warmup_epochs`` and
+        ``lr_scheduler`` left to None come from the method's recipe (:meth:`recipe`, the
+        paper's; table in the README), scaled to the run: the rate by ``batch_size`` as the
+        paper scales it, the warm-up clipped to a tenth of ``epochs``. Given ones win:
+        ``optimizer`` may be a name (``adam``, ``adamw``, ``sgd``, ``lars``, with the recipe's
+        momentum/betas) or a callable ``f(params, lr=...)`` such as ``torch.optim.Adam``;
+        ``lr_scheduler`` ``"cosine"``, ``"constant"`` or a callable of the optimizer returning
+        a scheduler stepped after every optimizer step (as in the original Super-Selfish).
+        What the run used is in ``run_options``, every history record and the checkpoint;
+        the starting rate is ``base_lr``.
+
+        ``ema`` (e.g. 0.999): also keep a Polyak average of the backbone, updated after every
+        step (``ema_backbone``; buffers such as BatchNorm statistics are copied), saved in the
+        checkpoint and returned by ``get_backbone(which="ema")``.
 
         ``num_workers`` loader processes decode images read from files (folders, shards,
         per-item datasets); None chooses :func:`super_selfish.data.default_num_workers`, and 0
@@ -337,10 +414,20 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
         ``channels_last`` uses NHWC memory and ``compile`` (True or torch.compile keyword
         arguments) compiles the backbone body in place.
         """
-        lr = self.default_lr if lr is None else lr
-        optimizer = type(self).default_optimizer if optimizer is None else optimizer
         self._validate_supervise(lr, epochs, batch_size, num_workers, weight_decay, precision,
                                  keep_last, warmup_epochs, lr_scheduler)
+        check(ema is None or (_is_number(ema) and 0 < ema < 1), "ema", ema,
+              "None or a decay in (0, 1) such as 0.999")
+        check(not (callable(lr_scheduler) and warmup_epochs), "warmup_epochs", warmup_epochs,
+              "None or 0 with a callable lr_scheduler (the warm-up belongs to the built-in "
+              "'cosine' and 'constant' schedules)")
+        recipe = self.recipe()
+        resolved = recipe.resolve(batch_size, epochs, lr=lr, optimizer=optimizer,
+                                  weight_decay=weight_decay, warmup_epochs=warmup_epochs,
+                                  lr_scheduler=lr_scheduler)
+        lr, optimizer = resolved["lr"], resolved["optimizer"]
+        weight_decay, warmup_epochs = resolved["weight_decay"], resolved["warmup_epochs"]
+        lr_scheduler = resolved["lr_scheduler"]
         resuming = bool(pretrained or resume)
         if name is None and resuming:
             raise ConfigError(self._resume_needs_name())
@@ -353,6 +440,9 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
         if name is not None and save and not resuming:
             self._check_overwrite(name, overwrite)
         self.base_lr = lr
+        self._ema = None if ema is None else float(ema)
+        if ema is not None and getattr(self, "ema_backbone", None) is None:
+            self.ema_backbone = momentum.frozen_copy(self.backbone)
         self.data_record = data.provenance(self.dataset)  # checkpoints name their data
         self.interrupted = False
         self.save_checkpoints = save
@@ -374,11 +464,12 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
                                       lr_scheduler, weight_decay=weight_decay,
                                       warmup_epochs=warmup_epochs, epochs=epochs)
             self.run_options = {  # what this run resolved to (the CLI writes it to config.yaml)
-                "lr": lr, "optimizer": _callable_name(optimizer), "weight_decay": weight_decay,
-                "warmup_epochs": warmup_epochs, "lr_scheduler": lr_scheduler
-                if lr_scheduler is None or isinstance(lr_scheduler, str)
+                "lr": lr, "optimizer": resolved["optimizer_name"],
+                "weight_decay": weight_decay, "warmup_epochs": warmup_epochs,
+                "lr_scheduler": lr_scheduler if isinstance(lr_scheduler, str)
                 else _callable_name(lr_scheduler), "epochs": epochs, "batch_size": batch_size,
-                "seed": seed, "precision": precision, "grad_clip": grad_clip}
+                "seed": seed, "precision": precision, "grad_clip": grad_clip, "ema": ema,
+                "recipe": recipe.describe(), "from_recipe": list(resolved["from_recipe"])}
             self._train_options = dict(progress=progress, keep_last=keep_last,
                                        keep_best=keep_best, skip_nonfinite=skip_nonfinite,
                                        grad_clip=grad_clip)
@@ -392,12 +483,12 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
                          f"{store.run_dir(name)}/history.{{json,csv}}")
         return self.history
 
-    def _validate_supervise(self, lr: float, epochs: int, batch_size: int,
+    def _validate_supervise(self, lr: Optional[float], epochs: int, batch_size: int,
                             num_workers: Optional[int],
-                            weight_decay: float, precision: str, keep_last: int,
-                            warmup_epochs: float, lr_scheduler: Any) -> None:
-        check(isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0, "lr", lr,
-              "a positive finite number such as 1e-3")
+                            weight_decay: Optional[float], precision: str, keep_last: int,
+                            warmup_epochs: Optional[float], lr_scheduler: Any) -> None:
+        check(lr is None or (_is_number(lr) and lr > 0), "lr", lr,
+              "None (the method's recipe) or a positive finite number such as 1e-3")
         check(isinstance(epochs, int) and epochs >= 0, "epochs", epochs, "a non-negative int")
         check(isinstance(batch_size, int) and batch_size >= 2, "batch_size", batch_size,
               "an int of at least 2")
@@ -405,14 +496,15 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
               "num_workers", num_workers,
               "None (automatic: 0 for in-memory data, else data.default_num_workers()) or a "
               "non-negative int")
-        check(_is_number(weight_decay) and weight_decay >= 0, "weight_decay", weight_decay,
-              "a non-negative number")
+        check(weight_decay is None or (_is_number(weight_decay) and weight_decay >= 0),
+              "weight_decay", weight_decay, "None (the method's recipe) or a non-negative number")
         check(precision in PRECISIONS, "precision", precision, f"one of {PRECISIONS}")
         check(isinstance(keep_last, int) and keep_last >= 0, "keep_last", keep_last,
               "a non-negative int")
-        check(_is_number(warmup_epochs) and warmup_epochs >= 0, "warmup_epochs", warmup_epochs,
-              "a non-negative number")
-        check(lr_scheduler is None or callable(lr_scheduler) or lr_scheduler in SCHEDULES,
+        check(warmup_epochs is None or (_is_number(warmup_epochs) and warmup_epochs >= 0),
+              "warmup_epochs", warmup_epochs, "None (the method's recipe) or a non-negative number")
+        check(lr_scheduler is None or callable(lr_scheduler) or (isinstance(lr_scheduler, str)
+                                                                 and lr_scheduler in SCHEDULES),
               "lr_scheduler", lr_scheduler,
               f"None, one of {SCHEDULES} or a callable(optimizer) returning a scheduler")
 
@@ -484,6 +576,22 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
             return 1.0
 
         return torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        """Polyak averaging (``supervise(ema=...)``): the averaged backbone's weights move
+        towards the online ones; its buffers (BatchNorm statistics) are copied."""
+        momentum.ema_update(self.ema_backbone, self.backbone, self._ema)
+        for target, online in zip(self.ema_backbone.buffers(), self.backbone.buffers()):
+            target.copy_(online)
+
+    def _recipe_record(self) -> Dict[str, Any]:
+        """What each history record says about the run's recipe (``run_options``)."""
+        options = getattr(self, "run_options", None) or {}
+        return {"base_lr": options.get("lr"), "optimizer": options.get("optimizer"),
+                "weight_decay": options.get("weight_decay"),
+                "warmup_epochs": options.get("warmup_epochs"),
+                "lr_scheduler": options.get("lr_scheduler")} if options else {}
 
     def _forward(self, batch: data.Batch) -> torch.Tensor:
         """Return the loss of one batch. Every method overrides this."""

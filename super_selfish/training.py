@@ -296,6 +296,8 @@ class TrainingLoop:
                 "pixels in the data. The last good checkpoint was kept; pass "
                 "skip_nonfinite=True to skip such batches instead.")
         self._update(loss)
+        if getattr(self, "_ema", None) is not None:
+            self._update_ema()  # supervise(ema=...): the Polyak average of the backbone
         self.global_step += 1
         value = float(loss.detach())
         for cb in self.callbacks:
@@ -328,13 +330,15 @@ class TrainingLoop:
             "images_per_s": n_images / max(seconds, 1e-9),
             "seconds": seconds,
             **{k: v for k, v in self._step_metrics.items()},
+            **self._recipe_record(),
         }
         for cb in self.callbacks:
             cb.on_epoch_end(self, record)
         self.history.append(record)
         if is_main_process():
+            quiet = set(self._recipe_record())  # the same every epoch: in the history only
             console.info(", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                                   for k, v in record.items()))
+                                   for k, v in record.items() if k not in quiet))
         if self.save_checkpoints:
             self.save(name)
             if is_main_process():

@@ -260,12 +260,12 @@ def test_from_checkpoint_refuses_another_method_and_cli_eval_scores_a_run(tmp_pa
     assert "simclr epoch 1, kNN accuracy 0." in capsys.readouterr().err
 
 
-def test_cli_train_uses_the_methods_default_lr_unless_given(tmp_path):
+def test_cli_train_uses_the_methods_recipe_lr_unless_given(tmp_path):
     import json
 
     from PIL import Image
 
-    from super_selfish import cli
+    from super_selfish import InstanceDiscriminationSupervisor, cli
     folder = tmp_path / "images" / "any"
     folder.mkdir(parents=True)
     for i, image in enumerate(sample_subset(24).images):
@@ -276,7 +276,7 @@ def test_cli_train_uses_the_methods_default_lr_unless_given(tmp_path):
                          "1", "--batch-size", "8", "--schedule", "constant", "--name",
                          str(tmp_path / run), *extra]) == 0
     lrs = [json.loads((tmp_path / run / "history.json").read_text())[-1]["lr"] for run in runs]
-    assert lrs == [3e-4, 2e-3]
+    assert lrs == [pytest.approx(InstanceDiscriminationSupervisor.recipe().lr_for(8)), 2e-3]
 
 
 def test_learning_check_simclr_beats_random_init_on_the_real_sample():

@@ -23,10 +23,24 @@ from .cpc import ContrastivePredictiveCodingSupervisor
 from .dino import DINOSupervisor
 from .swav import SwAVSupervisor
 
+# The original Super-Selfish's class names (the same classes).
+JigsawNetSupervisor = JigsawSupervisor
+ExemplarNetSupervisor = ExemplarSupervisor
+DenoiseNetSupervisor = DenoiseSupervisor
+ContextNetSupervisor = ContextSupervisor
+SplitBrainNetSupervisor = SplitBrainSupervisor
+BiGanSupervisor = BiGANSupervisor
+ORIGINAL_NAMES = {"JigsawNetSupervisor": JigsawSupervisor,
+                  "ExemplarNetSupervisor": ExemplarSupervisor,
+                  "DenoiseNetSupervisor": DenoiseSupervisor,
+                  "ContextNetSupervisor": ContextSupervisor,
+                  "SplitBrainNetSupervisor": SplitBrainSupervisor,
+                  "BiGanSupervisor": BiGANSupervisor}
+
 __all__ = ["InstanceDiscriminationSupervisor", "PIRLSupervisor",
            "ContrastiveMultiviewCodingSupervisor", "ContrastivePredictiveCodingSupervisor",
            "DINOSupervisor", "SwAVSupervisor", "RotateNetSupervisor", "JigsawSupervisor", "RelativePositionSupervisor",
            "ExemplarSupervisor", "DenoiseSupervisor", "ContextSupervisor", "SplitBrainSupervisor",
            "MAESupervisor", "BiGANSupervisor", "available", "get", "register", "SimCLRSupervisor",
            "BarlowTwinsSupervisor", "BYOLSupervisor", "MomentumContrastSupervisor",
-           "NNCLRSupervisor", "SimSiamSupervisor", "VICRegSupervisor"]
+           "NNCLRSupervisor", "SimSiamSupervisor", "VICRegSupervisor", *ORIGINAL_NAMES]

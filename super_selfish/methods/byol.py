@@ -28,9 +28,14 @@ class BYOLSupervisor(Supervisor):
     rising from 0.996 to 1 along a cosine over all training steps; symmetric loss
     ``(2 - 2 cos(p1, sg(z2'))) + (2 - 2 cos(p2, sg(z1')))``.
     ``default_lr`` is 3e-4 (better than 1e-3 in ``benchmarks/methods_knn.py``, see the README).
+
+    ``get_backbone()`` returns the online backbone, the encoder the paper evaluates;
+    ``get_backbone("momentum")`` (or ``"target"``) returns the target network's.
     """
 
     default_augment = "byol"
+    backbone_roles = {"online": "backbone", "momentum": "target_backbone",
+                      "target": "target_backbone"}
     default_lr = 3e-4
 
     def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,

@@ -74,9 +74,16 @@ class DINOSupervisor(Supervisor):
     The last layer of the student head gets no updates during the first
     ``freeze_last_layer_steps`` steps (default: one epoch, the authors' default), which
     stabilises the start of training.
+
+    ``get_backbone()`` returns the teacher backbone, the encoder the paper evaluates and
+    releases (it is the better one: an average of the students); ``get_backbone("student")``
+    (or ``"online"``) returns the student.
     """
 
     default_augment = "dino"
+    backbone_roles = {"teacher": "teacher_backbone", "momentum": "teacher_backbone",
+                      "student": "backbone", "online": "backbone"}
+    default_backbone = "teacher"
 
     def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
                  out_dim: int = 4096, hidden_dim: int = 2048, bottleneck_dim: int = 256,

@@ -67,9 +67,14 @@ class MomentumContrastSupervisor(Supervisor):
     all processes in distributed runs). The queue and the momentum encoder are buffers and
     frozen modules, so checkpoints save and restore them.
     ``default_lr`` is 3e-4 (better than 1e-3 in ``benchmarks/methods_knn.py``, see the README).
+
+    ``get_backbone()`` returns the query (online) encoder, the one the papers evaluate;
+    ``get_backbone("momentum")`` (or ``"key"``) returns the momentum (key) encoder.
     """
 
     default_augment = "moco_v2"
+    backbone_roles = {"online": "backbone", "query": "backbone",
+                      "momentum": "momentum_backbone", "key": "momentum_backbone"}
     default_lr = 3e-4
 
     def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
