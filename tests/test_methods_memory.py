@@ -61,7 +61,7 @@ def subset():
 def ready(sup, batch_size, epochs=1):
     """Optimizer, scheduler, loader and generators without training (epochs=0)."""
     sup.supervise(epochs=0, batch_size=batch_size, progress=False, save=False, device="cpu",
-                  lr=1e-2)
+                  lr=1e-2, lr_scheduler="constant")  # the recipe's cosine is 0 after 0 epochs
     sup.total_steps = epochs * len(sup.loader)
     return sup
 

@@ -34,8 +34,10 @@ class SwAVSupervisor(Supervisor):
     full, their scores join the batch's in Sinkhorn, which balances the codes of small batches
     (the paper's advice below a batch of 256). Off by default (0).
 
-    The prototypes are frozen (no gradient, no optimizer update) for the first
-    ``freeze_prototypes_steps`` steps (default: one epoch), as in the paper.
+    The prototypes are frozen (no optimizer update) for the first ``freeze_prototypes_steps``
+    steps (default: one epoch), as in the paper's code: their gradients are dropped after
+    backward (:meth:`_after_backward`) while they stay in the optimizer, so a later
+    ``supervise()`` on the same object, or a resume, trains them as usual.
     """
 
     default_augment = "swav"
@@ -95,7 +97,6 @@ class SwAVSupervisor(Supervisor):
 
     def _forward(self, batch: Batch) -> torch.Tensor:
         self.normalize_prototypes()
-        self.prototypes.weight.requires_grad_(not self.prototypes_frozen())
         views = self.augment_views(batch.images)
         check(len(views) >= max(2, self.n_assign), "augment views", len(views),
               f"at least 2 and at least n_assign={self.n_assign} (global crops first)")
@@ -113,6 +114,11 @@ class SwAVSupervisor(Supervisor):
                 if started:
                     self._pending_queue.append((queue, embeddings[i]))
         return self.criterion(list(scores), self.n_assign, queue_scores)
+
+    def _after_backward(self) -> None:
+        """Drop the prototypes' gradients while they are frozen (they stay in the optimizer)."""
+        if self.prototypes_frozen():
+            self.prototypes.weight.grad = None
 
     def _update(self, loss: torch.Tensor) -> None:
         super()._update(loss)
