@@ -77,9 +77,9 @@ class DINOSupervisor(Supervisor):
     backward (:meth:`_after_backward`); it stays in the optimizer, so a later ``supervise()``
     on the same object, or a resume, trains it as usual.
 
-    ``get_backbone()`` returns the teacher backbone, the encoder the paper evaluates and
-    releases (it is the better one: an average of the students); ``get_backbone("student")``
-    (or ``"online"``) returns the student.
+    ``get_backbone()`` returns the teacher backbone: the paper evaluates and releases the
+    teacher, an average of the students that it reports to be the better encoder;
+    ``get_backbone("student")`` (or ``"online"``) returns the student.
     """
 
     default_augment = "dino"

@@ -68,7 +68,8 @@ class MomentumContrastSupervisor(Supervisor):
     frozen modules, so checkpoints save and restore them.
     ``default_lr`` is 3e-4 (better than 1e-3 in ``benchmarks/methods_knn.py``, see the README).
 
-    ``get_backbone()`` returns the query (online) encoder, the one the papers evaluate;
+    ``get_backbone()`` returns the query (online) encoder: the papers transfer the query
+    encoder (the key encoder only fills the queue with consistent keys and lags behind it);
     ``get_backbone("momentum")`` (or ``"key"``) returns the momentum (key) encoder.
     """
 
