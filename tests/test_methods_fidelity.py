@@ -8,7 +8,10 @@ import torch
 import torch.nn as nn
 
 from super_selfish import augment, data
-from super_selfish.methods import DINOSupervisor, SwAVSupervisor
+from super_selfish.errors import ConfigError
+from super_selfish.methods import (ContrastivePredictiveCodingSupervisor, DINOSupervisor,
+                                   SwAVSupervisor)
+from super_selfish.methods import cpc as cpc_module
 
 
 def tiny_net() -> nn.Module:
@@ -64,3 +67,43 @@ def test_frozen_part_resumes_in_place(name, images, tmp_path):
     run(sup, name=str(tmp_path / "run"))
     run(sup, name=str(tmp_path / "run"), epochs=2, pretrained=True)  # no param-group error
     assert sup.epoch == 2 and not torch.allclose(part(sup), start)
+
+
+# ---------------------------------------------------------------------------- item 3: CPC
+def _cpc_pixel_sets(sup, direction):
+    """For each grid row (in ``direction``'s reading order): the set of pixel positions of its
+    patches."""
+    size = sup.image_size
+    position = torch.arange(size * size, dtype=torch.float64).view(1, 1, size, size)
+    patches = sup.patches(position)  # (1, G, G, 1, p, p)
+    grid = patches.flatten(3).permute(0, 3, 1, 2)  # (1, p*p, G, G)
+    grid = cpc_module.orient(grid, direction)
+    return [set(grid[0, :, r].flatten().long().tolist()) for r in range(sup.grid)]
+
+
+@pytest.mark.parametrize("image_size", [32, 40])
+def test_cpc_default_targets_share_no_pixels_with_their_context(image_size):
+    sup = ContrastivePredictiveCodingSupervisor(image_size=image_size, context_blocks=1,
+                                                context_dim=8, directions=cpc_module.DIRECTIONS)
+    assert sup.steps == (3,)  # half-overlapping patches: offsets 1 and 2 touch the context
+    for direction in sup.directions:
+        rows = _cpc_pixel_sets(sup, direction)
+        for k in sup.steps:
+            for r in range(sup.grid - k):
+                seen = set().union(*rows[:r + 1])
+                assert not rows[r + k] & seen, (direction, k, r)
+    # The offsets below the default do share pixels: the check can fail.
+    rows = _cpc_pixel_sets(sup, "top-down")
+    assert rows[1] & rows[0]
+
+
+def test_cpc_directions_train_their_own_context(images):
+    sup = ContrastivePredictiveCodingSupervisor(
+        images[:8], tiny_net(), seed=0, context_blocks=1, context_dim=8,
+        directions=("top-down", "right-left"))
+    assert len(sup.contexts) == 2 and len(sup.predictors) == 2
+    before = [p.detach().clone() for p in sup.contexts[1].parameters()]
+    run(sup, batch_size=4, epochs=1)
+    assert any(not torch.equal(a, b) for a, b in zip(before, sup.contexts[1].parameters()))
+    with pytest.raises(ConfigError, match="directions"):
+        ContrastivePredictiveCodingSupervisor(directions=("up",))

@@ -46,7 +46,7 @@ LEARNERS = {
     "instdisc": ["backbone", "head"],
     "pirl": ["backbone", "head", "tile_head", "jigsaw_head"],
     "cmc": ["backbone", "ab_backbone", "head", "ab_head"],
-    "cpc": ["backbone", "context", "target_projection", "predictors"],
+    "cpc": ["backbone", "contexts", "target_projection", "predictors"],
     "dino": ["backbone", "head"],
     "swav": ["backbone", "projector", "prototypes"],
 }
@@ -95,7 +95,7 @@ def test_registered_names_and_paper_defaults():
     assert cmc.criterion.temperature == 0.07 and cmc.ab_memory.momentum == 0.5
     cpc = ContrastivePredictiveCodingSupervisor()
     assert (cpc.patch_size, cpc.patch_stride, cpc.grid) == (8, 4, 7)
-    assert cpc.steps == (1, 2, 3) and cpc.hparams["norm"] == "layer"
+    assert cpc.steps == (3,) and cpc.directions == ("top-down",) and cpc.hparams["norm"] == "layer"
     assert cpc.target_projection.out_channels == 64 and len(cpc.context.blocks) == 5
     assert ContrastivePredictiveCodingSupervisor(image_size=96).patch_size == 24
     dino = DINOSupervisor()
