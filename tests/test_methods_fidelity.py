@@ -10,7 +10,7 @@ import torch.nn as nn
 from super_selfish import augment, data
 from super_selfish.errors import ConfigError
 from super_selfish.methods import (ContrastivePredictiveCodingSupervisor, DINOSupervisor,
-                                   SwAVSupervisor)
+                                   PIRLSupervisor, SwAVSupervisor)
 from super_selfish.methods import cpc as cpc_module
 
 
@@ -107,3 +107,15 @@ def test_cpc_directions_train_their_own_context(images):
     assert any(not torch.equal(a, b) for a, b in zip(before, sup.contexts[1].parameters()))
     with pytest.raises(ConfigError, match="directions"):
         ContrastivePredictiveCodingSupervisor(directions=("up",))
+
+
+# ---------------------------------------------------------------------------- item 4: PIRL
+def test_pirl_image_branch_uses_the_paper_augmentation():
+    views = PIRLSupervisor(image_size=32).views
+    image_ops = [type(op).__name__ for op in views.pipelines[0].ops]
+    assert image_ops == ["RandomResizedCrop", "HorizontalFlip", "ColorJitter", "Grayscale"]
+    assert [type(op).__name__ for op in views.pipelines[1].ops] == ["Resize"]
+    x = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
+    image, source = views(x, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(source, x.float() / 255, atol=1e-6)  # tiles come from the image
+    assert not torch.allclose(image, source, atol=0.05)

@@ -35,6 +35,7 @@ Jitter = tuple[float, float, float, float]
 SIMCLR_JITTER: Jitter = (0.4, 0.4, 0.4, 0.1)
 BYOL_JITTER: Jitter = (0.4, 0.4, 0.2, 0.1)
 SWAV_JITTER: Jitter = (0.8, 0.8, 0.8, 0.2)
+PIRL_JITTER: Jitter = (0.4, 0.4, 0.4, 0.4)
 BLUR_SIGMA = (0.1, 2.0)
 RATIO = (3 / 4, 4 / 3)
 
@@ -273,7 +274,6 @@ def cpc_pool() -> list[Op]:
 
 
 @register("cpc")
-@register("pirl", n_views=2)
 def cpc(
     size: Size,
     *,
@@ -285,14 +285,41 @@ def cpc(
 ) -> Views:
     """super_selfish's CPC augmentations: ``n_ops`` random ops from a pool, elastic, grayscale.
 
-    Also used for PIRL (two views: the method tiles the second into its jigsaw; for per-tile
-    augmentation build the preset at the tile size and call it on the batch of tiles).
+    For per-tile augmentation build the preset at the tile size and call it on the batch of
+    tiles (CPC does).
     """
     ops = [
         SomeOf(ops=tuple(cpc_pool()), k=n_ops),
         *kept(ElasticDeform(p=elastic_p, sigma=elastic_sigma), Grayscale(p=gray_p)),
     ]
     return repeated(ops, size, n_views)
+
+
+@register("pirl")
+def pirl(
+    size: Size,
+    *,
+    scale: tuple[float, float] = (0.08, 1.0),
+    ratio: tuple[float, float] = RATIO,
+    flip_p: float = 0.5,
+    jitter: Jitter = PIRL_JITTER,
+    jitter_p: float = 0.8,
+    gray_p: float = 0.2,
+) -> Views:
+    """PIRL (Misra & van der Maaten 2020): two views, the image and the jigsaw's source.
+
+    View 1 feeds the image branch: random resized crop, horizontal flip, colour jitter and
+    grayscale, the paper's augmentation of ``I`` (strengths as lightly's ``PIRLTransform``:
+    brightness, contrast, saturation and hue 0.4, applied with probability 0.8; grey 0.2).
+    View 2 is the whole image resized: the method cuts it into tiles, crops each tile at a
+    random place in its cell and jitters each tile on its own.
+    """
+    image = [
+        RandomResizedCrop(scale=scale, ratio=ratio),
+        *kept(HorizontalFlip(p=flip_p)),
+        *colour_ops(jitter, jitter_p, gray_p),
+    ]
+    return Views([Pipeline(image, size), Pipeline([Resize()], size)])
 
 
 @register("exemplar")
