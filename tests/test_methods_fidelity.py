@@ -27,7 +27,8 @@ def images():
 
 
 def run(sup, name=None, epochs=1, **kw):
-    options = dict(epochs=epochs, batch_size=32, progress=False, device="cpu", lr=1e-2, lr_scheduler="constant")
+    options = dict(epochs=epochs, batch_size=32, progress=False, device="cpu", lr=1e-3,
+                   optimizer="adam", lr_scheduler="constant")
     options.update(kw)
     return sup.supervise(name=name, save=name is not None, **options)
 
@@ -119,3 +120,20 @@ def test_pirl_image_branch_uses_the_paper_augmentation():
     image, source = views(x, generator=torch.Generator().manual_seed(0))
     assert torch.allclose(source, x.float() / 255, atol=1e-6)  # tiles come from the image
     assert not torch.allclose(image, source, atol=0.05)
+
+
+# ---------------------------------------------------------------------------- item 5: SwAV queue
+def test_swav_queue_follows_the_paper_scaled_to_the_run(images, capsys):
+    kwargs = dict(n_prototypes=16, hidden_dim=32, projection_dim=16, seed=0,
+                  augment=augment.build("swav", 32, n_local=0))
+    sup = SwAVSupervisor(images, tiny_net(), **kwargs)
+    assert sup.queues[0].size == 64  # min(3840, len(dataset))
+    # Fills from epoch min(15, ceil(3 / 20)) = 1 (the second), is full and read in the third.
+    history = run(sup, epochs=3, batch_size=16)
+    assert [r["queue_active"] for r in history] == [0.0, 0.0, 1.0]
+    assert sup._queue_start == 1 and int(sup.queues[0].filled) == 64
+    assert capsys.readouterr().err.count("queue of 64 embeddings per global crop active") == 1
+    # At the paper's batch (256) and above the automatic queue stays off.
+    big = SwAVSupervisor(torch.cat([images] * 4), tiny_net(), **kwargs)
+    assert "queue_active" not in run(big, epochs=1, batch_size=256)[0]
+    assert SwAVSupervisor(images, tiny_net(), queue_length=0, **kwargs).queues is None

@@ -106,7 +106,7 @@ def test_registered_names_and_paper_defaults():
     assert isinstance(dino.head.mlp[1], torch.nn.BatchNorm1d)  # head_norm="batch"
     assert len(dino.views) == 8 and dino.views.sizes[0] == (32, 32)
     swav = SwAVSupervisor()
-    assert swav.prototypes.weight.shape == (3000, 128) and swav.queues is None
+    assert swav.prototypes.weight.shape == (3000, 128) and swav.queues[0].size == 3840
     assert (swav.criterion.temperature, swav.criterion.epsilon) == (0.1, 0.05)
     assert swav.criterion.sinkhorn_iterations == 3
     assert torch.allclose(swav.prototypes.weight.norm(dim=1), torch.ones(3000))
