@@ -10,7 +10,7 @@ import torch.nn as nn
 from super_selfish import augment, data
 from super_selfish.errors import ConfigError
 from super_selfish.methods import (ContrastivePredictiveCodingSupervisor, DINOSupervisor,
-                                   PIRLSupervisor, SwAVSupervisor)
+                                   MomentumContrastSupervisor, PIRLSupervisor, SwAVSupervisor)
 from super_selfish.methods import cpc as cpc_module
 
 
@@ -137,3 +137,13 @@ def test_swav_queue_follows_the_paper_scaled_to_the_run(images, capsys):
     big = SwAVSupervisor(torch.cat([images] * 4), tiny_net(), **kwargs)
     assert "queue_active" not in run(big, epochs=1, batch_size=256)[0]
     assert SwAVSupervisor(images, tiny_net(), queue_length=0, **kwargs).queues is None
+
+
+# ---------------------------------------------------------------------------- item 6: MoCo queue
+def test_moco_auto_queue_is_a_tenth_of_the_data_at_most(images):
+    sup = MomentumContrastSupervisor(torch.cat([images] * 8), tiny_net(), hidden_dim=16,
+                                     projection_dim=8)  # 512 images
+    assert sup.queue.size == 51
+    run(sup, epochs=0, batch_size=16)
+    assert sup.queue.size == 48  # a multiple of the batch below len(dataset) / 10
+    assert MomentumContrastSupervisor(hidden_dim=16, projection_dim=8).queue.size == 65536

@@ -19,6 +19,8 @@ from . import _joint
 from .registry import register
 
 QUEUE_CAP = 65536
+#: The automatic queue holds at most this fraction (1/N) of the dataset: no stale own keys.
+QUEUE_DATASET_FRACTION = 10
 
 
 def shuffle_permutation(n: int, groups: int, generator: Optional[torch.Generator] = None
@@ -59,9 +61,12 @@ class MomentumContrastSupervisor(Supervisor):
     are the negatives; symmetric loss ``2 T (ctr(q1, k2) + ctr(q2, k1))``; temperature 1.0;
     momentum from 0.99 to 1 along a cosine; ``shuffle_groups`` 1.
 
-    Queue size when ``queue_size`` is not given: ``min(65536, len(dataset))``, trimmed at
-    ``supervise`` time to the largest multiple of the global batch (at least one batch). An
-    explicit ``queue_size`` must be a multiple of the global batch. Only keys already
+    Queue size when ``queue_size`` is not given: ``min(65536, len(dataset) // 10)``, trimmed
+    at ``supervise`` time to the largest multiple of the global batch (at least one batch).
+    The paper's 65536 keys are 5% of ImageNet; a queue as large as a small dataset would hold
+    every image's own key from the previous epoch as a negative of its query, hence the tenth
+    (the README gives the measured effect). An explicit ``queue_size`` must be a multiple of
+    the global batch. Only keys already
     enqueued are negatives (the random initial rows are not), so the very first step has
     none; the step's keys are enqueued in ``_update`` after the backward pass (gathered from
     all processes in distributed runs). The queue and the momentum encoder are buffers and
@@ -118,8 +123,10 @@ class MomentumContrastSupervisor(Supervisor):
             self.predictor = None
         self.momentum_backbone = frozen_copy(self.backbone)
         self.momentum_projector = frozen_copy(self.projector)
+        cap = QUEUE_CAP if self.dataset is None else max(
+            1, min(QUEUE_CAP, len(self.dataset) // QUEUE_DATASET_FRACTION))
         self.queue = None if v3 else _joint.make_queue(
-            _joint.initial_queue_size(queue_size, QUEUE_CAP, self.dataset, "queue_size"),
+            _joint.initial_queue_size(queue_size, cap, None, "queue_size"),
             projection_dim, auto=queue_size is None)
         self.criterion = InfoNCELoss(temperature)
         self.current_momentum = self.momentum
