@@ -10,7 +10,8 @@ import torch.nn as nn
 from super_selfish import augment, data
 from super_selfish.errors import ConfigError
 from super_selfish.methods import (ContrastivePredictiveCodingSupervisor, DINOSupervisor,
-                                   MomentumContrastSupervisor, PIRLSupervisor, SwAVSupervisor)
+                                   MomentumContrastSupervisor, PIRLSupervisor, SimCLRSupervisor,
+                                   SwAVSupervisor)
 from super_selfish.methods import cpc as cpc_module
 
 
@@ -147,3 +148,20 @@ def test_moco_auto_queue_is_a_tenth_of_the_data_at_most(images):
     run(sup, epochs=0, batch_size=16)
     assert sup.queue.size == 48  # a multiple of the batch below len(dataset) / 10
     assert MomentumContrastSupervisor(hidden_dim=16, projection_dim=8).queue.size == 65536
+
+
+# ---------------------------------------------------------------------------- item 7: SimCLR
+def _op(views, name):
+    return next((op for op in views.pipelines[0].ops if type(op).__name__ == name), None)
+
+
+def test_simclr_preset_follows_the_paper_per_resolution():
+    small, large = augment.build("simclr", 32), augment.build("simclr", 96)
+    assert _op(small, "GaussianBlur") is None and _op(small, "ColorJitter").brightness == 0.4
+    assert _op(small, "ColorJitter").hue == pytest.approx(0.1)
+    assert _op(large, "GaussianBlur").p == 0.5 and _op(large, "ColorJitter").brightness == 0.8
+    sup = SimCLRSupervisor(image_size=32, color_strength=1.0, hidden_dim=16)
+    assert _op(sup.views, "ColorJitter").saturation == pytest.approx(0.8)
+    assert _op(augment.build("moco_v2", 32), "GaussianBlur").p == 0.5  # MoCo v2's own recipe
+    with pytest.raises(ConfigError, match="color_strength"):
+        augment.build("simclr", 32, color_strength=-1)
