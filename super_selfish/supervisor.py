@@ -581,9 +581,7 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
     def _update_ema(self) -> None:
         """Polyak averaging (``supervise(ema=...)``): the averaged backbone's weights move
         towards the online ones; its buffers (BatchNorm statistics) are copied."""
-        momentum.ema_update(self.ema_backbone, self.backbone, self._ema)
-        for target, online in zip(self.ema_backbone.buffers(), self.backbone.buffers()):
-            target.copy_(online)
+        momentum.ema_update(self.ema_backbone, self.backbone, self._ema, copy_buffers=True)
 
     def _recipe_record(self) -> Dict[str, Any]:
         """What each history record says about the run's recipe (``run_options``)."""
