@@ -8,7 +8,8 @@ parameters are the ones with ``requires_grad``; momentum encoders are frozen cop
 and memory banks are buffers.
 
 The hooks a method may override, in the order :meth:`Supervisor.supervise` calls them:
-``_load_pretrained`` (restore a run), ``_init_data_optimizer`` (loader, optimizer, scheduler),
+``_load_pretrained`` (restore a run), ``_init_data_optimizer`` (loader, optimizer, scheduler,
+then ``_on_fit_start``: a method's own set-up for the run, such as sizing its queues),
 ``_epochs`` (the loop, :mod:`super_selfish.training`), ``_forward`` (one batch to a loss) and
 ``_update`` (backward and step). The loop and runtime live in :mod:`super_selfish.training`,
 checkpoints in :mod:`super_selfish.checkpoint`.
@@ -523,7 +524,22 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
                              batch_size: int, shuffle: bool, num_workers: Optional[int],
                              lr_scheduler: Any, *, weight_decay: float = 0.0,
                              warmup_epochs: float = 0.0, epochs: int = 1) -> None:
-        """Build the loader, the optimizer over every trainable part, and the scheduler."""
+        """Build the loader, the optimizer over every trainable part, and the scheduler.
+
+        Then :meth:`_on_fit_start` (the method's own set-up for this run), then, when
+        resuming, the optimizer, scheduler and random streams are restored.
+
+        Args:
+            lr: the starting learning rate.
+            optimizer: a factory ``optimizer(param_groups, lr=lr)``.
+            batch_size: images per step (per process).
+            shuffle: reshuffle the data every epoch.
+            num_workers: loader processes (None: automatic).
+            lr_scheduler: ``"cosine"``, ``"constant"``, None or a callable of the optimizer.
+            weight_decay: weight decay of the weights (biases and norm weights get none).
+            warmup_epochs: epochs of linear warm-up.
+            epochs: the run's length, which the schedules span.
+        """
         sampler = None
         if self._splits_data() and not getattr(self.dataset, "streaming", False):
             from torch.utils.data.distributed import DistributedSampler
@@ -547,8 +563,25 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
         self.total_steps = total
         self.scheduler = self._make_scheduler(lr_scheduler, total,
                                               int(warmup_epochs * len(self.loader)))
+        self._on_fit_start(batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay)
         if self._resume_state is not None:
             self._restore_training_state(self._resume_state)
+
+    def _on_fit_start(self, batch_size: int, *, lr: float,
+                      optimizer: Callable[..., torch.optim.Optimizer],
+                      weight_decay: float) -> None:
+        """A method's set-up for the run about to start; does nothing by default.
+
+        Called by :meth:`_init_data_optimizer` once the loader, optimizer and scheduler exist
+        and before a resumed run's optimizer state is restored: fit queues and banks to the
+        batch size (MoCo, NNCLR, SwAV), build a second optimizer (adversarial methods).
+
+        Args:
+            batch_size: images per step and process.
+            lr: the run's starting learning rate.
+            optimizer: the run's optimizer factory, ``optimizer(param_groups, lr=lr)``.
+            weight_decay: the run's weight decay.
+        """
 
     def _param_groups(self, weight_decay: float) -> List[Dict[str, Any]]:
         """Trainable parameters; biases and norm weights get no weight decay."""

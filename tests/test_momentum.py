@@ -52,12 +52,6 @@ def test_copies_move_towards_the_online_modules_by_the_scheduled_amount(tmp_path
     assert small_byol().load(str(tmp_path / "run")).current_momentum == 1.0
 
 
-def test_constant_schedule_keeps_the_base_coefficient(tmp_path):
-    sup = small_byol(momentum=0.9, momentum_schedule="constant")
-    history = sup.supervise(epochs=1, batch_size=8, progress=False, device="cpu", save=False)
-    assert history[-1]["momentum"] == pytest.approx(0.9)
-
-
 def test_checkpoints_with_target_and_teacher_names_still_load():
     byol = small_byol()
     with torch.no_grad():

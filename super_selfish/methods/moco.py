@@ -124,10 +124,8 @@ class MomentumContrastSupervisor(MomentumSupervisor):
                              momentum_schedule=momentum_schedule, shuffle_groups=shuffle_groups)
 
     # ------------------------------------------------------------------ set-up
-    def _init_data_optimizer(self, lr: float, optimizer: Any, batch_size: int, *args: Any,
-                             **kwargs: Any) -> None:
+    def _on_fit_start(self, batch_size: int, **run: Any) -> None:
         self._check_groups(batch_size)
-        super()._init_data_optimizer(lr, optimizer, batch_size, *args, **kwargs)
         if self.queue is not None:
             self._record_hparams(queue_size=_joint.fit_queue(self.queue, batch_size,
                                                              "queue_size"))

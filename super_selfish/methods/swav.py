@@ -87,9 +87,7 @@ class SwAVSupervisor(Supervisor):
             steps = len(loader) if loader is not None else 0
         return self.global_step < steps
 
-    def _init_data_optimizer(self, lr: float, optimizer: Any, batch_size: int, *args: Any,
-                             **kwargs: Any) -> None:
-        super()._init_data_optimizer(lr, optimizer, batch_size, *args, **kwargs)
+    def _on_fit_start(self, batch_size: int, **run: Any) -> None:
         for queue in self.queues or ():
             _joint.fit_queue(queue, batch_size, "queue_length", multiple=False)
 
