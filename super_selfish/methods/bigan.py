@@ -59,8 +59,6 @@ class BiGANSupervisor(AdversarialSupervisor):
         self.discriminator = JointDiscriminator(channels, latent_dim)
         self.adversarial = AdversarialLoss()
         self._pending = None
-        self._record_hparams(latent_dim=latent_dim, prior=prior,
-                             generator_channels=generator_channels)
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """E(x): latent codes (N, latent_dim) of images."""

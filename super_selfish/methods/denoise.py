@@ -44,7 +44,6 @@ class DenoiseSupervisor(Supervisor):
         self.decoder = decoders.for_backbone(self.backbone, self.image_size,
                                              self.backbone.in_channels,
                                              norm=self.hparams["norm"], output="sigmoid")
-        self._record_hparams(noise=noise, p=p, std=std)
 
     def corrupt(self, images: torch.Tensor) -> torch.Tensor:
         """Noisy copy of float images in [0, 1] (drawn from the global RNG, seeded per run)."""

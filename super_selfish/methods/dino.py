@@ -115,15 +115,6 @@ class DINOSupervisor(MomentumSupervisor):
         self.warmup_teacher_temp_epochs = float(warmup_teacher_temp_epochs)
         self.n_global = n_global
         self.freeze_last_layer_steps = freeze_last_layer_steps
-        self._record_hparams(out_dim=out_dim, hidden_dim=hidden_dim,
-                             bottleneck_dim=bottleneck_dim, n_layers=n_layers,
-                             norm_last_layer=norm_last_layer, momentum=momentum,
-                             student_temp=student_temp, teacher_temp=teacher_temp,
-                             warmup_teacher_temp=warmup_teacher_temp,
-                             warmup_teacher_temp_epochs=warmup_teacher_temp_epochs,
-                             center_momentum=center_momentum, n_global=n_global,
-                             head_norm=head_norm,
-                             freeze_last_layer_steps=freeze_last_layer_steps)
 
     # ------------------------------------------------------------------ schedules
     def _steps_per_epoch(self) -> int:

@@ -75,7 +75,7 @@ class ExemplarSupervisor(Supervisor):
                   embedding_dim, "a positive int")
             self.projector = MLPHead([self.backbone.feature_dim, hidden_dim, embedding_dim])
             self.criterion = SemiHardTripletLoss(margin)
-        self._record_hparams(loss=loss, num_images=num_images, hidden_dim=hidden_dim,
+        self._record_hparams(num_images=num_images,
                              embedding_dim=embedding_dim if loss == "triplet" else None,
                              margin=margin if loss == "triplet" else None)
 

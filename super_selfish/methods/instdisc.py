@@ -64,9 +64,6 @@ class InstanceDiscriminationSupervisor(_bank.MemoryBankSupervisor):
         self.criterion = MemoryBankNCELoss(self.memory.items.shape[0], temperature, loss)
         self.n_negatives = n_negatives
         self.proximal = float(proximal)
-        self._record_hparams(temperature=temperature, feature_dim=feature_dim,
-                             n_negatives=n_negatives, bank_momentum=bank_momentum, loss=loss,
-                             proximal=proximal)
 
     def _build_views(self, spec: Any) -> Any:
         if spec == "simclr":

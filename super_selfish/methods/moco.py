@@ -118,10 +118,9 @@ class MomentumContrastSupervisor(MomentumSupervisor):
             projection_dim, auto=queue_size is None)
         self.criterion = InfoNCELoss(temperature)
         self._pending_keys: Optional[torch.Tensor] = None
-        self._record_hparams(version=version, temperature=temperature,
-                             projection_dim=projection_dim, hidden_dim=hidden_dim,
-                             queue_size=None if v3 else self.queue.size, momentum=momentum,
-                             momentum_schedule=momentum_schedule, shuffle_groups=shuffle_groups)
+        self._record_hparams(temperature=temperature, projection_dim=projection_dim,
+                             hidden_dim=hidden_dim, shuffle_groups=shuffle_groups,
+                             queue_size=None if v3 else self.queue.size)  # resolved values
 
     # ------------------------------------------------------------------ set-up
     def _on_fit_start(self, batch_size: int, **run: Any) -> None:

@@ -77,10 +77,7 @@ class PIRLSupervisor(_bank.MemoryBankSupervisor):
         self.n_negatives = n_negatives
         self.lam = float(lam)
         self.tile_jitter = tile_jitter
-        self._record_hparams(temperature=temperature, feature_dim=feature_dim,
-                             n_negatives=n_negatives, bank_momentum=bank_momentum, lam=lam,
-                             loss=loss, grid=self.grid, tile_size=self.tile_size,
-                             tile_jitter=tile_jitter)
+        self._record_hparams(grid=self.grid, tile_size=self.tile_size)
 
     def _geometry(self) -> tuple[int, int]:
         grid = self._grid_request or (3 if self.image_size >= 64 else 2)

@@ -74,9 +74,7 @@ class RelativePositionSupervisor(Supervisor):
         check(isinstance(hidden_dim, int) and hidden_dim > 0, "hidden_dim", hidden_dim,
               "a positive int")
         self.classifier = MLPHead([2 * feature_dim, hidden_dim, len(NEIGHBOURS)])
-        self._record_hparams(patch_fraction=patch_fraction, jitter_fraction=jitter_fraction,
-                             patch_size=self.patch_size, colour_dropping=self.colour_dropping,
-                             hidden_dim=hidden_dim)
+        self._record_hparams(patch_fraction=patch_fraction, patch_size=self.patch_size)
 
     def make_pairs(self, images: torch.Tensor
                    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -32,8 +32,6 @@ class SimCLRSupervisor(Supervisor):
         super().__init__(dataset, backbone, **kwargs)
         self.projector = MLPHead([self.backbone.feature_dim, hidden_dim, projection_dim])
         self.criterion = NTXentLoss(temperature)
-        self._record_hparams(temperature=temperature, projection_dim=projection_dim,
-                             hidden_dim=hidden_dim)
 
     def _forward(self, batch: Batch) -> torch.Tensor:
         view1, view2 = self.augment_views(batch.images)[:2]

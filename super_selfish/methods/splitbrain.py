@@ -109,8 +109,8 @@ class SplitBrainSupervisor(Supervisor):
                                                out_size, norm=norm, head_kernel=1)
         self.decoder_ab = decoders.for_backbone(self.backbone_ab, self.image_size, l_bins,
                                                 out_size, norm=norm, head_kernel=1)
-        self._record_hparams(l_bins=l_bins, ab_bins=ab_bins, ab_range=list(self.ab_range),
-                             output_stride=output_stride, backbone_ab=self.backbone_ab.name)
+        self._record_hparams(ab_range=list(self.ab_range), output_stride=output_stride,
+                             backbone_ab=self.backbone_ab.name)
 
     def get_backbone(self) -> SplitBrainEncoder:
         """RGB images to the concatenated L-encoder and ab-encoder features."""

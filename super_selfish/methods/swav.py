@@ -70,11 +70,6 @@ class SwAVSupervisor(Supervisor):
         self.queue_start_epoch = queue_start_epoch
         self.freeze_prototypes_steps = freeze_prototypes_steps
         self._pending_queue: List[Tuple[nn.Module, torch.Tensor]] = []
-        self._record_hparams(n_prototypes=n_prototypes, projection_dim=projection_dim,
-                             hidden_dim=hidden_dim, temperature=temperature, epsilon=epsilon,
-                             sinkhorn_iterations=sinkhorn_iterations, n_assign=n_assign,
-                             queue_length=queue_length, queue_start_epoch=queue_start_epoch,
-                             freeze_prototypes_steps=freeze_prototypes_steps)
 
     @torch.no_grad()
     def normalize_prototypes(self) -> None:
