@@ -25,14 +25,13 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import torch
 import torch.nn as nn
 
-from . import augment, backbones, console, data, momentum, store
+from . import augment, backbones, console, data, momentum, store, validate
 from . import distributed as dist_utils
 from . import recipes as recipes_module
 from .checkpoint import Checkpointing, init_arguments
 from .distributed import is_main_process, world_size
 from .errors import ConfigError, DataError, check, unknown_name
 from .training import PRECISIONS, Callback, TrainingLoop, validate_device
-from .validate import is_number as _is_number
 
 SCHEDULES = ("constant", "cosine")
 #: Arguments of ``Supervisor.__init__`` (recorded by the base under their own keys) and those
@@ -59,10 +58,9 @@ def _validate_run_options(name: Any, optimizer: Any, grad_clip: Any, device: Any
     check(callable(optimizer), "optimizer", optimizer,
           "a name (adam, adamw, sgd, lars) or a callable(params, lr=...) returning an "
           "optimizer, e.g. torch.optim.Adam")
-    check(grad_clip is None or (_is_number(grad_clip) and grad_clip > 0), "grad_clip",
-          grad_clip, "None or a positive max gradient norm such as 1.0")
-    check(seed is None or (isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0),
-          "seed", seed, "None or a non-negative int")
+    validate.positive_number(grad_clip, "grad_clip", " (a max gradient norm) such as 1.0",
+                             none="no clipping")
+    validate.non_negative_int(seed, "seed", none="the supervisor's seed")
     check(all(isinstance(cb, Callback) for cb in callbacks), "callbacks", callbacks,
           "a sequence of super_selfish.Callback instances")
     validate_device(device)
@@ -144,12 +142,11 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
         if unknown:  # a misspelt option: name it and suggest the closest one (not a TypeError)
             raise _unknown_argument(type(self), next(iter(unknown)))
         if seed is not None:
-            check(isinstance(seed, int) and seed >= 0, "seed", seed, "a non-negative int")
+            validate.non_negative_int(seed, "seed")
             torch.manual_seed(seed)
         self.seed = seed
-        check(isinstance(in_channels, int) and not isinstance(in_channels, bool)
-              and in_channels > 0, "in_channels", in_channels,
-              "a positive int: 3 for RGB, 1 for grayscale, 4 or more for multi-channel images")
+        validate.positive_int(in_channels, "in_channels", ": 3 for RGB, 1 for grayscale, 4 or "
+                              "more for multi-channel images")
         channels = self.data_channels or in_channels
         self.dataset = data.dataset(dataset, channels=channels) if dataset is not None else None
         if self.dataset is not None:
@@ -160,8 +157,7 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
                 raise DataError(f"dataset images are {image_size}x{image_size} pixels: expected "
                                 "at least 8x8 (resize them with data.dataset(..., size=N) or "
                                 "pass image_size=N).")
-        check(isinstance(image_size, int) and image_size >= 8, "image_size", image_size,
-              "an int of at least 8 pixels")
+        validate.int_at_least(image_size, "image_size", 8, " pixels")
         self.image_size = image_size
         self.backbone = backbones.build(backbone, norm=norm, in_channels=in_channels,
                                         probe_size=image_size)
@@ -417,7 +413,7 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
         """
         self._validate_supervise(lr, epochs, batch_size, num_workers, weight_decay, precision,
                                  keep_last, warmup_epochs, lr_scheduler)
-        check(ema is None or (_is_number(ema) and 0 < ema < 1), "ema", ema,
+        check(ema is None or (validate.is_number(ema) and 0 < ema < 1), "ema", ema,
               "None or a decay in (0, 1) such as 0.999")
         check(not (callable(lr_scheduler) and warmup_epochs), "warmup_epochs", warmup_epochs,
               "None or 0 with a callable lr_scheduler (the warm-up belongs to the built-in "
@@ -488,22 +484,16 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
                             num_workers: Optional[int],
                             weight_decay: Optional[float], precision: str, keep_last: int,
                             warmup_epochs: Optional[float], lr_scheduler: Any) -> None:
-        check(lr is None or (_is_number(lr) and lr > 0), "lr", lr,
-              "None (the method's recipe) or a positive finite number such as 1e-3")
-        check(isinstance(epochs, int) and epochs >= 0, "epochs", epochs, "a non-negative int")
-        check(isinstance(batch_size, int) and batch_size >= 2, "batch_size", batch_size,
-              "an int of at least 2")
-        check(num_workers is None or (isinstance(num_workers, int) and num_workers >= 0),
-              "num_workers", num_workers,
-              "None (automatic: 0 for in-memory data, else data.default_num_workers()) or a "
-              "non-negative int")
-        check(weight_decay is None or (_is_number(weight_decay) and weight_decay >= 0),
-              "weight_decay", weight_decay, "None (the method's recipe) or a non-negative number")
+        recipe = "the method's recipe"
+        validate.positive_number(lr, "lr", " such as 1e-3", none=recipe)
+        validate.non_negative_int(epochs, "epochs")
+        validate.int_at_least(batch_size, "batch_size", 2)
+        validate.non_negative_int(num_workers, "num_workers", none="automatic: 0 for in-memory "
+                                  "data, else data.default_num_workers()")
+        validate.non_negative_number(weight_decay, "weight_decay", none=recipe)
         check(precision in PRECISIONS, "precision", precision, f"one of {PRECISIONS}")
-        check(isinstance(keep_last, int) and keep_last >= 0, "keep_last", keep_last,
-              "a non-negative int")
-        check(warmup_epochs is None or (_is_number(warmup_epochs) and warmup_epochs >= 0),
-              "warmup_epochs", warmup_epochs, "None (the method's recipe) or a non-negative number")
+        validate.non_negative_int(keep_last, "keep_last")
+        validate.non_negative_number(warmup_epochs, "warmup_epochs", none=recipe)
         check(lr_scheduler is None or callable(lr_scheduler) or (isinstance(lr_scheduler, str)
                                                                  and lr_scheduler in SCHEDULES),
               "lr_scheduler", lr_scheduler,

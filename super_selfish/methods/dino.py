@@ -9,6 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.parametrizations import weight_norm
 
+from .. import validate
 from ..data import Batch
 from ..errors import check
 from ..heads import MLPHead
@@ -31,8 +32,7 @@ class DINOHead(nn.Module):
                  bottleneck_dim: int = 256, n_layers: int = 3, norm_last_layer: bool = True,
                  norm: str = "batch"):
         super().__init__()
-        check(isinstance(n_layers, int) and n_layers >= 1, "n_layers", n_layers,
-              "a positive int")
+        validate.positive_int(n_layers, "n_layers")
         dims = [in_dim] + [hidden_dim] * (n_layers - 1) + [bottleneck_dim]
         self.mlp = MLPHead(dims, norm=norm, activation=nn.GELU)
         for layer in self.mlp.modules():
@@ -98,8 +98,8 @@ class DINOSupervisor(MomentumSupervisor):
         _joint.check_temperature(student_temp, "student_temp")
         _joint.check_temperature(teacher_temp, "teacher_temp")
         _joint.check_temperature(warmup_teacher_temp, "warmup_teacher_temp")
-        check(warmup_teacher_temp_epochs >= 0, "warmup_teacher_temp_epochs",
-              warmup_teacher_temp_epochs, "a non-negative number of epochs")
+        validate.non_negative_number(warmup_teacher_temp_epochs, "warmup_teacher_temp_epochs",
+                                     " of epochs")
         check(head_norm in ("batch", "none"), "head_norm", head_norm, "'batch' or 'none'")
         check(freeze_last_layer_steps is None or (isinstance(freeze_last_layer_steps, int)
                                                   and freeze_last_layer_steps >= 0),

@@ -7,9 +7,8 @@ from typing import Any, Optional
 import torch
 import torch.nn.functional as F
 
-from .. import jigsaw
+from .. import jigsaw, validate
 from ..data import Batch
-from ..errors import check
 from ..heads import MLPHead
 from ..losses import MemoryBankNCELoss
 from . import _bank, _joint
@@ -60,9 +59,8 @@ class PIRLSupervisor(_bank.MemoryBankSupervisor):
         _joint.check_temperature(temperature)
         _joint.check_positive_int(feature_dim, "feature_dim")
         _joint.check_positive_int(n_negatives, "n_negatives")
-        check(isinstance(lam, (int, float)) and 0 <= lam <= 1, "lam", lam, "a number in [0, 1]")
-        check(grid is None or (isinstance(grid, int) and grid >= 2), "grid", grid,
-              "None (3 from 64 px, else 2) or an int of at least 2")
+        validate.probability(lam, "lam")
+        validate.int_at_least(grid, "grid", 2, none="3 from 64 px, else 2")
         self._grid_request = grid
         super().__init__(dataset, backbone, **kwargs)
         self.grid, self.tile_size = self._geometry()

@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .. import validate
 from ..data import Batch
 from ..errors import check
 from ..heads import MLPHead
@@ -51,10 +52,8 @@ class SwAVSupervisor(Supervisor):
             _joint.check_positive_int(value, name)
         _joint.check_temperature(temperature)
         _joint.check_temperature(epsilon, "epsilon")
-        check(isinstance(queue_length, int) and queue_length >= 0, "queue_length", queue_length,
-              "a non-negative int (0 = no queue)")
-        check(isinstance(queue_start_epoch, int) and queue_start_epoch >= 0,
-              "queue_start_epoch", queue_start_epoch, "a non-negative int")
+        validate.non_negative_int(queue_length, "queue_length", " (0 = no queue)")
+        validate.non_negative_int(queue_start_epoch, "queue_start_epoch")
         check(freeze_prototypes_steps is None or (isinstance(freeze_prototypes_steps, int)
                                                   and freeze_prototypes_steps >= 0),
               "freeze_prototypes_steps", freeze_prototypes_steps,
