@@ -251,16 +251,16 @@ def test_dino_teacher_follows_ema_and_last_layer_unfreezes(subset):
     b0, b1 = batches(sup)
     v_key = "head.last_layer.parametrizations.weight.original1"
     start = params(sup)
-    teacher0 = [p.clone() for t, _ in sup.momentum_pairs() for p in t.parameters()]
-    assert all(not p.requires_grad for t, _ in sup.momentum_pairs() for p in t.parameters())
+    teacher0 = [p.clone() for _, t in sup.momentum_pairs() for p in t.parameters()]
+    assert all(not p.requires_grad for _, t in sup.momentum_pairs() for p in t.parameters())
     center0 = sup.criterion.center.clone()
     sup._train_step(b0, 0, 0)
     assert torch.equal(params(sup)[v_key], start[v_key])  # step 0: last layer frozen
     assert not torch.equal(sup.criterion.center, center0)
     m = cosine_momentum(0.9, 0, sup.total_steps)
     assert m == pytest.approx(0.9)
-    teacher1 = [p for t, _ in sup.momentum_pairs() for p in t.parameters()]
-    student1 = [p for _, s in sup.momentum_pairs() for p in s.parameters()]
+    teacher1 = [p for _, t in sup.momentum_pairs() for p in t.parameters()]
+    student1 = [p for s, _ in sup.momentum_pairs() for p in s.parameters()]
     for t0, t1, s1 in zip(teacher0, teacher1, student1):
         assert torch.allclose(t1, m * t0 + (1 - m) * s1, atol=1e-6)
         assert t1.grad is None
@@ -268,7 +268,7 @@ def test_dino_teacher_follows_ema_and_last_layer_unfreezes(subset):
     assert not torch.equal(params(sup)[v_key], start[v_key])  # step 1: it learns
     m1 = cosine_momentum(0.9, 1, sup.total_steps)
     assert m1 == 1.0  # the schedule ends at 1: the teacher stops moving
-    teacher2 = [p for t, _ in sup.momentum_pairs() for p in t.parameters()]
+    teacher2 = [p for _, t in sup.momentum_pairs() for p in t.parameters()]
     assert all(torch.equal(a, b) for a, b in zip(teacher1, teacher2))
 
 

@@ -14,7 +14,7 @@ from super_selfish.memory import Queue
 from super_selfish.methods import (BarlowTwinsSupervisor, BYOLSupervisor,
                                    MomentumContrastSupervisor, NNCLRSupervisor,
                                    SimSiamSupervisor, VICRegSupervisor)
-from super_selfish.methods._joint import momentum_at
+from super_selfish.momentum import momentum_at
 from super_selfish.methods.moco import shuffle_permutation
 
 # Small heads keep the CPU tests fast; the paper defaults are checked separately.
@@ -32,7 +32,7 @@ MOMENTUM = ("moco", "moco_v3", "byol")
 
 
 def frozen_modules(sup):
-    return [t for t, _ in sup.momentum_pairs()] if hasattr(sup, "momentum_pairs") else []
+    return [t for _, t in sup.momentum_pairs()] if hasattr(sup, "momentum_pairs") else []
 
 
 def trainable(sup):
@@ -135,7 +135,7 @@ class Recorder(Callback):
     def _snap(self, sup):
         pairs = sup.momentum_pairs() if hasattr(sup, "momentum_pairs") else []
         return [([p.detach().clone() for p in t.parameters()],
-                 [p.detach().clone() for p in o.parameters()]) for t, o in pairs]
+                 [p.detach().clone() for p in o.parameters()]) for o, t in pairs]
 
     def on_train_start(self, sup):
         self.start = {n: p.detach().clone() for n, p in trainable(sup).items()}

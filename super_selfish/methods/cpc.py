@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .. import augment
+from .. import augment, validate
 from ..data import Batch, resize_uint8
 from ..errors import ConfigError, check
 from ..losses import CPCLoss
@@ -93,7 +93,7 @@ def patch_geometry(image_size: int, patch_size: Optional[int], stride: Optional[
     check(isinstance(patch, int) and MIN_PATCH <= patch <= image_size, "patch_size", patch,
           f"an int from {MIN_PATCH} to image_size ({image_size})")
     stride = max(1, patch // 2) if stride is None else stride
-    check(isinstance(stride, int) and stride >= 1, "patch_stride", stride, "a positive int")
+    validate.positive_int(stride, "patch_stride")
     grid = (image_size - patch) // stride + 1
     max_step = first_clear_step(patch, stride) if max_step is None else max_step
     if grid <= max_step:
@@ -159,7 +159,7 @@ class ContrastivePredictiveCodingSupervisor(Supervisor):
         _joint.check_positive_int(target_dim, "target_dim")
         _joint.check_positive_int(context_dim, "context_dim")
         _joint.check_positive_int(context_blocks, "context_blocks")
-        check(prediction_scale > 0, "prediction_scale", prediction_scale, "a positive number")
+        validate.positive_number(prediction_scale, "prediction_scale")
         self._patch_request = (patch_size, patch_stride, None if steps is None else max(steps))
         super().__init__(dataset, backbone, norm=norm, **kwargs)
         self.patch_size, self.patch_stride, self.grid = self._geometry()

@@ -36,8 +36,6 @@ class SimCLRSupervisor(Supervisor):
         super().__init__(dataset, backbone, **kwargs)
         self.projector = MLPHead([self.backbone.feature_dim, hidden_dim, projection_dim])
         self.criterion = NTXentLoss(temperature)
-        self._record_hparams(temperature=temperature, projection_dim=projection_dim,
-                             hidden_dim=hidden_dim)
 
     def _build_views(self, spec: Any) -> Any:
         """The ``simclr`` preset at ``color_strength`` when one is given."""

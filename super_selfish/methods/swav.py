@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .. import console
+from .. import console, validate
 from ..data import Batch
 from ..distributed import is_main_process, world_size
 from ..errors import check
@@ -69,13 +69,10 @@ class SwAVSupervisor(Supervisor):
             _joint.check_positive_int(value, name)
         _joint.check_temperature(temperature)
         _joint.check_temperature(epsilon, "epsilon")
-        check(queue_length is None or (isinstance(queue_length, int) and queue_length >= 0),
-              "queue_length", queue_length,
-              "None (the paper's queue, scaled to the run) or a non-negative int (0 = no queue)")
-        check(queue_start_epoch is None or (isinstance(queue_start_epoch, int)
-                                            and queue_start_epoch >= 0),
-              "queue_start_epoch", queue_start_epoch,
-              "None (min(15, ceil(epochs / 20))) or a non-negative int")
+        validate.non_negative_int(queue_length, "queue_length", " (0 = no queue)",
+                                  none="None (the paper's queue, scaled to the run)")
+        validate.non_negative_int(queue_start_epoch, "queue_start_epoch",
+                                  none="None (min(15, ceil(epochs / 20)))")
         check(freeze_prototypes_steps is None or (isinstance(freeze_prototypes_steps, int)
                                                   and freeze_prototypes_steps >= 0),
               "freeze_prototypes_steps", freeze_prototypes_steps,
@@ -98,11 +95,6 @@ class SwAVSupervisor(Supervisor):
         self._queue_announced = False
         self.freeze_prototypes_steps = freeze_prototypes_steps
         self._pending_queue: List[Tuple[nn.Module, torch.Tensor]] = []
-        self._record_hparams(n_prototypes=n_prototypes, projection_dim=projection_dim,
-                             hidden_dim=hidden_dim, temperature=temperature, epsilon=epsilon,
-                             sinkhorn_iterations=sinkhorn_iterations, n_assign=n_assign,
-                             queue_length=queue_length, queue_start_epoch=queue_start_epoch,
-                             freeze_prototypes_steps=freeze_prototypes_steps)
 
     @torch.no_grad()
     def normalize_prototypes(self) -> None:
@@ -115,10 +107,8 @@ class SwAVSupervisor(Supervisor):
             steps = len(loader) if loader is not None else 0
         return self.global_step < steps
 
-    def _init_data_optimizer(self, lr: float, optimizer: Any, batch_size: int, *args: Any,
-                             **kwargs: Any) -> None:
-        super()._init_data_optimizer(lr, optimizer, batch_size, *args, **kwargs)
-        epochs = kwargs.get("epochs", 1)
+    def _on_fit_start(self, batch_size: int, **run: Any) -> None:
+        epochs = run.get("epochs", 1)
         self._queue_start = (min(QUEUE_START_EPOCH, math.ceil(epochs / 20))
                              if self.queue_start_epoch is None else self.queue_start_epoch)
         # The automatic queue is the paper's remedy for small batches only.
