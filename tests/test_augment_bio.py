@@ -312,3 +312,40 @@ def test_saliency_crops_are_centred_on_the_fixation():
     assert torch.allclose(box[:, 0], torch.full((50,), 20.5 / 40)) and torch.allclose(
         box[:, 1], torch.full((50,), 12.5 / 40)
     )
+
+
+def salient_square_scenes(n: int, size: int = 96) -> tuple[torch.Tensor, torch.Tensor]:
+    """Textured scenes with one 6-px square each, and the squares' centres (x, y) in px."""
+    generator = seeded(5)
+    blotches = F.interpolate(torch.rand(n, 3, 6, 6, generator=generator), size=size, mode="bicubic")
+    images = (0.25 + 0.4 * blotches + 0.15 * torch.rand(n, 1, size, size, generator=generator))
+    corner = torch.randint(22, size - 28, (n, 2), generator=generator)
+    for i, (x, y) in enumerate(corner.tolist()):
+        images[i, :, y : y + 6, x : x + 6] = float(i % 2)
+    return images.clamp(0, 1), corner.float() + 3
+
+
+def share_near_object(op: A.Magnification, images, centres) -> float:
+    pixels = (op.sample_fixations(images, seeded(1)) + 1) * images.shape[-1] / 2
+    return ((pixels - centres).norm(dim=1) <= 12).float().mean().item()
+
+
+def test_default_saliency_fixations_land_on_a_small_salient_object():
+    images, centres = salient_square_scenes(120)
+    guided = share_near_object(A.Magnification(fixation="saliency", border=16.0), images, centres)
+    hot = share_near_object(
+        A.Magnification(fixation="saliency", temperature=1e4, border=16.0), images, centres
+    )
+    uniform = share_near_object(A.Magnification(border=16.0), images, centres)
+    assert guided > 0.75  # most default fixations are on the object
+    assert abs(hot - uniform) < 0.1 and hot < 0.25  # a large temperature is uniform (~11%)
+
+
+def test_standardised_temperature_does_not_depend_on_the_maps_scale():
+    maps = peaked_map(300, 32, peak=(24, 9))
+    for standardize, same in ((True, True), (False, False)):
+        draws = [
+            sample_from_log_density(scale * maps, 1.0, 0.1, seeded(), standardize=standardize)
+            for scale in (0.1, 10.0)
+        ]
+        assert torch.equal(draws[0], draws[1]) is same

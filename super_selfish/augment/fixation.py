@@ -22,8 +22,9 @@ FixationPolicy = Union[str, Callable[[torch.Tensor], torch.Tensor]]
 
 # Spectral residual works on a small image: Hou & Zhang down-sample to 64 px.
 SALIENCY_MAX_SIDE = 64
-# Std of the final smoothing, as a fraction of the saliency map's longer side.
-SALIENCY_SMOOTHING = 0.05
+# Std of the final smoothing, as a fraction of the saliency map's longer side: the authors'
+# code smooths the 64-px map with a Gaussian of sigma 2.5 px.
+SALIENCY_SMOOTHING = 2.5 / 64
 # Relative floor added before the log so that flat regions keep a finite log-density.
 SALIENCY_FLOOR = 1e-6
 
@@ -33,9 +34,18 @@ def spectral_residual_saliency(
 ) -> torch.Tensor:
     """Log-saliency maps (N, h, w) by the spectral residual method (Hou & Zhang, 2007).
 
-    Needs no trained weights and runs batched with ``torch.fft``. The maps are at most
-    ``max_side`` pixels per side and hold ``log(S / max S)``: a log-density whose maximum is 0, so
-    that at temperature 1 fixations are drawn in proportion to the saliency itself.
+    Needs no trained weights and runs batched with ``torch.fft``. As in the authors' code the
+    luminance is shrunk to ``max_side`` (64) pixels, the spectral residual is the log amplitude
+    minus its 3x3 average, and the squared inverse transform is smoothed by a Gaussian of sigma
+    2.5 px at 64 px. Unlike it, the image is mirror-padded before the transform (so that its
+    borders do not register as salient) and the 3x3 average wraps around the periodic spectrum.
+
+    Args:
+        images: (N, C, H, W) float batch in [0, 1].
+        max_side: the longer side of the maps, at most.
+
+    Returns:
+        (N, h, w) maps holding ``log(S / max S)``, a log-density whose maximum is 0.
     """
     gray = luminance(images)
     height, width = gray.shape[-2:]
@@ -64,20 +74,42 @@ def spectral_residual_saliency(
     return torch.log(saliency / peak + SALIENCY_FLOOR)
 
 
+def standardized(log_density: torch.Tensor) -> torch.Tensor:
+    """Each (h, w) map of a (N, h, w) batch shifted and scaled to zero mean and unit std (a flat
+    map becomes all zeros)."""
+    mean = log_density.mean(dim=(-2, -1), keepdim=True)
+    std = log_density.std(dim=(-2, -1), keepdim=True, unbiased=False)
+    return (log_density - mean) / std.clamp_min(1e-12)
+
+
 def sample_from_log_density(
     log_density: torch.Tensor,
     temperature: float,
     margin: float,
     generator: torch.Generator | None,
+    standardize: bool = False,
 ) -> torch.Tensor:
     """Draw one fixation per map with density ∝ exp((s - max s) / temperature) inside the border.
 
-    ``margin`` is the excluded border in normalised units (a fraction of the half-width). The
-    density is constant over each map cell and zero outside the allowed area, so a cell is drawn
-    in proportion to its density times its area inside the allowed area, then a uniform point in
-    that part of it: the result is continuous and independent of the map's resolution.
+    Args:
+        log_density: (N, h, w) log-saliency maps s.
+        temperature: T > 0; small T concentrates fixations at the maximum, large T spreads
+            them uniformly.
+        margin: the excluded border in normalised units (a fraction of the half-width).
+        generator: the CPU generator to draw from.
+        standardize: first bring each map to zero mean and unit std (:func:`standardized`),
+            so that T is measured in standard deviations of the map and means the same for
+            every image and every saliency model.
+
+    Returns:
+        (N, 2) normalised (x, y) fixations on the CPU. The density is constant over each map
+        cell and zero outside the allowed area, so a cell is drawn in proportion to its density
+        times its area inside the allowed area, then a uniform point in that part of it: the
+        result is continuous and independent of the map's resolution.
     """
     log_density = log_density.detach().float().cpu()
+    if standardize:
+        log_density = standardized(log_density)
     n, rows, cols = log_density.shape
     limit = 1.0 - margin
 
@@ -110,9 +142,17 @@ class FixationOp(Op):
 
     ``fixation`` picks the point: ``"uniform"`` (anywhere at least ``border`` from the edges),
     ``"saliency"`` (drawn from the spectral-residual saliency of the image as it is at this point of
-    the pipeline, after any earlier crop or flip, with density ∝ exp((s - max s) / temperature)),
-    or a callable ``fn(images) -> tensor`` returning either (N, h, w) log-saliency maps (sampled the
-    same way) or (N, 2) fixations as pixel (x, y) of ``images``.
+    the pipeline, after any earlier crop or flip), or a callable ``fn(images) -> tensor``
+    returning either (N, h, w) log-saliency maps (sampled the same way) or (N, 2) fixations as
+    pixel (x, y) of ``images``.
+
+    Saliency fixations are drawn with density ∝ exp(z / ``temperature``), where z is the
+    log-saliency map standardised per image (zero mean, unit std; ``standardize=True``). The
+    temperature is therefore measured in standard deviations of the map: at T = 1 a point one
+    standard deviation more salient than another is e times as likely to be fixated; T → 0
+    always picks the most salient point, T → ∞ gives uniform fixations. ``standardize=False``
+    uses the study's formula exp((s - max s) / T) on the raw map, whose meaning depends on the
+    scale of the saliency model's output (the study's T = 1.5 was set for its FastSal logits).
 
     Pixel-valued parameters, ``border`` included, are given for a ``reference_size``-pixel image
     (the study's 96 px) and scale with the image: ``border=16`` keeps 1/6 of each side clear at
@@ -121,7 +161,8 @@ class FixationOp(Op):
 
     allows_no_fixation: ClassVar[bool] = False
     fixation: FixationPolicy | None = "uniform"
-    temperature: float = 1.5
+    temperature: float = 1.0
+    standardize: bool = True
     border: float = 0.0
     reference_size: int = 96
 
@@ -140,6 +181,12 @@ class FixationOp(Op):
         )
         self._check(self.temperature > 0, "temperature", self.temperature, "a positive number")
         self._check(
+            isinstance(self.standardize, bool),
+            "standardize",
+            self.standardize,
+            "True (temperature in standard deviations of each map) or False (raw maps)",
+        )
+        self._check(
             isinstance(self.reference_size, int) and self.reference_size > 0,
             "reference_size",
             self.reference_size,
@@ -153,7 +200,9 @@ class FixationOp(Op):
         )
 
     def shown_fields(self) -> list[str]:
-        hidden = {"temperature", "border", "reference_size"} if self.fixation is None else set()
+        hidden = {"border", "reference_size"} if self.fixation is None else set()
+        if self.fixation is None or self.fixation == "uniform":
+            hidden |= {"temperature", "standardize"}
         return [name for name in super().shown_fields() if name not in hidden]
 
     @property
@@ -181,7 +230,9 @@ class FixationOp(Op):
                 f"{getattr(maps, 'shape', type(maps).__name__)}; expected a tensor of (N, h, w) "
                 f"log-saliency maps or (N, 2) pixel fixations (x, y) for N={n} images."
             )
-        return sample_from_log_density(maps, self.temperature, self.margin, generator)
+        return sample_from_log_density(
+            maps, self.temperature, self.margin, generator, self.standardize
+        )
 
     def marked_fixations(self, params: Params) -> torch.Tensor | None:
         """Where each image's fixation lies in this op's output, normalised; None if it has none."""
