@@ -211,28 +211,36 @@ class FixationOp(Op):
         return 2.0 * self.border / self.reference_size
 
     def sample_fixations(
-        self, images: torch.Tensor, generator: torch.Generator | None
+        self, images: torch.Tensor, generator: torch.Generator | None, count: int = 1
     ) -> torch.Tensor:
-        """One fixation per image, (N, 2) normalised (x, y) on the CPU."""
+        """Fixations for every image, on the CPU: (N, 2) normalised (x, y), or (N, count, 2)
+        independent draws per image when ``count`` > 1 (the saliency maps are computed once)."""
         n, _, height, width = images.shape
         limit = 1.0 - self.margin
         if self.fixation == "uniform":
-            return torch.stack([uniform(n, (-limit, limit), generator) for _ in range(2)], dim=1)
+            points = torch.stack(
+                [uniform(n * count, (-limit, limit), generator) for _ in range(2)], dim=1
+            )
+            return points if count == 1 else points.view(n, count, 2)
         if self.fixation == "saliency":
             maps = spectral_residual_saliency(images)
         else:
             maps = self.fixation(images)
             if isinstance(maps, torch.Tensor) and maps.shape == (n, 2):
-                return pixels_to_normalised(maps.detach().float().cpu(), height, width)
+                points = pixels_to_normalised(maps.detach().float().cpu(), height, width)
+                return points if count == 1 else points[:, None].expand(n, count, 2)
         if not isinstance(maps, torch.Tensor) or maps.ndim != 3 or maps.shape[0] != n:
             raise DataError(
                 f"The fixation callable of {type(self).__name__} returned "
                 f"{getattr(maps, 'shape', type(maps).__name__)}; expected a tensor of (N, h, w) "
                 f"log-saliency maps or (N, 2) pixel fixations (x, y) for N={n} images."
             )
-        return sample_from_log_density(
+        if count > 1:
+            maps = maps.repeat_interleave(count, dim=0)
+        points = sample_from_log_density(
             maps, self.temperature, self.margin, generator, self.standardize
         )
+        return points if count == 1 else points.view(n, count, 2)
 
     def marked_fixations(self, params: Params) -> torch.Tensor | None:
         """Where each image's fixation lies in this op's output, normalised; None if it has none."""
