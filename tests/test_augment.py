@@ -415,7 +415,10 @@ def test_repr_lists_every_op_and_parameter():
     ):
         assert piece in text
     magnif = repr(A.build("simclr_magnif_saliency", 32))
-    assert "Magnification(p=1.0, fixation='saliency', temperature=1.5, border=16.0" in magnif
+    assert (
+        "Magnification(p=1.0, fixation='saliency', temperature=1.0, standardize=True, "
+        "border=16.0"
+    ) in magnif
     assert "fov=30.0, K=20.0, cover_ratio=(0.05, 0.35), form='radial_quad')" in magnif
 
 

@@ -370,3 +370,30 @@ def test_study_boundary_crops_match_the_studys_cropper():
     study = sum(h * w for _, _, h, w in boxes) / len(boxes) / 32**2
     assert mean_area("study") == pytest.approx(study, abs=0.02)
     assert mean_area("clip") < study - 0.05  # clipping on every side gives smaller crops
+
+
+def ops_of(name: str) -> list:
+    return list(A.build(name, 64)[0].ops)
+
+
+def test_study_presets_are_the_studys_runs():
+    for name in ("study_baseline", "study_saliency_crop", "study_foveation", "study_magnif"):
+        jitter = next(op for op in ops_of(name) if isinstance(op, A.ColorJitter))
+        assert (jitter.brightness, jitter.contrast, jitter.saturation, jitter.hue) == (
+            0.8, 0.8, 0.8, 0.2
+        )
+    for name in ("study_baseline", "study_saliency_crop"):
+        (blur,) = [op for op in ops_of(name) if isinstance(op, A.GaussianBlur)]
+        assert blur.p == 1.0 and blur.sigma == (0.1, 2.0)
+    crop = ops_of("study_saliency_crop")[0]
+    assert crop.fixation == "saliency" and crop.boundary == "study" and crop.temperature == 1.5
+    foveation = ops_of("study_foveation")
+    assert foveation[0].boundary == "study" and foveation[-1].truncate == 1.5
+    assert not any(isinstance(op, A.GaussianBlur) for op in foveation + ops_of("study_magnif"))
+    magnif = ops_of("study_magnif_saliency")[-1]  # after flip and colour, as in the study
+    assert (magnif.fov, magnif.K, magnif.cover_ratio, magnif.border) == (30, 20, (0.05, 0.35), 16)
+    assert magnif.fixation == "saliency"
+    # The improved variants keep their own names and differ where documented.
+    assert ops_of("simclr_saliency_crop")[0].boundary == "clip"
+    assert ops_of("simclr_foveation")[-1].truncate is None
+    assert ops_of("simclr_magnif_saliency")[0].temperature == 1.0
