@@ -608,7 +608,7 @@ def summarize_seeds(tables: Sequence["ComparisonTable"], seeds: Sequence[int]
         row["seeds"] = " ".join(str(r["seed"]) for r in group)
         rows.append(row)
     last = tables[-1]
-    notes = [n for n in last.notes if not n.startswith("every method:")]
+    notes = [n for n in last.notes if not n.startswith(("every method:", "seeds "))]
     notes += [note.replace(f", seed {seeds[-1]}", "") for note in last.notes
               if note.startswith("every method:")]
     notes.append(f"seeds {', '.join(map(str, seeds))}: each value is the mean over seeds; "
