@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -459,16 +461,41 @@ def test_build_accepts_op_specs_pipelines_and_views():
         A.build([{"name": "solarize", "treshold": 0.3}], 16)
 
 
-def test_register_adds_a_preset_and_refuses_duplicates(monkeypatch):
-    monkeypatch.setattr(registry, "_PRESETS", dict(registry._PRESETS))
-
+def test_register_adds_a_preset_and_refuses_duplicates():
     @A.register("tiny_flip")
     def tiny_flip(size, *, n_views: int = 3) -> A.Views:
+        """Three flipped views."""
         return A.Views([A.Pipeline([A.HorizontalFlip(p=1.0)], size)] * n_views)
 
-    assert "tiny_flip" in A.available() and len(A.build("tiny_flip", 8)) == 3
-    with pytest.raises(ConfigError, match="not registered yet"):
-        A.register("tiny_flip")(tiny_flip)
+    try:
+        assert "tiny_flip" in A.available() and len(A.build("tiny_flip", 8)) == 3
+        assert registry.PRESETS.describe()["tiny_flip"] == "Three flipped views."
+        with pytest.raises(ConfigError, match="preset of that name is already registered"):
+            A.register("tiny_flip")(tiny_flip)
+    finally:
+        registry.PRESETS.remove("tiny_flip")
+
+
+def test_ops_register_themselves_once_and_refuse_a_taken_name():
+    assert A.OPS.get("hflip") is A.HorizontalFlip and A.OPS.get("foveation") is A.Foveation
+    assert "magnification" in A.OPS.describe() and len(A.OPS) == 17
+
+    @dataclasses.dataclass(frozen=True, kw_only=True, repr=False)
+    class Invert(A.Op):
+        """Invert the image."""
+
+        name: ClassVar[str] = "test_invert"
+
+        def transform(self, images, params, size):
+            return 1 - images
+
+    try:
+        assert torch.equal(A.build(["test_invert"], 4, n_views=1)(torch.zeros(1, 3, 4, 4))[0],
+                           torch.ones(1, 3, 4, 4))
+        with pytest.raises(ConfigError, match="augmentation op of that name is already"):
+            type("Flip", (A.Op,), {"name": "hflip"})
+    finally:
+        A.OPS.remove("test_invert")
 
 
 # ---------------------------------------------------------------- preview
