@@ -10,6 +10,7 @@ The README's "Training recipes" table is generated from :data:`RECIPES`
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, Optional, Tuple
 
@@ -20,6 +21,9 @@ SCALINGS = ("linear", "sqrt", "none")
 SCHEDULES = ("cosine", "constant")
 #: A recipe's warm-up never takes more than this share of a run (short CPU runs).
 MAX_WARMUP_FRACTION = 0.1
+#: An explicit ``lr`` more than this factor away from the recipe's rate, with the recipe's
+#: optimizer, is warned about (it was likely chosen for another optimizer).
+OFF_SCALE_RATIO = 30.0
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,8 @@ class Recipe:
         if optimizer is None:
             optimizer, name = self.optimizer_factory(), self.optimizer
             taken.append("optimizer")
+            if lr is not None:
+                self._warn_if_off_scale(lr, batch_size)
         elif isinstance(optimizer, str):
             name, optimizer = optimizer, optim.factory(optimizer, self.momentum, self.betas)
         else:
@@ -129,6 +135,20 @@ class Recipe:
         return {"lr": lr, "optimizer": optimizer, "optimizer_name": name,
                 "weight_decay": weight_decay, "warmup_epochs": warmup_epochs,
                 "lr_scheduler": lr_scheduler, "from_recipe": taken}
+
+    def _warn_if_off_scale(self, lr: float, batch_size: int) -> None:
+        """Warn when an explicit ``lr`` is far from the scale of the recipe's optimizer.
+
+        A rate chosen for Adam (``1e-3``) given to the recipe's LARS or SGD barely moves the
+        weights, and an SGD rate given to Adam diverges: both train silently badly.
+        """
+        expected = self.lr_for(batch_size)
+        if not (expected / OFF_SCALE_RATIO <= lr <= expected * OFF_SCALE_RATIO):
+            warnings.warn(
+                f"lr={lr:g} is used with the recipe's optimizer {self.optimizer!r}, whose rate at "
+                f"batch {batch_size} is {expected:g} ({lr / expected:.3g}x that). If lr was chosen "
+                f"for another optimizer, name it too (e.g. optimizer='adam'), or leave lr to None "
+                f"for the recipe's rate.", UserWarning, stacklevel=4)
 
     def describe(self) -> Dict[str, Any]:
         """The recipe as plain values (for checkpoints, histories and config files)."""

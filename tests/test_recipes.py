@@ -249,3 +249,18 @@ def test_original_class_names_are_aliases():
         assert getattr(super_selfish, alias) is getattr(super_selfish, name)
         assert getattr(methods, alias) is getattr(methods, name)
         assert alias in super_selfish.__all__
+
+
+def test_an_lr_far_from_the_recipes_optimizer_scale_is_warned():
+    """lr=2e-3 (an Adam rate) with SimCLR's LARS recipe (0.3 at batch 256) trained silently
+    badly; the user is told to name the optimizer. A rate on the recipe's scale, or one given
+    with its optimizer, is not warned about."""
+    simclr = RECIPES["simclr"]
+    with pytest.warns(UserWarning, match="optimizer='adam'"):
+        simclr.resolve(256, 10, lr=2e-3)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert simclr.resolve(256, 10, lr=0.5)["lr"] == 0.5
+        resolved = simclr.resolve(256, 10, lr=2e-3, optimizer="adam")
+    assert resolved["optimizer_name"] == "adam" and resolved["lr"] == 2e-3
