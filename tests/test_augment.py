@@ -97,6 +97,7 @@ def test_a_cuda_or_non_generator_is_rejected_with_an_explanation():
 OPS = [
     A.RandomResizedCrop(),
     A.RandomResizedCrop(fixation="saliency", temperature=1.0),
+    A.RandomResizedCrop(fixation="saliency", boundary="study"),
     A.HorizontalFlip(),
     A.VerticalFlip(),
     A.Rotate90(),
@@ -113,6 +114,7 @@ OPS = [
     A.Magnification(form="radial_exp", slope_C=(0.5, 3.0), fixation="saliency"),
     A.Foveation(),
     A.Foveation(fixation="saliency"),
+    A.Foveation(truncate=1.5),
 ]
 
 
@@ -156,8 +158,10 @@ def test_op_gives_the_same_result_on_cuda(op):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_preset_views_stay_on_cuda_and_match_cpu():
-    views, images = A.build("simclr_magnif", 32), textured(8)
+@pytest.mark.parametrize("name", ["simclr_magnif", "study_saliency_crop", "study_foveation",
+                                  "study_magnif_saliency"])
+def test_preset_views_stay_on_cuda_and_match_cpu(name):
+    views, images = A.build(name, 32), textured(8)
     on_gpu = views(images.cuda(), seeded(1))
     assert all(v.device.type == "cuda" for v in on_gpu)
     assert all(
@@ -393,6 +397,8 @@ def test_every_preset_builds_and_runs_on_a_batch_of_another_size(name, size):
     assert [tuple(v.shape[-2:]) for v in out] == views.sizes
     assert all(v.shape[:2] == (2, 3) and v.dtype == torch.float32 for v in out)
     assert all(v.min() >= 0 and v.max() <= 1 for v in out)
+    again = views(textured(2, size=40), seeded())  # the same seed gives the same views
+    assert all(torch.equal(a, b) for a, b in zip(out, again))
 
 
 def test_asymmetric_presets_differ_between_views():
