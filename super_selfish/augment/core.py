@@ -172,10 +172,11 @@ class Op:
     """One augmentation step, applied to each image independently with probability ``p``.
 
     Subclasses define ``sample`` (per-image parameters, drawn on the CPU) and ``transform``
-    (the batched computation); one that sets ``name`` is registered under it in :data:`OPS`. Ops that set ``resamples = True`` produce the pipeline's output
-    size; images they skip are plainly resized so the batch stays one tensor. Ops that set
-    ``per_image = True`` compute each image from its own pixels and parameters alone, so they
-    may be given the batch a few images at a time.
+    (the batched computation); one that sets ``name`` is registered under it in :data:`OPS`.
+    Ops that set ``resamples = True`` produce the pipeline's output size; images they skip are
+    plainly resized so the batch stays one tensor. Ops that set ``per_image = True`` compute
+    each image from its own pixels and parameters alone, so they may be given the batch a few
+    images at a time.
     """
 
     name: ClassVar[str] = ""

@@ -190,7 +190,8 @@ class RandomResizedCrop(FixationOp):
         box_height = torch.where(found, first_valid(box_height, accepted), fallback_height)
         # Moved inward past the left and top edges, cut at the right and bottom edges.
         left, top = left.clamp_min(0), top.clamp_min(0)
-        box_width, box_height = torch.minimum(box_width, 1 - left), torch.minimum(box_height, 1 - top)
+        box_width = torch.minimum(box_width, 1 - left)
+        box_height = torch.minimum(box_height, 1 - top)
         chosen = torch.stack(
             [first_valid(fixation[..., k], accepted) for k in range(2)], dim=1
         )
