@@ -74,14 +74,6 @@ def spectral_residual_saliency(
     return torch.log(saliency / peak + SALIENCY_FLOOR)
 
 
-def standardized(log_density: torch.Tensor) -> torch.Tensor:
-    """Each (h, w) map of a (N, h, w) batch shifted and scaled to zero mean and unit std (a flat
-    map becomes all zeros)."""
-    mean = log_density.mean(dim=(-2, -1), keepdim=True)
-    std = log_density.std(dim=(-2, -1), keepdim=True, unbiased=False)
-    return (log_density - mean) / std.clamp_min(1e-12)
-
-
 def sample_from_log_density(
     log_density: torch.Tensor,
     temperature: float,
@@ -97,9 +89,9 @@ def sample_from_log_density(
             them uniformly.
         margin: the excluded border in normalised units (a fraction of the half-width).
         generator: the CPU generator to draw from.
-        standardize: first bring each map to zero mean and unit std (:func:`standardized`),
-            so that T is measured in standard deviations of the map and means the same for
-            every image and every saliency model.
+        standardize: first bring each map to zero mean and unit standard deviation, so that T
+            is measured in standard deviations of the map and means the same for every image
+            and every saliency model (a flat map gives uniform fixations).
 
     Returns:
         (N, 2) normalised (x, y) fixations on the CPU. The density is constant over each map
@@ -108,8 +100,6 @@ def sample_from_log_density(
         result is continuous and independent of the map's resolution.
     """
     log_density = log_density.detach().float().cpu()
-    if standardize:
-        log_density = standardized(log_density)
     n, rows, cols = log_density.shape
     limit = 1.0 - margin
 
@@ -120,7 +110,12 @@ def sample_from_log_density(
 
     (left, right), (top, bottom) = allowed_part(cols), allowed_part(rows)
     area = (bottom - top)[:, None] * (right - left)[None, :]
-    logits = log_density / temperature + area.log()  # log 0 = -inf excludes the border cells
+    # The softmax ignores a shift of each map, so standardising only needs the division by
+    # its standard deviation.
+    scale = torch.full((n, 1, 1), 1.0 / temperature)
+    if standardize:
+        scale /= log_density.std(dim=(-2, -1), keepdim=True, unbiased=False).clamp_min(1e-12)
+    logits = torch.addcmul(area.log(), log_density, scale)  # log 0 = -inf excludes the border
     probabilities = torch.softmax(logits.reshape(n, -1), dim=1)
     cell = torch.multinomial(probabilities, 1, generator=generator)[:, 0]
     row, col = cell // cols, cell % cols
