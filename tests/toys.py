@@ -1,9 +1,21 @@
-"""Tiny supervisors shared by tests that need a fast, exact method (no augmentation pipeline)."""
+"""Helpers shared by the tests: tiny supervisors that need no augmentation pipeline (fast,
+exact), subsets of the bundled CIFAR-10 sample and state snapshots."""
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from super_selfish import Supervisor
+from super_selfish import Supervisor, data
+
+
+def sample_subset(n: int, split: str = "train", seed: int = 0) -> data.TensorImageDataset:
+    """``n`` images of the bundled CIFAR-10 sample, drawn by a seeded permutation."""
+    ds = data.materialize(data.dataset("cifar10-sample", split))
+    return ds.subset(torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:n])
+
+
+def snapshot(module: nn.Module) -> dict:
+    """A detached copy of ``module``'s state dict."""
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
 class ToyRotation(Supervisor):
