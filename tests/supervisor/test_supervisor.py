@@ -17,7 +17,8 @@ def test_supervise_trains_saves_loads_and_resumes(small_train, tmp_path):
     history = sup.supervise(lr=1e-3, epochs=1, batch_size=32, name=name, progress=False)
     assert len(history) == 1 and torch.isfinite(torch.tensor(history[0]["loss"]))
     after = snapshot(sup.backbone)
-    moved = [k for k in before if before[k].is_floating_point() and not torch.equal(before[k], after[k])]
+    moved = [k for k in before
+             if before[k].is_floating_point() and not torch.equal(before[k], after[k])]
     assert len(moved) > len(before) // 2
 
     fresh = SimCLRSupervisor(backbone="convnet-small").load(name)
@@ -107,7 +108,7 @@ def test_base_supervisor_needs_forward(small_train, tmp_path):
                                           progress=False)
 
 
-@pytest.mark.parametrize("method", sorted(m for m in __import__("super_selfish").methods.available()))
+@pytest.mark.parametrize("method", sorted(__import__("super_selfish").methods.available()))
 def test_from_checkpoint_rebuilds_every_method_with_saved_hyper_parameters(method, tmp_path):
     from super_selfish import methods
     cls = methods.get(method)
