@@ -71,8 +71,7 @@ def test_builds_and_runs_at_any_size_small_convnet(key, size):
     torch.manual_seed(0)
     sup = cls(data.dataset(random_images(8, size)), seed=0, **kwargs)
     assert sup.image_size == size
-    loss = sup._forward(data.Batch(random_images(8, size, 1), torch.full((8,), -1),
-                                   torch.arange(8)))
+    loss = sup(data.Batch(random_images(8, size, 1), torch.full((8,), -1), torch.arange(8)))
     assert loss.ndim == 0 and torch.isfinite(loss)
     if key == "jigsaw":
         grid, n_perms = (2, 24) if size < 64 else (3, 100)

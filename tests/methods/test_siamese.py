@@ -112,14 +112,14 @@ def test_builds_with_resnet18(case, size):
     if size == 32:
         sup._aug_gen = torch.Generator().manual_seed(0)
         with torch.no_grad():
-            loss = sup._forward(batch)
+            loss = sup(batch)
         assert torch.isfinite(loss)
         return
     ready(sup, batch_size=8)
     if getattr(sup, "queue", None) is not None:  # MoCo v2: negatives for the first step
         sup.queue.push(F.normalize(torch.randn(8, sup.queue.items.shape[1]), dim=1))
     before = {n: p.detach().clone() for n, p in trainable(sup).items()}
-    loss = sup._forward(batch)
+    loss = sup(batch)
     sup._update(loss)
     assert torch.isfinite(loss)
     assert any(not torch.equal(before[n], p) for n, p in trainable(sup).items())
@@ -205,14 +205,14 @@ def test_moco_step_enqueues_keys_after_the_loss(subset):
                 16)
     assert sup.queue.size == 64 and int(sup.queue.filled) == 0
     batch = next(iter(sup.loader))
-    loss = sup._forward(batch)
+    loss = sup(batch)
     assert loss.item() == pytest.approx(0.0, abs=1e-6)  # an empty queue: no negatives yet
     keys = sup._pending_keys.clone()
     sup._update(loss)
     torch.testing.assert_close(sup.queue.items[:16], keys)
     assert int(sup.queue.pointer) == 16 and int(sup.queue.filled) == 16
     batch = next(iter(sup.loader))
-    loss = sup._forward(batch)
+    loss = sup(batch)
     assert loss.item() > 0
     keys2 = sup._pending_keys.clone()
     sup._update(loss)
