@@ -17,7 +17,7 @@ queues and memory banks, the learning-rate schedule, warm-up and the schedules t
 drawn from the run's seed. Lightning does the rest: devices, precision (``"bf16-mixed"``,
 ``"16-mixed"``; backward and the optimizer step go through the Trainer), DDP (each process
 gets its share of the data), loggers, checkpoints. With the same seed on the CPU a run gives
-the weights of ``supervise()`` (``tests/test_integrations.py``).
+the weights of ``supervise()`` (``tests/integrations/test_integrations.py``).
 """
 from __future__ import annotations
 
