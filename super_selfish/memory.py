@@ -2,6 +2,8 @@
 with the supervisor like any weight."""
 from __future__ import annotations
 
+from typing import Any, Dict
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -11,20 +13,38 @@ from .distributed import gather
 from .errors import check
 
 
+def _adopt_saved_size(memory: nn.Module, state_dict: Dict[str, Any], prefix: str,
+                      *_: Any) -> None:
+    """Load pre-hook of a resizable queue or bank: take the row count stored in the checkpoint."""
+    saved = state_dict.get(prefix + "items")
+    if memory.resizable and saved is not None and saved.shape != memory.items.shape:
+        memory.items = torch.empty(saved.shape, dtype=memory.items.dtype,
+                                   device=memory.items.device)
+
+
 class Queue(nn.Module):
     """FIFO of the last ``size`` vectors (MoCo keys, NNCLR support set, SwAV features).
 
     Rows are overwritten oldest first; in distributed runs the keys of all processes are
     enqueued in rank order, so every process holds the same queue.
+
+    Args:
+        size: rows kept.
+        dim: size of each vector.
+        normalize: start from L2-normalised random rows.
+        resizable: the size is provisional (chosen without the dataset or batch size): loading
+            a checkpoint adopts the saved size, and the owner may resize it before training.
     """
 
-    def __init__(self, size: int, dim: int, normalize: bool = True):
+    def __init__(self, size: int, dim: int, normalize: bool = True, resizable: bool = False):
         super().__init__()
         validate.positive_int(size, "queue size")
         init = torch.randn(size, dim)
         self.register_buffer("items", F.normalize(init, dim=1) if normalize else init)
         self.register_buffer("pointer", torch.zeros((), dtype=torch.long))
         self.register_buffer("filled", torch.zeros((), dtype=torch.long))
+        self.resizable = resizable
+        self.register_load_state_dict_pre_hook(_adopt_saved_size)
 
     @property
     def size(self) -> int:
@@ -51,13 +71,22 @@ class MemoryBank(nn.Module):
 
     :meth:`negatives` samples ``n`` indices per query uniformly *without* the query's own
     index, so the positive is never used as a negative.
+
+    Args:
+        n_items: rows, one per dataset image.
+        dim: size of each vector.
+        momentum: weight of a row's old value in :meth:`update`.
+        resizable: the size is provisional (built without a dataset): loading a checkpoint
+            adopts the saved size.
     """
 
-    def __init__(self, n_items: int, dim: int, momentum: float = 0.5):
+    def __init__(self, n_items: int, dim: int, momentum: float = 0.5, resizable: bool = False):
         super().__init__()
         validate.probability(momentum, "momentum")
         self.momentum = momentum
         self.register_buffer("items", F.normalize(torch.randn(n_items, dim), dim=1))
+        self.resizable = resizable
+        self.register_load_state_dict_pre_hook(_adopt_saved_size)
 
     @torch.no_grad()
     def update(self, index: torch.Tensor, features: torch.Tensor) -> None:
