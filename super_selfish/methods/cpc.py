@@ -9,6 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import augment, validate
+from ..augment.core import resize
 from ..data import Batch, resize_uint8
 from ..errors import ConfigError, check
 from ..losses import CPCLoss
@@ -152,8 +153,7 @@ class ContrastivePredictiveCodingSupervisor(Supervisor):
         n = images.shape[0]
         if images.shape[-1] != self.image_size or images.shape[-2] != self.image_size:
             images = resize_uint8(images, self.image_size) if images.dtype == torch.uint8 \
-                else F.interpolate(images, size=(self.image_size,) * 2, mode="bilinear",
-                                   align_corners=False, antialias=True)
+                else resize(images, (self.image_size,) * 2)
         patches = self.patches(images).reshape(-1, images.shape[1], self.patch_size,
                                                self.patch_size)
         if self.views is not None:
