@@ -553,11 +553,12 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
         self.total_steps = total
         self.scheduler = self._make_scheduler(lr_scheduler, total,
                                               int(warmup_epochs * len(self.loader)))
-        self._on_fit_start(batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay)
+        self._on_fit_start(batch_size, epochs=epochs, lr=lr, optimizer=optimizer,
+                           weight_decay=weight_decay)
         if self._resume_state is not None:
             self._restore_training_state(self._resume_state)
 
-    def _on_fit_start(self, batch_size: int, *, lr: float,
+    def _on_fit_start(self, batch_size: int, *, epochs: int, lr: float,
                       optimizer: Callable[..., torch.optim.Optimizer],
                       weight_decay: float) -> None:
         """A method's set-up for the run about to start; does nothing by default.
@@ -568,6 +569,7 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
 
         Args:
             batch_size: images per step and process.
+            epochs: the run's length in epochs.
             lr: the run's starting learning rate.
             optimizer: the run's optimizer factory, ``optimizer(param_groups, lr=lr)``.
             weight_decay: the run's weight decay.
@@ -618,14 +620,24 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
         """Return the loss of one batch. Every method overrides this."""
         raise NotImplementedError(f"{type(self).__name__} must implement _forward(batch).")
 
+    def _after_backward(self) -> None:
+        """Called by :meth:`_update` after backward (and clipping), before the optimizer step.
+
+        A method overrides it to edit this step's gradients, e.g. to drop those of a part
+        that is frozen for a while (DINO's last layer, SwAV's prototypes): setting a
+        parameter's ``.grad`` to None makes the optimizer skip it for this step only, while it
+        stays in the optimizer (and in every later ``supervise()``). Does nothing by default.
+        """
+
     def _update(self, loss: torch.Tensor) -> None:
-        """Backward, optional clipping, optimizer and scheduler step (per step)."""
+        """Backward, optional clipping, :meth:`_after_backward`, optimizer and scheduler step."""
         self.optimizer.zero_grad(set_to_none=True)
         self._scaler.scale(loss).backward()
         clip = self._train_options["grad_clip"]
         if clip is not None:
             self._scaler.unscale_(self.optimizer)
             nn.utils.clip_grad_norm_([p for p in self.parameters() if p.requires_grad], clip)
+        self._after_backward()
         self._scaler.step(self.optimizer)
         self._scaler.update()
         if self.scheduler is not None:

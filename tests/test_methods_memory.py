@@ -46,7 +46,7 @@ LEARNERS = {
     "instdisc": ["backbone", "head"],
     "pirl": ["backbone", "head", "tile_head", "jigsaw_head"],
     "cmc": ["backbone", "ab_backbone", "head", "ab_head"],
-    "cpc": ["backbone", "context", "target_projection", "predictors"],
+    "cpc": ["backbone", "contexts", "target_projection", "predictors"],
     "dino": ["backbone", "head"],
     "swav": ["backbone", "projector", "prototypes"],
 }
@@ -61,7 +61,7 @@ def subset():
 def ready(sup, batch_size, epochs=1):
     """Optimizer, scheduler, loader and generators without training (epochs=0)."""
     sup.supervise(epochs=0, batch_size=batch_size, progress=False, save=False, device="cpu",
-                  lr=1e-2)
+                  lr=1e-2, lr_scheduler="constant")  # the recipe's cosine is 0 after 0 epochs
     sup.total_steps = epochs * len(sup.loader)
     return sup
 
@@ -95,7 +95,7 @@ def test_registered_names_and_paper_defaults():
     assert cmc.criterion.temperature == 0.07 and cmc.ab_memory.momentum == 0.5
     cpc = ContrastivePredictiveCodingSupervisor()
     assert (cpc.patch_size, cpc.patch_stride, cpc.grid) == (8, 4, 7)
-    assert cpc.steps == (1, 2, 3) and cpc.hparams["norm"] == "layer"
+    assert cpc.steps == (3,) and cpc.directions == ("top-down",) and cpc.hparams["norm"] == "layer"
     assert cpc.target_projection.out_channels == 64 and len(cpc.context.blocks) == 5
     assert ContrastivePredictiveCodingSupervisor(image_size=96).patch_size == 24
     dino = DINOSupervisor()
@@ -106,7 +106,7 @@ def test_registered_names_and_paper_defaults():
     assert isinstance(dino.head.mlp[1], torch.nn.BatchNorm1d)  # head_norm="batch"
     assert len(dino.views) == 8 and dino.views.sizes[0] == (32, 32)
     swav = SwAVSupervisor()
-    assert swav.prototypes.weight.shape == (3000, 128) and swav.queues is None
+    assert swav.prototypes.weight.shape == (3000, 128) and swav.queues[0].size == 3840
     assert (swav.criterion.temperature, swav.criterion.epsilon) == (0.1, 0.05)
     assert swav.criterion.sinkhorn_iterations == 3
     assert torch.allclose(swav.prototypes.weight.norm(dim=1), torch.ones(3000))

@@ -72,7 +72,7 @@ class AdversarialSupervisor(Supervisor):
 
     def _on_fit_start(self, batch_size: int, *, lr: float,
                       optimizer: Callable[..., torch.optim.Optimizer],
-                      weight_decay: float) -> None:
+                      weight_decay: float, **run: Any) -> None:
         """The discriminator's optimizer (same factory, rate and decay), before a resumed
         run's optimizer states are restored."""
         if self._ddp is not None:

@@ -27,9 +27,10 @@ class BYOLSupervisor(MomentumSupervisor):
     ``(2 - 2 cos(p1, sg(z2'))) + (2 - 2 cos(p2, sg(z1')))``.
     ``default_lr`` is 3e-4 (better than 1e-3 in ``benchmarks/methods_knn.py``, see the README).
 
-    ``get_backbone()`` returns the online backbone, the encoder the paper evaluates;
-    ``get_backbone("momentum")`` (or ``"target"``) returns the target network's
-    (``momentum_backbone``; the EMA step is :class:`~super_selfish.methods._momentum.MomentumSupervisor`'s).
+    ``get_backbone()`` returns the online backbone: the paper evaluates and releases the
+    online encoder (the target network only supplies regression targets, and its weights
+    lag behind); ``get_backbone("momentum")`` (or ``"target"``) returns the target network's
+    (``momentum_backbone``, moved by :class:`~super_selfish.methods._momentum.MomentumSupervisor`).
     """
 
     default_augment = "byol"

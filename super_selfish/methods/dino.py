@@ -73,11 +73,13 @@ class DINOSupervisor(MomentumSupervisor):
 
     The last layer of the student head gets no updates during the first
     ``freeze_last_layer_steps`` steps (default: one epoch, the authors' default), which
-    stabilises the start of training.
+    stabilises the start of training. As in the paper's code its gradients are dropped after
+    backward (:meth:`_after_backward`); it stays in the optimizer, so a later ``supervise()``
+    on the same object, or a resume, trains it as usual.
 
-    ``get_backbone()`` returns the teacher backbone, the encoder the paper evaluates and
-    releases (it is the better one: an average of the students); ``get_backbone("student")``
-    (or ``"online"``) returns the student.
+    ``get_backbone()`` returns the teacher backbone: the paper evaluates and releases the
+    teacher, an average of the students that it reports to be the better encoder;
+    ``get_backbone("student")`` (or ``"online"``) returns the student.
     """
 
     default_augment = "dino"
@@ -136,8 +138,6 @@ class DINOSupervisor(MomentumSupervisor):
 
     # ------------------------------------------------------------------ training step
     def _forward(self, batch: Batch) -> torch.Tensor:
-        self.head.last_layer.parametrizations.weight.original1.requires_grad_(
-            not self.last_layer_frozen())
         views = self.augment_views(batch.images)
         check(len(views) >= max(2, self.n_global), "augment views", len(views),
               f"at least 2 and at least n_global={self.n_global} (global crops first, then "
@@ -151,3 +151,9 @@ class DINOSupervisor(MomentumSupervisor):
         temp = self.current_teacher_temp()
         self.log(teacher_temp=temp)
         return self.criterion(list(student), list(teacher), temp)
+
+    def _after_backward(self) -> None:
+        """Drop the last layer's gradients while it is frozen (it stays in the optimizer)."""
+        if self.last_layer_frozen():
+            for p in self.head.last_layer.parameters():
+                p.grad = None

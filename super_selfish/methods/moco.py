@@ -18,6 +18,8 @@ from ._momentum import MomentumSupervisor
 from .registry import register
 
 QUEUE_CAP = 65536
+#: The automatic queue holds at most this fraction (1/N) of the dataset: no stale own keys.
+QUEUE_DATASET_FRACTION = 10
 
 
 def shuffle_permutation(n: int, groups: int, generator: Optional[torch.Generator] = None
@@ -58,16 +60,20 @@ class MomentumContrastSupervisor(MomentumSupervisor):
     are the negatives; symmetric loss ``2 T (ctr(q1, k2) + ctr(q2, k1))``; temperature 1.0;
     momentum from 0.99 to 1 along a cosine; ``shuffle_groups`` 1.
 
-    Queue size when ``queue_size`` is not given: ``min(65536, len(dataset))``, trimmed at
-    ``supervise`` time to the largest multiple of the global batch (at least one batch). An
-    explicit ``queue_size`` must be a multiple of the global batch. Only keys already
+    Queue size when ``queue_size`` is not given: ``min(65536, len(dataset) // 10)``, trimmed
+    at ``supervise`` time to the largest multiple of the global batch (at least one batch).
+    The paper's 65536 keys are 5% of ImageNet; a queue as large as a small dataset would hold
+    every image's own key from the previous epoch as a negative of its query, hence the tenth
+    (the README gives the measured effect). An explicit ``queue_size`` must be a multiple of
+    the global batch. Only keys already
     enqueued are negatives (the random initial rows are not), so the very first step has
     none; the step's keys are enqueued in ``_update`` after the backward pass (gathered from
     all processes in distributed runs). The queue and the momentum encoder are buffers and
     frozen modules, so checkpoints save and restore them.
     ``default_lr`` is 3e-4 (better than 1e-3 in ``benchmarks/methods_knn.py``, see the README).
 
-    ``get_backbone()`` returns the query (online) encoder, the one the papers evaluate;
+    ``get_backbone()`` returns the query (online) encoder: the papers transfer the query
+    encoder (the key encoder only fills the queue with consistent keys and lags behind it);
     ``get_backbone("momentum")`` (or ``"key"``) returns the momentum (key) encoder.
     """
 
@@ -113,8 +119,10 @@ class MomentumContrastSupervisor(MomentumSupervisor):
             self.projector = MLPHead([feature_dim, hidden_dim, projection_dim], norm="none")
             self.predictor = None
         self.add_momentum_copies("backbone", "projector")
+        cap = QUEUE_CAP if self.dataset is None else max(
+            1, min(QUEUE_CAP, len(self.dataset) // QUEUE_DATASET_FRACTION))
         self.queue = None if v3 else _joint.make_queue(
-            _joint.initial_queue_size(queue_size, QUEUE_CAP, self.dataset, "queue_size"),
+            _joint.initial_queue_size(queue_size, cap, None, "queue_size"),
             projection_dim, auto=queue_size is None)
         self.criterion = InfoNCELoss(temperature)
         self._pending_keys: Optional[torch.Tensor] = None

@@ -41,8 +41,9 @@ class PIRLSupervisor(_bank.MemoryBankSupervisor):
     default). Both terms share one draw of negatives, which take about
     batch x n_negatives x feature_dim x 4 bytes.
 
-    Views come from the ``pirl`` preset: the first view feeds ``f``, the second (the first if
-    there is one view) is cut into tiles. Images too small for tiles of at least 8 px raise
+    Views come from the ``pirl`` preset: the first view feeds ``f`` and carries the paper's
+    augmentation of ``I`` (random resized crop, horizontal flip, colour jitter, grayscale);
+    the second, the whole image resized (the first if there is one view), is cut into tiles. Images too small for tiles of at least 8 px raise
     :class:`~super_selfish.errors.ConfigError` naming ``image_size`` and the minimum.
 
     Learning rate: ``supervise`` defaults to 3e-4 (``default_lr`` of the memory-bank methods,
