@@ -48,11 +48,16 @@ class Queue(nn.Module):
 
     @property
     def size(self) -> int:
+        """The number of rows."""
         return self.items.shape[0]
 
     @torch.no_grad()
     def push(self, keys: torch.Tensor) -> None:
-        """Enqueue ``keys`` (gathered across processes), dequeuing the oldest rows."""
+        """Enqueue ``keys`` (gathered across processes), dequeuing the oldest rows.
+
+        Args:
+            keys: (B, dim) vectors, at most the queue's size in total over the processes.
+        """
         keys = gather(keys.detach()).to(self.items.dtype)
         n = keys.shape[0]
         check(n <= self.size, "queue size", self.size, f"at least the global batch ({n})")
@@ -62,7 +67,11 @@ class Queue(nn.Module):
         self.filled.copy_(torch.clamp(self.filled + n, max=self.size))
 
     def valid(self) -> torch.Tensor:
-        """Only the rows written so far (the random initial rows are not real keys)."""
+        """Only the rows written so far (the random initial rows are not real keys).
+
+        Returns:
+            The filled rows (at most ``size``, dim).
+        """
         return self.items if int(self.filled) == self.size else self.items[:int(self.filled)]
 
 
@@ -90,14 +99,28 @@ class MemoryBank(nn.Module):
 
     @torch.no_grad()
     def update(self, index: torch.Tensor, features: torch.Tensor) -> None:
-        """items[i] <- normalize(m * items[i] + (1 - m) * feature), gathered across processes."""
+        """``items[i] <- normalize(m * items[i] + (1 - m) * feature)``, gathered across processes.
+
+        Args:
+            index: dataset indices of the rows (B,).
+            features: the new features (B, dim).
+        """
         index, features = gather(index), gather(features.detach()).to(self.items.dtype)
         mixed = self.momentum * self.items[index] + (1 - self.momentum) * features
         self.items[index] = F.normalize(mixed, dim=1)
 
     def negatives(self, index: torch.Tensor, n: int,
                   generator: torch.Generator | None = None) -> torch.Tensor:
-        """(B, n, dim) bank rows drawn uniformly among all rows except each query's own."""
+        """Rows drawn uniformly among all rows except each query's own.
+
+        Args:
+            index: each query's own row (B,).
+            n: negatives per query, fewer than the number of rows.
+            generator: the random stream to draw from.
+
+        Returns:
+            The negatives (B, n, dim).
+        """
         n_items = self.items.shape[0]
         check(n < n_items, "number of negatives", n, f"fewer than the dataset size ({n_items})")
         draw = torch.randint(0, n_items - 1, (len(index), n), generator=generator)
