@@ -1,8 +1,9 @@
 """Queues and memory banks: tensors stored as buffers so they are saved, loaded and moved
-with the supervisor like any weight."""
+with the supervisor like any weight.
+"""
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -13,7 +14,7 @@ from .distributed import gather
 from .errors import check
 
 
-def _adopt_saved_size(memory: nn.Module, state_dict: Dict[str, Any], prefix: str,
+def _adopt_saved_size(memory: nn.Module, state_dict: dict[str, Any], prefix: str,
                       *_: Any) -> None:
     """Load pre-hook of a resizable queue or bank: take the row count stored in the checkpoint."""
     saved = state_dict.get(prefix + "items")
