@@ -99,19 +99,17 @@ def pil_colour() -> T.Compose:
     )
 
 
-def random_fixation(size: int, border: float) -> tuple[float, float]:
-    """A uniform fixation in pixel coordinates, ``border`` pixels at 96 px from the edges."""
-    margin = border * size / 96
-    return random.uniform(margin - 0.5, size - margin - 0.5), random.uniform(
-        margin - 0.5, size - margin - 0.5
-    )
+def random_fixation(size: int, border: float) -> tuple[int, int]:
+    """A uniform integer pixel fixation, ``border`` pixels at 96 px from the edges (the study's)."""
+    margin = round(border * size / 96)
+    return random.randrange(margin, size - margin), random.randrange(margin, size - margin)
 
 
 def magnify_per_image(image: torch.Tensor, size: int) -> torch.Tensor:
     scale = size / 96  # the preset's fov 30, K 20 are pixels at 96 px
     cover = random.uniform(0.05, 0.35)
     return reference.magnify_one(
-        image, random_fixation(image.shape[-1], 16), cover, 30 * scale, 20 * scale, (size, size)
+        image, random_fixation(image.shape[-1], 16), cover, 30 * scale, 20 * scale
     )
 
 

@@ -435,11 +435,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
         console.error("no labelled test data for evaluation: pass --test-dataset "
                      "(or --eval none)")
         return 2
+    augment = None
+    if args.augment:  # a preset name, or op names joined by commas ("magnification,hflip")
+        augment = [spec.split(",") if "," in spec else spec for spec in args.augment]
+        if len(args.methods) != 1:
+            console.error("--augment compares pipelines for one method: name exactly one")
+            return 2
     with _warnings_to_console():
         table = compare(args.methods, train, backbone=args.backbone, epochs=args.epochs,
                         seconds=args.seconds, eval=evals, test_dataset=test, seed=args.seed,
                         batch_size=args.batch_size, lr=args.lr, device=args.device,
-                        name=args.out, progress=not args.quiet, baseline=not args.no_baseline)
+                        name=args.out, progress=not args.quiet, baseline=not args.no_baseline,
+                        augment=augment, seeds=args.seeds)
     if described is not None:  # the title and files say which images were used
         table.meta["dataset"] = described
         if args.out:
@@ -643,6 +650,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the same for every method (default: each method's recipe, "
                          "scaled to --batch-size)")
     cp.add_argument("--seed", type=int, default=0)
+    cp.add_argument("--seeds", type=int, nargs="+", default=None,
+                    help="run each method or pipeline once per seed; report mean, sd and a "
+                         "bootstrap CI of the difference to the first (replaces --seed)")
+    cp.add_argument("--augment", nargs="+", default=None,
+                    help="compare augmentation pipelines for one method: preset names "
+                         "(super_selfish.augment.available()) or comma-joined op names; the "
+                         "first is the baseline")
     cp.add_argument("--max-images", type=int, default=None,
                     help="train on a seeded random subset of this many images")
     cp.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1")

@@ -642,7 +642,8 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
 
         Args:
             batch_size: images per step and process.
-            epochs: the run's length in epochs.
+            epochs: the run's length in epochs (for schedules that start part-way, e.g.
+                SwAV's queue).
             lr: the run's starting learning rate.
             optimizer: the run's optimizer factory, ``optimizer(param_groups, lr=lr)``.
             weight_decay: the run's weight decay.
