@@ -96,8 +96,8 @@ class SplitBrainSupervisor(Supervisor):
         super().__init__(dataset, backbone_l, in_channels=1, **kwargs)
         if output_stride is None:
             output_stride = 1 if self.image_size < 128 else 4
-        check(isinstance(output_stride, int) and 1 <= output_stride <= self.image_size // 2,
-              "output_stride", output_stride, "a positive int, at most half the image size")
+        validate.int_in_range(output_stride, "output_stride", 1, self.image_size // 2,
+                              " (at most half the image size)")
         norm = self.hparams["norm"]
         self.backbone_ab = backbones.build(backbone_ab, norm=norm, in_channels=2,
                                            probe_size=self.image_size)
