@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from super_selfish import augment, data
+from super_selfish import augment, data, methods
 from super_selfish.errors import ConfigError
 from super_selfish.methods import (ContrastivePredictiveCodingSupervisor, DINOSupervisor,
                                    MomentumContrastSupervisor, PIRLSupervisor, SimCLRSupervisor,
@@ -165,3 +165,23 @@ def test_simclr_preset_follows_the_paper_per_resolution():
     assert _op(augment.build("moco_v2", 32), "GaussianBlur").p == 0.5  # MoCo v2's own recipe
     with pytest.raises(ConfigError, match="color_strength"):
         augment.build("simclr", 32, color_strength=-1)
+
+
+# ---------------------------------------------------------------------------- item 8: per view
+PER_VIEW = {"byol": dict(hidden_dim=16, projection_dim=8),
+            "simsiam": dict(hidden_dim=16, projection_dim=8, predictor_hidden_dim=4),
+            "barlow": dict(hidden_dim=16, projection_dim=8),
+            "vicreg": dict(hidden_dim=16, projection_dim=8),
+            "nnclr": dict(hidden_dim=16, projection_dim=8, predictor_hidden_dim=16)}
+
+
+@pytest.mark.parametrize("name", list(PER_VIEW))
+def test_each_view_gets_its_own_batchnorm_statistics(name, images):
+    sup = methods.get(name)(images[:16], tiny_net(), seed=0, **PER_VIEW[name])
+    run(sup, epochs=0, batch_size=8)
+    sizes = []
+    for module in sup.modules():
+        if isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d):
+            module.register_forward_hook(lambda m, args, out: sizes.append(len(args[0])))
+    sup.train()._forward(next(iter(sup.loader)))
+    assert sizes and set(sizes) == {8}  # never the two views' 16 together

@@ -26,7 +26,8 @@ class BarlowTwinsSupervisor(Supervisor):
     weight ``lambd`` 5e-3 (paper). The paper uses 8192-wide projector layers; the default here
     is 2048 so that CPU and small-GPU runs stay practical (pass ``hidden_dim=8192,
     projection_dim=8192`` for the paper's setting).
-    ``default_lr`` is 3e-4 (better than 1e-3 in ``benchmarks/methods_knn.py``, see the README).
+    Each view goes through the backbone and the heads on its own, as in the paper's code, so
+    BatchNorm normalises each view with its own batch statistics.
     """
 
     default_augment = "barlow"
@@ -46,5 +47,6 @@ class BarlowTwinsSupervisor(Supervisor):
 
     def _forward(self, batch: Batch) -> torch.Tensor:
         views = self.augment_views(batch.images)[:2]
-        z1, z2 = self.projector(torch.cat(self.encode_views(views))).chunk(2)
+        # One view at a time through every network (BatchNorm statistics per view).
+        z1, z2 = [self.projector(self.backbone(v)) for v in views]
         return self.criterion(z1, z2)

@@ -27,7 +27,8 @@ class BYOLSupervisor(Supervisor):
     hidden layer); target network = EMA copy of backbone and projector with ``momentum``
     rising from 0.996 to 1 along a cosine over all training steps; symmetric loss
     ``(2 - 2 cos(p1, sg(z2'))) + (2 - 2 cos(p2, sg(z1')))``.
-    ``default_lr`` is 3e-4 (better than 1e-3 in ``benchmarks/methods_knn.py``, see the README).
+    Each view goes through the backbone and the heads on its own, as in the paper's code, so
+    BatchNorm normalises each view with its own batch statistics.
 
     ``get_backbone()`` returns the online backbone: the paper evaluates and releases the
     online encoder (the target network only supplies regression targets, and its weights
@@ -59,10 +60,10 @@ class BYOLSupervisor(Supervisor):
 
     def _forward(self, batch: Batch) -> torch.Tensor:
         views = self.augment_views(batch.images)[:2]
-        p1, p2 = self.predictor(self.projector(torch.cat(self.encode_views(views)))).chunk(2)
+        # One view at a time through every network (BatchNorm statistics per view).
+        p1, p2 = [self.predictor(self.projector(self.backbone(v))) for v in views]
         with torch.no_grad():
-            targets = torch.cat(self.encode_views(views, self.target_backbone))
-            z1, z2 = self.target_projector(targets).chunk(2)
+            z1, z2 = [self.target_projector(self.target_backbone(v)) for v in views]
         return self.criterion(p1, z2) + self.criterion(p2, z1)
 
     def _update(self, loss: torch.Tensor) -> None:

@@ -71,7 +71,6 @@ class MomentumContrastSupervisor(Supervisor):
     none; the step's keys are enqueued in ``_update`` after the backward pass (gathered from
     all processes in distributed runs). The queue and the momentum encoder are buffers and
     frozen modules, so checkpoints save and restore them.
-    ``default_lr`` is 3e-4 (better than 1e-3 in ``benchmarks/methods_knn.py``, see the README).
 
     ``get_backbone()`` returns the query (online) encoder: the papers transfer the query
     encoder (the key encoder only fills the queue with consistent keys and lags behind it);

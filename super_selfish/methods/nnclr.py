@@ -34,7 +34,8 @@ class NNCLRSupervisor(Supervisor):
     Support-set size when ``support_set_size`` is not given: ``min(98304, len(dataset))``,
     trimmed at ``supervise`` time to the largest multiple of the global batch. An explicit
     size must hold at least one global batch.
-    ``default_lr`` is 3e-4 (better than 1e-3 in ``benchmarks/methods_knn.py``, see the README).
+    Each view goes through the backbone and the heads on its own, as in the paper's code, so
+    BatchNorm normalises each view with its own batch statistics.
     """
 
     default_augment = "byol"
@@ -81,9 +82,9 @@ class NNCLRSupervisor(Supervisor):
 
     def _forward(self, batch: Batch) -> torch.Tensor:
         views = self.augment_views(batch.images)[:2]
-        z = self.projector(torch.cat(self.encode_views(views)))
-        p1, p2 = self.predictor(z).chunk(2)
-        z1, z2 = z.chunk(2)
+        # One view at a time through every network (BatchNorm statistics per view).
+        z1, z2 = [self.projector(self.backbone(v)) for v in views]
+        p1, p2 = self.predictor(z1), self.predictor(z2)
         nn1, nn2 = self.nearest_neighbour(z1), self.nearest_neighbour(z2)
         self._pending = F.normalize(z1.detach().float(), dim=1)
         return (self.criterion(nn1, p2) + self.criterion(nn2, p1)) / 2

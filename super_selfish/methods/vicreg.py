@@ -25,7 +25,8 @@ class VICRegSupervisor(Supervisor):
     after the first two. The paper's expander is 8192 wide; the default here is 2048 for
     CPU/small-GPU runs (pass ``hidden_dim=8192, projection_dim=8192`` for the paper's).
     The three terms are logged as ``invariance``, ``variance`` and ``covariance``.
-    ``default_lr`` is 3e-4 (better than 1e-3 in ``benchmarks/methods_knn.py``, see the README).
+    Each view goes through the backbone and the heads on its own, as in the paper's code, so
+    BatchNorm normalises each view with its own batch statistics.
     """
 
     default_augment = "barlow"
@@ -48,7 +49,8 @@ class VICRegSupervisor(Supervisor):
 
     def _forward(self, batch: Batch) -> torch.Tensor:
         views = self.augment_views(batch.images)[:2]
-        z1, z2 = self.projector(torch.cat(self.encode_views(views))).chunk(2)
+        # One view at a time through every network (BatchNorm statistics per view).
+        z1, z2 = [self.projector(self.backbone(v)) for v in views]
         loss = self.criterion(z1, z2)
         self.log(**self.criterion.terms)
         return loss
