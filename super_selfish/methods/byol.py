@@ -2,7 +2,7 @@
 Learning")."""
 from __future__ import annotations
 
-from typing import Any, List, Tuple
+from typing import Any, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -12,7 +12,7 @@ from ..heads import MLPHead
 from ..losses import NegativeCosineLoss
 from ..momentum import frozen_copy
 from ..supervisor import Supervisor
-from . import _joint
+from . import _heads, _joint
 from .registry import register
 
 
@@ -33,6 +33,11 @@ class BYOLSupervisor(Supervisor):
     ``get_backbone()`` returns the online backbone: the paper evaluates and releases the
     online encoder (the target network only supplies regression targets, and its weights
     lag behind); ``get_backbone("momentum")`` (or ``"target"``) returns the target network's.
+
+    Heads as arguments: ``projector`` and ``predictor`` (None: the paper's, above) take modules
+    of your own; the target network copies the projector, and the default predictor takes the
+    projector's width; each is trained, saved and restored like the built-in one (rebuild with
+    ``from_checkpoint(name, projector=...)``; table in ``docs/methods.md``).
     """
 
     default_augment = "byol"
@@ -42,15 +47,20 @@ class BYOLSupervisor(Supervisor):
 
     def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
                  projection_dim: int = 256, hidden_dim: int = 4096, momentum: float = 0.996,
-                 momentum_schedule: str = "cosine", **kwargs: Any):
+                 momentum_schedule: str = "cosine", projector: Optional[nn.Module] = None,
+                 predictor: Optional[nn.Module] = None, **kwargs: Any):
         _joint.check_momentum(momentum, momentum_schedule)
         _joint.check_positive_int(projection_dim, "projection_dim")
         _joint.check_positive_int(hidden_dim, "hidden_dim")
         super().__init__(dataset, backbone, **kwargs)
         self.momentum = float(momentum)
         self.momentum_schedule = momentum_schedule
-        self.projector = MLPHead([self.backbone.feature_dim, hidden_dim, projection_dim])
-        self.predictor = MLPHead([projection_dim, hidden_dim, projection_dim])
+        self.projector = _heads.resolve(self, "projector", projector, lambda: MLPHead(
+            [self.backbone.feature_dim, hidden_dim, projection_dim]))
+        if projector is not None:  # the predictor maps projections to projections
+            projection_dim = _heads.output_dim(self.projector, self.backbone.feature_dim)
+        self.predictor = _heads.resolve(self, "predictor", predictor, lambda: MLPHead(
+            [projection_dim, hidden_dim, projection_dim]))
         self.target_backbone = frozen_copy(self.backbone)
         self.target_projector = frozen_copy(self.projector)
         self.criterion = NegativeCosineLoss(mode="squared")

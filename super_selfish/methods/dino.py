@@ -15,7 +15,7 @@ from ..heads import MLPHead
 from ..losses import DINOLoss
 from ..momentum import frozen_copy
 from ..supervisor import Supervisor
-from . import _joint
+from . import _heads, _joint
 from .registry import register
 
 
@@ -80,6 +80,12 @@ class DINOSupervisor(Supervisor):
     ``get_backbone()`` returns the teacher backbone: the paper evaluates and releases the
     teacher, an average of the students that it reports to be the better encoder;
     ``get_backbone("student")`` (or ``"online"``) returns the student.
+
+    Heads as arguments: ``head`` (None: the :class:`DINOHead` above) takes a module of your own
+    mapping backbone features to ``out_dim`` scores (the centre takes its width); the teacher
+    copies it. Its ``last_layer``, if it has one, is frozen at the start as above; it is
+    trained, saved and restored like the built-in one (rebuild with ``from_checkpoint(name,
+    head=...)``; table in ``docs/methods.md``).
     """
 
     default_augment = "dino"
@@ -93,7 +99,8 @@ class DINOSupervisor(Supervisor):
                  student_temp: float = 0.1, teacher_temp: float = 0.04,
                  warmup_teacher_temp: float = 0.04, warmup_teacher_temp_epochs: float = 0,
                  center_momentum: float = 0.9, n_global: int = 2, head_norm: str = "batch",
-                 freeze_last_layer_steps: Optional[int] = None, **kwargs: Any):
+                 freeze_last_layer_steps: Optional[int] = None,
+                 head: Optional[nn.Module] = None, **kwargs: Any):
         for name, value in (("out_dim", out_dim), ("hidden_dim", hidden_dim),
                             ("bottleneck_dim", bottleneck_dim), ("n_global", n_global)):
             _joint.check_positive_int(value, name)
@@ -109,8 +116,11 @@ class DINOSupervisor(Supervisor):
               "freeze_last_layer_steps", freeze_last_layer_steps,
               "None (one epoch) or a non-negative int")
         super().__init__(dataset, backbone, **kwargs)
-        self.head = DINOHead(self.backbone.feature_dim, out_dim, hidden_dim, bottleneck_dim,
-                             n_layers, norm_last_layer, head_norm)
+        self.head = _heads.resolve(self, "head", head, lambda: DINOHead(
+            self.backbone.feature_dim, out_dim, hidden_dim, bottleneck_dim, n_layers,
+            norm_last_layer, head_norm))
+        if head is not None:  # the centre has its width
+            out_dim = _heads.output_dim(self.head, self.backbone.feature_dim)
         self.teacher_backbone = frozen_copy(self.backbone)
         self.teacher_head = frozen_copy(self.head)
         self.criterion = DINOLoss(out_dim, student_temp, center_momentum)
@@ -167,8 +177,9 @@ class DINOSupervisor(Supervisor):
 
     def _after_backward(self) -> None:
         """Drop the last layer's gradients while it is frozen (it stays in the optimizer)."""
-        if self.last_layer_frozen():
-            for p in self.head.last_layer.parameters():
+        last_layer = getattr(self.head, "last_layer", None)  # a user head may have none
+        if last_layer is not None and self.last_layer_frozen():
+            for p in last_layer.parameters():
                 p.grad = None
 
     def _update(self, loss: torch.Tensor) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import augment
@@ -12,7 +13,7 @@ from ..data import Batch
 from ..errors import check
 from ..heads import MLPHead
 from ..losses import MemoryBankNCELoss
-from . import _bank, _joint
+from . import _bank, _heads, _joint
 from .registry import register
 
 
@@ -45,6 +46,11 @@ class InstanceDiscriminationSupervisor(_bank.MemoryBankSupervisor):
 
     Learning rate: ``supervise`` defaults to 3e-4 (``default_lr`` of the memory-bank methods,
     see :class:`super_selfish.methods._bank.MemoryBankSupervisor` for the measurements).
+
+    Heads as arguments: ``head`` (None: the paper's linear layer) takes a module of your own
+    mapping backbone features to embeddings; the memory bank takes its width; it is trained,
+    saved and restored like the built-in one (rebuild with ``from_checkpoint(name, head=...)``;
+    table in ``docs/methods.md``).
     """
 
     default_augment = "simclr"
@@ -52,14 +58,18 @@ class InstanceDiscriminationSupervisor(_bank.MemoryBankSupervisor):
     def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
                  temperature: float = 0.07, feature_dim: int = 128, n_negatives: int = 4096,
                  bank_momentum: float = 0.5, loss: str = "softmax", proximal: float = 0.0,
-                 memory_size: Optional[int] = None, **kwargs: Any):
+                 memory_size: Optional[int] = None, head: Optional[nn.Module] = None,
+                 **kwargs: Any):
         _joint.check_temperature(temperature)
         _joint.check_positive_int(feature_dim, "feature_dim")
         _joint.check_positive_int(n_negatives, "n_negatives")
         check(isinstance(proximal, (int, float)) and proximal >= 0, "proximal", proximal,
               "a non-negative weight (0 = off)")
         super().__init__(dataset, backbone, **kwargs)
-        self.head = MLPHead([self.backbone.feature_dim, feature_dim])
+        self.head = _heads.resolve(self, "head", head,
+                                   lambda: MLPHead([self.backbone.feature_dim, feature_dim]))
+        if head is not None:  # the memory bank takes its width
+            feature_dim = _heads.output_dim(self.head, self.backbone.feature_dim)
         self.memory = _bank.make_bank(self.dataset, feature_dim, bank_momentum, memory_size)
         self.criterion = MemoryBankNCELoss(self.memory.items.shape[0], temperature, loss)
         self.n_negatives = n_negatives

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Optional, Tuple
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import jigsaw as tiling
@@ -12,6 +13,7 @@ from ..data import Batch
 from ..errors import check
 from ..heads import MLPHead
 from ..supervisor import Supervisor
+from . import _heads
 from .registry import register
 
 GRID = 3
@@ -53,13 +55,19 @@ class RelativePositionSupervisor(Supervisor):
     channel's standard deviation (:func:`super_selfish.jigsaw.drop_colour`).
 
     Images must hold 3x3 cells with patches of at least 4 px plus gaps: ``image_size`` >= 15.
+
+    Heads as arguments: the classifier: ``predictor`` (None: the paper's, above) takes a module
+    of your own mapping the concatenated features of the two patches to 8 logits; it is trained,
+    saved and restored like the built-in one (rebuild with ``from_checkpoint(name,
+    predictor=...)``; table in ``docs/methods.md``).
     """
 
     default_augment = "none"
 
     def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
                  patch_fraction: Optional[float] = None, jitter_fraction: float = 0.05,
-                 colour_dropping: bool = True, hidden_dim: int = 1024, **kwargs: Any):
+                 colour_dropping: bool = True, hidden_dim: int = 1024,
+                 predictor: Optional[nn.Module] = None, **kwargs: Any):
         super().__init__(dataset, backbone, **kwargs)
         if patch_fraction is None:
             patch_fraction = default_patch_fraction(self.image_size)
@@ -73,7 +81,11 @@ class RelativePositionSupervisor(Supervisor):
                                               image_size=self.image_size)
         check(isinstance(hidden_dim, int) and hidden_dim > 0, "hidden_dim", hidden_dim,
               "a positive int")
-        self.classifier = MLPHead([2 * feature_dim, hidden_dim, len(NEIGHBOURS)])
+        self.classifier = _heads.resolve(self, "predictor", predictor, lambda: MLPHead(
+            [2 * feature_dim, hidden_dim, len(NEIGHBOURS)]))
+        if predictor is not None:
+            _heads.check_width("predictor", self.classifier, 2 * feature_dim,
+                               len(NEIGHBOURS), "one logit per neighbour position")
         self._record_hparams(patch_fraction=patch_fraction, jitter_fraction=jitter_fraction,
                              patch_size=self.patch_size, colour_dropping=self.colour_dropping,
                              hidden_dim=hidden_dim)
