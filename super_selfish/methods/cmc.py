@@ -48,8 +48,7 @@ class ContrastiveMultiviewCodingSupervisor(_bank.MemoryBankSupervisor):
     ``temperature`` 0.07. The loss is the sum of both directions, each a softmax over the
     positive and the sampled negatives (``loss="softmax"``, default) or the paper's NCE
     (``loss="nce"``; see :class:`InstanceDiscriminationSupervisor` for why it is not the
-    default; for CMC, on 2,000 CIFAR-10 images and 5 epochs, kNN accuracy rose 0.28 -> 0.32
-    with the softmax and 0.28 -> 0.31 with NCE).
+    default; ``docs/methods.md`` has the measurements).
 
     ``backbone`` is a registry name (both encoders are built from it) or a pair
     ``(l_module, ab_module)`` of networks taking 1 and 2 channels. Augmentations: the paper's
@@ -59,8 +58,8 @@ class ContrastiveMultiviewCodingSupervisor(_bank.MemoryBankSupervisor):
     :meth:`get_backbone` returns a :class:`LabEncoder`: RGB images in, the concatenation of
     the L encoder's and the ab encoder's features out (the paper's evaluation).
 
-    Learning rate: ``supervise`` defaults to 3e-4 (``default_lr`` of the memory-bank methods,
-    see :class:`super_selfish.methods._bank.MemoryBankSupervisor` for the measurements).
+    Learning rate: ``default_lr`` 3e-4, that of the memory-bank methods (see
+    :class:`super_selfish.methods._bank.MemoryBankSupervisor`); the recipe is in the README.
 
     Heads as arguments: ``head`` (L) and ``ab_head`` (None: the paper's linear layers) take
     modules of your own; both must return the same width, which the memory banks take; each is

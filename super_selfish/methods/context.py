@@ -35,7 +35,6 @@ class ContextSupervisor(AdversarialSupervisor):
     :class:`~super_selfish.methods.adversarial.AdversarialSupervisor`). The reported ``loss``
     is the L2 term; ``d_loss`` and ``g_loss`` are logged per step.
     Needs a convolutional backbone.
-    ``default_lr`` is 3e-4 (better than 1e-3 in ``benchmarks/methods_knn.py``, see the README).
 
     Heads as arguments: ``decoder`` (called as ``decoder(feature_map, size=(H, W))``, returning
     images in [0, 1]) and ``discriminator`` (one logit per image; only with

@@ -28,9 +28,8 @@ class DenoiseSupervisor(Supervisor):
     random fraction ``p`` = 0.5 of the pixels to 0, the same pixels in every channel (the
     paper's masking noise); ``noise="gaussian"`` adds Gaussian noise of standard deviation
     ``std`` = 0.2 and clips to [0, 1]. The loss is the mean squared error against the clean
-    image over all pixels. Augmentation: ``none`` (pass ``augment=`` for more). Needs a convolutional backbone
-    (one whose ``feature_map`` is (N, C, h, w)).
-    ``default_lr`` is 3e-4 (better than 1e-3 in ``benchmarks/methods_knn.py``, see the README).
+    image over all pixels. Augmentation: ``none`` (pass ``augment=`` for more). Needs a
+    convolutional backbone (one whose ``feature_map`` is (N, C, h, w)).
 
     Heads as arguments: ``decoder`` (None: the one above) takes a module of your own, called as
     ``decoder(feature_map, size=(H, W))`` and returning images in [0, 1]; it is trained, saved

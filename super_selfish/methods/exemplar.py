@@ -41,7 +41,6 @@ class ExemplarSupervisor(Supervisor):
     ``[feature_dim, hidden_dim, embedding_dim=128]`` are L2-normalised and trained with the
     semi-hard triplet loss (margin 0.2, negatives mined in the batch,
     :class:`~super_selfish.losses.SemiHardTripletLoss`).
-    ``default_lr`` is 3e-4 (better than 1e-3 in ``benchmarks/methods_knn.py``, see the README).
 
     Heads as arguments: ``predictor`` (``loss='classification'``: backbone features to one logit
     per image) or ``projector`` (``loss='triplet'``: features to embeddings) take modules of

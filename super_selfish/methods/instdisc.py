@@ -30,9 +30,8 @@ class InstanceDiscriminationSupervisor(_bank.MemoryBankSupervisor):
     :class:`~super_selfish.losses.MemoryBankNCELoss`. ``loss="softmax"`` (default) is the
     softmax over the positive and the sampled negatives; ``loss="nce"`` is the paper's
     noise-contrastive estimation with a normaliser Z fixed after the first batch. NCE is not
-    the default because in our CPU checks (1,000-2,000 CIFAR-10 images, 5-12 epochs, Adam)
-    its loss kept rising and kNN accuracy fell below that of the random initialisation
-    (0.30 -> 0.18), while the softmax learned (0.30 -> 0.34).
+    the default because on small CPU runs its loss kept rising and kNN accuracy fell below
+    that of the random initialisation, while the softmax learned (``docs/methods.md``).
 
     ``proximal`` is the weight lambda of the paper's proximal term
     ``lambda * ||v_i^(t) - v_i^(t-1)||^2`` (Sec. 3.4; current feature against its bank row),
@@ -44,8 +43,8 @@ class InstanceDiscriminationSupervisor(_bank.MemoryBankSupervisor):
 
     Without a dataset (to ``load`` a checkpoint) the bank takes its size from the checkpoint.
 
-    Learning rate: ``supervise`` defaults to 3e-4 (``default_lr`` of the memory-bank methods,
-    see :class:`super_selfish.methods._bank.MemoryBankSupervisor` for the measurements).
+    Learning rate: ``default_lr`` 3e-4, that of the memory-bank methods (see
+    :class:`super_selfish.methods._bank.MemoryBankSupervisor`); the recipe is in the README.
 
     Heads as arguments: ``head`` (None: the paper's linear layer) takes a module of your own
     mapping backbone features to embeddings; the memory bank takes its width; it is trained,

@@ -88,7 +88,6 @@ class MAESupervisor(Supervisor):
     pixels (``norm_pix=True``) on the masked patches only. Augmentation: ``none`` (the
     paper uses random resized crops and flips; pass ``augment=`` for those). The image size
     must be divisible by the ViT's patch size.
-    ``default_lr`` is 3e-4 (better than 1e-3 in ``benchmarks/methods_knn.py``, see the README).
 
     Heads as arguments: ``decoder`` (None: the :class:`MAEDecoder` above) takes a module of your
     own, called as ``MAEDecoder`` is: ``decoder(visible_tokens, restore, grid)`` returning

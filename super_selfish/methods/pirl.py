@@ -49,8 +49,8 @@ class PIRLSupervisor(_bank.MemoryBankSupervisor):
     too small for tiles of at least 8 px raise :class:`~super_selfish.errors.ConfigError` naming
     ``image_size`` and the minimum.
 
-    Learning rate: ``supervise`` defaults to 3e-4 (``default_lr`` of the memory-bank methods,
-    see :class:`super_selfish.methods._bank.MemoryBankSupervisor` for the measurements).
+    Learning rate: ``default_lr`` 3e-4, that of the memory-bank methods (see
+    :class:`super_selfish.methods._bank.MemoryBankSupervisor`); the recipe is in the README.
 
     Heads as arguments: ``head``, ``tile_head`` and ``jigsaw_head`` (None: the paper's, above)
     take modules of your own; the memory bank takes the width of ``head``, and ``jigsaw_head``

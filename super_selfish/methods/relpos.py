@@ -42,9 +42,8 @@ class RelativePositionSupervisor(Supervisor):
     (7 px of 144 in the paper, ~0.05) per axis, so patches are separated by gaps and never
     line up. ``patch_fraction=None`` picks the paper's 2/3 (96-px patches with 48-px gaps) for
     cells of at least 24 px (images of 72 px or more) and 0.8 for smaller ones: at 32 px the
-    paper's ratio leaves 6-px patches on which the task barely learned (pretext accuracy 20%,
-    kNN +0.001 over random init after 200 steps on ``cifar10-sample``), while 8-px patches
-    in 10-px cells gave kNN +0.050. Each image gives one pair: the centre
+    paper's ratio leaves 6-px patches on which the task barely learns (measurements in
+    ``docs/methods.md``). Each image gives one pair: the centre
     patch and one of its 8 neighbours, drawn uniformly. Both patches go through the shared
     backbone in one pass; their features are concatenated (centre first) and an MLP
     classifies the neighbour's position (labels: see ``OFFSETS``).
