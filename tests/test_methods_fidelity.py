@@ -287,7 +287,7 @@ def test_a_user_head_is_trained_saved_and_restored(images, tmp_path):
     assert all(not torch.equal(a, b) for a, b in zip(start, head.parameters()))
     with pytest.raises(CheckpointError, match="predictor of your own.*predictor="):
         RotateNetSupervisor.from_checkpoint(name)
-    other = nn.Sequential(nn.Linear(256, 32), nn.ReLU(), nn.Linear(32, 4))
+    other = nn.Sequential(nn.LazyLinear(32), nn.ReLU(), nn.Linear(32, 4))  # sized on use
     back = RotateNetSupervisor.from_checkpoint(name, predictor=other)
     assert back.classifier is other
     assert all(torch.equal(a, b) for a, b in zip(head.parameters(), other.parameters()))

@@ -12,12 +12,14 @@ from typing import Callable, Optional
 
 import torch
 import torch.nn as nn
+from torch.nn.parameter import is_lazy
 
 from ..errors import check
 
 
 def resolve(sup: nn.Module, argument: str, given: Optional[nn.Module],
-            build: Callable[[], nn.Module], expects: str = "") -> nn.Module:
+            build: Callable[[], nn.Module], expects: str = "",
+            in_dim: Optional[int] = None) -> nn.Module:
     """``given`` when it is a module (recorded in ``hparams["custom_heads"]``), else ``build()``.
 
     Args:
@@ -26,6 +28,8 @@ def resolve(sup: nn.Module, argument: str, given: Optional[nn.Module],
         given: the user's module, or None for the paper's head.
         build: makes the paper's head.
         expects: what the module receives and returns, for the error message.
+        in_dim: the width of the vectors the head receives: lazy layers of a user head
+            (``nn.LazyLinear``) are materialised with it, so the optimizer sees real weights.
 
     Returns:
         The head to use.
@@ -37,6 +41,8 @@ def resolve(sup: nn.Module, argument: str, given: Optional[nn.Module],
         return build()
     check(isinstance(given, nn.Module), argument, type(given).__name__,
           f"None (the paper's {argument}) or an nn.Module{' ' + expects if expects else ''}")
+    if in_dim is not None and any(is_lazy(p) for p in given.parameters()):
+        output_dim(given, in_dim)
     custom = sup.hparams.setdefault("custom_heads", [])
     if argument not in custom:
         custom.append(argument)

@@ -60,7 +60,7 @@ class BYOLSupervisor(Supervisor):
         if projector is not None:  # the predictor maps projections to projections
             projection_dim = _heads.output_dim(self.projector, self.backbone.feature_dim)
         self.predictor = _heads.resolve(self, "predictor", predictor, lambda: MLPHead(
-            [projection_dim, hidden_dim, projection_dim]))
+            [projection_dim, hidden_dim, projection_dim]), in_dim=projection_dim)
         self.target_backbone = frozen_copy(self.backbone)
         self.target_projector = frozen_copy(self.projector)
         self.criterion = NegativeCosineLoss(mode="squared")

@@ -86,7 +86,8 @@ class ExemplarSupervisor(Supervisor):
             check(isinstance(embedding_dim, int) and embedding_dim > 0, "embedding_dim",
                   embedding_dim, "a positive int")
             self.projector = _heads.resolve(self, "projector", projector, lambda: MLPHead(
-                [self.backbone.feature_dim, hidden_dim, embedding_dim]))
+                [self.backbone.feature_dim, hidden_dim, embedding_dim]),
+                in_dim=self.backbone.feature_dim)
             self.criterion = SemiHardTripletLoss(margin)
         self._record_hparams(loss=loss, num_images=num_images, hidden_dim=hidden_dim,
                              embedding_dim=embedding_dim if loss == "triplet" else None,

@@ -129,7 +129,8 @@ class MomentumContrastSupervisor(Supervisor):
             projection_dim = _heads.output_dim(self.projector, feature_dim)
         self.predictor: Optional[nn.Module] = _heads.resolve(
             self, "predictor", predictor,
-            lambda: MLPHead([projection_dim, hidden_dim, projection_dim])) if v3 else None
+            lambda: MLPHead([projection_dim, hidden_dim, projection_dim]),
+            in_dim=projection_dim) if v3 else None
         self.momentum_backbone = frozen_copy(self.backbone)
         self.momentum_projector = frozen_copy(self.projector)
         cap = QUEUE_CAP if self.dataset is None else max(

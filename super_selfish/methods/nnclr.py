@@ -64,7 +64,7 @@ class NNCLRSupervisor(Supervisor):
         if projector is not None:  # the predictor and the support set take its width
             projection_dim = _heads.output_dim(self.projector, self.backbone.feature_dim)
         self.predictor = _heads.resolve(self, "predictor", predictor, lambda: MLPHead(
-            [projection_dim, predictor_hidden_dim, projection_dim]))
+            [projection_dim, predictor_hidden_dim, projection_dim]), in_dim=projection_dim)
         self.support_set = _joint.make_queue(
             _joint.initial_queue_size(support_set_size, SUPPORT_CAP, self.dataset,
                                       "support_set_size"),

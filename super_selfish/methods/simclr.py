@@ -44,7 +44,8 @@ class SimCLRSupervisor(Supervisor):
         self.color_strength = color_strength
         super().__init__(dataset, backbone, **kwargs)
         self.projector = _heads.resolve(self, "projector", projector, lambda: MLPHead(
-            [self.backbone.feature_dim, hidden_dim, projection_dim]))
+            [self.backbone.feature_dim, hidden_dim, projection_dim]),
+            in_dim=self.backbone.feature_dim)
         self.criterion = NTXentLoss(temperature)
         self._record_hparams(temperature=temperature, projection_dim=projection_dim,
                              hidden_dim=hidden_dim)

@@ -60,7 +60,7 @@ class SimSiamSupervisor(Supervisor):
         if projector is not None:  # the predictor maps projections to projections
             projection_dim = _heads.output_dim(self.projector, self.backbone.feature_dim)
         self.predictor = _heads.resolve(self, "predictor", predictor, lambda: MLPHead(
-            [projection_dim, predictor_hidden_dim, projection_dim]))
+            [projection_dim, predictor_hidden_dim, projection_dim]), in_dim=projection_dim)
         self.criterion = NegativeCosineLoss(mode="cosine", stop_gradient=True)
         self._record_hparams(projection_dim=projection_dim, hidden_dim=hidden_dim,
                              predictor_hidden_dim=predictor_hidden_dim,

@@ -47,7 +47,8 @@ class VICRegSupervisor(Supervisor):
         criterion = VICRegLoss(invariance, variance, covariance, gamma, eps)
         super().__init__(dataset, backbone, **kwargs)
         self.projector = _heads.resolve(self, "projector", projector, lambda: MLPHead(
-            [self.backbone.feature_dim, hidden_dim, hidden_dim, projection_dim]))
+            [self.backbone.feature_dim, hidden_dim, hidden_dim, projection_dim]),
+            in_dim=self.backbone.feature_dim)
         self.criterion = criterion
         self._record_hparams(projection_dim=projection_dim, hidden_dim=hidden_dim,
                              invariance=invariance, variance=variance, covariance=covariance,
