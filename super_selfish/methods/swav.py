@@ -127,7 +127,10 @@ class SwAVSupervisor(Supervisor):
     def _init_data_optimizer(self, lr: float, optimizer: Any, batch_size: int, *args: Any,
                              **kwargs: Any) -> None:
         super()._init_data_optimizer(lr, optimizer, batch_size, *args, **kwargs)
-        epochs = kwargs.get("epochs", 1)
+        self._fit_queues(batch_size, kwargs.get("epochs", 1))
+
+    def _fit_queues(self, batch_size: int, epochs: int) -> None:
+        """At the start of a run: whether the queue is used, from which epoch, and its size."""
         self._queue_start = (min(QUEUE_START_EPOCH, math.ceil(epochs / 20))
                              if self.queue_start_epoch is None else self.queue_start_epoch)
         # The automatic queue is the paper's remedy for small batches only.
