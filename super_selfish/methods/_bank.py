@@ -48,10 +48,7 @@ class MemoryBankSupervisor(Supervisor):
 
     ``default_lr`` is 3e-4, not 1e-3: a bank row is refreshed once per epoch, so it holds
     features of an older network, and the faster the network drifts the staler the positives
-    and negatives. In ``benchmarks/methods_knn.py`` (200 steps of batch 128 on
-    ``cifar10-sample``, Adam, cosine) 3e-4 against 1e-3 gave kNN gains over random init of
-    +0.039 vs -0.001 (instance discrimination), +0.021 vs -0.015 (PIRL) and +0.043 vs +0.023
-    (CMC).
+    and negatives (measurements in ``docs/methods.md``).
     """
 
     default_lr = 3e-4

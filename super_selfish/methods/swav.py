@@ -16,7 +16,7 @@ from ..errors import check
 from ..heads import MLPHead
 from ..losses import SwAVLoss
 from ..supervisor import Supervisor
-from . import _joint
+from . import _heads, _joint
 from .registry import register
 
 #: The paper's queue: 3840 embeddings from epoch 15, for batches below 256.
@@ -52,6 +52,11 @@ class SwAVSupervisor(Supervisor):
     steps (default: one epoch), as in the paper's code: their gradients are dropped after
     backward (:meth:`_after_backward`) while they stay in the optimizer, so a later
     ``supervise()`` on the same object, or a resume, trains them as usual.
+
+    Heads as arguments: ``projector`` (None: the paper's, above) takes a module of your own
+    mapping backbone features to embeddings; the prototypes and the queue take its width; it is
+    trained, saved and restored like the built-in one (rebuild with ``from_checkpoint(name,
+    projector=...)``; table in ``docs/methods.md``).
     """
 
     default_augment = "swav"
@@ -61,7 +66,8 @@ class SwAVSupervisor(Supervisor):
                  temperature: float = 0.1, epsilon: float = 0.05, sinkhorn_iterations: int = 3,
                  n_assign: int = 2, queue_length: Optional[int] = None,
                  queue_start_epoch: Optional[int] = None,
-                 freeze_prototypes_steps: Optional[int] = None, **kwargs: Any):
+                 freeze_prototypes_steps: Optional[int] = None,
+                 projector: Optional[nn.Module] = None, **kwargs: Any):
         for name, value in (("n_prototypes", n_prototypes), ("projection_dim", projection_dim),
                             ("hidden_dim", hidden_dim), ("n_assign", n_assign),
                             ("sinkhorn_iterations", sinkhorn_iterations)):
@@ -77,7 +83,10 @@ class SwAVSupervisor(Supervisor):
               "freeze_prototypes_steps", freeze_prototypes_steps,
               "None (one epoch) or a non-negative int")
         super().__init__(dataset, backbone, **kwargs)
-        self.projector = MLPHead([self.backbone.feature_dim, hidden_dim, projection_dim])
+        self.projector = _heads.resolve(self, "projector", projector, lambda: MLPHead(
+            [self.backbone.feature_dim, hidden_dim, projection_dim]))
+        if projector is not None:  # the prototypes and the queues take its width
+            projection_dim = _heads.output_dim(self.projector, self.backbone.feature_dim)
         self.prototypes = nn.Linear(projection_dim, n_prototypes, bias=False)
         self.normalize_prototypes()
         self.criterion = SwAVLoss(temperature, epsilon, sinkhorn_iterations)
@@ -107,6 +116,10 @@ class SwAVSupervisor(Supervisor):
         return self.global_step < steps
 
     def _on_fit_start(self, batch_size: int, *, epochs: int, **run: Any) -> None:
+        self._fit_queues(batch_size, epochs)
+
+    def _fit_queues(self, batch_size: int, epochs: int) -> None:
+        """At the start of a run: whether the queue is used, from which epoch, and its size."""
         self._queue_start = (min(QUEUE_START_EPOCH, math.ceil(epochs / 20))
                              if self.queue_start_epoch is None else self.queue_start_epoch)
         # The automatic queue is the paper's remedy for small batches only.
