@@ -72,9 +72,7 @@ class ContextSupervisor(AdversarialSupervisor):
         self.reconstruction = MaskedMSELoss(outside_weight)
         self.adversarial = AdversarialLoss()
         self._pending = None
-        self._record_hparams(n_blocks=n_blocks, block_size=list(self.block_size),
-                             adversarial_weight=adversarial_weight,
-                             outside_weight=outside_weight)
+        self._record_hparams(block_size=list(self.block_size))
 
     def erase_mask(self, n: int, height: int, width: int, device: torch.device) -> torch.Tensor:
         """(n, 1, height, width) float mask, 1 inside the union of the random blocks."""

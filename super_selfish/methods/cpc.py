@@ -191,9 +191,7 @@ class ContrastivePredictiveCodingSupervisor(Supervisor):
         self.directions = directions
         self.prediction_scale = float(prediction_scale)
         self._record_hparams(patch_size=self.patch_size, patch_stride=self.patch_stride,
-                             grid=self.grid, steps=list(steps), directions=list(directions),
-                             target_dim=target_dim, context_dim=context_dim,
-                             context_blocks=context_blocks, prediction_scale=prediction_scale)
+                             grid=self.grid, steps=list(steps))  # resolved from the image size
 
     @property
     def context(self) -> ContextNetwork:

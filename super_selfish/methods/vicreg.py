@@ -50,9 +50,6 @@ class VICRegSupervisor(Supervisor):
             [self.backbone.feature_dim, hidden_dim, hidden_dim, projection_dim]),
             in_dim=self.backbone.feature_dim)
         self.criterion = criterion
-        self._record_hparams(projection_dim=projection_dim, hidden_dim=hidden_dim,
-                             invariance=invariance, variance=variance, covariance=covariance,
-                             gamma=gamma, eps=eps)
 
     def _forward(self, batch: Batch) -> torch.Tensor:
         views = self.augment_views(batch.images)[:2]
