@@ -49,7 +49,8 @@ FROZEN = {
 
 def frozen_case(name, images):
     cls, kwargs, part = FROZEN[name]
-    sup = cls(images, tiny_net(), seed=0, augment=augment.build(name, 32, n_local=1), **kwargs)
+    sup = cls(images[:32], tiny_net(), seed=0, augment=augment.build(name, 32, n_local=0),
+              **kwargs)
     return sup, part
 
 
@@ -57,10 +58,10 @@ def frozen_case(name, images):
 def test_frozen_part_trains_in_a_second_supervise(name, images):
     sup, part = frozen_case(name, images)
     start = part(sup).detach().clone()
-    run(sup)  # 2 steps, both inside the freeze window (3 steps)
+    run(sup, batch_size=16)  # 2 steps, both inside the freeze window (3 steps)
     assert torch.allclose(part(sup), start, atol=1e-6)  # SwAV: re-normalised only
     assert any(p is part(sup) for g in sup.optimizer.param_groups for p in g["params"])
-    run(sup, epochs=2)  # steps 2 (frozen) and 3 (free)
+    run(sup, epochs=2, batch_size=16)  # steps 2 (frozen) and 3 (free)
     assert not torch.allclose(part(sup), start)
 
 
@@ -68,8 +69,8 @@ def test_frozen_part_trains_in_a_second_supervise(name, images):
 def test_frozen_part_resumes_in_place(name, images, tmp_path):
     sup, part = frozen_case(name, images)
     start = part(sup).detach().clone()
-    run(sup, name=str(tmp_path / "run"))
-    run(sup, name=str(tmp_path / "run"), epochs=2, pretrained=True)  # no param-group error
+    run(sup, name=str(tmp_path / "run"), batch_size=16)
+    run(sup, name=str(tmp_path / "run"), epochs=2, batch_size=16, pretrained=True)  # no error
     assert sup.epoch == 2 and not torch.allclose(part(sup), start)
 
 
@@ -129,16 +130,17 @@ def test_pirl_image_branch_uses_the_paper_augmentation():
 def test_swav_queue_follows_the_paper_scaled_to_the_run(images, capsys):
     kwargs = dict(n_prototypes=16, hidden_dim=32, projection_dim=16, seed=0,
                   augment=augment.build("swav", 32, n_local=0))
-    sup = SwAVSupervisor(images, tiny_net(), **kwargs)
-    assert sup.queues[0].size == 64  # min(3840, len(dataset))
+    sup = SwAVSupervisor(images[:32], tiny_net(), **kwargs)
+    assert sup.queues[0].size == 32  # min(3840, len(dataset))
     # Fills from epoch min(15, ceil(3 / 20)) = 1 (the second), is full and read in the third.
     history = run(sup, epochs=3, batch_size=16)
     assert [r["queue_active"] for r in history] == [0.0, 0.0, 1.0]
-    assert sup._queue_start == 1 and int(sup.queues[0].filled) == 64
-    assert capsys.readouterr().err.count("queue of 64 embeddings per global crop active") == 1
+    assert sup._queue_start == 1 and int(sup.queues[0].filled) == 32
+    assert capsys.readouterr().err.count("queue of 32 embeddings per global crop active") == 1
     # At the paper's batch (256) and above the automatic queue stays off.
     big = SwAVSupervisor(torch.cat([images] * 4), tiny_net(), **kwargs)
-    assert "queue_active" not in run(big, epochs=1, batch_size=256)[0]
+    run(big, epochs=0, batch_size=256)
+    assert not big._queue_used
     assert SwAVSupervisor(images, tiny_net(), queue_length=0, **kwargs).queues is None
 
 
