@@ -74,6 +74,19 @@ def test_frozen_part_resumes_in_place(name, images, tmp_path):
     assert sup.epoch == 2 and not torch.allclose(part(sup), start)
 
 
+@pytest.mark.parametrize("name", list(FROZEN))
+def test_default_freeze_window_is_at_most_a_tenth_of_a_short_run(name, images):
+    """The papers freeze for one epoch; in a 1-epoch run that was the whole run, so the last
+    layer / prototypes never trained. The default window is min(1 epoch, 10% of the run)."""
+    cls, kwargs, part = FROZEN[name]
+    kwargs = {k: v for k, v in kwargs.items() if not k.startswith("freeze_")}
+    sup = cls(images[:64], tiny_net(), seed=0, augment=augment.build(name, 32, n_local=0),
+              **kwargs)
+    start = part(sup).detach().clone()
+    run(sup, batch_size=8)  # 8 steps: frozen for ceil(0.8) = 1 step, then trained
+    assert sup.global_step == 8 and not torch.allclose(part(sup), start)
+
+
 # ---------------------------------------------------------------------------- item 3: CPC
 def _cpc_pixel_sets(sup, direction):
     """For each grid row (in ``direction``'s reading order): the set of pixel positions of its

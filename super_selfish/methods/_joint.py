@@ -1,6 +1,7 @@
 """Pieces shared by the joint-embedding methods: checks and auto-sized queues."""
 from __future__ import annotations
 
+import math
 from typing import Any, Optional
 
 import torch
@@ -62,3 +63,29 @@ def fit_queue(queue: Queue, batch_size: int, argument: str, multiple: bool = Tru
         queue.pointer.zero_()
         queue.filled.zero_()
     return target
+
+
+#: A default freeze window (DINO's last layer, SwAV's prototypes) is one epoch, as the papers'
+#: code, but never more than this share of a run: a 1-epoch CPU run would otherwise never
+#: train them at all.
+MAX_FREEZE_FRACTION = 0.1
+
+
+def default_freeze_steps(sup: Any) -> int:
+    """Steps a head part stays frozen when the user gave no window: one epoch, at most a tenth
+    of the run (rounded up), so short runs still train it.
+
+    Args:
+        sup: the supervisor during ``supervise()`` (its ``loader`` and ``total_steps``).
+
+    Returns:
+        The number of optimizer steps of the freeze window (0 before a run is set up).
+    """
+    loader = getattr(sup, "loader", None)
+    if loader is None:
+        return 0
+    epoch = max(1, len(loader))
+    total = getattr(sup, "total_steps", None)
+    if not total:
+        return epoch
+    return min(epoch, math.ceil(MAX_FREEZE_FRACTION * total))

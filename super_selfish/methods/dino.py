@@ -71,8 +71,8 @@ class DINOSupervisor(MomentumSupervisor):
     centre is a saved buffer, updated from the teacher outputs gathered across processes).
 
     The last layer of the student head gets no updates during the first
-    ``freeze_last_layer_steps`` steps (default: one epoch, the authors' default), which
-    stabilises the start of training. As in the paper's code its gradients are dropped after
+    ``freeze_last_layer_steps`` steps (default: one epoch, the authors' default, but at most a
+    tenth of the run so that short runs train it), which stabilises the start of training. As in the paper's code its gradients are dropped after
     backward (:meth:`_after_backward`); it stays in the optimizer, so a later ``supervise()``
     on the same object, or a resume, trains it as usual.
 
@@ -142,7 +142,7 @@ class DINOSupervisor(MomentumSupervisor):
 
     def last_layer_frozen(self) -> bool:
         steps = self.freeze_last_layer_steps
-        steps = self._steps_per_epoch() if steps is None else steps
+        steps = _joint.default_freeze_steps(self) if steps is None else steps
         return self.global_step < steps
 
     # ------------------------------------------------------------------ training step

@@ -49,7 +49,8 @@ class SwAVSupervisor(Supervisor):
     uses a queue of that size (at least one global batch).
 
     The prototypes are frozen (no optimizer update) for the first ``freeze_prototypes_steps``
-    steps (default: one epoch), as in the paper's code: their gradients are dropped after
+    steps (default: one epoch as in the paper's code, at most a tenth of the run so that short
+    runs train them): their gradients are dropped after
     backward (:meth:`_after_backward`) while they stay in the optimizer, so a later
     ``supervise()`` on the same object, or a resume, trains them as usual.
 
@@ -110,9 +111,7 @@ class SwAVSupervisor(Supervisor):
 
     def prototypes_frozen(self) -> bool:
         steps = self.freeze_prototypes_steps
-        if steps is None:
-            loader = getattr(self, "loader", None)
-            steps = len(loader) if loader is not None else 0
+        steps = _joint.default_freeze_steps(self) if steps is None else steps
         return self.global_step < steps
 
     def _on_fit_start(self, batch_size: int, *, epochs: int, **run: Any) -> None:
