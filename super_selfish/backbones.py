@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torchvision
 
-from . import console, store
+from . import console, store, validate
 from .errors import CheckpointError, DataError, check, unknown_name
 from .registry import Registry
 
@@ -628,9 +628,8 @@ class VisionTransformer(nn.Module):
                  depth: int = 12, heads: int = 3, mlp_ratio: float = 4.0,
                  pos_embed: str = "sincos", pool: str = "cls"):
         super().__init__()
-        check(patch_size is None or (isinstance(patch_size, int) and patch_size >= 1),
-              "patch_size", patch_size, "None (automatic) or a positive int")
-        check(isinstance(depth, int) and depth >= 1, "depth", depth, "a positive int")
+        validate.positive_int(patch_size, "patch_size", none="automatic")
+        validate.positive_int(depth, "depth")
         check(pos_embed in ("sincos", "learned"), "pos_embed", pos_embed,
               "'sincos' or 'learned'")
         check(pool in ("cls", "mean"), "pool", pool, "'cls' or 'mean'")

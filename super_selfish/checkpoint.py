@@ -137,6 +137,8 @@ class Checkpointing:
             "history": [dict(r) for r in self.history],
             "data": getattr(self, "data_record", None),
             "run_options": _plain_options(getattr(self, "run_options", None) or {}),
+            # the EMA coefficient of the last step (methods with momentum copies)
+            "momentum": getattr(self, "current_momentum", None),
         }
         if hasattr(self, "optimizer"):
             payload["optimizer"] = self.optimizer.state_dict()
@@ -308,6 +310,8 @@ class Checkpointing:
         self.data_record = payload.get("data")
         if payload.get("run_options"):
             self.run_options = dict(payload["run_options"])
+        if payload.get("momentum") is not None and hasattr(self, "current_momentum"):
+            self.current_momentum = float(payload["momentum"])
         self.checkpoint = payload  # optimizer/RNG state, used when resuming
         return self
 

@@ -35,7 +35,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
-from . import console, data, evaluate, methods as method_registry
+from . import console, data, evaluate, validate
+from . import methods as method_registry
 from .errors import ConfigError, check
 from .supervisor import Callback, Supervisor
 
@@ -101,14 +102,11 @@ def parse_budget(budget: Any = None, epochs: Optional[int] = None,
     out = Budget()
     if budget.get("epochs") is not None:
         value = budget["epochs"]
-        check(isinstance(value, int) and not isinstance(value, bool) and value > 0,
-              "budget epochs", value, "a positive int")
+        validate.positive_int(value, "budget epochs")
         out["epochs"] = value
     if budget.get("seconds") is not None:
         value = budget["seconds"]
-        check(isinstance(value, (int, float)) and not isinstance(value, bool)
-              and math.isfinite(value) and value > 0, "budget seconds", value,
-              "a positive number of seconds")
+        validate.positive_number(value, "budget seconds", " of seconds")
         out["seconds"] = float(value)
     check(bool(out), "budget", budget, expected)
     return out
@@ -755,7 +753,7 @@ def _compare_once(methods: Union[MethodSpec, Sequence[MethodSpec], Mapping[str, 
     """One seed of :func:`compare` (no ``augment`` or ``seeds``)."""
     items = _method_items(methods)
     plan = parse_budget(budget, epochs, seconds)
-    check(isinstance(seed, int) and seed >= 0, "seed", seed, "a non-negative int")
+    validate.non_negative_int(seed, "seed")
     if isinstance(eval, str):
         eval = (eval,)
     protocols = dict(eval) if isinstance(eval, Mapping) else {p: {} for p in eval}

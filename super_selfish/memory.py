@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import validate
 from .distributed import gather
 from .errors import check
 
@@ -19,7 +20,7 @@ class Queue(nn.Module):
 
     def __init__(self, size: int, dim: int, normalize: bool = True):
         super().__init__()
-        check(isinstance(size, int) and size > 0, "queue size", size, "a positive int")
+        validate.positive_int(size, "queue size")
         init = torch.randn(size, dim)
         self.register_buffer("items", F.normalize(init, dim=1) if normalize else init)
         self.register_buffer("pointer", torch.zeros((), dtype=torch.long))
@@ -54,7 +55,7 @@ class MemoryBank(nn.Module):
 
     def __init__(self, n_items: int, dim: int, momentum: float = 0.5):
         super().__init__()
-        check(0.0 <= momentum <= 1.0, "momentum", momentum, "a number in [0, 1]")
+        validate.probability(momentum, "momentum")
         self.momentum = momentum
         self.register_buffer("items", F.normalize(torch.randn(n_items, dim), dim=1))
 

@@ -14,7 +14,7 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from . import optim
+from . import optim, validate
 from .errors import check
 
 SCALINGS = ("linear", "sqrt", "none")
@@ -64,14 +64,12 @@ class Recipe:
     def __post_init__(self) -> None:
         check(self.factory is not None or self.optimizer in optim.OPTIMIZERS, "optimizer",
               self.optimizer, f"one of {sorted(optim.OPTIMIZERS)}")
-        check(self.lr > 0, "lr", self.lr, "a positive number")
-        check(isinstance(self.batch_size, int) and self.batch_size > 0, "batch_size",
-              self.batch_size, "a positive int")
+        validate.positive_number(self.lr, "lr")
+        validate.positive_int(self.batch_size, "batch_size")
         check(self.scaling in SCALINGS, "scaling", self.scaling, f"one of {SCALINGS}")
         check(self.schedule in SCHEDULES, "schedule", self.schedule, f"one of {SCHEDULES}")
-        check(self.weight_decay >= 0, "weight_decay", self.weight_decay, "a non-negative number")
-        check(self.warmup_epochs >= 0, "warmup_epochs", self.warmup_epochs,
-              "a non-negative number")
+        validate.non_negative_number(self.weight_decay, "weight_decay")
+        validate.non_negative_number(self.warmup_epochs, "warmup_epochs")
 
     def lr_for(self, batch_size: int) -> float:
         """The learning rate at ``batch_size`` by this recipe's scaling rule."""

@@ -8,7 +8,8 @@ parameters are the ones with ``requires_grad``; momentum encoders are frozen cop
 and memory banks are buffers.
 
 The hooks a method may override, in the order :meth:`Supervisor.supervise` calls them:
-``_load_pretrained`` (restore a run), ``_init_data_optimizer`` (loader, optimizer, scheduler),
+``_load_pretrained`` (restore a run), ``_init_data_optimizer`` (loader, optimizer, scheduler,
+then ``_on_fit_start``: a method's own set-up for the run, such as sizing its queues),
 ``_epochs`` (the loop, :mod:`super_selfish.training`), ``_forward`` (one batch to a loss) and
 ``_update`` (backward and step). The loop and runtime live in :mod:`super_selfish.training`,
 checkpoints in :mod:`super_selfish.checkpoint`.
@@ -24,14 +25,13 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import torch
 import torch.nn as nn
 
-from . import augment, backbones, console, data, momentum, store
+from . import augment, backbones, console, data, momentum, store, validate
 from . import distributed as dist_utils
 from . import recipes as recipes_module
 from .checkpoint import Checkpointing, init_arguments
 from .distributed import is_main_process, world_size
 from .errors import ConfigError, DataError, check, unknown_name
 from .training import PRECISIONS, Callback, TrainingLoop, validate_device
-from .validate import is_number as _is_number
 
 SCHEDULES = ("constant", "cosine")
 #: Arguments of ``Supervisor.__init__`` (recorded by the base under their own keys) and those
@@ -58,10 +58,9 @@ def _validate_run_options(name: Any, optimizer: Any, grad_clip: Any, device: Any
     check(callable(optimizer), "optimizer", optimizer,
           "a name (adam, adamw, sgd, lars) or a callable(params, lr=...) returning an "
           "optimizer, e.g. torch.optim.Adam")
-    check(grad_clip is None or (_is_number(grad_clip) and grad_clip > 0), "grad_clip",
-          grad_clip, "None or a positive max gradient norm such as 1.0")
-    check(seed is None or (isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0),
-          "seed", seed, "None or a non-negative int")
+    validate.positive_number(grad_clip, "grad_clip", " (a max gradient norm) such as 1.0",
+                             none="no clipping")
+    validate.non_negative_int(seed, "seed", none="the supervisor's seed")
     check(all(isinstance(cb, Callback) for cb in callbacks), "callbacks", callbacks,
           "a sequence of super_selfish.Callback instances")
     validate_device(device)
@@ -143,12 +142,11 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
         if unknown:  # a misspelt option: name it and suggest the closest one (not a TypeError)
             raise _unknown_argument(type(self), next(iter(unknown)))
         if seed is not None:
-            check(isinstance(seed, int) and seed >= 0, "seed", seed, "a non-negative int")
+            validate.non_negative_int(seed, "seed")
             torch.manual_seed(seed)
         self.seed = seed
-        check(isinstance(in_channels, int) and not isinstance(in_channels, bool)
-              and in_channels > 0, "in_channels", in_channels,
-              "a positive int: 3 for RGB, 1 for grayscale, 4 or more for multi-channel images")
+        validate.positive_int(in_channels, "in_channels", ": 3 for RGB, 1 for grayscale, 4 or "
+                              "more for multi-channel images")
         channels = self.data_channels or in_channels
         self.dataset = data.dataset(dataset, channels=channels) if dataset is not None else None
         if self.dataset is not None:
@@ -159,8 +157,7 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
                 raise DataError(f"dataset images are {image_size}x{image_size} pixels: expected "
                                 "at least 8x8 (resize them with data.dataset(..., size=N) or "
                                 "pass image_size=N).")
-        check(isinstance(image_size, int) and image_size >= 8, "image_size", image_size,
-              "an int of at least 8 pixels")
+        validate.int_at_least(image_size, "image_size", 8, " pixels")
         self.image_size = image_size
         self.backbone = backbones.build(backbone, norm=norm, in_channels=in_channels,
                                         probe_size=image_size)
@@ -416,7 +413,7 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
         """
         self._validate_supervise(lr, epochs, batch_size, num_workers, weight_decay, precision,
                                  keep_last, warmup_epochs, lr_scheduler)
-        check(ema is None or (_is_number(ema) and 0 < ema < 1), "ema", ema,
+        check(ema is None or (validate.is_number(ema) and 0 < ema < 1), "ema", ema,
               "None or a decay in (0, 1) such as 0.999")
         check(not (callable(lr_scheduler) and warmup_epochs), "warmup_epochs", warmup_epochs,
               "None or 0 with a callable lr_scheduler (the warm-up belongs to the built-in "
@@ -487,22 +484,16 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
                             num_workers: Optional[int],
                             weight_decay: Optional[float], precision: str, keep_last: int,
                             warmup_epochs: Optional[float], lr_scheduler: Any) -> None:
-        check(lr is None or (_is_number(lr) and lr > 0), "lr", lr,
-              "None (the method's recipe) or a positive finite number such as 1e-3")
-        check(isinstance(epochs, int) and epochs >= 0, "epochs", epochs, "a non-negative int")
-        check(isinstance(batch_size, int) and batch_size >= 2, "batch_size", batch_size,
-              "an int of at least 2")
-        check(num_workers is None or (isinstance(num_workers, int) and num_workers >= 0),
-              "num_workers", num_workers,
-              "None (automatic: 0 for in-memory data, else data.default_num_workers()) or a "
-              "non-negative int")
-        check(weight_decay is None or (_is_number(weight_decay) and weight_decay >= 0),
-              "weight_decay", weight_decay, "None (the method's recipe) or a non-negative number")
+        recipe = "the method's recipe"
+        validate.positive_number(lr, "lr", " such as 1e-3", none=recipe)
+        validate.non_negative_int(epochs, "epochs")
+        validate.int_at_least(batch_size, "batch_size", 2)
+        validate.non_negative_int(num_workers, "num_workers", none="automatic: 0 for in-memory "
+                                  "data, else data.default_num_workers()")
+        validate.non_negative_number(weight_decay, "weight_decay", none=recipe)
         check(precision in PRECISIONS, "precision", precision, f"one of {PRECISIONS}")
-        check(isinstance(keep_last, int) and keep_last >= 0, "keep_last", keep_last,
-              "a non-negative int")
-        check(warmup_epochs is None or (_is_number(warmup_epochs) and warmup_epochs >= 0),
-              "warmup_epochs", warmup_epochs, "None (the method's recipe) or a non-negative number")
+        validate.non_negative_int(keep_last, "keep_last")
+        validate.non_negative_number(warmup_epochs, "warmup_epochs", none=recipe)
         check(lr_scheduler is None or callable(lr_scheduler) or (isinstance(lr_scheduler, str)
                                                                  and lr_scheduler in SCHEDULES),
               "lr_scheduler", lr_scheduler,
@@ -523,7 +514,22 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
                              batch_size: int, shuffle: bool, num_workers: Optional[int],
                              lr_scheduler: Any, *, weight_decay: float = 0.0,
                              warmup_epochs: float = 0.0, epochs: int = 1) -> None:
-        """Build the loader, the optimizer over every trainable part, and the scheduler."""
+        """Build the loader, the optimizer over every trainable part, and the scheduler.
+
+        Then :meth:`_on_fit_start` (the method's own set-up for this run), then, when
+        resuming, the optimizer, scheduler and random streams are restored.
+
+        Args:
+            lr: the starting learning rate.
+            optimizer: a factory ``optimizer(param_groups, lr=lr)``.
+            batch_size: images per step (per process).
+            shuffle: reshuffle the data every epoch.
+            num_workers: loader processes (None: automatic).
+            lr_scheduler: ``"cosine"``, ``"constant"``, None or a callable of the optimizer.
+            weight_decay: weight decay of the weights (biases and norm weights get none).
+            warmup_epochs: epochs of linear warm-up.
+            epochs: the run's length, which the schedules span.
+        """
         sampler = None
         if self._splits_data() and not getattr(self.dataset, "streaming", False):
             from torch.utils.data.distributed import DistributedSampler
@@ -547,8 +553,27 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
         self.total_steps = total
         self.scheduler = self._make_scheduler(lr_scheduler, total,
                                               int(warmup_epochs * len(self.loader)))
+        self._on_fit_start(batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
+                           epochs=epochs)
         if self._resume_state is not None:
             self._restore_training_state(self._resume_state)
+
+    def _on_fit_start(self, batch_size: int, *, lr: float,
+                      optimizer: Callable[..., torch.optim.Optimizer],
+                      weight_decay: float, epochs: float) -> None:
+        """A method's set-up for the run about to start; does nothing by default.
+
+        Called by :meth:`_init_data_optimizer` once the loader, optimizer and scheduler exist
+        and before a resumed run's optimizer state is restored: fit queues and banks to the
+        batch size (MoCo, NNCLR, SwAV), build a second optimizer (adversarial methods).
+
+        Args:
+            batch_size: images per step and process.
+            lr: the run's starting learning rate.
+            optimizer: the run's optimizer factory, ``optimizer(param_groups, lr=lr)``.
+            weight_decay: the run's weight decay.
+            epochs: the run's length in epochs (schedules that start part-way, e.g. SwAV's queue).
+        """
 
     def _param_groups(self, weight_decay: float) -> List[Dict[str, Any]]:
         """Trainable parameters; biases and norm weights get no weight decay."""
@@ -581,9 +606,7 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
     def _update_ema(self) -> None:
         """Polyak averaging (``supervise(ema=...)``): the averaged backbone's weights move
         towards the online ones; its buffers (BatchNorm statistics) are copied."""
-        momentum.ema_update(self.ema_backbone, self.backbone, self._ema)
-        for target, online in zip(self.ema_backbone.buffers(), self.backbone.buffers()):
-            target.copy_(online)
+        momentum.ema_update(self.ema_backbone, self.backbone, self._ema, copy_buffers=True)
 
     def _recipe_record(self) -> Dict[str, Any]:
         """What each history record says about the run's recipe (``run_options``)."""
@@ -597,14 +620,24 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
         """Return the loss of one batch. Every method overrides this."""
         raise NotImplementedError(f"{type(self).__name__} must implement _forward(batch).")
 
+    def _after_backward(self) -> None:
+        """Called by :meth:`_update` after backward (and clipping), before the optimizer step.
+
+        A method overrides it to edit this step's gradients, e.g. to drop those of a part
+        that is frozen for a while (DINO's last layer, SwAV's prototypes): setting a
+        parameter's ``.grad`` to None makes the optimizer skip it for this step only, while it
+        stays in the optimizer (and in every later ``supervise()``). Does nothing by default.
+        """
+
     def _update(self, loss: torch.Tensor) -> None:
-        """Backward, optional clipping, optimizer and scheduler step (per step)."""
+        """Backward, optional clipping, :meth:`_after_backward`, optimizer and scheduler step."""
         self.optimizer.zero_grad(set_to_none=True)
         self._scaler.scale(loss).backward()
         clip = self._train_options["grad_clip"]
         if clip is not None:
             self._scaler.unscale_(self.optimizer)
             nn.utils.clip_grad_norm_([p for p in self.parameters() if p.requires_grad], clip)
+        self._after_backward()
         self._scaler.step(self.optimizer)
         self._scaler.update()
         if self.scheduler is not None:

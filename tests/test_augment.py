@@ -411,7 +411,7 @@ def test_asymmetric_presets_differ_between_views():
 
 
 def test_repr_lists_every_op_and_parameter():
-    text = repr(A.build("simclr", 32))
+    text = repr(A.build("simclr", 32, blur_p=0.5))  # 32 px: no blur unless asked
     assert text.count("Pipeline(size=(32, 32)") == 2
     for piece in (
         "RandomResizedCrop(p=1.0, fixation=None, scale=(0.08, 1.0), "

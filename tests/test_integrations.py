@@ -124,7 +124,7 @@ def test_timm_vit_takes_image_and_patch_size_and_trains_with_mae_and_dino(sample
     assert {tuple(s) for s in dino.views.sizes} == {(32, 32), (14, 14)}  # 14: not a multiple
     before = snapshot(dino)
     dino.supervise(epochs=1, batch_size=8, progress=False, save=False)  # EMA from step 2
-    assert moved(before, dino, "backbone.") and moved(before, dino, "teacher_backbone.")
+    assert moved(before, dino, "backbone.") and moved(before, dino, "momentum_backbone.")
 
 
 # ------------------------------------------------------------------------------ data sources

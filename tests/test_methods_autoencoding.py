@@ -156,7 +156,7 @@ def test_gan_step_order_discriminator_first_then_generator_side(name, cifar64, t
     ds = cifar64.subset(torch.arange(8))
     sup = _cls(name)(ds, seed=0)
     sup.supervise(epochs=1, batch_size=4, progress=False, device="cpu", save=False,
-                  name=str(tmp_path / "run"))
+                  name=str(tmp_path / "run"), lr_scheduler="constant")  # lr as set: 2e-4
     if name == "bigan":  # the paper's optimizer, for E and G and for D
         for opt in (sup.optimizer, sup.optimizer_d):
             assert type(opt) is torch.optim.Adam and opt.param_groups[0]["lr"] == 2e-4

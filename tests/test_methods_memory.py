@@ -46,7 +46,7 @@ LEARNERS = {
     "instdisc": ["backbone", "head"],
     "pirl": ["backbone", "head", "tile_head", "jigsaw_head"],
     "cmc": ["backbone", "ab_backbone", "head", "ab_head"],
-    "cpc": ["backbone", "context", "target_projection", "predictors"],
+    "cpc": ["backbone", "contexts", "target_projection", "predictors"],
     "dino": ["backbone", "head"],
     "swav": ["backbone", "projector", "prototypes"],
 }
@@ -61,7 +61,7 @@ def subset():
 def ready(sup, batch_size, epochs=1):
     """Optimizer, scheduler, loader and generators without training (epochs=0)."""
     sup.supervise(epochs=0, batch_size=batch_size, progress=False, save=False, device="cpu",
-                  lr=1e-2)
+                  lr=1e-2, lr_scheduler="constant")  # the recipe's cosine is 0 after 0 epochs
     sup.total_steps = epochs * len(sup.loader)
     return sup
 
@@ -95,7 +95,7 @@ def test_registered_names_and_paper_defaults():
     assert cmc.criterion.temperature == 0.07 and cmc.ab_memory.momentum == 0.5
     cpc = ContrastivePredictiveCodingSupervisor()
     assert (cpc.patch_size, cpc.patch_stride, cpc.grid) == (8, 4, 7)
-    assert cpc.steps == (1, 2, 3) and cpc.hparams["norm"] == "layer"
+    assert cpc.steps == (3,) and cpc.directions == ("top-down",) and cpc.hparams["norm"] == "layer"
     assert cpc.target_projection.out_channels == 64 and len(cpc.context.blocks) == 5
     assert ContrastivePredictiveCodingSupervisor(image_size=96).patch_size == 24
     dino = DINOSupervisor()
@@ -106,7 +106,7 @@ def test_registered_names_and_paper_defaults():
     assert isinstance(dino.head.mlp[1], torch.nn.BatchNorm1d)  # head_norm="batch"
     assert len(dino.views) == 8 and dino.views.sizes[0] == (32, 32)
     swav = SwAVSupervisor()
-    assert swav.prototypes.weight.shape == (3000, 128) and swav.queues is None
+    assert swav.prototypes.weight.shape == (3000, 128) and swav.queues[0].size == 3840
     assert (swav.criterion.temperature, swav.criterion.epsilon) == (0.1, 0.05)
     assert swav.criterion.sinkhorn_iterations == 3
     assert torch.allclose(swav.prototypes.weight.norm(dim=1), torch.ones(3000))
@@ -251,16 +251,16 @@ def test_dino_teacher_follows_ema_and_last_layer_unfreezes(subset):
     b0, b1 = batches(sup)
     v_key = "head.last_layer.parametrizations.weight.original1"
     start = params(sup)
-    teacher0 = [p.clone() for t, _ in sup.momentum_pairs() for p in t.parameters()]
-    assert all(not p.requires_grad for t, _ in sup.momentum_pairs() for p in t.parameters())
+    teacher0 = [p.clone() for _, t in sup.momentum_pairs() for p in t.parameters()]
+    assert all(not p.requires_grad for _, t in sup.momentum_pairs() for p in t.parameters())
     center0 = sup.criterion.center.clone()
     sup._train_step(b0, 0, 0)
     assert torch.equal(params(sup)[v_key], start[v_key])  # step 0: last layer frozen
     assert not torch.equal(sup.criterion.center, center0)
     m = cosine_momentum(0.9, 0, sup.total_steps)
     assert m == pytest.approx(0.9)
-    teacher1 = [p for t, _ in sup.momentum_pairs() for p in t.parameters()]
-    student1 = [p for _, s in sup.momentum_pairs() for p in s.parameters()]
+    teacher1 = [p for _, t in sup.momentum_pairs() for p in t.parameters()]
+    student1 = [p for s, _ in sup.momentum_pairs() for p in s.parameters()]
     for t0, t1, s1 in zip(teacher0, teacher1, student1):
         assert torch.allclose(t1, m * t0 + (1 - m) * s1, atol=1e-6)
         assert t1.grad is None
@@ -268,7 +268,7 @@ def test_dino_teacher_follows_ema_and_last_layer_unfreezes(subset):
     assert not torch.equal(params(sup)[v_key], start[v_key])  # step 1: it learns
     m1 = cosine_momentum(0.9, 1, sup.total_steps)
     assert m1 == 1.0  # the schedule ends at 1: the teacher stops moving
-    teacher2 = [p for t, _ in sup.momentum_pairs() for p in t.parameters()]
+    teacher2 = [p for _, t in sup.momentum_pairs() for p in t.parameters()]
     assert all(torch.equal(a, b) for a, b in zip(teacher1, teacher2))
 
 

@@ -14,7 +14,7 @@ from super_selfish.memory import Queue
 from super_selfish.methods import (BarlowTwinsSupervisor, BYOLSupervisor,
                                    MomentumContrastSupervisor, NNCLRSupervisor,
                                    SimSiamSupervisor, VICRegSupervisor)
-from super_selfish.methods._joint import momentum_at
+from super_selfish.momentum import momentum_at
 from super_selfish.methods.moco import shuffle_permutation
 
 # Small heads keep the CPU tests fast; the paper defaults are checked separately.
@@ -32,7 +32,7 @@ MOMENTUM = ("moco", "moco_v3", "byol")
 
 
 def frozen_modules(sup):
-    return [t for t, _ in sup.momentum_pairs()] if hasattr(sup, "momentum_pairs") else []
+    return [t for _, t in sup.momentum_pairs()] if hasattr(sup, "momentum_pairs") else []
 
 
 def trainable(sup):
@@ -90,11 +90,11 @@ def test_registered_names_and_paper_defaults():
 
 def test_queue_size_scales_with_dataset(subset):
     sup = MomentumContrastSupervisor(subset, hidden_dim=16, projection_dim=8)
-    assert sup.queue.size == 64  # min(65536, len(dataset))
+    assert sup.queue.size == 6  # min(65536, len(dataset) // 10)
     sub48 = subset.subset(torch.arange(48))
     sup = MomentumContrastSupervisor(sub48, hidden_dim=16, projection_dim=8)
     ready(sup, batch_size=32)
-    assert sup.queue.size == 32 and sup.hparams["queue_size"] == 32  # multiple of 32 <= 48
+    assert sup.queue.size == 32 and sup.hparams["queue_size"] == 32  # at least one batch
     nn_sup = NNCLRSupervisor(sub48, hidden_dim=16, projection_dim=8, predictor_hidden_dim=16)
     assert nn_sup.support_set.size == 48
 
@@ -135,7 +135,7 @@ class Recorder(Callback):
     def _snap(self, sup):
         pairs = sup.momentum_pairs() if hasattr(sup, "momentum_pairs") else []
         return [([p.detach().clone() for p in t.parameters()],
-                 [p.detach().clone() for p in o.parameters()]) for t, o in pairs]
+                 [p.detach().clone() for p in o.parameters()]) for o, t in pairs]
 
     def on_train_start(self, sup):
         self.start = {n: p.detach().clone() for n, p in trainable(sup).items()}
@@ -201,7 +201,8 @@ def test_queue_fifo_order_and_wraparound():
 
 
 def test_moco_step_enqueues_keys_after_the_loss(subset):
-    sup = ready(MomentumContrastSupervisor(subset, seed=0, **CASES["moco"][1]), 16)
+    sup = ready(MomentumContrastSupervisor(subset, seed=0, queue_size=64, **CASES["moco"][1]),
+                16)
     assert sup.queue.size == 64 and int(sup.queue.filled) == 0
     batch = next(iter(sup.loader))
     loss = sup._forward(batch)
@@ -225,7 +226,8 @@ def test_queue_and_momentum_state_restored_exactly(case, subset, tmp_path):
     sup = cls(subset.subset(torch.arange(48)), seed=0, **kwargs)
     sup.supervise(epochs=1, batch_size=16, progress=False, device="cpu", name=name)
     queue = sup.queue if case == "moco" else sup.support_set
-    assert int(queue.filled) == 48 and queue.size == 48
+    size = 16 if case == "moco" else 48  # MoCo: a tenth of the data, at least one batch
+    assert int(queue.filled) == size and queue.size == size
     # a fresh supervisor without a dataset starts with the default-sized queue and adopts
     # the saved size on load
     fresh = cls(seed=1, **kwargs).load(name)
@@ -241,7 +243,7 @@ def test_queue_and_momentum_state_restored_exactly(case, subset, tmp_path):
     again.supervise(epochs=2, batch_size=16, progress=False, device="cpu", name=name,
                     resume=True)
     assert again.global_step == 6 and int((again.queue if case == "moco"
-                                            else again.support_set).filled) == 48
+                                            else again.support_set).filled) == size
 
 
 def test_explicit_queue_size_must_fit_the_batch(subset, tmp_path):

@@ -37,10 +37,13 @@ Jitter = tuple[float, float, float, float]
 SIMCLR_JITTER: Jitter = (0.4, 0.4, 0.4, 0.1)
 BYOL_JITTER: Jitter = (0.4, 0.4, 0.2, 0.1)
 SWAV_JITTER: Jitter = (0.8, 0.8, 0.8, 0.2)
+PIRL_JITTER: Jitter = (0.4, 0.4, 0.4, 0.4)
 # The foveation study's colour jitter: SimCLR's strength s = 1, (0.8 s, 0.8 s, 0.8 s, 0.2 s).
 STUDY_JITTER: Jitter = (0.8, 0.8, 0.8, 0.2)
 STUDY_TEMPERATURE = 1.5
 BLUR_SIGMA = (0.1, 2.0)
+#: Images up to this size (px) get SimCLR's CIFAR setting: no blur, colour strength 0.5.
+SMALL_IMAGE = 48
 RATIO = (3 / 4, 4 / 3)
 
 
@@ -78,9 +81,9 @@ def per_view(value: float | Sequence[float], view: int) -> float:
 
 
 @register("simclr")
-@register("moco_v2", scale=(0.2, 1.0))
-@register("simsiam", scale=(0.2, 1.0))
-@register("simclr_saliency_crop", fixation="saliency")
+@register("moco_v2", scale=(0.2, 1.0), jitter=SIMCLR_JITTER, blur_p=0.5)
+@register("simsiam", scale=(0.2, 1.0), jitter=SIMCLR_JITTER, blur_p=0.5)
+@register("simclr_saliency_crop", fixation="saliency", jitter=SIMCLR_JITTER, blur_p=0.5)
 def simclr(
     size: Size,
     *,
@@ -88,20 +91,36 @@ def simclr(
     scale: tuple[float, float] = (0.08, 1.0),
     ratio: tuple[float, float] = RATIO,
     flip_p: float = 0.5,
-    jitter: Jitter = SIMCLR_JITTER,
+    color_strength: float | None = None,
+    jitter: Jitter | None = None,
     jitter_p: float = 0.8,
     gray_p: float = 0.2,
-    blur_p: float = 0.5,
+    blur_p: float | None = None,
     blur_sigma: tuple[float, float] = BLUR_SIGMA,
     fixation: str | None = None,
     temperature: float = 1.0,
 ) -> Views:
     """SimCLR (Chen et al. 2020); MoCo v2 and SimSiam use it with crops of at least 20%.
 
+    The paper's setting follows the resolution: images of at most ``SMALL_IMAGE`` (48) px
+    (CIFAR-10, its appendix B.9) get no blur and colour strength 0.5; larger ones (ImageNet)
+    blur with probability 0.5 and colour strength 1.0. ``color_strength`` ``s`` sets the
+    jitter to brightness, contrast and saturation ``0.8 s`` and hue ``0.2 s`` (``jitter``
+    gives the four strengths directly); ``blur_p`` overrides the blur probability. The
+    ``moco_v2``, ``simsiam`` and ``simclr_saliency_crop`` presets keep strength 0.5 and blur
+    0.5 at every size (MoCo v2's augmentation).
+
     ``fixation="saliency"`` centres each crop on a point drawn from the crop's source saliency
     (``simclr_saliency_crop``: the idea of the foveation study's default cropper with this
     library's SimCLR settings and calibrated saliency; ``study_saliency_crop`` is the study's).
     """
+    small = max(size) <= SMALL_IMAGE
+    if jitter is None:
+        strength = (0.5 if small else 1.0) if color_strength is None else color_strength
+        check(isinstance(strength, (int, float)) and 0 <= strength <= 1.25,
+              "color_strength", strength, "a number in [0, 1.25] (the paper: 0.5 or 1.0)")
+        jitter = (0.8 * strength, 0.8 * strength, 0.8 * strength, 0.2 * strength)
+    blur_p = (0.0 if small else 0.5) if blur_p is None else blur_p
     ops = [
         RandomResizedCrop(scale=scale, ratio=ratio, fixation=fixation, temperature=temperature),
         *kept(HorizontalFlip(p=flip_p)),
@@ -279,7 +298,6 @@ def cpc_pool() -> list[Op]:
 
 
 @register("cpc")
-@register("pirl", n_views=2)
 def cpc(
     size: Size,
     *,
@@ -291,14 +309,41 @@ def cpc(
 ) -> Views:
     """super_selfish's CPC augmentations: ``n_ops`` random ops from a pool, elastic, grayscale.
 
-    Also used for PIRL (two views: the method tiles the second into its jigsaw; for per-tile
-    augmentation build the preset at the tile size and call it on the batch of tiles).
+    For per-tile augmentation build the preset at the tile size and call it on the batch of
+    tiles (CPC does).
     """
     ops = [
         SomeOf(ops=tuple(cpc_pool()), k=n_ops),
         *kept(ElasticDeform(p=elastic_p, sigma=elastic_sigma), Grayscale(p=gray_p)),
     ]
     return repeated(ops, size, n_views)
+
+
+@register("pirl")
+def pirl(
+    size: Size,
+    *,
+    scale: tuple[float, float] = (0.08, 1.0),
+    ratio: tuple[float, float] = RATIO,
+    flip_p: float = 0.5,
+    jitter: Jitter = PIRL_JITTER,
+    jitter_p: float = 0.8,
+    gray_p: float = 0.2,
+) -> Views:
+    """PIRL (Misra & van der Maaten 2020): two views, the image and the jigsaw's source.
+
+    View 1 feeds the image branch: random resized crop, horizontal flip, colour jitter and
+    grayscale, the paper's augmentation of ``I`` (strengths as lightly's ``PIRLTransform``:
+    brightness, contrast, saturation and hue 0.4, applied with probability 0.8; grey 0.2).
+    View 2 is the whole image resized: the method cuts it into tiles, crops each tile at a
+    random place in its cell and jitters each tile on its own.
+    """
+    image = [
+        RandomResizedCrop(scale=scale, ratio=ratio),
+        *kept(HorizontalFlip(p=flip_p)),
+        *colour_ops(jitter, jitter_p, gray_p),
+    ]
+    return Views([Pipeline(image, size), Pipeline([Resize()], size)])
 
 
 @register("exemplar")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ..errors import check
+from .. import validate
 
 
 def standardize(z: torch.Tensor, eps: float) -> torch.Tensor:
@@ -25,9 +25,8 @@ class BarlowTwinsLoss(nn.Module):
 
     def __init__(self, lambd: float = 5e-3, eps: float = 1e-5, gather: bool = True):
         super().__init__()
-        check(isinstance(lambd, (int, float)) and lambd >= 0, "lambd", lambd,
-              "a non-negative number such as 5e-3")
-        check(eps > 0, "eps", eps, "a small positive number such as 1e-5")
+        validate.non_negative_number(lambd, "lambd", " such as 5e-3")
+        validate.positive_number(eps, "eps", " such as 1e-5")
         self.lambd = float(lambd)
         self.eps = float(eps)
         self.gather = gather

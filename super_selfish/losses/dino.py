@@ -7,6 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .. import validate
 from ..distributed import gather
 from ..errors import check
 
@@ -28,15 +29,15 @@ class DINOLoss(nn.Module):
 
     def __init__(self, out_dim: int, student_temp: float = 0.1, center_momentum: float = 0.9):
         super().__init__()
-        check(student_temp > 0, "student_temp", student_temp, "a positive number such as 0.1")
-        check(0 <= center_momentum <= 1, "center_momentum", center_momentum, "a number in [0, 1]")
+        validate.temperature(student_temp, "student_temp", " such as 0.1")
+        validate.probability(center_momentum, "center_momentum", " such as 0.9")
         self.student_temp = float(student_temp)
         self.center_momentum = float(center_momentum)
         self.register_buffer("center", torch.zeros(1, out_dim))
 
     def forward(self, student: Sequence[torch.Tensor], teacher: Sequence[torch.Tensor],
                 teacher_temp: float) -> torch.Tensor:
-        check(teacher_temp > 0, "teacher_temp", teacher_temp, "a positive number such as 0.04")
+        validate.temperature(teacher_temp, "teacher_temp", " such as 0.04")
         check(len(student) >= len(teacher) and len(student) >= 2, "student views", len(student),
               f"at least the {len(teacher)} teacher (global) views, and at least 2")
         teacher = [t.detach().float() for t in teacher]

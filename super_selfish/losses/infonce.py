@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import check
+from .. import validate
 
 
 class InfoNCELoss(nn.Module):
@@ -28,9 +28,7 @@ class InfoNCELoss(nn.Module):
 
     def __init__(self, temperature: float = 0.2, gather: bool = True):
         super().__init__()
-        check(isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
-              and temperature > 0, "temperature", temperature,
-              "a positive number such as 0.1 or 0.2")
+        validate.temperature(temperature)
         self.temperature = float(temperature)
         self.gather = gather
 

@@ -12,6 +12,7 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .. import validate
 from ..distributed import is_distributed, world_size
 from ..errors import check
 
@@ -37,10 +38,9 @@ class MemoryBankNCELoss(nn.Module):
 
     def __init__(self, n_items: int, temperature: float = 0.07, mode: str = "nce"):
         super().__init__()
-        check(temperature > 0, "temperature", temperature, "a positive number such as 0.07")
+        validate.temperature(temperature, example=" such as 0.07")
         check(mode in MODES, "mode", mode, f"one of {MODES}")
-        check(isinstance(n_items, int) and n_items >= 2, "n_items", n_items,
-              "the memory-bank size, an int of at least 2")
+        validate.int_at_least(n_items, "n_items", 2, " (the memory-bank size)")
         self.n_items = n_items
         self.temperature = float(temperature)
         self.mode = mode

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import check
+from .. import validate
 
 
 class NTXentLoss(nn.Module):
@@ -19,7 +19,7 @@ class NTXentLoss(nn.Module):
 
     def __init__(self, temperature: float = 0.5, gather: bool = True):
         super().__init__()
-        check(temperature > 0, "temperature", temperature, "a positive number such as 0.1 or 0.5")
+        validate.temperature(temperature, example=" such as 0.1 or 0.5")
         self.temperature = float(temperature)
         self.gather = gather
         self._targets: Dict[Tuple[int, int, torch.device], torch.Tensor] = {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ..errors import check
+from .. import validate
 
 
 class MaskedMSELoss(nn.Module):
@@ -17,7 +17,7 @@ class MaskedMSELoss(nn.Module):
 
     def __init__(self, outside_weight: float = 0.0):
         super().__init__()
-        check(0 <= outside_weight, "outside_weight", outside_weight, "a number >= 0")
+        validate.non_negative_number(outside_weight, "outside_weight")
         self.outside_weight = float(outside_weight)
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

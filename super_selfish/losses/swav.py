@@ -8,6 +8,7 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .. import validate
 from ..distributed import is_distributed, world_size
 from ..errors import check
 
@@ -22,9 +23,8 @@ def sinkhorn(scores: torch.Tensor, epsilon: float = 0.05, iterations: int = 3) -
     assignment sums to exactly 1 (and each prototype's column of ``Q`` to about B/K).
     In distributed runs the sums run over the samples of all processes.
     """
-    check(epsilon > 0, "epsilon", epsilon, "a positive number such as 0.05")
-    check(isinstance(iterations, int) and iterations >= 1, "iterations", iterations,
-          "a positive int such as 3")
+    validate.positive_number(epsilon, "epsilon", " such as 0.05")
+    validate.positive_int(iterations, "iterations", " such as 3")
     logits = scores.float() / epsilon
     peak = logits.max()
     if is_distributed():
@@ -62,8 +62,8 @@ class SwAVLoss(nn.Module):
     def __init__(self, temperature: float = 0.1, epsilon: float = 0.05,
                  sinkhorn_iterations: int = 3):
         super().__init__()
-        check(temperature > 0, "temperature", temperature, "a positive number such as 0.1")
-        check(epsilon > 0, "epsilon", epsilon, "a positive number such as 0.05")
+        validate.temperature(temperature, example=" such as 0.1")
+        validate.positive_number(epsilon, "epsilon", " such as 0.05")
         self.temperature = float(temperature)
         self.epsilon = float(epsilon)
         self.sinkhorn_iterations = int(sinkhorn_iterations)

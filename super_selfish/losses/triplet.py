@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .. import validate
 from ..errors import check
 
 
@@ -33,7 +34,7 @@ class SemiHardTripletLoss(nn.Module):
 
     def __init__(self, margin: float = 0.2, normalize: bool = True, squared: bool = False):
         super().__init__()
-        check(margin >= 0, "margin", margin, "a non-negative number such as 0.2")
+        validate.non_negative_number(margin, "margin", " such as 0.2")
         self.margin = float(margin)
         self.normalize = normalize
         self.squared = squared

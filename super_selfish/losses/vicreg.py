@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import check
+from .. import validate
 
 
 def _variance(z: torch.Tensor, gamma: float, eps: float) -> torch.Tensor:
@@ -39,9 +39,8 @@ class VICRegLoss(nn.Module):
         super().__init__()
         for name, value in (("invariance", invariance), ("variance", variance),
                             ("covariance", covariance), ("gamma", gamma)):
-            check(isinstance(value, (int, float)) and value >= 0, name, value,
-                  "a non-negative number")
-        check(eps > 0, "eps", eps, "a small positive number such as 1e-4")
+            validate.non_negative_number(value, name)
+        validate.positive_number(eps, "eps", " such as 1e-4")
         self.invariance, self.variance, self.covariance = invariance, variance, covariance
         self.gamma, self.eps = gamma, eps
         self.gather = gather

@@ -6,6 +6,7 @@ from typing import Any, List, Optional, Tuple
 import torch
 import torch.nn as nn
 
+from .. import validate
 from ..errors import check
 from ..memory import MemoryBank
 from ..supervisor import Supervisor
@@ -21,8 +22,7 @@ def bank_size(dataset: Any, requested: Optional[int]) -> int:
         check(n >= 2, "dataset size", n, "at least 2 images for a memory bank")
         return n
     if requested is not None:
-        check(isinstance(requested, int) and requested >= 2, "memory_size", requested,
-              "an int of at least 2")
+        validate.int_at_least(requested, "memory_size", 2)
         return requested
     return 2
 
@@ -45,8 +45,7 @@ def make_bank(dataset: Any, dim: int, momentum: float,
 
 def n_negatives(requested: int, n_items: int) -> int:
     """``requested`` negatives, capped below the bank size (the positive is never drawn)."""
-    check(isinstance(requested, int) and requested >= 1, "n_negatives", requested,
-          "a positive int such as 4096")
+    validate.positive_int(requested, "n_negatives", " such as 4096")
     return min(requested, n_items - 1)
 
 

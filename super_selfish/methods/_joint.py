@@ -1,7 +1,7 @@
-"""Pieces shared by the joint-embedding methods: checks, momentum schedules, auto-sized queues."""
+"""Pieces shared by the joint-embedding methods: checks and auto-sized queues."""
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional, Tuple
+from typing import Any, Optional
 
 import torch
 import torch.nn as nn
@@ -11,40 +11,9 @@ from .. import validate
 from ..distributed import world_size
 from ..errors import ConfigError, check
 from ..memory import Queue
-from ..momentum import cosine_momentum, ema_update
-
-MOMENTUM_SCHEDULES = ("constant", "cosine")
-
 
 check_temperature = validate.temperature
 check_positive_int = validate.positive_int
-
-
-def check_momentum(value: Any, schedule: Any) -> None:
-    check(validate.is_number(value) and 0.0 <= value <= 1.0, "momentum", value,
-          "a number in [0, 1] such as 0.99 or 0.996")
-    check(schedule in MOMENTUM_SCHEDULES, "momentum_schedule", schedule,
-          f"one of {MOMENTUM_SCHEDULES}")
-
-
-def momentum_at(base: float, schedule: str, step: int, total_steps: int) -> float:
-    """The EMA coefficient of ``step``: ``base`` throughout, or a cosine from ``base`` to 1."""
-    return base if schedule == "constant" else cosine_momentum(base, step, total_steps)
-
-
-def momentum_update(sup: nn.Module, pairs: Iterable[Tuple[nn.Module, nn.Module]], base: float,
-                    schedule: str) -> float:
-    """EMA-update every ``(target, online)`` pair with this step's coefficient; log it.
-
-    Called from ``_update`` after the optimizer step, i.e. before ``global_step`` counts the
-    step, so the first step uses the schedule's value at step 0.
-    """
-    m = momentum_at(base, schedule, sup.global_step, getattr(sup, "total_steps", 1))
-    for target, online in pairs:
-        ema_update(target, online, m)
-    sup.current_momentum = m
-    sup.log(momentum=m)
-    return m
 
 
 # ---------------------------------------------------------------------------- auto-sized queues

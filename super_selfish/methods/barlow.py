@@ -42,7 +42,6 @@ class BarlowTwinsSupervisor(Supervisor):
         self.projector = MLPHead([self.backbone.feature_dim, hidden_dim, hidden_dim,
                                   projection_dim])
         self.criterion = criterion
-        self._record_hparams(projection_dim=projection_dim, hidden_dim=hidden_dim, lambd=lambd)
 
     def _forward(self, batch: Batch) -> torch.Tensor:
         views = self.augment_views(batch.images)[:2]

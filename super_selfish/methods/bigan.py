@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from .. import validate
 from ..data import Batch
 from ..decoders import LatentGenerator
 from ..discriminators import JointDiscriminator
@@ -46,8 +47,7 @@ class BiGANSupervisor(AdversarialSupervisor):
     def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
                  latent_dim: int = 128, prior: str = "gaussian", generator_channels: int = 256,
                  **kwargs: Any):
-        check(isinstance(latent_dim, int) and latent_dim > 0, "latent_dim", latent_dim,
-              "a positive int")
+        validate.positive_int(latent_dim, "latent_dim")
         check(prior in PRIORS, "prior", prior, f"one of {PRIORS}")
         super().__init__(dataset, backbone, **kwargs)
         channels = self.backbone.in_channels
@@ -59,8 +59,6 @@ class BiGANSupervisor(AdversarialSupervisor):
         self.discriminator = JointDiscriminator(channels, latent_dim)
         self.adversarial = AdversarialLoss()
         self._pending = None
-        self._record_hparams(latent_dim=latent_dim, prior=prior,
-                             generator_channels=generator_channels)
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """E(x): latent codes (N, latent_dim) of images."""

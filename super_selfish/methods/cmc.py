@@ -93,9 +93,7 @@ class ContrastiveMultiviewCodingSupervisor(_bank.MemoryBankSupervisor):
         self.criterion = MemoryBankNCELoss(n_items, temperature, loss)  # L query vs ab bank
         self.ab_criterion = MemoryBankNCELoss(n_items, temperature, loss)  # ab query vs L bank
         self.n_negatives = n_negatives
-        self._record_hparams(temperature=temperature, feature_dim=feature_dim,
-                             n_negatives=n_negatives, bank_momentum=bank_momentum, loss=loss,
-                             ab_backbone=self.ab_backbone.name)
+        self._record_hparams(ab_backbone=self.ab_backbone.name)
 
     def _build_views(self, spec: Any) -> Any:
         if spec == "simclr":

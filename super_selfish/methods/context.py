@@ -5,7 +5,7 @@ from typing import Any, Sequence
 
 import torch
 
-from .. import decoders
+from .. import decoders, validate
 from ..data import Batch
 from ..discriminators import ConvDiscriminator
 from ..errors import check
@@ -43,12 +43,11 @@ class ContextSupervisor(AdversarialSupervisor):
                  n_blocks: int = 5, block_size: Sequence[float] = (0.1, 0.3),
                  adversarial_weight: float = 0.001, outside_weight: float = 0.0,
                  **kwargs: Any):
-        check(isinstance(n_blocks, int) and n_blocks >= 1, "n_blocks", n_blocks,
-              "a positive int")
+        validate.positive_int(n_blocks, "n_blocks")
         check(len(block_size) == 2 and 0 < block_size[0] <= block_size[1] <= 1, "block_size",
               block_size, "a (low, high) pair of fractions of the image side in (0, 1]")
-        check(adversarial_weight >= 0, "adversarial_weight", adversarial_weight,
-              "a number >= 0 (0 disables the discriminator)")
+        validate.non_negative_number(adversarial_weight, "adversarial_weight",
+                                     " (0 disables the discriminator)")
         super().__init__(dataset, backbone, **kwargs)
         self.n_blocks, self.block_size = n_blocks, (float(block_size[0]), float(block_size[1]))
         self.adversarial_weight = float(adversarial_weight)

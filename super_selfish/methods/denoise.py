@@ -7,7 +7,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .. import decoders
+from .. import decoders, validate
 from ..data import Batch
 from ..errors import check
 from ..supervisor import Supervisor
@@ -38,13 +38,12 @@ class DenoiseSupervisor(Supervisor):
                  noise: str = "mask", p: float = 0.5, std: float = 0.2, **kwargs: Any):
         check(noise in NOISES, "noise", noise, f"one of {NOISES}")
         check(0 <= p < 1, "p", p, "a masking fraction in [0, 1)")
-        check(std >= 0, "std", std, "a non-negative noise standard deviation")
+        validate.non_negative_number(std, "std", " (the noise standard deviation)")
         super().__init__(dataset, backbone, **kwargs)
         self.noise, self.p, self.std = noise, float(p), float(std)
         self.decoder = decoders.for_backbone(self.backbone, self.image_size,
                                              self.backbone.in_channels,
                                              norm=self.hparams["norm"], output="sigmoid")
-        self._record_hparams(noise=noise, p=p, std=std)
 
     def corrupt(self, images: torch.Tensor) -> torch.Tensor:
         """Noisy copy of float images in [0, 1] (drawn from the global RNG, seeded per run)."""

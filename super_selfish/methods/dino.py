@@ -2,20 +2,20 @@
 Self-Supervised Vision Transformers")."""
 from __future__ import annotations
 
-from typing import Any, List, Optional, Tuple
+from typing import Any, Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.parametrizations import weight_norm
 
+from .. import validate
 from ..data import Batch
 from ..errors import check
 from ..heads import MLPHead
 from ..losses import DINOLoss
-from ..momentum import frozen_copy
-from ..supervisor import Supervisor
 from . import _joint
+from ._momentum import MomentumSupervisor
 from .registry import register
 
 
@@ -32,8 +32,7 @@ class DINOHead(nn.Module):
                  bottleneck_dim: int = 256, n_layers: int = 3, norm_last_layer: bool = True,
                  norm: str = "batch"):
         super().__init__()
-        check(isinstance(n_layers, int) and n_layers >= 1, "n_layers", n_layers,
-              "a positive int")
+        validate.positive_int(n_layers, "n_layers")
         dims = [in_dim] + [hidden_dim] * (n_layers - 1) + [bottleneck_dim]
         self.mlp = MLPHead(dims, norm=norm, activation=nn.GELU)
         for layer in self.mlp.modules():
@@ -52,7 +51,7 @@ class DINOHead(nn.Module):
 
 
 @register("dino")
-class DINOSupervisor(Supervisor):
+class DINOSupervisor(MomentumSupervisor):
     """A student matches a momentum teacher's centred, sharpened output across crops.
 
     Student: backbone + :class:`DINOHead` (hidden 2048, bottleneck 256, ``out_dim`` 4096
@@ -61,8 +60,9 @@ class DINOSupervisor(Supervisor):
     convolutional backbones here the paper's ViT default "none" collapsed to uniform outputs
     in our CPU checks: on 2,000 CIFAR-10 images for 5 epochs the loss stayed at log(out_dim)
     and kNN accuracy fell 0.33 -> 0.30, while with BatchNorm it rose 0.33 -> 0.35).
-    Teacher: frozen copies of both, updated after every step by EMA with a momentum rising
-    from ``momentum`` 0.996 to 1 along a cosine over the run. Multi-crop views from the
+    Teacher: frozen copies of both (``momentum_backbone``, ``momentum_head``), updated after
+    every step by EMA with a momentum rising from ``momentum`` 0.996 to 1 along a cosine over
+    the run. Multi-crop views from the
     ``dino`` preset (2 global crops, then local crops); the teacher sees only the global
     crops, the student all of them, and every (teacher view, other student view) pair is
     scored by :class:`~super_selfish.losses.DINOLoss`:
@@ -73,15 +73,17 @@ class DINOSupervisor(Supervisor):
 
     The last layer of the student head gets no updates during the first
     ``freeze_last_layer_steps`` steps (default: one epoch, the authors' default), which
-    stabilises the start of training.
+    stabilises the start of training. As in the paper's code its gradients are dropped after
+    backward (:meth:`_after_backward`); it stays in the optimizer, so a later ``supervise()``
+    on the same object, or a resume, trains it as usual.
 
-    ``get_backbone()`` returns the teacher backbone, the encoder the paper evaluates and
-    releases (it is the better one: an average of the students); ``get_backbone("student")``
-    (or ``"online"``) returns the student.
+    ``get_backbone()`` returns the teacher backbone: the paper evaluates and releases the
+    teacher, an average of the students that it reports to be the better encoder;
+    ``get_backbone("student")`` (or ``"online"``) returns the student.
     """
 
     default_augment = "dino"
-    backbone_roles = {"teacher": "teacher_backbone", "momentum": "teacher_backbone",
+    backbone_roles = {"teacher": "momentum_backbone", "momentum": "momentum_backbone",
                       "student": "backbone", "online": "backbone"}
     default_backbone = "teacher"
 
@@ -95,39 +97,26 @@ class DINOSupervisor(Supervisor):
         for name, value in (("out_dim", out_dim), ("hidden_dim", hidden_dim),
                             ("bottleneck_dim", bottleneck_dim), ("n_global", n_global)):
             _joint.check_positive_int(value, name)
-        _joint.check_momentum(momentum, "cosine")
         _joint.check_temperature(student_temp, "student_temp")
         _joint.check_temperature(teacher_temp, "teacher_temp")
         _joint.check_temperature(warmup_teacher_temp, "warmup_teacher_temp")
-        check(warmup_teacher_temp_epochs >= 0, "warmup_teacher_temp_epochs",
-              warmup_teacher_temp_epochs, "a non-negative number of epochs")
+        validate.non_negative_number(warmup_teacher_temp_epochs, "warmup_teacher_temp_epochs",
+                                     " of epochs")
         check(head_norm in ("batch", "none"), "head_norm", head_norm, "'batch' or 'none'")
         check(freeze_last_layer_steps is None or (isinstance(freeze_last_layer_steps, int)
                                                   and freeze_last_layer_steps >= 0),
               "freeze_last_layer_steps", freeze_last_layer_steps,
               "None (one epoch) or a non-negative int")
-        super().__init__(dataset, backbone, **kwargs)
+        super().__init__(dataset, backbone, momentum=momentum, **kwargs)
         self.head = DINOHead(self.backbone.feature_dim, out_dim, hidden_dim, bottleneck_dim,
                              n_layers, norm_last_layer, head_norm)
-        self.teacher_backbone = frozen_copy(self.backbone)
-        self.teacher_head = frozen_copy(self.head)
+        self.add_momentum_copies("backbone", "head")  # the teacher
         self.criterion = DINOLoss(out_dim, student_temp, center_momentum)
-        self.momentum = float(momentum)
-        self.current_momentum = self.momentum
         self.teacher_temp = float(teacher_temp)
         self.warmup_teacher_temp = float(warmup_teacher_temp)
         self.warmup_teacher_temp_epochs = float(warmup_teacher_temp_epochs)
         self.n_global = n_global
         self.freeze_last_layer_steps = freeze_last_layer_steps
-        self._record_hparams(out_dim=out_dim, hidden_dim=hidden_dim,
-                             bottleneck_dim=bottleneck_dim, n_layers=n_layers,
-                             norm_last_layer=norm_last_layer, momentum=momentum,
-                             student_temp=student_temp, teacher_temp=teacher_temp,
-                             warmup_teacher_temp=warmup_teacher_temp,
-                             warmup_teacher_temp_epochs=warmup_teacher_temp_epochs,
-                             center_momentum=center_momentum, n_global=n_global,
-                             head_norm=head_norm,
-                             freeze_last_layer_steps=freeze_last_layer_steps)
 
     # ------------------------------------------------------------------ schedules
     def _steps_per_epoch(self) -> int:
@@ -149,8 +138,6 @@ class DINOSupervisor(Supervisor):
 
     # ------------------------------------------------------------------ training step
     def _forward(self, batch: Batch) -> torch.Tensor:
-        self.head.last_layer.parametrizations.weight.original1.requires_grad_(
-            not self.last_layer_frozen())
         views = self.augment_views(batch.images)
         check(len(views) >= max(2, self.n_global), "augment views", len(views),
               f"at least 2 and at least n_global={self.n_global} (global crops first, then "
@@ -158,17 +145,15 @@ class DINOSupervisor(Supervisor):
         student = self.head(torch.cat(self.encode_views(views))).chunk(len(views))
         with torch.no_grad():
             globals_ = views[:self.n_global]
-            teacher = self.teacher_head(
-                torch.cat(self.encode_views(globals_, self.teacher_backbone))
+            teacher = self.momentum_head(
+                torch.cat(self.encode_views(globals_, self.momentum_backbone))
             ).chunk(len(globals_))
         temp = self.current_teacher_temp()
         self.log(teacher_temp=temp)
         return self.criterion(list(student), list(teacher), temp)
 
-    def _update(self, loss: torch.Tensor) -> None:
-        super()._update(loss)
-        _joint.momentum_update(self, self.momentum_pairs(), self.momentum, "cosine")
-
-    def momentum_pairs(self) -> List[Tuple[nn.Module, nn.Module]]:
-        """(teacher, student) module pairs updated by EMA."""
-        return [(self.teacher_backbone, self.backbone), (self.teacher_head, self.head)]
+    def _after_backward(self) -> None:
+        """Drop the last layer's gradients while it is frozen (it stays in the optimizer)."""
+        if self.last_layer_frozen():
+            for p in self.head.last_layer.parameters():
+                p.grad = None

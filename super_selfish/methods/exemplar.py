@@ -9,7 +9,7 @@ from typing import Any, Optional
 import torch
 import torch.nn.functional as F
 
-from .. import augment, store
+from .. import augment, store, validate
 from ..data import Batch
 from ..errors import ConfigError, check
 from ..heads import MLPHead
@@ -53,8 +53,7 @@ class ExemplarSupervisor(Supervisor):
         # _build_views (run by Supervisor.__init__) needs to know how many views to make.
         object.__setattr__(self, "loss_type", loss)
         super().__init__(dataset, backbone, **kwargs)
-        check(isinstance(hidden_dim, int) and hidden_dim > 0, "hidden_dim", hidden_dim,
-              "a positive int")
+        validate.positive_int(hidden_dim, "hidden_dim")
         self.hidden_dim = hidden_dim
         self.classifier: Optional[MLPHead] = None
         if loss == "classification":
@@ -71,11 +70,10 @@ class ExemplarSupervisor(Supervisor):
             if num_images is not None:
                 self._build_classifier(num_images)
         else:
-            check(isinstance(embedding_dim, int) and embedding_dim > 0, "embedding_dim",
-                  embedding_dim, "a positive int")
+            validate.positive_int(embedding_dim, "embedding_dim")
             self.projector = MLPHead([self.backbone.feature_dim, hidden_dim, embedding_dim])
             self.criterion = SemiHardTripletLoss(margin)
-        self._record_hparams(loss=loss, num_images=num_images, hidden_dim=hidden_dim,
+        self._record_hparams(num_images=num_images,
                              embedding_dim=embedding_dim if loss == "triplet" else None,
                              margin=margin if loss == "triplet" else None)
 

@@ -7,9 +7,8 @@ from typing import Any, Optional
 import torch
 import torch.nn.functional as F
 
-from .. import augment
+from .. import augment, validate
 from ..data import Batch
-from ..errors import check
 from ..heads import MLPHead
 from ..losses import MemoryBankNCELoss
 from . import _bank, _joint
@@ -56,17 +55,13 @@ class InstanceDiscriminationSupervisor(_bank.MemoryBankSupervisor):
         _joint.check_temperature(temperature)
         _joint.check_positive_int(feature_dim, "feature_dim")
         _joint.check_positive_int(n_negatives, "n_negatives")
-        check(isinstance(proximal, (int, float)) and proximal >= 0, "proximal", proximal,
-              "a non-negative weight (0 = off)")
+        validate.non_negative_number(proximal, "proximal", " (a weight; 0 = off)")
         super().__init__(dataset, backbone, **kwargs)
         self.head = MLPHead([self.backbone.feature_dim, feature_dim])
         self.memory = _bank.make_bank(self.dataset, feature_dim, bank_momentum, memory_size)
         self.criterion = MemoryBankNCELoss(self.memory.items.shape[0], temperature, loss)
         self.n_negatives = n_negatives
         self.proximal = float(proximal)
-        self._record_hparams(temperature=temperature, feature_dim=feature_dim,
-                             n_negatives=n_negatives, bank_momentum=bank_momentum, loss=loss,
-                             proximal=proximal)
 
     def _build_views(self, spec: Any) -> Any:
         if spec == "simclr":

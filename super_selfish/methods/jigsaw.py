@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import jigsaw as tiling
+from .. import validate
 from ..data import Batch
 from ..errors import check
 from ..heads import MLPHead
@@ -66,13 +67,9 @@ class JigsawSupervisor(Supervisor):
             n_tiles, n_permutations, permutation_seed))
         feature_dim = tiling.tile_feature_dim(self.backbone, self.tile_size,
                                               image_size=self.image_size)
-        check(isinstance(hidden_dim, int) and hidden_dim > 0, "hidden_dim", hidden_dim,
-              "a positive int")
+        validate.positive_int(hidden_dim, "hidden_dim")
         self.classifier = MLPHead([n_tiles * feature_dim, hidden_dim, n_permutations])
-        self._record_hparams(grid=grid, n_permutations=n_permutations,
-                             permutation_seed=permutation_seed, tile_fraction=tile_fraction,
-                             tile_size=self.tile_size, brightness=brightness,
-                             contrast=contrast, grayscale=grayscale, hidden_dim=hidden_dim)
+        self._record_hparams(grid=grid, n_permutations=n_permutations, tile_size=self.tile_size)
 
     def make_puzzles(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Shuffled, jittered tiles ``(N, grid^2, C, t, t)`` and their permutation labels."""

@@ -106,9 +106,7 @@ class MAESupervisor(Supervisor):
         self.decoder = MAEDecoder(vit.dim, vit.patch_size ** 2 * channels, decoder_dim,
                                   decoder_depth, decoder_heads)
         self.criterion = MaskedPatchLoss(normalize_targets=norm_pix)
-        self._record_hparams(mask_ratio=mask_ratio, decoder_dim=decoder_dim,
-                             decoder_depth=decoder_depth, decoder_heads=decoder_heads,
-                             norm_pix=norm_pix, patch_size=vit.patch_size)
+        self._record_hparams(patch_size=vit.patch_size)  # the backbone's, for the record
 
     @property
     def vit(self) -> VisionTransformer:

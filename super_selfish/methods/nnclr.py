@@ -60,13 +60,9 @@ class NNCLRSupervisor(Supervisor):
             projection_dim, auto=support_set_size is None)
         self.criterion = InfoNCELoss(temperature)
         self._pending: Optional[torch.Tensor] = None
-        self._record_hparams(temperature=temperature, projection_dim=projection_dim,
-                             hidden_dim=hidden_dim, predictor_hidden_dim=predictor_hidden_dim,
-                             support_set_size=self.support_set.size)
+        self._record_hparams(support_set_size=self.support_set.size)
 
-    def _init_data_optimizer(self, lr: float, optimizer: Any, batch_size: int, *args: Any,
-                             **kwargs: Any) -> None:
-        super()._init_data_optimizer(lr, optimizer, batch_size, *args, **kwargs)
+    def _on_fit_start(self, batch_size: int, **run: Any) -> None:
         self._record_hparams(support_set_size=_joint.fit_queue(
             self.support_set, batch_size, "support_set_size", multiple=False))
 

@@ -7,9 +7,8 @@ from typing import Any, Optional
 import torch
 import torch.nn.functional as F
 
-from .. import jigsaw
+from .. import jigsaw, validate
 from ..data import Batch
-from ..errors import check
 from ..heads import MLPHead
 from ..losses import MemoryBankNCELoss
 from . import _bank, _joint
@@ -42,8 +41,9 @@ class PIRLSupervisor(_bank.MemoryBankSupervisor):
     default). Both terms share one draw of negatives, which take about
     batch x n_negatives x feature_dim x 4 bytes.
 
-    Views come from the ``pirl`` preset: the first view feeds ``f``, the second (the first if
-    there is one view) is cut into tiles. Images too small for tiles of at least 8 px raise
+    Views come from the ``pirl`` preset: the first view feeds ``f`` and carries the paper's
+    augmentation of ``I`` (random resized crop, horizontal flip, colour jitter, grayscale);
+    the second, the whole image resized (the first if there is one view), is cut into tiles. Images too small for tiles of at least 8 px raise
     :class:`~super_selfish.errors.ConfigError` naming ``image_size`` and the minimum.
 
     Learning rate: ``supervise`` defaults to 3e-4 (``default_lr`` of the memory-bank methods,
@@ -60,9 +60,8 @@ class PIRLSupervisor(_bank.MemoryBankSupervisor):
         _joint.check_temperature(temperature)
         _joint.check_positive_int(feature_dim, "feature_dim")
         _joint.check_positive_int(n_negatives, "n_negatives")
-        check(isinstance(lam, (int, float)) and 0 <= lam <= 1, "lam", lam, "a number in [0, 1]")
-        check(grid is None or (isinstance(grid, int) and grid >= 2), "grid", grid,
-              "None (3 from 64 px, else 2) or an int of at least 2")
+        validate.probability(lam, "lam")
+        validate.int_at_least(grid, "grid", 2, none="3 from 64 px, else 2")
         self._grid_request = grid
         super().__init__(dataset, backbone, **kwargs)
         self.grid, self.tile_size = self._geometry()
@@ -77,10 +76,7 @@ class PIRLSupervisor(_bank.MemoryBankSupervisor):
         self.n_negatives = n_negatives
         self.lam = float(lam)
         self.tile_jitter = tile_jitter
-        self._record_hparams(temperature=temperature, feature_dim=feature_dim,
-                             n_negatives=n_negatives, bank_momentum=bank_momentum, lam=lam,
-                             loss=loss, grid=self.grid, tile_size=self.tile_size,
-                             tile_jitter=tile_jitter)
+        self._record_hparams(grid=self.grid, tile_size=self.tile_size)
 
     def _geometry(self) -> tuple[int, int]:
         grid = self._grid_request or (3 if self.image_size >= 64 else 2)

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import jigsaw as tiling
+from .. import validate
 from ..data import Batch
 from ..errors import check
 from ..heads import MLPHead
@@ -71,12 +72,9 @@ class RelativePositionSupervisor(Supervisor):
         self.colour_dropping = bool(colour_dropping)
         feature_dim = tiling.tile_feature_dim(self.backbone, self.patch_size,
                                               image_size=self.image_size)
-        check(isinstance(hidden_dim, int) and hidden_dim > 0, "hidden_dim", hidden_dim,
-              "a positive int")
+        validate.positive_int(hidden_dim, "hidden_dim")
         self.classifier = MLPHead([2 * feature_dim, hidden_dim, len(NEIGHBOURS)])
-        self._record_hparams(patch_fraction=patch_fraction, jitter_fraction=jitter_fraction,
-                             patch_size=self.patch_size, colour_dropping=self.colour_dropping,
-                             hidden_dim=hidden_dim)
+        self._record_hparams(patch_fraction=patch_fraction, patch_size=self.patch_size)
 
     def make_pairs(self, images: torch.Tensor
                    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

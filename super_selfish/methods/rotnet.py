@@ -53,7 +53,6 @@ class RotateNetSupervisor(Supervisor):
         super().__init__(dataset, backbone, **kwargs)
         self.classifier = MLPHead(_classifier_dims(self.backbone.feature_dim, hidden_dim,
                                                    N_ROTATIONS))
-        self._record_hparams(hidden_dim=hidden_dim)
 
     def _forward(self, batch: Batch) -> torch.Tensor:
         images = self.augment_views(batch.images)[0]

@@ -49,9 +49,6 @@ class SimSiamSupervisor(Supervisor):
         self.projector = MLPHead(dims + [projection_dim], last_norm=True)
         self.predictor = MLPHead([projection_dim, predictor_hidden_dim, projection_dim])
         self.criterion = NegativeCosineLoss(mode="cosine", stop_gradient=True)
-        self._record_hparams(projection_dim=projection_dim, hidden_dim=hidden_dim,
-                             predictor_hidden_dim=predictor_hidden_dim,
-                             projector_layers=projector_layers)
 
     def _forward(self, batch: Batch) -> torch.Tensor:
         views = self.augment_views(batch.images)[:2]

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .. import backbones, color, decoders
+from .. import backbones, color, decoders, validate
 from ..data import Batch
 from ..errors import ConfigError, check
 from ..supervisor import Supervisor
@@ -89,8 +89,8 @@ class SplitBrainSupervisor(Supervisor):
             raise ConfigError(f"Invalid backbone={backbone!r}: split-brain needs a registry "
                               "name (it builds a 1-channel L and a 2-channel ab encoder from "
                               "it) or a pair of modules (L encoder, ab encoder).")
-        check(isinstance(l_bins, int) and l_bins >= 2, "l_bins", l_bins, "an int >= 2")
-        check(isinstance(ab_bins, int) and ab_bins >= 2, "ab_bins", ab_bins, "an int >= 2")
+        validate.int_at_least(l_bins, "l_bins", 2)
+        validate.int_at_least(ab_bins, "ab_bins", 2)
         check(len(ab_range) == 2 and ab_range[0] < ab_range[1], "ab_range", ab_range,
               "a (low, high) pair of raw Lab a/b values, e.g. (-110, 110)")
         super().__init__(dataset, backbone_l, in_channels=1, **kwargs)
@@ -109,8 +109,8 @@ class SplitBrainSupervisor(Supervisor):
                                                out_size, norm=norm, head_kernel=1)
         self.decoder_ab = decoders.for_backbone(self.backbone_ab, self.image_size, l_bins,
                                                 out_size, norm=norm, head_kernel=1)
-        self._record_hparams(l_bins=l_bins, ab_bins=ab_bins, ab_range=list(self.ab_range),
-                             output_stride=output_stride, backbone_ab=self.backbone_ab.name)
+        self._record_hparams(ab_range=list(self.ab_range), output_stride=output_stride,
+                             backbone_ab=self.backbone_ab.name)
 
     def get_backbone(self) -> SplitBrainEncoder:
         """RGB images to the concatenated L-encoder and ab-encoder features."""
