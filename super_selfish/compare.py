@@ -671,7 +671,16 @@ def _summary_metrics(records: Sequence[Mapping[str, Any]]) -> List[str]:
 def summarize_seeds(tables: Sequence["ComparisonTable"], seeds: Sequence[int]
                     ) -> "ComparisonTable":
     """One row per label from per-seed comparisons: means, standard deviations over seeds, and
-    for accuracies and gains the difference to the first trained row with its bootstrap CI."""
+    for accuracies the difference to the first trained row with its bootstrap CI (gains get a
+    mean and standard deviation only).
+
+    Args:
+        tables: one single-seed comparison per seed, rows labelled alike.
+        seeds: the seeds, in the order of ``tables``.
+
+    Returns:
+        The summary table; its ``runs`` attribute holds every per-seed record.
+    """
     runs = [dict(record) for table in tables for record in table]
     labels = list(dict.fromkeys(r["method"] for r in runs))
     trained = [label for label in labels
@@ -692,7 +701,7 @@ def summarize_seeds(tables: Sequence["ComparisonTable"], seeds: Sequence[int]
                 spread = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 \
                     if len(values) > 1 else 0.0
                 row[metric + "_sd"] = spread
-            if metric.endswith(("_accuracy", "_gain")) and label in trained and label != first:
+            if metric.endswith("_accuracy") and label in trained and label != first:
                 base = [float(r[metric]) for r in runs if r["method"] == first and metric in r]
                 if base:
                     diff, low, high = bootstrap_difference(base, values)
