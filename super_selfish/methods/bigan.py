@@ -81,6 +81,7 @@ class BiGANSupervisor(AdversarialSupervisor):
         return self.encoder_head(self.backbone(images))
 
     def sample_latent(self, n: int, device: torch.device) -> torch.Tensor:
+        """``n`` latent codes from the prior (Gaussian, or uniform in [-1, 1])."""
         if self.prior == "gaussian":
             return torch.randn(n, self.latent_dim, device=device)
         return torch.rand(n, self.latent_dim, device=device) * 2 - 1

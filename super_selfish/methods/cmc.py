@@ -30,6 +30,7 @@ class LabEncoder(nn.Module):
         self.name = f"cmc-lab({getattr(l_encoder, 'name', 'custom')})"
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Features of the L and ab encoders of the Lab image, concatenated."""
         lab = to_lab(images)
         return torch.cat([self.l_encoder(lab[:, :1]), self.ab_encoder(lab[:, 1:])], dim=1)
 

@@ -32,6 +32,7 @@ class MaskedConv2d(nn.Conv2d):
         self.register_buffer("mask", mask, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The convolution with the rows below the centre masked out."""
         return self._conv_forward(x, self.weight * self.mask, self.bias)
 
 
@@ -52,6 +53,7 @@ class ContextNetwork(nn.Module):
             for _ in range(blocks))
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        """Contexts (N, C, H, W) of the codes (N, C, H, W)."""
         out = codes
         for block in self.blocks:
             out = out + block(out)

@@ -47,6 +47,7 @@ class DINOHead(nn.Module):
         scale.requires_grad_(not norm_last_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Prototype scores of the L2-normalised bottleneck of ``x``."""
         return self.last_layer(F.normalize(self.mlp(x), dim=-1))
 
 
@@ -72,9 +73,10 @@ class DINOSupervisor(MomentumSupervisor):
 
     The last layer of the student head gets no updates during the first
     ``freeze_last_layer_steps`` steps (default: one epoch, the authors' default, but at most a
-    tenth of the run so that short runs train it), which stabilises the start of training. As in the paper's code its gradients are dropped after
-    backward (:meth:`_after_backward`); it stays in the optimizer, so a later ``supervise()``
-    on the same object, or a resume, trains it as usual.
+    tenth of the run so that short runs train it), which stabilises the start of training. As
+    in the paper's code its gradients are dropped after backward (:meth:`_after_backward`); it
+    stays in the optimizer, so a later ``supervise()`` on the same object, or a resume, trains
+    it as usual.
 
     ``get_backbone()`` returns the teacher backbone: the paper evaluates and releases the
     teacher, an average of the students that it reports to be the better encoder;
@@ -141,6 +143,7 @@ class DINOSupervisor(MomentumSupervisor):
         return self.warmup_teacher_temp + frac * (self.teacher_temp - self.warmup_teacher_temp)
 
     def last_layer_frozen(self) -> bool:
+        """Whether this step falls in the last layer's freeze window."""
         steps = self.freeze_last_layer_steps
         steps = _joint.default_freeze_steps(self) if steps is None else steps
         return self.global_step < steps

@@ -45,6 +45,7 @@ class SplitBrainEncoder(nn.Module):
         self.feature_dim = encoder_l.feature_dim + encoder_ab.feature_dim
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Features of the L and ab encoders of the Lab image, concatenated."""
         lab = color.to_lab(images)
         return torch.cat([self.encoder_l(lab[:, :1]), self.encoder_ab(lab[:, 1:])], dim=1)
 

@@ -107,9 +107,11 @@ class SwAVSupervisor(Supervisor):
 
     @torch.no_grad()
     def normalize_prototypes(self) -> None:
+        """Project the prototypes back onto the unit sphere (before each step, as the paper)."""
         self.prototypes.weight.copy_(F.normalize(self.prototypes.weight, dim=1))
 
     def prototypes_frozen(self) -> bool:
+        """Whether this step falls in the prototypes' freeze window."""
         steps = self.freeze_prototypes_steps
         steps = _joint.default_freeze_steps(self) if steps is None else steps
         return self.global_step < steps
