@@ -17,7 +17,7 @@ kNN and linear-probe accuracy as mean and standard deviation over the seeds, the
 means to the baseline with a 95% bootstrap interval, and images/s. Images are resized to
 ``--size`` first (the study magnified and cropped 96-px STL-10 images to 96 px).
 
-    OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/bio_simclr.py --train 2000 --epochs 4
+    OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/bio_simclr.py  # the README's run, 2 seeds
 
 ``--seeds 0 --out runs/seed0`` and ``--seeds 1 --out runs/seed1`` run the seeds as separate
 processes; ``--merge runs/seed0 runs/seed1`` then builds the table over both seeds.
@@ -52,11 +52,11 @@ def pipelines(names: list[str], size: int) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train", type=int, default=3000, help="Imagenette training images")
-    parser.add_argument("--test", type=int, default=1000, help="Imagenette val images")
+    parser.add_argument("--train", type=int, default=1000, help="Imagenette training images")
+    parser.add_argument("--test", type=int, default=500, help="Imagenette val images")
     parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--backbone", default="convnet-small")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--pipelines", nargs="+", default=PIPELINES)

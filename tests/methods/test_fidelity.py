@@ -6,13 +6,15 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
-from super_selfish import augment, data
-from super_selfish.errors import ConfigError
+from super_selfish import augment, data, methods
+from super_selfish.errors import CheckpointError, ConfigError
 from super_selfish.methods import (ContrastivePredictiveCodingSupervisor, DINOSupervisor,
-                                   MomentumContrastSupervisor, PIRLSupervisor, SimCLRSupervisor,
-                                   SwAVSupervisor)
+                                   MomentumContrastSupervisor, PIRLSupervisor,
+                                   RotateNetSupervisor, SimCLRSupervisor, SwAVSupervisor)
 from super_selfish.methods import cpc as cpc_module
+from super_selfish.methods.mae import MAEDecoder
 
 
 def tiny_net() -> nn.Module:
@@ -47,7 +49,8 @@ FROZEN = {
 
 def frozen_case(name, images):
     cls, kwargs, part = FROZEN[name]
-    sup = cls(images, tiny_net(), seed=0, augment=augment.build(name, 32, n_local=1), **kwargs)
+    sup = cls(images[:32], tiny_net(), seed=0, augment=augment.build(name, 32, n_local=0),
+              **kwargs)
     return sup, part
 
 
@@ -55,10 +58,10 @@ def frozen_case(name, images):
 def test_frozen_part_trains_in_a_second_supervise(name, images):
     sup, part = frozen_case(name, images)
     start = part(sup).detach().clone()
-    run(sup)  # 2 steps, both inside the freeze window (3 steps)
+    run(sup, batch_size=16)  # 2 steps, both inside the freeze window (3 steps)
     assert torch.allclose(part(sup), start, atol=1e-6)  # SwAV: re-normalised only
     assert any(p is part(sup) for g in sup.optimizer.param_groups for p in g["params"])
-    run(sup, epochs=2)  # steps 2 (frozen) and 3 (free)
+    run(sup, epochs=2, batch_size=16)  # steps 2 (frozen) and 3 (free)
     assert not torch.allclose(part(sup), start)
 
 
@@ -66,9 +69,22 @@ def test_frozen_part_trains_in_a_second_supervise(name, images):
 def test_frozen_part_resumes_in_place(name, images, tmp_path):
     sup, part = frozen_case(name, images)
     start = part(sup).detach().clone()
-    run(sup, name=str(tmp_path / "run"))
-    run(sup, name=str(tmp_path / "run"), epochs=2, pretrained=True)  # no param-group error
+    run(sup, name=str(tmp_path / "run"), batch_size=16)
+    run(sup, name=str(tmp_path / "run"), epochs=2, batch_size=16, pretrained=True)  # no error
     assert sup.epoch == 2 and not torch.allclose(part(sup), start)
+
+
+@pytest.mark.parametrize("name", list(FROZEN))
+def test_default_freeze_window_is_at_most_a_tenth_of_a_short_run(name, images):
+    """The papers freeze for one epoch; in a 1-epoch run that was the whole run, so the last
+    layer / prototypes never trained. The default window is min(1 epoch, 10% of the run)."""
+    cls, kwargs, part = FROZEN[name]
+    kwargs = {k: v for k, v in kwargs.items() if not k.startswith("freeze_")}
+    sup = cls(images[:64], tiny_net(), seed=0, augment=augment.build(name, 32, n_local=0),
+              **kwargs)
+    start = part(sup).detach().clone()
+    run(sup, batch_size=8)  # 8 steps: frozen for ceil(0.8) = 1 step, then trained
+    assert sup.global_step == 8 and not torch.allclose(part(sup), start)
 
 
 # ---------------------------------------------------------------------------- item 3: CPC
@@ -127,16 +143,17 @@ def test_pirl_image_branch_uses_the_paper_augmentation():
 def test_swav_queue_follows_the_paper_scaled_to_the_run(images, capsys):
     kwargs = dict(n_prototypes=16, hidden_dim=32, projection_dim=16, seed=0,
                   augment=augment.build("swav", 32, n_local=0))
-    sup = SwAVSupervisor(images, tiny_net(), **kwargs)
-    assert sup.queues[0].size == 64  # min(3840, len(dataset))
+    sup = SwAVSupervisor(images[:32], tiny_net(), **kwargs)
+    assert sup.queues[0].size == 32  # min(3840, len(dataset))
     # Fills from epoch min(15, ceil(3 / 20)) = 1 (the second), is full and read in the third.
     history = run(sup, epochs=3, batch_size=16)
     assert [r["queue_active"] for r in history] == [0.0, 0.0, 1.0]
-    assert sup._queue_start == 1 and int(sup.queues[0].filled) == 64
-    assert capsys.readouterr().err.count("queue of 64 embeddings per global crop active") == 1
+    assert sup._queue_start == 1 and int(sup.queues[0].filled) == 32
+    assert capsys.readouterr().err.count("queue of 32 embeddings per global crop active") == 1
     # At the paper's batch (256) and above the automatic queue stays off.
     big = SwAVSupervisor(torch.cat([images] * 4), tiny_net(), **kwargs)
-    assert "queue_active" not in run(big, epochs=1, batch_size=256)[0]
+    run(big, epochs=0, batch_size=256)
+    assert not big._queue_used
     assert SwAVSupervisor(images, tiny_net(), queue_length=0, **kwargs).queues is None
 
 
@@ -165,3 +182,129 @@ def test_simclr_preset_follows_the_paper_per_resolution():
     assert _op(augment.build("moco_v2", 32), "GaussianBlur").p == 0.5  # MoCo v2's own recipe
     with pytest.raises(ConfigError, match="color_strength"):
         augment.build("simclr", 32, color_strength=-1)
+
+
+# ---------------------------------------------------------------------------- item 8: per view
+PER_VIEW = {"byol": dict(hidden_dim=16, projection_dim=8),
+            "simsiam": dict(hidden_dim=16, projection_dim=8, predictor_hidden_dim=4),
+            "barlow": dict(hidden_dim=16, projection_dim=8),
+            "vicreg": dict(hidden_dim=16, projection_dim=8),
+            "nnclr": dict(hidden_dim=16, projection_dim=8, predictor_hidden_dim=16)}
+
+
+@pytest.mark.parametrize("name", list(PER_VIEW))
+def test_each_view_gets_its_own_batchnorm_statistics(name, images):
+    sup = methods.get(name)(images[:16], tiny_net(), seed=0, **PER_VIEW[name])
+    run(sup, epochs=0, batch_size=8)
+    sizes = []
+    for module in sup.modules():
+        if isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d):
+            module.register_forward_hook(lambda m, args, out: sizes.append(len(args[0])))
+    sup.train()._forward(next(iter(sup.loader)))
+    assert sizes and set(sizes) == {8}  # never the two views' 16 together
+
+
+# ---------------------------------------------------------------------------- item 9: heads
+class MapDecoder(nn.Module):
+    """A user decoder: 1x1 conv of the feature map, resized to ``size``."""
+
+    def __init__(self, out, sigmoid=True):
+        super().__init__()
+        self.conv, self.sigmoid = nn.LazyConv2d(out, 1), sigmoid
+
+    def forward(self, maps, size):
+        out = F.interpolate(self.conv(maps), size=tuple(size), mode="nearest")
+        return out.sigmoid() if self.sigmoid else out
+
+
+class PairCritic(nn.Module):
+    def __init__(self, latent_dim):
+        super().__init__()
+        self.image, self.code = nn.Linear(3 * 32 * 32, 1), nn.Linear(latent_dim, 1)
+
+    def forward(self, images, z):
+        return (self.image(images.flatten(1)) + self.code(z)).squeeze(1)
+
+
+def _user_heads(name):
+    """Modules of the user's own for every head argument of method ``name`` (lazy layers take
+    their input width from the first call, as a user's head may)."""
+    lin = nn.LazyLinear
+    if name in ("simclr", "barlow", "vicreg", "swav", "moco", "instdisc"):
+        return {"projector" if name != "instdisc" else "head": lin(8)}
+    if name in ("simsiam", "nnclr"):
+        return {"projector": lin(8), "predictor": nn.Linear(8, 8)}
+    if name == "byol":  # the default predictor takes the user projector's width
+        return {"projector": lin(8)}
+    if name == "dino":
+        return {"head": lin(32)}
+    if name in ("rotnet", "jigsaw", "relpos", "exemplar"):
+        return {"predictor": lin({"rotnet": 4, "jigsaw": 24, "relpos": 8, "exemplar": 10}[name])}
+    if name == "pirl":
+        return {"head": lin(8), "tile_head": lin(4), "jigsaw_head": lin(8)}
+    if name == "cmc":
+        return {"head": lin(8), "ab_head": lin(8)}
+    if name == "cpc":
+        return {"context": nn.Conv2d(16, 16, 1)}
+    if name == "denoise":
+        return {"decoder": MapDecoder(3)}
+    if name == "context":
+        return {"decoder": MapDecoder(3),
+                "discriminator": nn.Sequential(nn.Flatten(), lin(1), nn.Flatten(0))}
+    if name == "splitbrain":
+        return {"decoder_l": MapDecoder(16 ** 2, False), "decoder_ab": MapDecoder(50, False)}
+    if name == "mae":
+        return {"decoder": MAEDecoder(192, 4 * 4 * 3, 32, 1, 2)}
+    if name == "bigan":
+        return {"encoder_head": lin(128),
+                "generator": nn.Sequential(nn.Linear(128, 3 * 32 * 32), nn.Sigmoid(),
+                                           nn.Unflatten(1, (3, 32, 32))),
+                "discriminator": PairCritic(128)}
+    raise AssertionError(f"no user heads for {name}")
+
+
+ATTRIBUTE = {"predictor": {"rotnet": "classifier", "jigsaw": "classifier",
+                           "relpos": "classifier", "exemplar": "classifier"},
+             "context": {"cpc": "context"}}
+
+
+def _tiny_backbone(name):
+    if name == "mae":
+        return "vit-tiny"
+    if name in ("cmc", "splitbrain"):  # an L and an ab encoder
+        return (nn.Sequential(nn.Conv2d(1, 16, 3, 2, 1), nn.ReLU()),
+                nn.Sequential(nn.Conv2d(2, 16, 3, 2, 1), nn.ReLU()))
+    return tiny_net()
+
+
+def test_every_supervisor_takes_its_heads_as_arguments():
+    assert len(methods.available()) == 22
+    for name in methods.available():
+        cls = methods.get(name)
+        extra = {"num_images": 10} if name == "exemplar" else {}
+        heads = _user_heads(name)
+        sup = cls(None, _tiny_backbone(name), image_size=32, **extra, **heads)
+        for argument, module in heads.items():
+            attribute = ATTRIBUTE.get(argument, {}).get(name, argument)
+            assert getattr(sup, attribute) is module, (name, argument)
+        assert sup.hparams["custom_heads"] == list(heads), name
+    with pytest.raises(ConfigError, match="projector"):
+        SimCLRSupervisor(None, tiny_net(), projector="mlp")
+
+
+def test_a_user_head_is_trained_saved_and_restored(images, tmp_path):
+    name = str(tmp_path / "rot")
+    head = nn.Sequential(nn.Linear(256, 32), nn.ReLU(), nn.Linear(32, 4))
+    sup = RotateNetSupervisor(images[:32], predictor=head, seed=0)
+    start = [p.detach().clone() for p in head.parameters()]
+    run(sup, name=name, batch_size=16)
+    assert sup.classifier is head
+    assert all(not torch.equal(a, b) for a, b in zip(start, head.parameters()))
+    with pytest.raises(CheckpointError, match="predictor of your own.*predictor="):
+        RotateNetSupervisor.from_checkpoint(name)
+    other = nn.Sequential(nn.LazyLinear(32), nn.ReLU(), nn.Linear(32, 4))  # sized on use
+    back = RotateNetSupervisor.from_checkpoint(name, predictor=other)
+    assert back.classifier is other
+    assert all(torch.equal(a, b) for a, b in zip(head.parameters(), other.parameters()))
+    with pytest.raises(ConfigError, match="predictor"):
+        RotateNetSupervisor(image_size=32, predictor=nn.Linear(256, 5))  # 4 rotations
