@@ -24,6 +24,7 @@ def _texts(nb, stream: str = "") -> str:
     return "\n".join(parts)
 
 
+@pytest.mark.slow
 def test_compare_methods_notebook_executes(tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")

@@ -6,6 +6,7 @@ import pytest
 from super_selfish import SimCLRSupervisor, data, evaluate
 
 
+@pytest.mark.slow
 def test_learning_check_simclr_beats_random_init_on_the_real_sample():
     """SimCLR must learn: on the bundled CIFAR-10 sample (5,000 train / 1,000 test), 5 epochs
     of SimCLR with convnet-small raise weighted kNN (k=200) accuracy from 0.308 at random

@@ -500,6 +500,7 @@ def _wait_for(proc: subprocess.Popen, marker: str, log: str) -> None:
     pytest.fail(f"no {marker!r} from the training process: {Path(log).read_text()[-3000:]}")
 
 
+@pytest.mark.slow
 def test_sigterm_resumes_bit_identical_and_sigkill_keeps_last_checkpoint(tmp_path):
     # Every run is a separate process (one thread each), so all use the same code and settings.
     script = tmp_path / "train.py"
