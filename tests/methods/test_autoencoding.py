@@ -6,8 +6,9 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from toys import sample_subset
 
-from super_selfish import backbones, color, data, decoders, methods, store
+from super_selfish import backbones, color, decoders, methods, store
 from super_selfish.data import Batch
 from super_selfish.errors import ConfigError
 from super_selfish.losses import MaskedPatchLoss
@@ -40,8 +41,7 @@ def _small_backbone(name):
 
 @pytest.fixture(scope="module")
 def cifar64():
-    ds = data.materialize(data.dataset("cifar10-sample"))
-    return ds.subset(torch.randperm(5000, generator=torch.Generator().manual_seed(0))[:64])
+    return sample_subset(64)
 
 
 def _snapshot(module):

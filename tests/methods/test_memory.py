@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from toys import sample_subset
 
 from super_selfish import augment, data, jigsaw, methods
 from super_selfish.color import to_lab
@@ -53,8 +54,7 @@ LEARNERS = {
 
 @pytest.fixture(scope="module")
 def subset():
-    ds = data.materialize(data.dataset("cifar10-sample"))
-    return ds.subset(torch.randperm(5000, generator=torch.Generator().manual_seed(0))[:64])
+    return sample_subset(64)
 
 
 def ready(sup, batch_size, epochs=1):

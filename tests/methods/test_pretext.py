@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from toys import sample_subset
 
 from super_selfish import (ExemplarSupervisor, JigsawSupervisor, RelativePositionSupervisor,
                            RotateNetSupervisor, data, jigsaw, methods)
@@ -28,8 +29,7 @@ METHODS = {
 
 @pytest.fixture(scope="module")
 def subset64() -> data.TensorImageDataset:
-    ds = data.materialize(data.dataset("cifar10-sample", "train"))
-    return ds.subset(torch.randperm(len(ds), generator=torch.Generator().manual_seed(0))[:64])
+    return sample_subset(64)
 
 
 def trainable(sup) -> dict:

@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn as nn
 from torch.utils.data import Dataset
+from toys import sample_subset
 
 import super_selfish
 from super_selfish import Callback, SimCLRSupervisor, data, store
@@ -24,11 +25,6 @@ from super_selfish.momentum import ema_update, frozen_copy
 
 REPO = Path(super_selfish.__file__).resolve().parent.parent
 SMALL = dict(hidden_dim=128, projection_dim=32)  # a small projector keeps CPU steps fast
-
-
-def sample_subset(n: int, seed: int = 0) -> data.TensorImageDataset:
-    ds = data.materialize(data.dataset("cifar10-sample"))
-    return ds.subset(torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:n])
 
 
 @pytest.fixture(scope="module")
