@@ -18,11 +18,10 @@ import torch.nn as nn
 import torchvision
 
 from . import console, store, validate
+from .augment.ops import IMAGENET_MEAN, IMAGENET_STD  # the one definition (Normalize's too)
 from .errors import CheckpointError, DataError, check, unknown_name
 from .registry import Registry
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 NORMS = ("batch", "group", "layer")
 BACKBONE_FILE = "backbone"  # the ``kind`` of a file written by :func:`save`
 #: Float inputs must lie in [0, 1]; this slack absorbs interpolation overshoot, while 0..255

@@ -301,6 +301,14 @@ class Checkpointing:
         try:
             self.load_state_dict(payload["state"], strict=strict)
         except RuntimeError as exc:
+            missing = [h for h in payload["hparams"].get("custom_heads", [])
+                       if h not in self.hparams.get("custom_heads", [])]
+            if missing:  # trained with a head of the user's own: it must be given again
+                raise CheckpointError(
+                    f"{str(path)!r} was trained with a {missing[0]} of your own, which a "
+                    f"checkpoint cannot rebuild: pass the same kind of module again, e.g. "
+                    f"{type(self).__name__}.from_checkpoint(name, {missing[0]}=my_"
+                    f"{missing[0]}).") from exc
             raise CheckpointError(f"{str(path)!r} does not fit this {type(self).__name__} "
                                   f"(different hyper-parameters? saved {payload['hparams']}): "
                                   f"{exc}") from exc

@@ -53,10 +53,12 @@ class Budget(Dict[str, float]):
 
     @property
     def epochs(self) -> Optional[int]:
+        """The epoch budget, or None."""
         return self.get("epochs")  # type: ignore[return-value]
 
     @property
     def seconds(self) -> Optional[float]:
+        """The wall-clock budget in seconds, or None."""
         return self.get("seconds")
 
     def __str__(self) -> str:
@@ -74,9 +76,20 @@ _UNITS = {"s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1, "m": 60, "min"
 
 def parse_budget(budget: Any = None, epochs: Optional[int] = None,
                  seconds: Optional[float] = None) -> Budget:
-    """Normalise a budget: an int (epochs), ``dict(epochs=N)``, ``dict(seconds=S)``, both,
-    or a string such as ``"5 epochs"``, ``"90s"``, ``"10 min"``; or the ``epochs=`` /
-    ``seconds=`` keywords. Nothing given: ``DEFAULT_EPOCHS`` (10) epochs."""
+    """Normalise a budget.
+
+    Args:
+        budget: an int (epochs), ``dict(epochs=N)``, ``dict(seconds=S)``, both, or a string
+            such as ``"5 epochs"``, ``"90s"``, ``"10 min"``.
+        epochs: the epoch budget, instead of ``budget``.
+        seconds: the wall-clock budget, instead of ``budget``.
+
+    Returns:
+        The :class:`Budget`; nothing given: ``DEFAULT_EPOCHS`` (10) epochs.
+
+    Raises:
+        ConfigError: both ``budget`` and a keyword are given, or a value is invalid.
+    """
     expected = ("an int (epochs), dict(epochs=N) and/or dict(seconds=S), or a string such as "
                 "'5 epochs' or '90s'")
     if budget is not None and (epochs is not None or seconds is not None):
@@ -208,6 +221,14 @@ class ComparisonTable(list):
     names itself), plus ``backbone``, ``budget`` and ``seed``. :attr:`protocols` describes
     exactly how each accuracy was obtained; :attr:`meta` what was compared (dataset, image
     size, budget, batch size), used for the plot's title.
+
+    Args:
+        records: the rows.
+        protocols: ``{accuracy column: how it was measured}``.
+        notes: further notes printed under the table (memory measurement, settings).
+        histories: each method's epoch records.
+        backbones: each method's trained backbone.
+        meta: what was compared (dataset, image size, budget, batch size).
     """
 
     def __init__(self, records: Sequence[Dict[str, Any]] = (), *,
@@ -225,6 +246,7 @@ class ComparisonTable(list):
 
     @property
     def columns(self) -> List[str]:
+        """The record fields in table order: method first, accuracies, gains, then the rest."""
         keys = list(dict.fromkeys(k for r in self for k in r))
         first = [k for k in _FIRST if k in keys]
 
@@ -240,7 +262,14 @@ class ComparisonTable(list):
 
     @staticmethod
     def is_baseline(record: Mapping[str, Any]) -> bool:
-        """Whether ``record`` is an untrained-baseline row (it names itself as baseline)."""
+        """Whether ``record`` is an untrained-baseline row (it names itself as baseline).
+
+        Args:
+            record: one row of the table.
+
+        Returns:
+            True for a baseline row.
+        """
         return record.get("baseline") is not None and record.get("baseline") == record.get(
             "method")
 
@@ -250,7 +279,17 @@ class ComparisonTable(list):
         return [r for r in self if self.is_baseline(r)]
 
     def best(self, metric: str = "knn_accuracy") -> Dict[str, Any]:
-        """The trained method's record with the highest ``metric`` (baseline rows excluded)."""
+        """The trained method's record with the highest ``metric`` (baseline rows excluded).
+
+        Args:
+            metric: a column, e.g. ``"knn_accuracy"``.
+
+        Returns:
+            That record (a baseline row only when no trained method has ``metric``).
+
+        Raises:
+            ConfigError: no record has ``metric``.
+        """
         check(any(metric in r for r in self), "metric", metric, f"one of {self.columns}")
         candidates = [r for r in self if metric in r and not self.is_baseline(r)]
         return max(candidates or [r for r in self if metric in r], key=lambda r: r[metric])
@@ -277,7 +316,15 @@ class ComparisonTable(list):
         return str(value)
 
     def to_markdown(self, digits: int = 4, notes: bool = True) -> str:
-        """A GitHub-markdown table, followed by the protocol and memory notes."""
+        """A GitHub-markdown table, followed by the protocol and memory notes.
+
+        Args:
+            digits: decimals of accuracies and gains, significant digits of other numbers.
+            notes: append the protocol descriptions and notes.
+
+        Returns:
+            The Markdown text.
+        """
         if not self:
             return "(empty comparison)"
         columns = self.columns
@@ -301,7 +348,14 @@ class ComparisonTable(list):
         return self.to_markdown()
 
     def to_json(self, path: Union[str, os.PathLike]) -> Path:
-        """Write records, protocols and notes to a JSON file."""
+        """Write records, protocols, notes and meta to a JSON file.
+
+        Args:
+            path: the file to write (its folder is created).
+
+        Returns:
+            The path written.
+        """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w") as handle:
@@ -312,6 +366,14 @@ class ComparisonTable(list):
 
     @classmethod
     def from_json(cls, path: Union[str, os.PathLike]) -> "ComparisonTable":
+        """Read a table written by :meth:`to_json` (without histories and backbones).
+
+        Args:
+            path: the JSON file.
+
+        Returns:
+            The :class:`ComparisonTable`.
+        """
         with open(path) as handle:
             payload = json.load(handle)
         table = cls(payload["records"], protocols=payload.get("protocols"),
@@ -320,6 +382,14 @@ class ComparisonTable(list):
         return table
 
     def to_csv(self, path: Union[str, os.PathLike]) -> Path:
+        """Write the records (one row per method, :attr:`columns` in order) to a CSV file.
+
+        Args:
+            path: the file to write (its folder is created).
+
+        Returns:
+            The path written.
+        """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w", newline="") as handle:
@@ -331,7 +401,16 @@ class ComparisonTable(list):
     def plot(self, metrics: Optional[Sequence[str]] = None,
              path: Optional[Union[str, os.PathLike]] = None):
         """Bar charts per metric, baseline marked, titled with :attr:`meta` (see
-        :func:`super_selfish.plots.plot_comparison`)."""
+        :func:`super_selfish.plots.plot_comparison`).
+
+        Args:
+            metrics: the columns to draw (default: the accuracies, then training time,
+                throughput and peak memory).
+            path: write a PNG there when given.
+
+        Returns:
+            The matplotlib ``Figure``.
+        """
         from .plots import plot_comparison
 
         return plot_comparison(self, metrics, path)
@@ -343,7 +422,15 @@ BASELINE_LABEL = "untrained"
 
 def network_fingerprint(module: torch.nn.Module) -> str:
     """Identity of a network: its module types, parameter/buffer names, shapes and values.
-    Two methods whose untrained backbones have equal fingerprints start from the same net."""
+
+    Two methods whose untrained backbones have equal fingerprints start from the same net.
+
+    Args:
+        module: the network.
+
+    Returns:
+        A hex SHA-1 digest.
+    """
     digest = hashlib.sha1()
     for name, sub in module.named_modules():
         digest.update(f"{name}:{type(sub).__module__}.{type(sub).__qualname__};".encode())
@@ -386,11 +473,22 @@ def untrained_record(backbone: torch.nn.Module, memory: Any, test: Any,
                      label: str = BASELINE_LABEL
                      ) -> Tuple[Dict[str, Any], Dict[str, evaluate.ProbeResult]]:
     """The baseline row: ``backbone`` as it is before any training, scored by ``protocols``
-    on the same data as the trained methods. Returns the record and the protocol results.
+    on the same data as the trained methods.
 
     The caller's RNG is left as it was, so scoring the baseline does not change the run that
     follows; the backbone is only read (frozen protocols run it in eval mode under
     ``no_grad``, fine-tuning trains a copy).
+
+    Args:
+        backbone: the untrained network.
+        memory: labelled images for the kNN memory / probe training.
+        test: labelled held-out images.
+        protocols: ``{name: options}`` as for :func:`super_selfish.evaluate.run_protocols`.
+        seed: recorded in the row.
+        label: the row's ``method`` and ``baseline`` name.
+
+    Returns:
+        The record and the protocol results.
     """
     started = time.perf_counter()
     with torch.random.fork_rng(devices=[d for d in [evaluate._device_of(backbone)]
@@ -682,20 +780,29 @@ def compare(methods: Union[MethodSpec, Sequence[MethodSpec], Mapping[str, Method
             ``finetune``, ``finetune-1%``, ``finetune-10%``; see
             :func:`super_selfish.evaluate.run_protocols`); ``()`` skips evaluation.
         test_dataset: labelled held-out images (default: the ``test`` split of a named
-            dataset). ``eval_train_dataset``: labelled images for the kNN memory / probe
-            training (default: ``dataset``).
+            dataset).
         seed: the same for every method: initial weights, data order, augmentations.
-        batch_size: the same for every method. lr: the same for every method when given;
-            by default each method trains on its own recipe (``Supervisor.recipe()``:
-            optimizer, rate scaled to ``batch_size``, weight decay, warm-up, schedule; the
-            rate is recorded in the ``lr`` column, the optimizer in ``optimizer``).
-            ``supervise_options`` adds other
-            ``supervise`` arguments (e.g. ``weight_decay``, ``lr_scheduler``) and
-            ``method_options`` constructor options per label (e.g. ``{"simclr":
-            {"temperature": 0.2}}``).
+        batch_size: the same for every method.
+        lr: the same for every method when given; by default each method trains on its
+            own recipe (``Supervisor.recipe()``: optimizer, rate scaled to ``batch_size``,
+            weight decay, warm-up, schedule; the rate is recorded in the ``lr`` column, the
+            optimizer in ``optimizer``).
+        epochs: the budget in epochs (instead of ``budget``).
+        seconds: the wall-clock budget in seconds (instead of ``budget``).
+        eval_train_dataset: labelled images for the kNN memory / probe training (default:
+            ``dataset``).
+        image_size: the training views' side for every method (default: each method's,
+            from the data).
+        device: where to train and evaluate (default: CUDA when available).
+        method_options: constructor options per label, e.g. ``{"simclr":
+            {"temperature": 0.2}}``.
+        supervise_options: other ``supervise`` arguments for every method (e.g.
+            ``weight_decay``, ``lr_scheduler``).
         callbacks: extra callbacks for every run, or ``callable(label) -> callbacks``.
         name: when given, checkpoints go to ``<name>/<label>`` and the table to
             ``<name>/comparison.{json,csv}``; otherwise nothing is written.
+        progress: show each run's progress bar.
+        keep_backbones: keep each method's trained backbone in ``.backbones``.
         baseline: score the untrained starting network(s) too (see above); ``False`` skips.
         augment: compare augmentation pipelines instead of methods: a list of presets (names),
             op-spec lists, ``Pipeline`` or ``Views`` objects, or a dict ``{label: pipeline}``,
@@ -708,10 +815,11 @@ def compare(methods: Union[MethodSpec, Sequence[MethodSpec], Mapping[str, Method
             10,000 resamples of each row's seeds, drawn independently, as the foveation
             study's analysis). Replaces ``seed``; the per-seed records are in ``.runs``.
 
-    Returns a :class:`ComparisonTable`; ``.histories`` and ``.backbones`` hold each method's
-    epoch records and trained backbone, ``.meta`` the dataset, image size, budget and batch
-    size (the plot's title). With ``seeds`` its rows are the per-label summaries, and
-    histories and backbones are keyed ``"<label> (seed <s>)"``.
+    Returns:
+        A :class:`ComparisonTable`; ``.histories`` and ``.backbones`` hold each method's
+        epoch records and trained backbone, ``.meta`` the dataset, image size, budget and
+        batch size (the plot's title). With ``seeds`` its rows are the per-label summaries,
+        and histories and backbones are keyed ``"<label> (seed <s>)"``.
 
     Example::
 

@@ -17,12 +17,12 @@ from typing import Any, Iterator, List, NamedTuple, Optional, Sequence, Tuple, T
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset
 
 from . import console, validate
 from .augment.core import LUMA
+from .augment.core import resize as _resize
 from .errors import DataError, check, unknown_name
 
 RESIZE_MODES = ("squash", "crop")
@@ -566,9 +566,8 @@ def resize_uint8(images: torch.Tensor, size: int, resize: str = "squash") -> tor
         side = min(height, width)
         top, left = (height - side) // 2, (width - side) // 2
         images = images[..., top:top + side, left:left + side]
-    out = F.interpolate(images.float(), size=(size, size), mode="bilinear",
-                        align_corners=False, antialias=True)
-    return out.round_().clamp_(0, 255).to(torch.uint8)
+    out = _resize(images.float(), (size, size))  # antialiased bilinear
+    return out.round().clamp_(0, 255).to(torch.uint8)
 
 
 def dataset(source: Any, split: str = "train", *, size: Optional[int] = None,

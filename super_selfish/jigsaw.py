@@ -85,12 +85,10 @@ def hamming_permutations(n_tiles: int, n_perms: int, seed: int = 0) -> torch.Ten
     Raises:
         ConfigError: an argument is out of range.
     """
-    check(isinstance(n_tiles, int) and 2 <= n_tiles <= 64, "n_tiles", n_tiles,
-          "an int from 2 to 64 (grid * grid)")
+    validate.int_in_range(n_tiles, "n_tiles", 2, 64, " (grid * grid)")
     limit = math.factorial(n_tiles)
-    check(isinstance(n_perms, int) and 1 <= n_perms <= min(limit, 10_000), "n_perms", n_perms,
-          f"an int from 1 to {min(limit, 10_000)} (there are {n_tiles}! = {limit} "
-          "permutations)")
+    validate.int_in_range(n_perms, "n_perms", 1, min(limit, 10_000),
+                          f" (there are {n_tiles}! = {limit} permutations)")
     validate.non_negative_int(seed, "seed")
     return _hamming_permutations(n_tiles, n_perms, seed).clone()
 
@@ -220,8 +218,8 @@ def cut_tiles(images: torch.Tensor, grid: int, tile_size: int, jitter: Optional[
     n, c, h, w = images.shape
     validate.positive_int(grid, "grid")
     cell = min(h, w) // grid
-    check(isinstance(tile_size, int) and 1 <= tile_size <= cell, "tile_size", tile_size,
-          f"an int from 1 to the cell size {cell} ({min(h, w)} px / grid {grid})")
+    validate.int_in_range(tile_size, "tile_size", 1, cell,
+                          f" (the cell size: {min(h, w)} px / grid {grid})")
     if not images.is_floating_point():
         images = images.float() / 255.0
     t = grid * grid
@@ -229,8 +227,7 @@ def cut_tiles(images: torch.Tensor, grid: int, tile_size: int, jitter: Optional[
     if jitter is None:
         shift = torch.randint(0, room + 1, (n, t, 2), generator=generator)
     else:
-        check(isinstance(jitter, int) and jitter >= 0, "jitter", jitter,
-              "None or a non-negative int (pixels)")
+        validate.non_negative_int(jitter, "jitter", " (pixels)", none="anywhere in the cell")
         shift = torch.randint(-jitter, jitter + 1, (n, t, 2), generator=generator)
         shift = (shift + room // 2).clamp(0, room)
     cells = torch.arange(t)

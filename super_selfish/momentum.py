@@ -49,8 +49,8 @@ def ema_update(target: nn.Module, online: nn.Module, momentum: float,
     for t, o in zip(target.parameters(), online.parameters()):
         t.mul_(momentum).add_(o.detach(), alpha=1.0 - momentum)
     if copy_buffers:
-        for t, o in zip(target.buffers(), online.buffers()):
-            t.copy_(o)
+        for buffer, source in zip(target.buffers(), online.buffers()):
+            buffer.copy_(source)
 
 
 def cosine_momentum(base: float, step: int, total_steps: int, final: float = 1.0) -> float:

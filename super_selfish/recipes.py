@@ -72,7 +72,14 @@ class Recipe:
         validate.non_negative_number(self.warmup_epochs, "warmup_epochs")
 
     def lr_for(self, batch_size: int) -> float:
-        """The learning rate at ``batch_size`` by this recipe's scaling rule."""
+        """The learning rate at ``batch_size`` by this recipe's scaling rule.
+
+        Args:
+            batch_size: the run's batch size.
+
+        Returns:
+            The starting learning rate.
+        """
         ratio = batch_size / self.batch_size
         if self.scaling == "linear":
             return self.lr * ratio
@@ -81,11 +88,22 @@ class Recipe:
         return self.lr
 
     def warmup_for(self, epochs: float) -> float:
-        """The recipe's warm-up in a run of ``epochs``: at most a tenth of the run."""
+        """The recipe's warm-up in a run of ``epochs``: at most a tenth of the run.
+
+        Args:
+            epochs: the run's length.
+
+        Returns:
+            The warm-up in epochs.
+        """
         return min(self.warmup_epochs, MAX_WARMUP_FRACTION * epochs)
 
     def optimizer_factory(self) -> Callable[..., Any]:
-        """``f(params, lr=...)`` building this recipe's optimizer."""
+        """The factory of this recipe's optimizer.
+
+        Returns:
+            ``f(params, lr=...)`` building the optimizer (with the recipe's momentum or betas).
+        """
         if self.factory is not None:
             return self.factory
         return optim.factory(self.optimizer, self.momentum, self.betas)
@@ -149,7 +167,11 @@ class Recipe:
                 f"for the recipe's rate.", UserWarning, stacklevel=4)
 
     def describe(self) -> Dict[str, Any]:
-        """The recipe as plain values (for checkpoints, histories and config files)."""
+        """The recipe as plain values (for checkpoints, histories and config files).
+
+        Returns:
+            A dict of the recipe's fields (``factory`` as its name, in ``optimizer``).
+        """
         values = asdict(self)
         values.pop("factory")
         values["betas"] = list(self.betas)
@@ -230,7 +252,17 @@ RECIPES: Dict[str, Recipe] = {
 
 
 def get(method: str) -> Recipe:
-    """The recipe of registered method ``method``."""
+    """The recipe of a registered method.
+
+    Args:
+        method: a registered method name, e.g. ``"simclr"``.
+
+    Returns:
+        Its :class:`Recipe`.
+
+    Raises:
+        UnknownNameError: no recipe has that name (the message suggests the closest).
+    """
     from .errors import unknown_name
 
     if method not in RECIPES:
@@ -246,8 +278,12 @@ def _rate(recipe: Recipe) -> str:
 
 
 def table_rows() -> list[list[str]]:
-    """One row per method: method, optimizer, lr (b: the run's batch size), weight decay,
-    momentum or betas, warm-up epochs, schedule, paper, deviation."""
+    """The rows of the README's recipe table, one per method.
+
+    Returns:
+        Rows of strings: method, optimizer, lr (b: the run's batch size), weight decay,
+        momentum or betas, warm-up epochs, schedule, paper, deviation.
+    """
     rows = []
     for name in sorted(RECIPES):
         r = RECIPES[name]
@@ -263,7 +299,11 @@ TABLE_HEADER = ["method", "optimizer", "lr (b = batch size)", "weight decay",
 
 
 def markdown_table() -> str:
-    """The README's "Training recipes" table (``python -m super_selfish.recipes``)."""
+    """The README's "Training recipes" table (``python -m super_selfish.recipes``).
+
+    Returns:
+        The table in Markdown.
+    """
     lines = ["| " + " | ".join(TABLE_HEADER) + " |", "|" + "---|" * len(TABLE_HEADER)]
     lines += ["| " + " | ".join(row) + " |" for row in table_rows()]
     return "\n".join(lines)

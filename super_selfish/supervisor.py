@@ -234,7 +234,8 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
     def _record_hparams(self, **values: Any) -> None:
         """Record hyper-parameters that are not plain constructor arguments (derived values
         such as a queue size fitted to the dataset); constructor arguments are recorded
-        automatically (:meth:`__init_subclass__`)."""
+        automatically (:meth:`__init_subclass__`).
+        """
         self.hparams.update(values)
 
     @property
@@ -244,9 +245,19 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
 
     @property
     def device(self) -> torch.device:
+        """The device of the supervisor's parameters."""
         return next(self.parameters()).device
 
     def to(self, *args: Any, **kwargs: Any) -> "Supervisor":  # type: ignore[override]
+        """``nn.Module.to``, remembering that the user chose the placement (``supervise`` keeps it).
+
+        Args:
+            *args: as for ``nn.Module.to`` (a device, a dtype, a memory format).
+            **kwargs: as for ``nn.Module.to``.
+
+        Returns:
+            ``self``.
+        """
         self._placed = True
         return super().to(*args, **kwargs)
 
@@ -321,7 +332,12 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
                                in_channels=self.image_channels, **options)
 
     def log(self, **scalars: float) -> None:
-        """Report extra per-step scalars (shown on the progress bar and in the history)."""
+        """Report extra per-step scalars (shown on the progress bar and in the history).
+
+        Args:
+            **scalars: name to value, e.g. ``log(accuracy=0.5)``; each epoch's record holds the
+                last step's values.
+        """
         for key, value in scalars.items():
             self._step_metrics[key] = float(value)
 
@@ -330,13 +346,27 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
 
         Runs outside any mixed-precision autocast: augmentations are float32 pixel maths (and
         some, like elastic deformation, only accept float32); the encoders cast afterwards.
+
+        Args:
+            images: uint8 images (N, C, H, W).
+
+        Returns:
+            One float batch per view, in [0, 1].
         """
         with torch.autocast(images.device.type, enabled=False):
             return self.views(images, generator=getattr(self, "_aug_gen", None))
 
     def encode_views(self, views: Sequence[torch.Tensor], encoder: Optional[nn.Module] = None
                      ) -> List[torch.Tensor]:
-        """Encode several views with one forward pass per view size (multi-crop friendly)."""
+        """Encode several views with one forward pass per view size (multi-crop friendly).
+
+        Args:
+            views: float batches, possibly of several sizes.
+            encoder: the module to run; None: the online backbone.
+
+        Returns:
+            One feature batch per view, in the order of ``views``.
+        """
         encoder = self.backbone if encoder is None else encoder
         out: List[Optional[torch.Tensor]] = [None] * len(views)
         for size in dict.fromkeys(v.shape[-2:] for v in views):
@@ -347,7 +377,14 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
         return out  # type: ignore[return-value]
 
     def forward(self, batch: data.Batch) -> torch.Tensor:
-        """Routes through ``_forward`` so DistributedDataParallel can wrap the supervisor."""
+        """Routes through ``_forward`` so DistributedDataParallel can wrap the supervisor.
+
+        Args:
+            batch: one batch of the loader.
+
+        Returns:
+            The batch's loss.
+        """
         return self._forward(batch)
 
     # ------------------------------------------------------------------ the entry point
@@ -370,46 +407,82 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
         """Train; returns the per-epoch history (also written to ``<name>/history.*``).
 
         Files: ``<name>.pt`` is the run's one checkpoint, rewritten after every epoch;
-        ``<name>/history.{json,csv}`` the per-epoch records. Without ``name`` every run gets a
-        new one, ``store/<method>-<YYYYmmdd-HHMMSS>``, so two runs never share a file; the
-        paths are printed when the run starts and ends (``self.run_name`` holds the name).
-        A ``name`` holding another method's checkpoint is refused unless ``overwrite=True``
-        (one of the same method is replaced, with a warning). Copies are opt-in:
-        ``keep_last=N`` keeps the last N epochs' checkpoints and ``keep_best=True`` the
-        lowest-loss one in ``<name>/checkpoints/``.
+        ``<name>/history.{json,csv}`` the per-epoch records. The paths are printed when the run
+        starts and ends (``self.run_name`` holds the name).
 
         The recipe: ``lr``, ``optimizer``, ``weight_decay``, ``warmup_epochs`` and
         ``lr_scheduler`` left to None come from the method's recipe (:meth:`recipe`, the
         paper's; table in the README), scaled to the run: the rate by ``batch_size`` as the
-        paper scales it, the warm-up clipped to a tenth of ``epochs``. Given ones win:
-        ``optimizer`` may be a name (``adam``, ``adamw``, ``sgd``, ``lars``, with the recipe's
-        momentum/betas) or a callable ``f(params, lr=...)`` such as ``torch.optim.Adam``;
-        ``lr_scheduler`` ``"cosine"``, ``"constant"`` or a callable of the optimizer returning
-        a scheduler stepped after every optimizer step (as in the original Super-Selfish).
-        What the run used is in ``run_options``, every history record and the checkpoint;
-        the starting rate is ``base_lr``.
+        paper scales it, the warm-up clipped to a tenth of ``epochs``. Given ones win. What the
+        run used is in ``run_options``, every history record and the checkpoint; the starting
+        rate is ``base_lr``.
 
-        ``ema`` (e.g. 0.999): also keep a Polyak average of the backbone, updated after every
-        step (``ema_backbone``; buffers such as BatchNorm statistics are copied), saved in the
-        checkpoint and returned by ``get_backbone(which="ema")``.
-
-        ``num_workers`` loader processes decode images read from files (folders, shards,
-        per-item datasets); None chooses :func:`super_selfish.data.default_num_workers`, and 0
-        for in-memory data, which is sliced without any.
-
-        ``pretrained=True`` (or ``resume=True``) continues the checkpoint ``name`` with its
-        optimizer, scheduler, RNG and epoch. Ctrl-C/SIGTERM finish the current step, write a
-        resumable checkpoint and return. A NaN/inf loss raises :class:`DivergenceError` and
-        leaves the last good checkpoint untouched (``skip_nonfinite`` skips the batch instead).
+        Ctrl-C/SIGTERM finish the current step, write a resumable checkpoint and return. A
+        NaN/inf loss raises :class:`DivergenceError` and leaves the last good checkpoint
+        untouched (``skip_nonfinite`` skips the batch instead).
 
         Scaling out (see ``docs/distributed.md``): under ``torchrun`` (``WORLD_SIZE`` > 1) or
         with ``distributed=True`` the process group is joined from the environment, the
         supervisor is wrapped in DistributedDataParallel, each process gets its own share of
         the data (``batch_size`` is per process), BatchNorm becomes SyncBatchNorm (unless
         ``sync_batchnorm=False``) and only rank 0 logs and writes checkpoints.
-        ``precision="bf16"|"fp16"`` trains under autocast (fp16 with a gradient scaler),
-        ``channels_last`` uses NHWC memory and ``compile`` (True or torch.compile keyword
-        arguments) compiles the backbone body in place.
+
+        Args:
+            lr: the starting learning rate; None: the recipe's, scaled to ``batch_size``.
+            optimizer: a name (``adam``, ``adamw``, ``sgd``, ``lars``, with the recipe's
+                momentum/betas) or a callable ``f(params, lr=...)`` such as
+                ``torch.optim.Adam``; None: the recipe's.
+            epochs: the epoch to train up to (a resumed run continues from its own).
+            batch_size: images per step and process.
+            shuffle: reshuffle the data every epoch.
+            num_workers: loader processes decoding images read from files (folders, shards,
+                per-item datasets); None: :func:`super_selfish.data.default_num_workers`, and 0
+                for in-memory data, which is sliced without any.
+            name: the run name or path; None gives every run a new one,
+                ``store/<method>-<YYYYmmdd-HHMMSS>``, so two runs never share a file. A name
+                holding another method's checkpoint is refused unless ``overwrite=True`` (one of
+                the same method is replaced, with a warning).
+            pretrained: continue the checkpoint ``name`` with its optimizer, scheduler, RNG and
+                epoch.
+            lr_scheduler: ``"cosine"``, ``"constant"`` or a callable of the optimizer returning a
+                scheduler stepped after every optimizer step (as in the original Super-Selfish);
+                None: the recipe's.
+            weight_decay: of the weights (biases and norm weights get none); None: the recipe's.
+            warmup_epochs: epochs of linear warm-up; None: the recipe's.
+            ema: e.g. 0.999: also keep a Polyak average of the backbone, updated after every
+                step (``ema_backbone``; buffers such as BatchNorm statistics are copied), saved
+                in the checkpoint and returned by ``get_backbone(which="ema")``.
+            seed: seeds the data order, augmentations and global RNG; None: the supervisor's.
+            device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``; None: CUDA when available (or where
+                the supervisor was moved with ``.to``).
+            progress: show a progress bar.
+            keep_last: also keep the last N epochs' checkpoints in ``<name>/checkpoints/``.
+            keep_best: also keep the lowest-loss epoch's checkpoint there.
+            overwrite: replace a checkpoint of another method at ``name``.
+            skip_nonfinite: skip a batch whose loss is NaN/inf instead of raising.
+            grad_clip: clip the gradient norm to this value; None: no clipping.
+            precision: ``"fp32"``, or ``"bf16"``/``"fp16"`` to train under autocast (fp16 with a
+                gradient scaler).
+            channels_last: use NHWC memory for the backbone.
+            compile: True or ``torch.compile`` keyword arguments: compile the backbone body in
+                place.
+            distributed: join the process group from the environment; None: automatic under
+                ``torchrun``.
+            sync_batchnorm: turn BatchNorm into SyncBatchNorm in distributed runs (None: yes).
+            callbacks: :class:`Callback` instances observing the run.
+            save: write checkpoints and history files (False: train in memory only).
+            resume: the same as ``pretrained``.
+
+        Returns:
+            The history: one record per epoch (epoch, loss, lr, images/s, the method's logged
+            scalars and the recipe used), a resumed run's earlier epochs included.
+
+        Raises:
+            ConfigError: an argument is invalid (the message names it and the fix).
+            DataError: the supervisor has no dataset, or the data cannot be split or loaded.
+            CheckpointError: ``name`` holds another method's checkpoint, or the one to resume
+                does not fit.
+            DivergenceError: the loss or the weights became NaN/inf.
         """
         self._validate_supervise(lr, epochs, batch_size, num_workers, weight_decay, precision,
                                  keep_last, warmup_epochs, lr_scheduler)
@@ -553,14 +626,14 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
         self.total_steps = total
         self.scheduler = self._make_scheduler(lr_scheduler, total,
                                               int(warmup_epochs * len(self.loader)))
-        self._on_fit_start(batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
-                           epochs=epochs)
+        self._on_fit_start(batch_size, epochs=epochs, lr=lr, optimizer=optimizer,
+                           weight_decay=weight_decay)
         if self._resume_state is not None:
             self._restore_training_state(self._resume_state)
 
-    def _on_fit_start(self, batch_size: int, *, lr: float,
+    def _on_fit_start(self, batch_size: int, *, epochs: int, lr: float,
                       optimizer: Callable[..., torch.optim.Optimizer],
-                      weight_decay: float, epochs: float) -> None:
+                      weight_decay: float) -> None:
         """A method's set-up for the run about to start; does nothing by default.
 
         Called by :meth:`_init_data_optimizer` once the loader, optimizer and scheduler exist
@@ -569,10 +642,11 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
 
         Args:
             batch_size: images per step and process.
+            epochs: the run's length in epochs (for schedules that start part-way, e.g.
+                SwAV's queue).
             lr: the run's starting learning rate.
             optimizer: the run's optimizer factory, ``optimizer(param_groups, lr=lr)``.
             weight_decay: the run's weight decay.
-            epochs: the run's length in epochs (schedules that start part-way, e.g. SwAV's queue).
         """
 
     def _param_groups(self, weight_decay: float) -> List[Dict[str, Any]]:
@@ -605,7 +679,8 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
     @torch.no_grad()
     def _update_ema(self) -> None:
         """Polyak averaging (``supervise(ema=...)``): the averaged backbone's weights move
-        towards the online ones; its buffers (BatchNorm statistics) are copied."""
+        towards the online ones; its buffers (BatchNorm statistics) are copied.
+        """
         momentum.ema_update(self.ema_backbone, self.backbone, self._ema, copy_buffers=True)
 
     def _recipe_record(self) -> Dict[str, Any]:

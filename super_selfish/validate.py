@@ -92,6 +92,23 @@ def int_at_least(value: Any, argument: str, minimum: int, example: str = "", *,
              f"an int of at least {minimum}{example}", none)
 
 
+def int_in_range(value: Any, argument: str, low: int, high: int, example: str = "") -> None:
+    """Require an int from ``low`` to ``high`` (both included).
+
+    Args:
+        value: the value received.
+        argument: the argument's name for the message.
+        low: the smallest value accepted.
+        high: the largest value accepted.
+        example: text appended to "an int from L to H" in the message.
+
+    Raises:
+        ConfigError: ``value`` is outside the range or not an int.
+    """
+    check(is_int(value) and low <= value <= high, argument, value,
+          f"an int from {low} to {high}{example}")
+
+
 def positive_number(value: Any, argument: str, example: str = "", *,
                     none: Optional[str] = None) -> None:
     """Require a finite number > 0.

@@ -24,6 +24,11 @@ class InfoNCELoss(nn.Module):
       With ``gather`` set, the keys of every process are candidates (gradients flow back).
 
     Computed in float32 even under autocast (small temperatures need the precision).
+
+    Args:
+        temperature: divides the cosine similarities; MoCo v2: 0.2, MoCo v3: 1.0 (ResNet),
+            NNCLR: 0.1.
+        gather: in-batch layout only: the keys of every process are candidates.
     """
 
     def __init__(self, temperature: float = 0.2, gather: bool = True):
@@ -34,6 +39,17 @@ class InfoNCELoss(nn.Module):
 
     def forward(self, query: torch.Tensor, key: torch.Tensor,
                 negatives: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The mean InfoNCE loss of the batch.
+
+        Args:
+            query: queries (N, D).
+            key: each query's positive key (N, D).
+            negatives: (K, D) shared or (N, K, D) per-query negatives; None: the other keys of
+                the batch are the negatives.
+
+        Returns:
+            The scalar loss.
+        """
         with torch.autocast(query.device.type, enabled=False):
             q = F.normalize(query.float(), dim=1)
             k = F.normalize(key.float(), dim=1)

@@ -32,6 +32,14 @@ class VICRegLoss(nn.Module):
     coefficients were tuned with the code). With ``gather`` set, variance and covariance use
     the embeddings of all processes; the invariance term is per process. The last terms are
     kept in :attr:`terms` (detached) for logging.
+
+    Args:
+        invariance: weight of the MSE term (paper: 25).
+        variance: weight of the variance hinge (paper: 25).
+        covariance: weight of the covariance term (paper: 1).
+        gamma: target standard deviation of each dimension (paper: 1).
+        eps: added to the variance (paper: 1e-4).
+        gather: variance and covariance over the embeddings of every process.
     """
 
     def __init__(self, invariance: float = 25.0, variance: float = 25.0, covariance: float = 1.0,
@@ -47,6 +55,15 @@ class VICRegLoss(nn.Module):
         self.terms: Dict[str, torch.Tensor] = {}
 
     def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+        """The weighted sum of the three terms (also kept in :attr:`terms`).
+
+        Args:
+            z1: embeddings of the first views (N, D).
+            z2: embeddings of the second views (N, D).
+
+        Returns:
+            The scalar loss.
+        """
         from ..distributed import gather_with_grad
 
         with torch.autocast(z1.device.type, enabled=False):

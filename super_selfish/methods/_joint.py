@@ -1,10 +1,10 @@
 """Pieces shared by the joint-embedding methods: checks and auto-sized queues."""
 from __future__ import annotations
 
+import math
 from typing import Any, Optional
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import validate
@@ -29,19 +29,9 @@ def initial_queue_size(requested: Optional[int], cap: int, dataset: Any, argumen
     return cap if dataset is None else max(1, min(cap, len(dataset)))
 
 
-def _resize_on_load(queue: nn.Module, state_dict: dict, prefix: str, *_: Any) -> None:
-    """Load pre-hook: an auto-sized queue takes the size stored in the checkpoint."""
-    saved = state_dict.get(prefix + "items")
-    auto = getattr(queue, "auto_size", False)
-    if auto and saved is not None and saved.shape != queue.items.shape:
-        queue.items = torch.empty(saved.shape, dtype=queue.items.dtype, device=queue.items.device)
-
-
 def make_queue(size: int, dim: int, auto: bool) -> Queue:
-    queue = Queue(size, dim)
-    queue.auto_size = auto
-    queue.register_load_state_dict_pre_hook(_resize_on_load)
-    return queue
+    """A queue of ``size`` rows; ``auto``: sized by :func:`fit_queue` (and by checkpoints)."""
+    return Queue(size, dim, resizable=auto)
 
 
 def fit_queue(queue: Queue, batch_size: int, argument: str, multiple: bool = True) -> int:
@@ -53,7 +43,7 @@ def fit_queue(queue: Queue, batch_size: int, argument: str, multiple: bool = Tru
     """
     batch = batch_size * world_size()
     size = queue.size
-    if not getattr(queue, "auto_size", False):
+    if not queue.resizable:
         if multiple:
             check(size % batch == 0, argument, size,
                   f"a multiple of the global batch size {batch} (e.g. "
@@ -73,3 +63,29 @@ def fit_queue(queue: Queue, batch_size: int, argument: str, multiple: bool = Tru
         queue.pointer.zero_()
         queue.filled.zero_()
     return target
+
+
+#: A default freeze window (DINO's last layer, SwAV's prototypes) is one epoch, as the papers'
+#: code, but never more than this share of a run: a 1-epoch CPU run would otherwise never
+#: train them at all.
+MAX_FREEZE_FRACTION = 0.1
+
+
+def default_freeze_steps(sup: Any) -> int:
+    """Steps a head part stays frozen when the user gave no window: one epoch, at most a tenth
+    of the run (rounded up), so short runs still train it.
+
+    Args:
+        sup: the supervisor during ``supervise()`` (its ``loader`` and ``total_steps``).
+
+    Returns:
+        The number of optimizer steps of the freeze window (0 before a run is set up).
+    """
+    loader = getattr(sup, "loader", None)
+    if loader is None:
+        return 0
+    epoch = max(1, len(loader))
+    total = getattr(sup, "total_steps", None)
+    if not total:
+        return epoch
+    return min(epoch, math.ceil(MAX_FREEZE_FRACTION * total))

@@ -1,7 +1,7 @@
 """The base of the methods that keep momentum (EMA) copies of online modules: BYOL, MoCo, DINO."""
 from __future__ import annotations
 
-from typing import Any, Dict, List, Tuple
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -41,7 +41,7 @@ class MomentumSupervisor(Supervisor):
         self.momentum = float(momentum)
         self.momentum_schedule = momentum_schedule
         self.current_momentum = self.momentum
-        self._momentum_names: Tuple[str, ...] = ()
+        self._momentum_names: tuple[str, ...] = ()
         self.register_load_state_dict_pre_hook(_rename_legacy_copies)
 
     def add_momentum_copies(self, *names: str) -> None:
@@ -59,7 +59,7 @@ class MomentumSupervisor(Supervisor):
             setattr(self, f"momentum_{name}", ema.frozen_copy(getattr(self, name)))
         self._momentum_names += names
 
-    def momentum_pairs(self) -> List[Tuple[nn.Module, nn.Module]]:
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         """The (online, momentum copy) module pairs updated after every step.
 
         Returns:
@@ -91,10 +91,11 @@ class MomentumSupervisor(Supervisor):
         self._momentum_step()
 
 
-def _rename_legacy_copies(sup: nn.Module, state_dict: Dict[str, Any], prefix: str,
+def _rename_legacy_copies(sup: nn.Module, state_dict: dict[str, Any], prefix: str,
                           *_: Any) -> None:
     """Load pre-hook: ``target_<name>.*`` / ``teacher_<name>.*`` keys of older checkpoints
-    become ``momentum_<name>.*``."""
+    become ``momentum_<name>.*``.
+    """
     for name in getattr(sup, "_momentum_names", ()):
         for old in _LEGACY_PREFIXES:
             head = f"{prefix}{old}{name}."

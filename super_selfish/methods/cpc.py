@@ -9,11 +9,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import augment, validate
+from ..augment.core import resize
 from ..data import Batch, resize_uint8
 from ..errors import ConfigError, check
 from ..losses import CPCLoss
 from ..supervisor import Supervisor
-from . import _joint
+from . import _heads, _joint
 from .registry import register
 
 MIN_PATCH = 8
@@ -31,6 +32,7 @@ class MaskedConv2d(nn.Conv2d):
         self.register_buffer("mask", mask, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The convolution with the rows below the centre masked out."""
         return self._conv_forward(x, self.weight * self.mask, self.bias)
 
 
@@ -51,6 +53,7 @@ class ContextNetwork(nn.Module):
             for _ in range(blocks))
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        """Contexts (N, C, H, W) of the codes (N, C, H, W)."""
         out = codes
         for block in self.blocks:
             out = out + block(out)
@@ -137,6 +140,12 @@ class ContrastivePredictiveCodingSupervisor(Supervisor):
     over directions.
 
     :meth:`get_backbone` is the patch encoder; it also encodes whole images (features pooled).
+
+    Heads as arguments: ``context`` (None: the network above; one direction only) takes a module
+    of your own mapping the (N, C, H, W) grid of codes to contexts of the same shape, the
+    context at row ``i`` seeing only rows ``<= i``; it is trained, saved and restored like the
+    built-in one (rebuild with ``from_checkpoint(name, context=...)``; table in
+    ``docs/methods.md``).
     """
 
     default_augment = "cpc"
@@ -146,7 +155,8 @@ class ContrastivePredictiveCodingSupervisor(Supervisor):
                  steps: Optional[Sequence[int]] = None,
                  directions: Sequence[str] = ("top-down",), target_dim: int = 64,
                  context_dim: int = 256, context_blocks: int = 5,
-                 prediction_scale: float = 0.1, norm: str = "layer", **kwargs: Any):
+                 prediction_scale: float = 0.1, norm: str = "layer",
+                 context: Optional[nn.Module] = None, **kwargs: Any):
         if steps is not None:
             steps = tuple(steps)
             check(len(steps) > 0 and all(isinstance(k, int) and k >= 1 for k in steps),
@@ -160,14 +170,20 @@ class ContrastivePredictiveCodingSupervisor(Supervisor):
         _joint.check_positive_int(context_dim, "context_dim")
         _joint.check_positive_int(context_blocks, "context_blocks")
         validate.positive_number(prediction_scale, "prediction_scale")
+        check(context is None or len(directions) == 1, "context", type(context).__name__,
+              "None with several directions (each builds its own context network)")
         self._patch_request = (patch_size, patch_stride, None if steps is None else max(steps))
         super().__init__(dataset, backbone, norm=norm, **kwargs)
         self.patch_size, self.patch_stride, self.grid = self._geometry()
         if steps is None:
             steps = (first_clear_step(self.patch_size, self.patch_stride),)
         channels = self.backbone.feature_dim
-        self.contexts = nn.ModuleList(ContextNetwork(channels, context_dim, context_blocks)
-                                      for _ in directions)
+        self.contexts = nn.ModuleList([_heads.resolve(
+            self, "context", context,
+            lambda: ContextNetwork(channels, context_dim, context_blocks),
+            "mapping the (N, C, H, W) grid of codes to contexts of the same shape, row i "
+            "seeing rows <= i")]) if context is not None else nn.ModuleList(
+            ContextNetwork(channels, context_dim, context_blocks) for _ in directions)
         self.target_projection = nn.Conv2d(channels, target_dim, 1)
         self.predictors = nn.ModuleList(
             nn.ModuleList(nn.Conv2d(channels, target_dim, 1) for _ in steps)
@@ -177,9 +193,7 @@ class ContrastivePredictiveCodingSupervisor(Supervisor):
         self.directions = directions
         self.prediction_scale = float(prediction_scale)
         self._record_hparams(patch_size=self.patch_size, patch_stride=self.patch_stride,
-                             grid=self.grid, steps=list(steps), directions=list(directions),
-                             target_dim=target_dim, context_dim=context_dim,
-                             context_blocks=context_blocks, prediction_scale=prediction_scale)
+                             grid=self.grid, steps=list(steps))  # resolved from the image size
 
     @property
     def context(self) -> ContextNetwork:
@@ -205,8 +219,7 @@ class ContrastivePredictiveCodingSupervisor(Supervisor):
         n = images.shape[0]
         if images.shape[-1] != self.image_size or images.shape[-2] != self.image_size:
             images = resize_uint8(images, self.image_size) if images.dtype == torch.uint8 \
-                else F.interpolate(images, size=(self.image_size,) * 2, mode="bilinear",
-                                   align_corners=False, antialias=True)
+                else resize(images, (self.image_size,) * 2)
         patches = self.patches(images).reshape(-1, images.shape[1], self.patch_size,
                                                self.patch_size)
         if self.views is not None:

@@ -14,7 +14,7 @@ from ..data import Batch
 from ..errors import check
 from ..heads import MLPHead
 from ..losses import DINOLoss
-from . import _joint
+from . import _heads, _joint
 from ._momentum import MomentumSupervisor
 from .registry import register
 
@@ -47,6 +47,7 @@ class DINOHead(nn.Module):
         scale.requires_grad_(not norm_last_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Prototype scores of the L2-normalised bottleneck of ``x``."""
         return self.last_layer(F.normalize(self.mlp(x), dim=-1))
 
 
@@ -57,9 +58,8 @@ class DINOSupervisor(MomentumSupervisor):
     Student: backbone + :class:`DINOHead` (hidden 2048, bottleneck 256, ``out_dim`` 4096
     instead of the paper's 65536 so that CPU runs stay small; ``head_norm`` "batch": BatchNorm
     after the hidden layers, the paper's ``use_bn_in_head`` option, because with the
-    convolutional backbones here the paper's ViT default "none" collapsed to uniform outputs
-    in our CPU checks: on 2,000 CIFAR-10 images for 5 epochs the loss stayed at log(out_dim)
-    and kNN accuracy fell 0.33 -> 0.30, while with BatchNorm it rose 0.33 -> 0.35).
+    convolutional backbones here the paper's ViT default "none" collapsed to uniform outputs;
+    see ``docs/methods.md``).
     Teacher: frozen copies of both (``momentum_backbone``, ``momentum_head``), updated after
     every step by EMA with a momentum rising from ``momentum`` 0.996 to 1 along a cosine over
     the run. Multi-crop views from the
@@ -72,14 +72,21 @@ class DINOSupervisor(MomentumSupervisor):
     centre is a saved buffer, updated from the teacher outputs gathered across processes).
 
     The last layer of the student head gets no updates during the first
-    ``freeze_last_layer_steps`` steps (default: one epoch, the authors' default), which
-    stabilises the start of training. As in the paper's code its gradients are dropped after
-    backward (:meth:`_after_backward`); it stays in the optimizer, so a later ``supervise()``
-    on the same object, or a resume, trains it as usual.
+    ``freeze_last_layer_steps`` steps (default: one epoch, the authors' default, but at most a
+    tenth of the run so that short runs train it), which stabilises the start of training. As
+    in the paper's code its gradients are dropped after backward (:meth:`_after_backward`); it
+    stays in the optimizer, so a later ``supervise()`` on the same object, or a resume, trains
+    it as usual.
 
     ``get_backbone()`` returns the teacher backbone: the paper evaluates and releases the
     teacher, an average of the students that it reports to be the better encoder;
     ``get_backbone("student")`` (or ``"online"``) returns the student.
+
+    Heads as arguments: ``head`` (None: the :class:`DINOHead` above) takes a module of your own
+    mapping backbone features to ``out_dim`` scores (the centre takes its width); the teacher
+    copies it. Its ``last_layer``, if it has one, is frozen at the start as above; it is
+    trained, saved and restored like the built-in one (rebuild with ``from_checkpoint(name,
+    head=...)``; table in ``docs/methods.md``).
     """
 
     default_augment = "dino"
@@ -93,7 +100,8 @@ class DINOSupervisor(MomentumSupervisor):
                  student_temp: float = 0.1, teacher_temp: float = 0.04,
                  warmup_teacher_temp: float = 0.04, warmup_teacher_temp_epochs: float = 0,
                  center_momentum: float = 0.9, n_global: int = 2, head_norm: str = "batch",
-                 freeze_last_layer_steps: Optional[int] = None, **kwargs: Any):
+                 freeze_last_layer_steps: Optional[int] = None,
+                 head: Optional[nn.Module] = None, **kwargs: Any):
         for name, value in (("out_dim", out_dim), ("hidden_dim", hidden_dim),
                             ("bottleneck_dim", bottleneck_dim), ("n_global", n_global)):
             _joint.check_positive_int(value, name)
@@ -108,8 +116,11 @@ class DINOSupervisor(MomentumSupervisor):
               "freeze_last_layer_steps", freeze_last_layer_steps,
               "None (one epoch) or a non-negative int")
         super().__init__(dataset, backbone, momentum=momentum, **kwargs)
-        self.head = DINOHead(self.backbone.feature_dim, out_dim, hidden_dim, bottleneck_dim,
-                             n_layers, norm_last_layer, head_norm)
+        self.head = _heads.resolve(self, "head", head, lambda: DINOHead(
+            self.backbone.feature_dim, out_dim, hidden_dim, bottleneck_dim, n_layers,
+            norm_last_layer, head_norm))
+        if head is not None:  # the centre has its width
+            out_dim = _heads.output_dim(self.head, self.backbone.feature_dim)
         self.add_momentum_copies("backbone", "head")  # the teacher
         self.criterion = DINOLoss(out_dim, student_temp, center_momentum)
         self.teacher_temp = float(teacher_temp)
@@ -132,8 +143,9 @@ class DINOSupervisor(MomentumSupervisor):
         return self.warmup_teacher_temp + frac * (self.teacher_temp - self.warmup_teacher_temp)
 
     def last_layer_frozen(self) -> bool:
+        """Whether this step falls in the last layer's freeze window."""
         steps = self.freeze_last_layer_steps
-        steps = self._steps_per_epoch() if steps is None else steps
+        steps = _joint.default_freeze_steps(self) if steps is None else steps
         return self.global_step < steps
 
     # ------------------------------------------------------------------ training step
@@ -154,6 +166,7 @@ class DINOSupervisor(MomentumSupervisor):
 
     def _after_backward(self) -> None:
         """Drop the last layer's gradients while it is frozen (it stays in the optimizer)."""
-        if self.last_layer_frozen():
-            for p in self.head.last_layer.parameters():
+        last_layer = getattr(self.head, "last_layer", None)  # a user head may have none
+        if last_layer is not None and self.last_layer_frozen():
+            for p in last_layer.parameters():
                 p.grad = None

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import augment, store, validate
@@ -15,6 +16,7 @@ from ..errors import ConfigError, check
 from ..heads import MLPHead
 from ..losses import SemiHardTripletLoss
 from ..supervisor import Supervisor
+from . import _heads
 from .registry import register
 
 LOSSES = ("classification", "triplet")
@@ -39,7 +41,11 @@ class ExemplarSupervisor(Supervisor):
     ``[feature_dim, hidden_dim, embedding_dim=128]`` are L2-normalised and trained with the
     semi-hard triplet loss (margin 0.2, negatives mined in the batch,
     :class:`~super_selfish.losses.SemiHardTripletLoss`).
-    ``default_lr`` is 3e-4 (better than 1e-3 in ``benchmarks/methods_knn.py``, see the README).
+
+    Heads as arguments: ``predictor`` (``loss='classification'``: backbone features to one logit
+    per image) or ``projector`` (``loss='triplet'``: features to embeddings) take modules of
+    your own (None: the paper's, above); each is trained, saved and restored like the built-in
+    one (rebuild with ``from_checkpoint(name, predictor=...)``; table in ``docs/methods.md``).
     """
 
     default_augment = "exemplar"
@@ -48,10 +54,16 @@ class ExemplarSupervisor(Supervisor):
     def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
                  loss: str = "classification", num_images: Optional[int] = None,
                  hidden_dim: int = 1024, embedding_dim: int = 128, margin: float = 0.2,
+                 predictor: Optional[nn.Module] = None, projector: Optional[nn.Module] = None,
                  **kwargs: Any):
         check(loss in LOSSES, "loss", loss, f"one of {LOSSES}")
         # _build_views (run by Supervisor.__init__) needs to know how many views to make.
         object.__setattr__(self, "loss_type", loss)
+        check(predictor is None or loss == "classification", "predictor",
+              type(predictor).__name__, "None with loss='triplet' (pass projector=)")
+        check(projector is None or loss == "triplet", "projector", type(projector).__name__,
+              "None with loss='classification' (pass predictor=)")
+        object.__setattr__(self, "_user_predictor", predictor)
         super().__init__(dataset, backbone, **kwargs)
         validate.positive_int(hidden_dim, "hidden_dim")
         self.hidden_dim = hidden_dim
@@ -71,7 +83,9 @@ class ExemplarSupervisor(Supervisor):
                 self._build_classifier(num_images)
         else:
             validate.positive_int(embedding_dim, "embedding_dim")
-            self.projector = MLPHead([self.backbone.feature_dim, hidden_dim, embedding_dim])
+            self.projector = _heads.resolve(self, "projector", projector, lambda: MLPHead(
+                [self.backbone.feature_dim, hidden_dim, embedding_dim]),
+                in_dim=self.backbone.feature_dim)
             self.criterion = SemiHardTripletLoss(margin)
         self._record_hparams(num_images=num_images,
                              embedding_dim=embedding_dim if loss == "triplet" else None,
@@ -84,7 +98,11 @@ class ExemplarSupervisor(Supervisor):
         return augment.build(spec, self.image_size)
 
     def _build_classifier(self, num_images: int) -> None:
-        self.classifier = MLPHead([self.backbone.feature_dim, self.hidden_dim, num_images])
+        self.classifier = _heads.resolve(self, "predictor", self._user_predictor, lambda: MLPHead(
+            [self.backbone.feature_dim, self.hidden_dim, num_images]))
+        if self._user_predictor is not None:
+            _heads.check_width("predictor", self.classifier, self.backbone.feature_dim,
+                               num_images, "one logit per dataset image")
         self.hparams["num_images"] = num_images
         self.classifier.to(next(self.backbone.parameters()).device)
 

@@ -13,7 +13,7 @@ from ..data import Batch
 from ..errors import check
 from ..heads import MLPHead
 from ..losses import InfoNCELoss
-from . import _joint
+from . import _heads, _joint
 from ._momentum import MomentumSupervisor
 from .registry import register
 
@@ -70,11 +70,16 @@ class MomentumContrastSupervisor(MomentumSupervisor):
     none; the step's keys are enqueued in ``_update`` after the backward pass (gathered from
     all processes in distributed runs). The queue and the momentum encoder are buffers and
     frozen modules, so checkpoints save and restore them.
-    ``default_lr`` is 3e-4 (better than 1e-3 in ``benchmarks/methods_knn.py``, see the README).
 
     ``get_backbone()`` returns the query (online) encoder: the papers transfer the query
     encoder (the key encoder only fills the queue with consistent keys and lags behind it);
     ``get_backbone("momentum")`` (or ``"key"``) returns the momentum (key) encoder.
+
+    Heads as arguments: ``projector`` (and with ``version=3`` ``predictor``; None: the paper's,
+    above) take modules of your own; the momentum encoder copies the projector, and the queue
+    and the default predictor take its width; each is trained, saved and restored like the
+    built-in one (rebuild with ``from_checkpoint(name, projector=...)``; table in
+    ``docs/methods.md``).
     """
 
     default_augment = "moco_v2"
@@ -87,7 +92,8 @@ class MomentumContrastSupervisor(MomentumSupervisor):
                  projection_dim: Optional[int] = None, hidden_dim: Optional[int] = None,
                  queue_size: Optional[int] = None, momentum: Optional[float] = None,
                  momentum_schedule: Optional[str] = None,
-                 shuffle_groups: Optional[int] = None, **kwargs: Any):
+                 shuffle_groups: Optional[int] = None, projector: Optional[nn.Module] = None,
+                 predictor: Optional[nn.Module] = None, **kwargs: Any):
         check(version in (2, 3), "version", version, "2 (MoCo v2) or 3 (MoCo v3)")
         v3 = version == 3
         temperature = (1.0 if v3 else 0.2) if temperature is None else temperature
@@ -111,13 +117,17 @@ class MomentumContrastSupervisor(MomentumSupervisor):
         self.version = version
         self.shuffle_groups = shuffle_groups
         feature_dim = self.backbone.feature_dim
-        if v3:
-            self.projector = MLPHead([feature_dim, hidden_dim, projection_dim], last_norm=True)
-            self.predictor: Optional[nn.Module] = MLPHead([projection_dim, hidden_dim,
-                                                           projection_dim])
-        else:
-            self.projector = MLPHead([feature_dim, hidden_dim, projection_dim], norm="none")
-            self.predictor = None
+        check(v3 or predictor is None, "predictor", type(predictor).__name__,
+              "None with version=2 (MoCo v2 has no predictor; version=3 has one)")
+        self.projector = _heads.resolve(self, "projector", projector, lambda: MLPHead(
+            [feature_dim, hidden_dim, projection_dim], last_norm=True) if v3 else MLPHead(
+            [feature_dim, hidden_dim, projection_dim], norm="none"))
+        if projector is not None:  # the queue and the predictor take its width
+            projection_dim = _heads.output_dim(self.projector, feature_dim)
+        self.predictor: Optional[nn.Module] = _heads.resolve(
+            self, "predictor", predictor,
+            lambda: MLPHead([projection_dim, hidden_dim, projection_dim]),
+            in_dim=projection_dim) if v3 else None
         self.add_momentum_copies("backbone", "projector")
         cap = QUEUE_CAP if self.dataset is None else max(
             1, min(QUEUE_CAP, len(self.dataset) // QUEUE_DATASET_FRACTION))

@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import torch
+import torch.nn as nn
 
 from .. import augment
 from ..data import Batch
 from ..heads import MLPHead
 from ..losses import NTXentLoss
 from ..supervisor import Supervisor
+from . import _heads
 from .registry import register
 
 
@@ -24,6 +26,12 @@ class SimCLRSupervisor(Supervisor):
     strength), a 2-layer projector (feature -> ``hidden_dim`` 2048 -> ``projection_dim`` 128,
     BatchNorm), temperature 0.5 (the paper's CIFAR-10 setting; 0.1 for large batches on
     ImageNet).
+
+    The projector is an argument: ``projector`` (None: the paper's, above) takes a module of
+    your own mapping backbone features to the embeddings NT-Xent scores, e.g.
+    ``SimCLRSupervisor(data, backbone=net, projector=my_head)``; it is trained, saved and
+    restored like the built-in one (rebuild with ``from_checkpoint(name, projector=...)``; table
+    in ``docs/methods.md``).
     """
 
     default_augment = "simclr"
@@ -31,10 +39,13 @@ class SimCLRSupervisor(Supervisor):
 
     def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
                  temperature: float = 0.5, projection_dim: int = 128, hidden_dim: int = 2048,
-                 color_strength: Optional[float] = None, **kwargs: Any):
+                 color_strength: Optional[float] = None,
+                 projector: Optional[nn.Module] = None, **kwargs: Any):
         self.color_strength = color_strength
         super().__init__(dataset, backbone, **kwargs)
-        self.projector = MLPHead([self.backbone.feature_dim, hidden_dim, projection_dim])
+        self.projector = _heads.resolve(self, "projector", projector, lambda: MLPHead(
+            [self.backbone.feature_dim, hidden_dim, projection_dim]),
+            in_dim=self.backbone.feature_dim)
         self.criterion = NTXentLoss(temperature)
 
     def _build_views(self, spec: Any) -> Any:

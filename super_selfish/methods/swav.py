@@ -16,9 +16,8 @@ from ..errors import check
 from ..heads import MLPHead
 from ..losses import SwAVLoss
 from ..supervisor import Supervisor
-from . import _joint
+from . import _heads, _joint
 from .registry import register
-
 
 #: The paper's queue: 3840 embeddings from epoch 15, for batches below 256.
 QUEUE_LENGTH = 3840
@@ -50,9 +49,15 @@ class SwAVSupervisor(Supervisor):
     uses a queue of that size (at least one global batch).
 
     The prototypes are frozen (no optimizer update) for the first ``freeze_prototypes_steps``
-    steps (default: one epoch), as in the paper's code: their gradients are dropped after
+    steps (default: one epoch as in the paper's code, at most a tenth of the run so that short
+    runs train them): their gradients are dropped after
     backward (:meth:`_after_backward`) while they stay in the optimizer, so a later
     ``supervise()`` on the same object, or a resume, trains them as usual.
+
+    Heads as arguments: ``projector`` (None: the paper's, above) takes a module of your own
+    mapping backbone features to embeddings; the prototypes and the queue take its width; it is
+    trained, saved and restored like the built-in one (rebuild with ``from_checkpoint(name,
+    projector=...)``; table in ``docs/methods.md``).
     """
 
     default_augment = "swav"
@@ -62,7 +67,8 @@ class SwAVSupervisor(Supervisor):
                  temperature: float = 0.1, epsilon: float = 0.05, sinkhorn_iterations: int = 3,
                  n_assign: int = 2, queue_length: Optional[int] = None,
                  queue_start_epoch: Optional[int] = None,
-                 freeze_prototypes_steps: Optional[int] = None, **kwargs: Any):
+                 freeze_prototypes_steps: Optional[int] = None,
+                 projector: Optional[nn.Module] = None, **kwargs: Any):
         for name, value in (("n_prototypes", n_prototypes), ("projection_dim", projection_dim),
                             ("hidden_dim", hidden_dim), ("n_assign", n_assign),
                             ("sinkhorn_iterations", sinkhorn_iterations)):
@@ -70,15 +76,18 @@ class SwAVSupervisor(Supervisor):
         _joint.check_temperature(temperature)
         _joint.check_temperature(epsilon, "epsilon")
         validate.non_negative_int(queue_length, "queue_length", " (0 = no queue)",
-                                  none="None (the paper's queue, scaled to the run)")
+                                  none="the paper's queue, scaled to the run")
         validate.non_negative_int(queue_start_epoch, "queue_start_epoch",
-                                  none="None (min(15, ceil(epochs / 20)))")
+                                  none="min(15, ceil(epochs / 20))")
         check(freeze_prototypes_steps is None or (isinstance(freeze_prototypes_steps, int)
                                                   and freeze_prototypes_steps >= 0),
               "freeze_prototypes_steps", freeze_prototypes_steps,
               "None (one epoch) or a non-negative int")
         super().__init__(dataset, backbone, **kwargs)
-        self.projector = MLPHead([self.backbone.feature_dim, hidden_dim, projection_dim])
+        self.projector = _heads.resolve(self, "projector", projector, lambda: MLPHead(
+            [self.backbone.feature_dim, hidden_dim, projection_dim]))
+        if projector is not None:  # the prototypes and the queues take its width
+            projection_dim = _heads.output_dim(self.projector, self.backbone.feature_dim)
         self.prototypes = nn.Linear(projection_dim, n_prototypes, bias=False)
         self.normalize_prototypes()
         self.criterion = SwAVLoss(temperature, epsilon, sinkhorn_iterations)
@@ -98,17 +107,20 @@ class SwAVSupervisor(Supervisor):
 
     @torch.no_grad()
     def normalize_prototypes(self) -> None:
+        """Project the prototypes back onto the unit sphere (before each step, as the paper)."""
         self.prototypes.weight.copy_(F.normalize(self.prototypes.weight, dim=1))
 
     def prototypes_frozen(self) -> bool:
+        """Whether this step falls in the prototypes' freeze window."""
         steps = self.freeze_prototypes_steps
-        if steps is None:
-            loader = getattr(self, "loader", None)
-            steps = len(loader) if loader is not None else 0
+        steps = _joint.default_freeze_steps(self) if steps is None else steps
         return self.global_step < steps
 
-    def _on_fit_start(self, batch_size: int, **run: Any) -> None:
-        epochs = run.get("epochs", 1)
+    def _on_fit_start(self, batch_size: int, *, epochs: int, **run: Any) -> None:
+        self._fit_queues(batch_size, epochs)
+
+    def _fit_queues(self, batch_size: int, epochs: int) -> None:
+        """At the start of a run: whether the queue is used, from which epoch, and its size."""
         self._queue_start = (min(QUEUE_START_EPOCH, math.ceil(epochs / 20))
                              if self.queue_start_epoch is None else self.queue_start_epoch)
         # The automatic queue is the paper's remedy for small batches only.

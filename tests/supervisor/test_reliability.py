@@ -180,8 +180,10 @@ BAD_INPUTS = [
     ("unknown-device", lambda ds, n, t: _train(ds, n, device="gpu"), ConfigError,
      ["device='gpu'", "'cpu'"]),
     ("empty-run-name", lambda ds, n, t: _train(ds, ""), ConfigError, ["name=''", "store/"]),
-    ("optimizer-not-callable", lambda ds, n, t: _train(ds, n, optimizer="adam"), ConfigError,
-     ["optimizer='adam'", "torch.optim.Adam"]),
+    ("optimizer-not-callable", lambda ds, n, t: _train(ds, n, optimizer=0.01), ConfigError,
+     ["optimizer=0.01", "torch.optim.Adam"]),
+    ("optimizer-unknown-name", lambda ds, n, t: _train(ds, n, optimizer="adma"),
+     UnknownNameError, ["optimizer 'adma'", "Did you mean 'adam'"]),
     ("callback-not-a-callback", lambda ds, n, t: _train(ds, n, callbacks=[print]), ConfigError,
      ["callbacks=", "Callback instances"]),
     ("resume-without-checkpoint", lambda ds, n, t: _train(ds, n, pretrained=True),
@@ -498,6 +500,7 @@ def _wait_for(proc: subprocess.Popen, marker: str, log: str) -> None:
     pytest.fail(f"no {marker!r} from the training process: {Path(log).read_text()[-3000:]}")
 
 
+@pytest.mark.slow
 def test_sigterm_resumes_bit_identical_and_sigkill_keeps_last_checkpoint(tmp_path):
     # Every run is a separate process (one thread each), so all use the same code and settings.
     script = tmp_path / "train.py"

@@ -17,7 +17,7 @@ from super_selfish.optim import LARS
 from super_selfish.recipes import RECIPES, Recipe
 from toys import ToyRotation
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def tiny_body() -> nn.Module:

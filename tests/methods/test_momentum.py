@@ -11,7 +11,8 @@ IMAGES = torch.randint(0, 256, (32, 3, 16, 16), dtype=torch.uint8,
 
 
 def small_byol(**kwargs):
-    return BYOLSupervisor(IMAGES, "convnet-small", hidden_dim=16, projection_dim=8, seed=0, **kwargs)
+    return BYOLSupervisor(IMAGES, "convnet-small", hidden_dim=16, projection_dim=8, seed=0,
+                          **kwargs)
 
 
 class Snapshots(Callback):
@@ -64,10 +65,11 @@ def test_checkpoints_with_target_and_teacher_names_still_load():
     for a, b in zip(fresh.momentum_projector.parameters(), byol.momentum_projector.parameters()):
         assert torch.equal(a, b)
 
-    dino = DINOSupervisor(IMAGES, "convnet-small", out_dim=8, hidden_dim=8, bottleneck_dim=4)
+    small = dict(out_dim=8, hidden_dim=8, bottleneck_dim=4)
+    dino = DINOSupervisor(IMAGES, "convnet-small", **small)
     old = {k.replace("momentum_", "teacher_", 1): v for k, v in dino.state_dict().items()}
     assert any(k.startswith("teacher_head.") for k in old)
-    DINOSupervisor(IMAGES, "convnet-small", out_dim=8, hidden_dim=8, bottleneck_dim=4).load_state_dict(old)
+    DINOSupervisor(IMAGES, "convnet-small", **small).load_state_dict(old)
 
 
 def test_polyak_average_uses_the_same_update_and_copies_buffers():
