@@ -143,9 +143,13 @@ def measure(
     rows = []
     for name, per_sample in per_sample_pipelines(size).items():
         views = augment.build(name, size)
-        batched = best_time(lambda: views(images, generator), repeats, clock)
+        batched = best_time(lambda views=views: views(images, generator), repeats, clock)
         looped = best_time(
-            lambda: [per_sample(image) for image in pil_images for _ in range(2)], repeats, clock
+            lambda per_sample=per_sample: [
+                per_sample(image) for image in pil_images for _ in range(2)
+            ],
+            repeats,
+            clock,
         )
         rows.append((f"{name} (2 views)", batch / batched, per_sample_count / looped))
     magnification = augment.Magnification(fov=30.0, K=20.0, cover_ratio=(0.05, 0.35))
@@ -155,8 +159,8 @@ def measure(
         ("magnification op", magnification, lambda image: magnify_per_image(image, size)),
         ("foveation op", foveation, foveate_per_image),
     ):
-        batched = best_time(lambda: op(floats, generator, size), repeats, clock)
-        looped = best_time(lambda: [one(image) for image in few], repeats, clock)
+        batched = best_time(lambda op=op: op(floats, generator, size), repeats, clock)
+        looped = best_time(lambda one=one: [one(image) for image in few], repeats, clock)
         rows.append((label, batch / batched, per_sample_count / looped))
     return rows
 

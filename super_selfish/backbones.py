@@ -531,7 +531,8 @@ class _EfficientNetFeatures(nn.Module):
 for _variant in range(8):
     register(f"efficientnet-b{_variant}", f"EfficientNet-B{_variant} (efficientnet-pytorch) "
              "convolutional features")(
-        lambda in_channels=3, _v=_variant: _EfficientNetFeatures(f"efficientnet-b{_v}", in_channels))
+        lambda in_channels=3, _v=_variant: _EfficientNetFeatures(f"efficientnet-b{_v}",
+                                                                 in_channels))
 
 
 # ---------------------------------------------------------------------- vision transformer

@@ -400,8 +400,8 @@ def knn_accuracy(backbone: nn.Module, train_dataset: Any, test_dataset: Any, k: 
 
 # ---------------------------------------------------------------------------------- heads
 def _batches(n: int, batch_size: int, generator: torch.Generator,
-             device: torch.device = torch.device("cpu")) -> Iterator[torch.Tensor]:
-    order = torch.randperm(n, generator=generator).to(device)
+             device: Optional[torch.device] = None) -> Iterator[torch.Tensor]:
+    order = torch.randperm(n, generator=generator).to(device or torch.device("cpu"))
     for i in range(0, n, batch_size):
         idx = order[i:i + batch_size]
         if len(idx) > 1 or n == 1:  # a lone sample would break BatchNorm layers

@@ -117,9 +117,13 @@ class Recipe:
         Args:
             batch_size: the run's batch size (per process; the rate follows it).
             epochs: the run's length (the recipe's warm-up is clipped to a tenth of it).
-            lr, optimizer, weight_decay, warmup_epochs, lr_scheduler: explicit values (an
-                optimizer may be a name of :data:`super_selfish.optim.OPTIMIZERS`, built
-                with this recipe's momentum/betas, or a callable ``f(params, lr=...)``).
+            lr: an explicit learning rate (warned about when far from the scale of the
+                recipe's optimizer and no optimizer is given).
+            optimizer: a name of :data:`super_selfish.optim.OPTIMIZERS` (built with this
+                recipe's momentum/betas) or a callable ``f(params, lr=...)``.
+            weight_decay: an explicit weight decay.
+            warmup_epochs: explicit warm-up epochs.
+            lr_scheduler: ``"cosine"``, ``"constant"`` or a callable of the optimizer.
 
         Returns:
             ``lr``, ``optimizer`` (a callable), ``optimizer_name``, ``weight_decay``,

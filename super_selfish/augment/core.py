@@ -383,6 +383,7 @@ class Pipeline:
     def __call__(
         self, images: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
+        """The pipeline applied to a batch (N, C, H, W) in [0, 1]: one view per image."""
         return self.trace(images, generator)[0]
 
     def __repr__(self) -> str:
@@ -411,6 +412,7 @@ class Views:
     def __call__(
         self, images: torch.Tensor, generator: torch.Generator | None = None
     ) -> list[torch.Tensor]:
+        """Every view of a batch (N, C, H, W) in [0, 1], one tensor per pipeline."""
         check_generator(generator)
         images = as_float_images(images)
         return [pipeline(images, generator) for pipeline in self.pipelines]

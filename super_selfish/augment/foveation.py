@@ -127,6 +127,7 @@ class BlurPyramid:
 
     @staticmethod
     def octave(sigma: float) -> int:
+        """The pyramid level whose blur is the largest not above ``sigma``."""
         return max(0, math.floor(math.log2(sigma / PYRAMID_SIGMA)))
 
     def octave_of(self, sigma: float) -> int:

@@ -654,6 +654,7 @@ class SomeOf(Op):
         where: torch.Tensor | None = None,
         owned: bool = False,
     ) -> tuple[torch.Tensor, list[Applied]]:
+        """Apply ``k`` ops drawn per chosen image, in listed order (see :meth:`Op.run`)."""
         n = images.shape[0]
         chosen = torch.rand(n, generator=generator) < self.p
         if where is not None:
