@@ -99,19 +99,17 @@ def pil_colour() -> T.Compose:
     )
 
 
-def random_fixation(size: int, border: float) -> tuple[float, float]:
-    """A uniform fixation in pixel coordinates, ``border`` pixels at 96 px from the edges."""
-    margin = border * size / 96
-    return random.uniform(margin - 0.5, size - margin - 0.5), random.uniform(
-        margin - 0.5, size - margin - 0.5
-    )
+def random_fixation(size: int, border: float) -> tuple[int, int]:
+    """A uniform integer pixel fixation, ``border`` pixels at 96 px from the edges (the study's)."""
+    margin = round(border * size / 96)
+    return random.randrange(margin, size - margin), random.randrange(margin, size - margin)
 
 
 def magnify_per_image(image: torch.Tensor, size: int) -> torch.Tensor:
     scale = size / 96  # the preset's fov 30, K 20 are pixels at 96 px
     cover = random.uniform(0.05, 0.35)
     return reference.magnify_one(
-        image, random_fixation(image.shape[-1], 16), cover, 30 * scale, 20 * scale, (size, size)
+        image, random_fixation(image.shape[-1], 16), cover, 30 * scale, 20 * scale
     )
 
 
@@ -145,9 +143,13 @@ def measure(
     rows = []
     for name, per_sample in per_sample_pipelines(size).items():
         views = augment.build(name, size)
-        batched = best_time(lambda: views(images, generator), repeats, clock)
+        batched = best_time(lambda views=views: views(images, generator), repeats, clock)
         looped = best_time(
-            lambda: [per_sample(image) for image in pil_images for _ in range(2)], repeats, clock
+            lambda per_sample=per_sample: [
+                per_sample(image) for image in pil_images for _ in range(2)
+            ],
+            repeats,
+            clock,
         )
         rows.append((f"{name} (2 views)", batch / batched, per_sample_count / looped))
     magnification = augment.Magnification(fov=30.0, K=20.0, cover_ratio=(0.05, 0.35))
@@ -157,8 +159,8 @@ def measure(
         ("magnification op", magnification, lambda image: magnify_per_image(image, size)),
         ("foveation op", foveation, foveate_per_image),
     ):
-        batched = best_time(lambda: op(floats, generator, size), repeats, clock)
-        looped = best_time(lambda: [one(image) for image in few], repeats, clock)
+        batched = best_time(lambda op=op: op(floats, generator, size), repeats, clock)
+        looped = best_time(lambda one=one: [one(image) for image in few], repeats, clock)
         rows.append((label, batch / batched, per_sample_count / looped))
     return rows
 

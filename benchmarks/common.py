@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmarks: the real CIFAR-10 from ../shared, extracted once."""
+"""Helpers shared by the benchmarks: the real CIFAR-10 and Imagenette from ../shared, extracted
+once."""
 from __future__ import annotations
 
 import os
@@ -34,6 +35,20 @@ def cifar10(split: str, n: int, seed: int = 0) -> data.TensorImageDataset:
         images, labels = torch.load(cache, weights_only=True)
         return data.TensorImageDataset(images, labels)
     ds = data.dataset(str(extracted("cifar10-jpg.tar.gz") / split))
+    order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:n]
+    full = data.materialize(data.ConvertedDataset(torch.utils.data.Subset(ds, order.tolist())))
+    torch.save((full.images, full.labels), cache)
+    return full
+
+
+def imagenette(split: str, n: int, size: int, seed: int = 0) -> data.TensorImageDataset:
+    """``n`` random Imagenette images of ``split`` (``train`` or ``val``, class-mixed), resized
+    to ``size`` px and loaded into memory (cached)."""
+    cache = CACHE / f"imagenette_{split}_{n}_{size}_{seed}.pt"
+    if cache.exists():
+        images, labels = torch.load(cache, weights_only=True)
+        return data.TensorImageDataset(images, labels)
+    ds = data.dataset(str(extracted("imagenette-128-jpg.tar.gz") / split), size=size)
     order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:n]
     full = data.materialize(data.ConvertedDataset(torch.utils.data.Subset(ds, order.tolist())))
     torch.save((full.images, full.labels), cache)

@@ -1,8 +1,8 @@
-"""Train a self-supervised method on several GPUs (or CPU processes) with torchrun.
+r"""Train a self-supervised method on several GPUs (or CPU processes) with torchrun.
 
 One node, 4 GPUs (``--batch-size`` is per GPU: the global batch is 4 x 256 = 1024):
 
-    torchrun --standalone --nproc_per_node=4 examples/train_ddp.py \\
+    torchrun --standalone --nproc_per_node=4 examples/train_ddp.py \
         --method simclr --backbone cifar-resnet18 --batch-size 256 --precision bf16
 
 Two nodes with 8 GPUs each (run the same command on both, ``--node_rank`` 0 and 1;

@@ -17,12 +17,11 @@ import torch
 import torch.nn as nn
 import torchvision
 
-from . import console, store
+from . import console, store, validate
+from .augment.ops import IMAGENET_MEAN, IMAGENET_STD  # the one definition (Normalize's too)
 from .errors import CheckpointError, DataError, check, unknown_name
 from .registry import Registry
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 NORMS = ("batch", "group", "layer")
 BACKBONE_FILE = "backbone"  # the ``kind`` of a file written by :func:`save`
 #: Float inputs must lie in [0, 1]; this slack absorbs interpolation overshoot, while 0..255
@@ -532,7 +531,8 @@ class _EfficientNetFeatures(nn.Module):
 for _variant in range(8):
     register(f"efficientnet-b{_variant}", f"EfficientNet-B{_variant} (efficientnet-pytorch) "
              "convolutional features")(
-        lambda in_channels=3, _v=_variant: _EfficientNetFeatures(f"efficientnet-b{_v}", in_channels))
+        lambda in_channels=3, _v=_variant: _EfficientNetFeatures(f"efficientnet-b{_v}",
+                                                                 in_channels))
 
 
 # ---------------------------------------------------------------------- vision transformer
@@ -628,9 +628,8 @@ class VisionTransformer(nn.Module):
                  depth: int = 12, heads: int = 3, mlp_ratio: float = 4.0,
                  pos_embed: str = "sincos", pool: str = "cls"):
         super().__init__()
-        check(patch_size is None or (isinstance(patch_size, int) and patch_size >= 1),
-              "patch_size", patch_size, "None (automatic) or a positive int")
-        check(isinstance(depth, int) and depth >= 1, "depth", depth, "a positive int")
+        validate.positive_int(patch_size, "patch_size", none="automatic")
+        validate.positive_int(depth, "depth")
         check(pos_embed in ("sincos", "learned"), "pos_embed", pos_embed,
               "'sincos' or 'learned'")
         check(pool in ("cls", "mean"), "pool", pool, "'cls' or 'mean'")

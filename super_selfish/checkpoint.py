@@ -137,6 +137,8 @@ class Checkpointing:
             "history": [dict(r) for r in self.history],
             "data": getattr(self, "data_record", None),
             "run_options": _plain_options(getattr(self, "run_options", None) or {}),
+            # the EMA coefficient of the last step (methods with momentum copies)
+            "momentum": getattr(self, "current_momentum", None),
         }
         if hasattr(self, "optimizer"):
             payload["optimizer"] = self.optimizer.state_dict()
@@ -299,6 +301,14 @@ class Checkpointing:
         try:
             self.load_state_dict(payload["state"], strict=strict)
         except RuntimeError as exc:
+            missing = [h for h in payload["hparams"].get("custom_heads", [])
+                       if h not in self.hparams.get("custom_heads", [])]
+            if missing:  # trained with a head of the user's own: it must be given again
+                raise CheckpointError(
+                    f"{str(path)!r} was trained with a {missing[0]} of your own, which a "
+                    f"checkpoint cannot rebuild: pass the same kind of module again, e.g. "
+                    f"{type(self).__name__}.from_checkpoint(name, {missing[0]}=my_"
+                    f"{missing[0]}).") from exc
             raise CheckpointError(f"{str(path)!r} does not fit this {type(self).__name__} "
                                   f"(different hyper-parameters? saved {payload['hparams']}): "
                                   f"{exc}") from exc
@@ -308,6 +318,8 @@ class Checkpointing:
         self.data_record = payload.get("data")
         if payload.get("run_options"):
             self.run_options = dict(payload["run_options"])
+        if payload.get("momentum") is not None and hasattr(self, "current_momentum"):
+            self.current_momentum = float(payload["momentum"])
         self.checkpoint = payload  # optimizer/RNG state, used when resuming
         return self
 

@@ -89,7 +89,14 @@ _OWN_FLAGS = {"dataset": "--dataset", "backbone": "--backbone", "augment": "--au
 
 
 def parse_value(text: str) -> Any:
-    """``--set`` value: int, float, bool (true/false), None (none/null) or the string."""
+    """Parse a ``--set`` value: int, float, bool (true/false), None (none/null) or the string.
+
+    Args:
+        text: the text after ``KEY=``.
+
+    Returns:
+        The value.
+    """
     low = text.strip().lower()
     if low in ("true", "false"):
         return low == "true"
@@ -109,6 +116,17 @@ def method_options(cls: type, items: Any) -> dict[str, Any]:
     Keys must be constructor arguments of the method (the closest is suggested otherwise);
     values are parsed (:func:`parse_value`) and must fit the type of the argument's default
     (an int is accepted for a float). Ranges are checked by the method's constructor.
+
+    Args:
+        cls: the method's class.
+        items: ``KEY=VALUE`` strings, or a mapping from a config file.
+
+    Returns:
+        The constructor options.
+
+    Raises:
+        ConfigError: an item is not ``KEY=VALUE``, names no argument of ``cls`` or has a
+            value of the wrong type.
     """
     pairs: list[tuple[str, Any]] = []
     if isinstance(items, dict):
@@ -235,6 +253,17 @@ def _train_settings(args: argparse.Namespace, parser: argparse.ArgumentParser
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """``super-selfish train``: train a method, print kNN accuracy before and after.
+
+    Writes the checkpoint, the history and ``config.yaml`` (the settings used) in the run
+    folder.
+
+    Args:
+        args: the parsed command line of this sub-command.
+
+    Returns:
+        The exit status: 0 on success.
+    """
     if args.method is None:
         raise ConfigError("Invalid METHOD: expected a method name (or a --config file "
                           f"naming one); one of {', '.join(methods.available())}.")
@@ -288,6 +317,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
+    """``super-selfish embed``: write a run's features of a dataset to a ``.npy`` file (and the
+    labels, when the dataset has them, to ``<out>.labels.npy``).
+
+    Args:
+        args: the parsed command line of this sub-command.
+
+    Returns:
+        The exit status: 0 on success.
+    """
     import numpy as np
 
     out = Path(args.out)
@@ -319,6 +357,15 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    """``super-selfish eval``: kNN (and linear probe) accuracy of a saved run, on the data it
+    recorded or the one given.
+
+    Args:
+        args: the parsed command line of this sub-command.
+
+    Returns:
+        The exit status: 0 on success.
+    """
     sup = Supervisor.from_checkpoint(args.name)
     run = evaluate.run_data(getattr(sup, "data_record", None), dataset=args.dataset,
                             test_dataset=args.test_dataset, size=args.size, root=args.root)
@@ -340,6 +387,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
+    """``super-selfish preview``: write a grid of augmented views of a few seeded images.
+
+    Args:
+        args: the parsed command line of this sub-command.
+
+    Returns:
+        The exit status: 0 on success.
+    """
     ds = data.materialize(data.dataset(args.dataset, "train", size=args.size, root=args.root))
     size = args.out_size or ds.image_shape[-1]
     # a seeded random pick: named datasets are stored sorted by class
@@ -357,6 +412,15 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    """``super-selfish compare``: train several methods under one budget and print the table
+    (with ``--out``, also its JSON, CSV and plot).
+
+    Args:
+        args: the parsed command line of this sub-command.
+
+    Returns:
+        The exit status: 0 on success; 2 when evaluation has no labelled test data.
+    """
     from .compare import compare
 
     train, test = _datasets(args)
@@ -371,11 +435,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
         console.error("no labelled test data for evaluation: pass --test-dataset "
                      "(or --eval none)")
         return 2
+    augment = None
+    if args.augment:  # a preset name, or op names joined by commas ("magnification,hflip")
+        augment = [spec.split(",") if "," in spec else spec for spec in args.augment]
+        if len(args.methods) != 1:
+            console.error("--augment compares pipelines for one method: name exactly one")
+            return 2
     with _warnings_to_console():
         table = compare(args.methods, train, backbone=args.backbone, epochs=args.epochs,
                         seconds=args.seconds, eval=evals, test_dataset=test, seed=args.seed,
                         batch_size=args.batch_size, lr=args.lr, device=args.device,
-                        name=args.out, progress=not args.quiet, baseline=not args.no_baseline)
+                        name=args.out, progress=not args.quiet, baseline=not args.no_baseline,
+                        augment=augment, seeds=args.seeds)
     if described is not None:  # the title and files say which images were used
         table.meta["dataset"] = described
         if args.out:
@@ -391,6 +462,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
+    """``super-selfish plot``: write a run's curves (and embedding, augmentation) PNGs.
+
+    Args:
+        args: the parsed command line of this sub-command.
+
+    Returns:
+        The exit status: 0 on success; 2 when there is nothing to plot.
+    """
     from .plots import plot_run
 
     ds = None
@@ -407,7 +486,15 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    """Print the registered names of one kind with their one-line descriptions."""
+    """``super-selfish list``: print the registered names of one kind with their one-line
+    descriptions.
+
+    Args:
+        args: the parsed command line of this sub-command.
+
+    Returns:
+        The exit status: 0 on success.
+    """
     from .methods import registry as method_registry
 
     described = {"methods": method_registry.describe, "backbones": backbones.describe}
@@ -419,6 +506,11 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``super-selfish`` argument parser and its sub-commands.
+
+    Returns:
+        The parser; ``parser.commands`` maps each sub-command to its sub-parser.
+    """
     parser = argparse.ArgumentParser(prog="super-selfish", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -558,6 +650,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the same for every method (default: each method's recipe, "
                          "scaled to --batch-size)")
     cp.add_argument("--seed", type=int, default=0)
+    cp.add_argument("--seeds", type=int, nargs="+", default=None,
+                    help="run each method or pipeline once per seed; report mean, sd and a "
+                         "bootstrap CI of the difference to the first (replaces --seed)")
+    cp.add_argument("--augment", nargs="+", default=None,
+                    help="compare augmentation pipelines for one method: preset names "
+                         "(super_selfish.augment.available()) or comma-joined op names; the "
+                         "first is the baseline")
     cp.add_argument("--max-images", type=int, default=None,
                     help="train on a seeded random subset of this many images")
     cp.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1")
@@ -713,6 +812,19 @@ def _read_config(path: str, parser: argparse.ArgumentParser) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line (``super-selfish`` or ``python -m super_selfish.cli``).
+
+    A ``train --config FILE`` sets that sub-command's defaults from the file first, so flags
+    given on the command line win. Errors of the library and missing extras are printed as
+    one line, with the flag that caused them, instead of a traceback.
+
+    Args:
+        argv: the arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit status: 0 on success, 2 on a library error or a missing extra
+        (argparse itself exits with status 2 on malformed arguments).
+    """
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     commands = parser.commands  # type: ignore[attr-defined]

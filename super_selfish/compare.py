@@ -35,11 +35,13 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
-from . import console, data, evaluate, methods as method_registry
+from . import console, data, evaluate, validate
+from . import methods as method_registry
 from .errors import ConfigError, check
 from .supervisor import Callback, Supervisor
 
-__all__ = ["compare", "ComparisonTable", "Budget", "parse_budget", "untrained_record"]
+__all__ = ["compare", "ComparisonTable", "Budget", "parse_budget", "untrained_record",
+           "bootstrap_difference", "summarize_seeds"]
 
 DEFAULT_EPOCHS = 10
 _SCHEDULE_HORIZON = 10**6  # epochs passed to supervise() when only a time budget is given
@@ -51,10 +53,12 @@ class Budget(Dict[str, float]):
 
     @property
     def epochs(self) -> Optional[int]:
+        """The epoch budget, or None."""
         return self.get("epochs")  # type: ignore[return-value]
 
     @property
     def seconds(self) -> Optional[float]:
+        """The wall-clock budget in seconds, or None."""
         return self.get("seconds")
 
     def __str__(self) -> str:
@@ -72,9 +76,20 @@ _UNITS = {"s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1, "m": 60, "min"
 
 def parse_budget(budget: Any = None, epochs: Optional[int] = None,
                  seconds: Optional[float] = None) -> Budget:
-    """Normalise a budget: an int (epochs), ``dict(epochs=N)``, ``dict(seconds=S)``, both,
-    or a string such as ``"5 epochs"``, ``"90s"``, ``"10 min"``; or the ``epochs=`` /
-    ``seconds=`` keywords. Nothing given: ``DEFAULT_EPOCHS`` (10) epochs."""
+    """Normalise a budget.
+
+    Args:
+        budget: an int (epochs), ``dict(epochs=N)``, ``dict(seconds=S)``, both, or a string
+            such as ``"5 epochs"``, ``"90s"``, ``"10 min"``.
+        epochs: the epoch budget, instead of ``budget``.
+        seconds: the wall-clock budget, instead of ``budget``.
+
+    Returns:
+        The :class:`Budget`; nothing given: ``DEFAULT_EPOCHS`` (10) epochs.
+
+    Raises:
+        ConfigError: both ``budget`` and a keyword are given, or a value is invalid.
+    """
     expected = ("an int (epochs), dict(epochs=N) and/or dict(seconds=S), or a string such as "
                 "'5 epochs' or '90s'")
     if budget is not None and (epochs is not None or seconds is not None):
@@ -100,14 +115,11 @@ def parse_budget(budget: Any = None, epochs: Optional[int] = None,
     out = Budget()
     if budget.get("epochs") is not None:
         value = budget["epochs"]
-        check(isinstance(value, int) and not isinstance(value, bool) and value > 0,
-              "budget epochs", value, "a positive int")
+        validate.positive_int(value, "budget epochs")
         out["epochs"] = value
     if budget.get("seconds") is not None:
         value = budget["seconds"]
-        check(isinstance(value, (int, float)) and not isinstance(value, bool)
-              and math.isfinite(value) and value > 0, "budget seconds", value,
-              "a positive number of seconds")
+        validate.positive_number(value, "budget seconds", " of seconds")
         out["seconds"] = float(value)
     check(bool(out), "budget", budget, expected)
     return out
@@ -209,6 +221,14 @@ class ComparisonTable(list):
     names itself), plus ``backbone``, ``budget`` and ``seed``. :attr:`protocols` describes
     exactly how each accuracy was obtained; :attr:`meta` what was compared (dataset, image
     size, budget, batch size), used for the plot's title.
+
+    Args:
+        records: the rows.
+        protocols: ``{accuracy column: how it was measured}``.
+        notes: further notes printed under the table (memory measurement, settings).
+        histories: each method's epoch records.
+        backbones: each method's trained backbone.
+        meta: what was compared (dataset, image size, budget, batch size).
     """
 
     def __init__(self, records: Sequence[Dict[str, Any]] = (), *,
@@ -222,20 +242,34 @@ class ComparisonTable(list):
         self.histories = dict(histories or {})
         self.backbones = dict(backbones or {})
         self.meta: Dict[str, Any] = dict(meta or {})
+        self.runs: List[Dict[str, Any]] = []  # per-seed records of a multi-seed comparison
 
     @property
     def columns(self) -> List[str]:
+        """The record fields in table order: method first, accuracies, gains, then the rest."""
         keys = list(dict.fromkeys(k for r in self for k in r))
         first = [k for k in _FIRST if k in keys]
-        accuracy = [k for k in keys if k.endswith("_accuracy")]
-        gain = [k for k in keys if k.endswith("_gain")]
+
+        def with_summaries(metrics: List[str]) -> List[str]:
+            return [k for m in metrics for k in (m, *(m + s for s in SUMMARY_SUFFIXES))
+                    if k in keys]
+
+        accuracy = with_summaries([k for k in keys if k.endswith("_accuracy")])
+        gain = with_summaries([k for k in keys if k.endswith("_gain")])
         last = [k for k in _LAST if k in keys]
         rest = [k for k in keys if k not in first + accuracy + gain + last]
         return first + accuracy + gain + last + rest
 
     @staticmethod
     def is_baseline(record: Mapping[str, Any]) -> bool:
-        """Whether ``record`` is an untrained-baseline row (it names itself as baseline)."""
+        """Whether ``record`` is an untrained-baseline row (it names itself as baseline).
+
+        Args:
+            record: one row of the table.
+
+        Returns:
+            True for a baseline row.
+        """
         return record.get("baseline") is not None and record.get("baseline") == record.get(
             "method")
 
@@ -245,7 +279,17 @@ class ComparisonTable(list):
         return [r for r in self if self.is_baseline(r)]
 
     def best(self, metric: str = "knn_accuracy") -> Dict[str, Any]:
-        """The trained method's record with the highest ``metric`` (baseline rows excluded)."""
+        """The trained method's record with the highest ``metric`` (baseline rows excluded).
+
+        Args:
+            metric: a column, e.g. ``"knn_accuracy"``.
+
+        Returns:
+            That record (a baseline row only when no trained method has ``metric``).
+
+        Raises:
+            ConfigError: no record has ``metric``.
+        """
         check(any(metric in r for r in self), "metric", metric, f"one of {self.columns}")
         candidates = [r for r in self if metric in r and not self.is_baseline(r)]
         return max(candidates or [r for r in self if metric in r], key=lambda r: r[metric])
@@ -264,15 +308,23 @@ class ComparisonTable(list):
         """Accuracies with ``digits`` decimals, other numbers with ``digits`` significant
         digits (no exponent below 10^6)."""
         if isinstance(value, float) and math.isfinite(value):
-            if column.endswith("_accuracy"):
+            if column.endswith(("_accuracy", "_accuracy_sd", "_gain_sd")):
                 return f"{value:.{digits}f}"
-            if column.endswith("_gain"):
+            if column.endswith(("_gain", "_diff", "_diff_low", "_diff_high")):
                 return f"{value:+.{digits}f}"
             return f"{value:.{digits}g}" if abs(value) < 10 ** digits else f"{value:.0f}"
         return str(value)
 
     def to_markdown(self, digits: int = 4, notes: bool = True) -> str:
-        """A GitHub-markdown table, followed by the protocol and memory notes."""
+        """A GitHub-markdown table, followed by the protocol and memory notes.
+
+        Args:
+            digits: decimals of accuracies and gains, significant digits of other numbers.
+            notes: append the protocol descriptions and notes.
+
+        Returns:
+            The Markdown text.
+        """
         if not self:
             return "(empty comparison)"
         columns = self.columns
@@ -296,22 +348,48 @@ class ComparisonTable(list):
         return self.to_markdown()
 
     def to_json(self, path: Union[str, os.PathLike]) -> Path:
-        """Write records, protocols and notes to a JSON file."""
+        """Write records, protocols, notes and meta to a JSON file.
+
+        Args:
+            path: the file to write (its folder is created).
+
+        Returns:
+            The path written.
+        """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w") as handle:
             json.dump({"records": list(self), "protocols": self.protocols,
-                       "notes": self.notes, "meta": self.meta}, handle, indent=1)
+                       "notes": self.notes, "meta": self.meta, "runs": self.runs}, handle,
+                      indent=1)
         return path
 
     @classmethod
     def from_json(cls, path: Union[str, os.PathLike]) -> "ComparisonTable":
+        """Read a table written by :meth:`to_json` (without histories and backbones).
+
+        Args:
+            path: the JSON file.
+
+        Returns:
+            The :class:`ComparisonTable`.
+        """
         with open(path) as handle:
             payload = json.load(handle)
-        return cls(payload["records"], protocols=payload.get("protocols"),
-                   notes=payload.get("notes", ()), meta=payload.get("meta"))
+        table = cls(payload["records"], protocols=payload.get("protocols"),
+                    notes=payload.get("notes", ()), meta=payload.get("meta"))
+        table.runs = list(payload.get("runs", []))
+        return table
 
     def to_csv(self, path: Union[str, os.PathLike]) -> Path:
+        """Write the records (one row per method, :attr:`columns` in order) to a CSV file.
+
+        Args:
+            path: the file to write (its folder is created).
+
+        Returns:
+            The path written.
+        """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w", newline="") as handle:
@@ -323,7 +401,16 @@ class ComparisonTable(list):
     def plot(self, metrics: Optional[Sequence[str]] = None,
              path: Optional[Union[str, os.PathLike]] = None):
         """Bar charts per metric, baseline marked, titled with :attr:`meta` (see
-        :func:`super_selfish.plots.plot_comparison`)."""
+        :func:`super_selfish.plots.plot_comparison`).
+
+        Args:
+            metrics: the columns to draw (default: the accuracies, then training time,
+                throughput and peak memory).
+            path: write a PNG there when given.
+
+        Returns:
+            The matplotlib ``Figure``.
+        """
         from .plots import plot_comparison
 
         return plot_comparison(self, metrics, path)
@@ -335,7 +422,15 @@ BASELINE_LABEL = "untrained"
 
 def network_fingerprint(module: torch.nn.Module) -> str:
     """Identity of a network: its module types, parameter/buffer names, shapes and values.
-    Two methods whose untrained backbones have equal fingerprints start from the same net."""
+
+    Two methods whose untrained backbones have equal fingerprints start from the same net.
+
+    Args:
+        module: the network.
+
+    Returns:
+        A hex SHA-1 digest.
+    """
     digest = hashlib.sha1()
     for name, sub in module.named_modules():
         digest.update(f"{name}:{type(sub).__module__}.{type(sub).__qualname__};".encode())
@@ -378,11 +473,22 @@ def untrained_record(backbone: torch.nn.Module, memory: Any, test: Any,
                      label: str = BASELINE_LABEL
                      ) -> Tuple[Dict[str, Any], Dict[str, evaluate.ProbeResult]]:
     """The baseline row: ``backbone`` as it is before any training, scored by ``protocols``
-    on the same data as the trained methods. Returns the record and the protocol results.
+    on the same data as the trained methods.
 
     The caller's RNG is left as it was, so scoring the baseline does not change the run that
     follows; the backbone is only read (frozen protocols run it in eval mode under
     ``no_grad``, fine-tuning trains a copy).
+
+    Args:
+        backbone: the untrained network.
+        memory: labelled images for the kNN memory / probe training.
+        test: labelled held-out images.
+        protocols: ``{name: options}`` as for :func:`super_selfish.evaluate.run_protocols`.
+        seed: recorded in the row.
+        label: the row's ``method`` and ``baseline`` name.
+
+    Returns:
+        The record and the protocol results.
     """
     started = time.perf_counter()
     with torch.random.fork_rng(devices=[d for d in [evaluate._device_of(backbone)]
@@ -478,6 +584,153 @@ def _eval_sets(dataset: Any, test_dataset: Any, eval_train_dataset: Any,
     return data.materialize(memory), data.materialize(test)
 
 
+# ---------------------------------------------------------------------------------- pipelines
+def _pipeline_label(spec: Any, position: int) -> str:
+    """How a table row names an augmentation pipeline: the preset's name, else its position."""
+    if isinstance(spec, str):
+        return spec
+    if isinstance(spec, (list, tuple)):
+        names = [op if isinstance(op, str) else op.get("name", "?") if isinstance(op, Mapping)
+                 else getattr(op, "name", type(op).__name__) for op in spec]
+        return "ops " + "+".join(str(n) for n in names)
+    return f"pipeline {position}"
+
+
+def _augment_items(methods: Any, augment: Any, method_options: Optional[Mapping[str, Any]]
+                   ) -> Tuple[Dict[str, Any], Dict[str, Dict[str, Any]]]:
+    """``compare(method, augment=[...])`` as a comparison of labelled copies of one method,
+    each with its own ``augment`` option."""
+    items = _method_items(methods)
+    check(len(items) == 1, "methods", [label for label, _ in items],
+          "exactly one method when augment=[...] compares pipelines")
+    (method_label, cls), = items
+    if isinstance(augment, Mapping):
+        pipelines = [(str(label), spec) for label, spec in augment.items()]
+    else:
+        check(isinstance(augment, (list, tuple)) and len(augment) > 0, "augment", augment,
+              "a non-empty list of presets, op-spec lists, Pipelines or Views, or a dict "
+              "{label: pipeline}")
+        pipelines = [(_pipeline_label(spec, i), spec) for i, spec in enumerate(augment)]
+    labels = [label for label, _ in pipelines]
+    check(len(set(labels)) == len(labels), "augment", labels,
+          "distinct pipelines (pass a dict {label: pipeline} to name them)")
+    shared = dict((method_options or {}).get(method_label, {}))
+    unknown = set(method_options or {}) - {method_label}
+    check(not unknown, "method_options", sorted(unknown),
+          f"only the compared method's label, {method_label!r}")
+    check("augment" not in shared, "method_options", shared,
+          "no 'augment' key: pass the pipelines as compare(augment=[...])")
+    return ({label: cls for label in labels},
+            {label: dict(shared, augment=spec) for label, spec in pipelines})
+
+
+# ---------------------------------------------------------------------------------- seeds
+BOOTSTRAP_RESAMPLES = 10_000
+SUMMARY_SUFFIXES = ("_sd", "_diff", "_diff_low", "_diff_high")
+
+
+def bootstrap_difference(first: Sequence[float], second: Sequence[float],
+                         resamples: int = BOOTSTRAP_RESAMPLES, level: float = 0.95,
+                         seed: int = 0) -> Tuple[float, float, float]:
+    """Difference of means ``mean(second) - mean(first)`` and its percentile bootstrap CI.
+
+    Each group is resampled with replacement at its own size, independently of the other
+    (the foveation study's analysis resampled the second group at the first group's size).
+
+    Args:
+        first: the baseline's values (one per seed).
+        second: the compared row's values.
+        resamples: bootstrap resamples.
+        level: the interval's coverage.
+        seed: seed of the resampling, so that a table is reproducible.
+
+    Returns:
+        ``(difference, low, high)``.
+    """
+    a = torch.tensor([float(v) for v in first], dtype=torch.float64)
+    b = torch.tensor([float(v) for v in second], dtype=torch.float64)
+    check(len(a) > 0 and len(b) > 0, "values", (list(first), list(second)),
+          "at least one value per group")
+    generator = torch.Generator().manual_seed(seed)
+    pick_a = torch.randint(len(a), (resamples, len(a)), generator=generator)
+    pick_b = torch.randint(len(b), (resamples, len(b)), generator=generator)
+    differences = b[pick_b].mean(1) - a[pick_a].mean(1)
+    tail = (1 - level) / 2
+    low, high = torch.quantile(differences, torch.tensor([tail, 1 - tail], dtype=torch.float64))
+    return float(b.mean() - a.mean()), float(low), float(high)
+
+
+def _summary_metrics(records: Sequence[Mapping[str, Any]]) -> List[str]:
+    """The numeric per-run fields that get a mean and spread over seeds."""
+    wanted = ("final_loss", "epochs", "steps", "train_seconds", "images_per_s",
+              "peak_memory_mb", "eval_seconds")
+    keys = dict.fromkeys(k for r in records for k in r)
+    return [k for k in keys if k.endswith(("_accuracy", "_gain")) or k in wanted]
+
+
+def summarize_seeds(tables: Sequence["ComparisonTable"], seeds: Sequence[int]
+                    ) -> "ComparisonTable":
+    """One row per label from per-seed comparisons: means, standard deviations over seeds, and
+    for accuracies the difference to the first trained row with its bootstrap CI (gains get a
+    mean and standard deviation only).
+
+    Args:
+        tables: one single-seed comparison per seed, rows labelled alike.
+        seeds: the seeds, in the order of ``tables``.
+
+    Returns:
+        The summary table; its ``runs`` attribute holds every per-seed record.
+    """
+    runs = [dict(record) for table in tables for record in table]
+    labels = list(dict.fromkeys(r["method"] for r in runs))
+    trained = [label for label in labels
+               if not any(ComparisonTable.is_baseline(r) for r in runs if r["method"] == label)]
+    first = trained[0] if trained else None
+    metrics = _summary_metrics(runs)
+    rows = []
+    for label in labels:
+        group = [r for r in runs if r["method"] == label]
+        row: Dict[str, Any] = {"method": label}
+        for metric in metrics:
+            values = [float(r[metric]) for r in group if isinstance(r.get(metric), (int, float))]
+            if not values:
+                continue
+            mean = sum(values) / len(values)
+            row[metric] = mean
+            if metric.endswith(("_accuracy", "_gain")) or metric == "images_per_s":
+                spread = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 \
+                    if len(values) > 1 else 0.0
+                row[metric + "_sd"] = spread
+            if metric.endswith("_accuracy") and label in trained and label != first:
+                base = [float(r[metric]) for r in runs if r["method"] == first and metric in r]
+                if base:
+                    diff, low, high = bootstrap_difference(base, values)
+                    row.update({metric + "_diff": diff, metric + "_diff_low": low,
+                                metric + "_diff_high": high})
+        for key in ("baseline", "backbone", "budget", "lr", "optimizer", "knn_k"):
+            if key in group[0]:
+                row[key] = group[0][key]
+        row["seeds"] = " ".join(str(r["seed"]) for r in group)
+        rows.append(row)
+    last = tables[-1]
+    notes = [n for n in last.notes if not n.startswith(("every method:", "seeds "))]
+    notes += [note.replace(f", seed {seeds[-1]}", "") for note in last.notes
+              if note.startswith("every method:")]
+    notes.append(f"seeds {', '.join(map(str, seeds))}: each value is the mean over seeds; "
+                 "<metric>_sd its standard deviation; <metric>_diff the difference of means "
+                 f"to {first!r} with a 95% bootstrap CI [<metric>_diff_low, <metric>_diff_high]"
+                 f" ({BOOTSTRAP_RESAMPLES:,} resamples of each row's seeds, independently)")
+    histories, backbones = {}, {}
+    for table, each in zip(tables, seeds):
+        histories.update({f"{k} (seed {each})": v for k, v in table.histories.items()})
+        backbones.update({f"{k} (seed {each})": v for k, v in table.backbones.items()})
+    meta = dict(last.meta, seed=list(seeds))
+    summary = ComparisonTable(rows, protocols=last.protocols, notes=notes, histories=histories,
+                              backbones=backbones, meta=meta)
+    summary.runs = runs
+    return summary
+
+
 def compare(methods: Union[MethodSpec, Sequence[MethodSpec], Mapping[str, MethodSpec]],
             dataset: Any = "cifar10-sample", backbone: Any = "convnet-small",
             budget: Any = None, eval: Union[Sequence[str], Mapping[str, Any]] = ("knn",),
@@ -490,7 +743,9 @@ def compare(methods: Union[MethodSpec, Sequence[MethodSpec], Mapping[str, Method
             supervise_options: Optional[Mapping[str, Any]] = None,
             callbacks: Union[Sequence[Callback], Callable[[str], Sequence[Callback]]] = (),
             name: Optional[str] = None, progress: bool = False,
-            keep_backbones: bool = True, baseline: bool = True) -> ComparisonTable:
+            keep_backbones: bool = True, baseline: bool = True,
+            augment: Optional[Union[Sequence[Any], Mapping[str, Any]]] = None,
+            seeds: Optional[Sequence[int]] = None) -> ComparisonTable:
     """Train several methods under the same budget and score them the same way.
 
     With ``baseline=True`` (the default) the table starts with an ``untrained`` row: the
@@ -525,29 +780,97 @@ def compare(methods: Union[MethodSpec, Sequence[MethodSpec], Mapping[str, Method
             ``finetune``, ``finetune-1%``, ``finetune-10%``; see
             :func:`super_selfish.evaluate.run_protocols`); ``()`` skips evaluation.
         test_dataset: labelled held-out images (default: the ``test`` split of a named
-            dataset). ``eval_train_dataset``: labelled images for the kNN memory / probe
-            training (default: ``dataset``).
+            dataset).
         seed: the same for every method: initial weights, data order, augmentations.
-        batch_size: the same for every method. lr: the same for every method when given;
-            by default each method trains on its own recipe (``Supervisor.recipe()``:
-            optimizer, rate scaled to ``batch_size``, weight decay, warm-up, schedule; the
-            rate is recorded in the ``lr`` column, the optimizer in ``optimizer``).
-            ``supervise_options`` adds other
-            ``supervise`` arguments (e.g. ``weight_decay``, ``lr_scheduler``) and
-            ``method_options`` constructor options per label (e.g. ``{"simclr":
-            {"temperature": 0.2}}``).
+        batch_size: the same for every method.
+        lr: the same for every method when given; by default each method trains on its
+            own recipe (``Supervisor.recipe()``: optimizer, rate scaled to ``batch_size``,
+            weight decay, warm-up, schedule; the rate is recorded in the ``lr`` column, the
+            optimizer in ``optimizer``).
+        epochs: the budget in epochs (instead of ``budget``).
+        seconds: the wall-clock budget in seconds (instead of ``budget``).
+        eval_train_dataset: labelled images for the kNN memory / probe training (default:
+            ``dataset``).
+        image_size: the training views' side for every method (default: each method's,
+            from the data).
+        device: where to train and evaluate (default: CUDA when available).
+        method_options: constructor options per label, e.g. ``{"simclr":
+            {"temperature": 0.2}}``.
+        supervise_options: other ``supervise`` arguments for every method (e.g.
+            ``weight_decay``, ``lr_scheduler``).
         callbacks: extra callbacks for every run, or ``callable(label) -> callbacks``.
         name: when given, checkpoints go to ``<name>/<label>`` and the table to
             ``<name>/comparison.{json,csv}``; otherwise nothing is written.
+        progress: show each run's progress bar.
+        keep_backbones: keep each method's trained backbone in ``.backbones``.
         baseline: score the untrained starting network(s) too (see above); ``False`` skips.
+        augment: compare augmentation pipelines instead of methods: a list of presets (names),
+            op-spec lists, ``Pipeline`` or ``Views`` objects, or a dict ``{label: pipeline}``,
+            each trained with the one method ``methods`` names under the same budget, seeds,
+            backbone and batch. The first pipeline is the baseline of the differences.
+        seeds: run every method (or pipeline) once per seed and report each metric as the mean
+            over seeds, its standard deviation (``<metric>_sd``), and for every row after the
+            first its difference of means to the first row (``<metric>_diff``) with a 95%
+            bootstrap confidence interval (``<metric>_diff_low``, ``<metric>_diff_high``:
+            10,000 resamples of each row's seeds, drawn independently, as the foveation
+            study's analysis). Replaces ``seed``; the per-seed records are in ``.runs``.
 
-    Returns a :class:`ComparisonTable`; ``.histories`` and ``.backbones`` hold each method's
-    epoch records and trained backbone, ``.meta`` the dataset, image size, budget and batch
-    size (the plot's title).
+    Returns:
+        A :class:`ComparisonTable`; ``.histories`` and ``.backbones`` hold each method's
+        epoch records and trained backbone, ``.meta`` the dataset, image size, budget and
+        batch size (the plot's title). With ``seeds`` its rows are the per-label summaries,
+        and histories and backbones are keyed ``"<label> (seed <s>)"``.
+
+    Example::
+
+        table = compare("simclr", "cifar10-sample", budget=3, eval=("knn", "linear"),
+                        augment=["simclr", "simclr_magnif"], seeds=[0, 1])
     """
+    common = dict(dataset=dataset, backbone=backbone, budget=budget, eval=eval,
+                  test_dataset=test_dataset, batch_size=batch_size, lr=lr, epochs=epochs,
+                  seconds=seconds, eval_train_dataset=eval_train_dataset,
+                  image_size=image_size, device=device, supervise_options=supervise_options,
+                  callbacks=callbacks, progress=progress, keep_backbones=keep_backbones,
+                  baseline=baseline)
+    if augment is not None:
+        methods, method_options = _augment_items(methods, augment, method_options)
+    if seeds is None:
+        return _compare_once(methods, seed=seed, method_options=method_options, name=name,
+                             **common)
+    check(isinstance(seeds, (list, tuple)) and len(seeds) > 0
+          and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
+          and len(set(seeds)) == len(seeds), "seeds", seeds,
+          "a non-empty list of distinct non-negative ints (or None for one seed=)")
+    tables = []
+    for each in seeds:
+        console.info(f"compare: seed {each} ({len(tables) + 1} of {len(seeds)})")
+        run_name = str(Path(name) / f"seed{each}") if name is not None else None
+        tables.append(_compare_once(methods, seed=each, method_options=method_options,
+                                    name=run_name, **common))
+    table = summarize_seeds(tables, seeds)
+    if name is not None:
+        table.to_json(Path(name) / "comparison.json")
+        table.to_csv(Path(name) / "comparison.csv")
+    return table
+
+
+def _compare_once(methods: Union[MethodSpec, Sequence[MethodSpec], Mapping[str, MethodSpec]],
+            dataset: Any = "cifar10-sample", backbone: Any = "convnet-small",
+            budget: Any = None, eval: Union[Sequence[str], Mapping[str, Any]] = ("knn",),
+            test_dataset: Any = None, seed: int = 0, batch_size: int = 256,
+            lr: Optional[float] = None,
+            *, epochs: Optional[int] = None, seconds: Optional[float] = None,
+            eval_train_dataset: Any = None, image_size: Optional[int] = None,
+            device: Optional[Union[str, torch.device]] = None,
+            method_options: Optional[Mapping[str, Mapping[str, Any]]] = None,
+            supervise_options: Optional[Mapping[str, Any]] = None,
+            callbacks: Union[Sequence[Callback], Callable[[str], Sequence[Callback]]] = (),
+            name: Optional[str] = None, progress: bool = False,
+            keep_backbones: bool = True, baseline: bool = True) -> ComparisonTable:
+    """One seed of :func:`compare` (no ``augment`` or ``seeds``)."""
     items = _method_items(methods)
     plan = parse_budget(budget, epochs, seconds)
-    check(isinstance(seed, int) and seed >= 0, "seed", seed, "a non-negative int")
+    validate.non_negative_int(seed, "seed")
     if isinstance(eval, str):
         eval = (eval,)
     protocols = dict(eval) if isinstance(eval, Mapping) else {p: {} for p in eval}

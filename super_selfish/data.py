@@ -17,12 +17,12 @@ from typing import Any, Iterator, List, NamedTuple, Optional, Sequence, Tuple, T
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset
 
-from . import console
+from . import console, validate
 from .augment.core import LUMA
+from .augment.core import resize as _resize
 from .errors import DataError, check, unknown_name
 
 RESIZE_MODES = ("squash", "crop")
@@ -566,9 +566,8 @@ def resize_uint8(images: torch.Tensor, size: int, resize: str = "squash") -> tor
         side = min(height, width)
         top, left = (height - side) // 2, (width - side) // 2
         images = images[..., top:top + side, left:left + side]
-    out = F.interpolate(images.float(), size=(size, size), mode="bilinear",
-                        align_corners=False, antialias=True)
-    return out.round_().clamp_(0, 255).to(torch.uint8)
+    out = _resize(images.float(), (size, size))  # antialiased bilinear
+    return out.round().clamp_(0, 255).to(torch.uint8)
 
 
 def dataset(source: Any, split: str = "train", *, size: Optional[int] = None,
@@ -621,10 +620,9 @@ def dataset(source: Any, split: str = "train", *, size: Optional[int] = None,
             unsupported type, or a named dataset that cannot be loaded or downloaded.
     """
     if size is not None:
-        check(isinstance(size, int) and size > 0, "size", size, "a positive int (pixels)")
-    check(channels is None or (isinstance(channels, int) and not isinstance(channels, bool)
-                               and channels > 0),
-          "channels", channels, "None or a positive int (3 for RGB, 1 for grayscale)")
+        validate.positive_int(size, "size", " (pixels)")
+    validate.positive_int(channels, "channels", " (3 for RGB, 1 for grayscale)",
+                          none="the images' own")
     check(resize in RESIZE_MODES, "resize", resize, f"one of {RESIZE_MODES}")
     check(decode in DECODE_MODES, "decode", decode, f"one of {DECODE_MODES}")
     from . import shards, sources
@@ -879,10 +877,8 @@ class BatchLoader:
                  drop_last: bool = True, num_workers: Optional[int] = None,
                  generator: Optional[torch.Generator] = None, sampler: Any = None,
                  pin_memory: bool = False):
-        check(isinstance(batch_size, int) and batch_size > 0, "batch_size", batch_size,
-              "a positive int")
-        check(num_workers is None or (isinstance(num_workers, int) and num_workers >= 0),
-              "num_workers", num_workers, "None (automatic) or a non-negative int")
+        validate.positive_int(batch_size, "batch_size")
+        validate.non_negative_int(num_workers, "num_workers", none="automatic")
         self.streaming = bool(getattr(ds, "streaming", False))
         n = self._images_per_epoch(ds, sampler)
         if n == 0:

@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import validate
 from .errors import ConfigError, check
 
 DECODER_NORMS = ("batch", "group", "layer", "none")
@@ -81,10 +82,8 @@ class ConvDecoder(nn.Module):
                  out_size: int | Tuple[int, int], *, width: int = 128, min_width: int = 16,
                  norm: str = "batch", output: str = "none", head_kernel: int = 3):
         super().__init__()
-        check(isinstance(in_channels, int) and in_channels > 0, "in_channels", in_channels,
-              "a positive int")
-        check(isinstance(out_channels, int) and out_channels > 0, "out_channels", out_channels,
-              "a positive int")
+        validate.positive_int(in_channels, "in_channels")
+        validate.positive_int(out_channels, "out_channels")
         check(norm in DECODER_NORMS, "norm", norm, f"one of {DECODER_NORMS}")
         check(output in OUTPUTS, "output", output, f"one of {OUTPUTS}")
         check(width >= min_width >= 1, "width", (width, min_width),
@@ -222,8 +221,7 @@ class LatentGenerator(nn.Module):
     def __init__(self, latent_dim: int, image_size: int, out_channels: int = 3, *,
                  channels: int = 256, norm: str = "batch"):
         super().__init__()
-        check(isinstance(latent_dim, int) and latent_dim > 0, "latent_dim", latent_dim,
-              "a positive int")
+        validate.positive_int(latent_dim, "latent_dim")
         self.latent_dim, self.image_size, self.channels = latent_dim, image_size, channels
         self.grid = latent_grid(image_size)
         self.project = nn.Linear(latent_dim, channels * self.grid * self.grid)

@@ -8,7 +8,8 @@ over the ``W`` processes. The collectives with autograd below (:func:`gather_wit
 :func:`all_reduce_with_grad`) therefore *sum* the incoming gradients of all processes in their
 backward pass: each process ends up with ``sum_j dL_j/dx_local``, DDP divides by ``W``, and the
 update is the gradient of ``mean_j L_j``, i.e. of the loss one process would compute on the
-global batch ``W x B``. ``tests/test_distributed.py`` checks this against a single process.
+global batch ``W x B``. ``tests/integrations/test_distributed.py`` checks this against a single
+process.
 """
 from __future__ import annotations
 

@@ -32,14 +32,13 @@ import time
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import (Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple,
-                    Union)
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import data
+from . import data, validate
 from .errors import ConfigError, DataError, check
 
 OPTIMIZERS = ("adam", "sgd", "lbfgs")
@@ -235,8 +234,7 @@ def balanced_subset(dataset: Any, fraction: float, seed: int = 0) -> data.Tensor
         ConfigError: ``fraction`` is not in (0, 1].
         DataError: the dataset is empty or has unlabelled images.
     """
-    check(isinstance(fraction, (int, float)) and 0 < fraction <= 1, "label_fraction",
-          fraction, "a fraction in (0, 1], e.g. 0.01 or 0.1")
+    validate.fraction(fraction, "label_fraction", " such as 0.01 or 0.1")
     ds = data.materialize(data.dataset(dataset))
     _labelled(ds.labels, "train_dataset")
     classes = torch.unique(ds.labels)
@@ -271,8 +269,8 @@ def knn_predict(train_features: torch.Tensor, train_labels: torch.Tensor,
     Raises:
         ConfigError: ``k`` is not a positive int or ``temperature`` is not positive.
     """
-    check(isinstance(k, int) and k > 0, "k", k, "a positive int")
-    check(temperature > 0, "temperature", temperature, "a positive number")
+    validate.positive_int(k, "k")
+    validate.temperature(temperature, example=" such as 0.07")
     n_classes = n_classes or int(train_labels.max()) + 1
     k = min(k, len(train_features))
     train = F.normalize(train_features, dim=1)
@@ -352,7 +350,7 @@ def _knn_result(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tens
                 class_names: Union[Sequence[str], Callable[[], Sequence[str]]] = ()
                 ) -> ProbeResult:
     started = time.perf_counter()
-    check(isinstance(k, int) and not isinstance(k, bool) and k > 0, "k", k, "a positive int")
+    validate.positive_int(k, "k")
     used_k = min(k, len(train_x))
     warning = check_knn_k(used_k, train_y, class_names)
     pred = knn_predict(train_x, train_y, test_x, used_k, temperature, n_classes)
@@ -402,8 +400,8 @@ def knn_accuracy(backbone: nn.Module, train_dataset: Any, test_dataset: Any, k: 
 
 # ---------------------------------------------------------------------------------- heads
 def _batches(n: int, batch_size: int, generator: torch.Generator,
-             device: torch.device = torch.device("cpu")) -> Iterator[torch.Tensor]:
-    order = torch.randperm(n, generator=generator).to(device)
+             device: Optional[torch.device] = None) -> Iterator[torch.Tensor]:
+    order = torch.randperm(n, generator=generator).to(device or torch.device("cpu"))
     for i in range(0, n, batch_size):
         idx = order[i:i + batch_size]
         if len(idx) > 1 or n == 1:  # a lone sample would break BatchNorm layers
@@ -526,13 +524,11 @@ def _standardise(train_x: torch.Tensor, *others: torch.Tensor) -> Tuple[torch.Te
 
 def _check_head_args(epochs: int, lr: Optional[float], optimizer: str, weight_decay: float,
                      batch_size: int) -> None:
-    check(isinstance(epochs, int) and epochs > 0, "epochs", epochs, "a positive int")
+    validate.positive_int(epochs, "epochs")
     check(optimizer in OPTIMIZERS, "optimizer", optimizer, f"one of {OPTIMIZERS}")
-    check(lr is None or (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)),
-          "lr", lr, "None (the optimizer's default) or a positive number")
-    check(weight_decay >= 0, "weight_decay", weight_decay, "a non-negative number")
-    check(isinstance(batch_size, int) and batch_size > 0, "batch_size", batch_size,
-          "a positive int")
+    validate.positive_number(lr, "lr", none="the optimizer's default")
+    validate.non_negative_number(weight_decay, "weight_decay")
+    validate.positive_int(batch_size, "batch_size")
 
 
 def _head_result(kind: str, train_x: torch.Tensor, train_y: torch.Tensor,
@@ -557,7 +553,7 @@ def _head_result(kind: str, train_x: torch.Tensor, train_y: torch.Tensor,
     sweep: Dict[float, float] = {}
     if lr_sweep is not None and lr_sweep is not False:
         grid = DEFAULT_SWEEP[optimizer] if lr_sweep is True else tuple(lr_sweep)
-        check(len(grid) > 0 and all(isinstance(r, (int, float)) and r > 0 for r in grid),
+        check(len(grid) > 0 and all(validate.is_number(r) and r > 0 for r in grid),
               "lr_sweep", lr_sweep, "True or a non-empty sequence of positive learning rates")
         fit_idx, val_idx = stratified_split(train_y.cpu(), val_fraction, seed)
         fit_idx, val_idx = fit_idx.to(train_y.device), val_idx.to(train_y.device)
@@ -672,8 +668,7 @@ def mlp_probe(backbone: nn.Module, train_dataset: Any, test_dataset: Any, epochs
         ConfigError: an invalid ``hidden_dim`` or any argument :func:`linear_probe` checks.
         DataError: a dataset is empty or has unlabelled images.
     """
-    check(isinstance(hidden_dim, int) and hidden_dim > 0, "hidden_dim", hidden_dim,
-          "a positive int")
+    validate.positive_int(hidden_dim, "hidden_dim")
     train_x, train_y, test_x, test_y, n_classes = _features_pair(
         backbone, train_dataset, test_dataset, 512)
     result = _head_result("mlp", train_x, train_y, test_x, test_y, n_classes, epochs=epochs,
@@ -751,8 +746,8 @@ def fine_tune(backbone: nn.Module, train_dataset: Any, test_dataset: Any, epochs
             ``label_fraction``.
         DataError: a dataset is empty or has unlabelled images.
     """
-    check(isinstance(epochs, int) and epochs > 0, "epochs", epochs, "a positive int")
-    check(isinstance(lr, (int, float)) and lr > 0, "lr", lr, "a positive number")
+    validate.positive_int(epochs, "epochs")
+    validate.positive_number(lr, "lr")
     check(optimizer in ("adam", "sgd"), "optimizer", optimizer, "'adam' or 'sgd'")
     check(augment in ("flip", None) or callable(augment), "augment", augment,
           "'flip', None or a callable(images, generator)")

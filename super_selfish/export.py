@@ -22,6 +22,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
+from . import validate
 from .errors import SuperSelfishError, check
 from .extras import require
 
@@ -75,8 +76,7 @@ def export_backbone(backbone: nn.Module, path: str | os.PathLike, format: str = 
             tolerance (the file is removed).
     """
     check(format in FORMATS, "format", format, f"one of {FORMATS}")
-    check(isinstance(image_size, int) and image_size > 0, "image_size", image_size,
-          "a positive int (pixels)")
+    validate.positive_int(image_size, "image_size", " (pixels)")
     live = copy.deepcopy(backbone).cpu().eval()
     if callable(getattr(live, "check_input", None)):
         # The copy skips Backbone's input checks: their Python branches on tensor values

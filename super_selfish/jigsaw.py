@@ -21,6 +21,7 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 
+from . import validate
 from .errors import ConfigError, check
 
 __all__ = ["hamming_permutations", "min_hamming_distance", "tile_geometry", "cut_tiles",
@@ -84,13 +85,11 @@ def hamming_permutations(n_tiles: int, n_perms: int, seed: int = 0) -> torch.Ten
     Raises:
         ConfigError: an argument is out of range.
     """
-    check(isinstance(n_tiles, int) and 2 <= n_tiles <= 64, "n_tiles", n_tiles,
-          "an int from 2 to 64 (grid * grid)")
+    validate.int_in_range(n_tiles, "n_tiles", 2, 64, " (grid * grid)")
     limit = math.factorial(n_tiles)
-    check(isinstance(n_perms, int) and 1 <= n_perms <= min(limit, 10_000), "n_perms", n_perms,
-          f"an int from 1 to {min(limit, 10_000)} (there are {n_tiles}! = {limit} "
-          "permutations)")
-    check(isinstance(seed, int) and seed >= 0, "seed", seed, "a non-negative int")
+    validate.int_in_range(n_perms, "n_perms", 1, min(limit, 10_000),
+                          f" (there are {n_tiles}! = {limit} permutations)")
+    validate.non_negative_int(seed, "seed")
     return _hamming_permutations(n_tiles, n_perms, seed).clone()
 
 
@@ -168,7 +167,7 @@ def tile_geometry(image_size: int, grid: int, tile_fraction: float = 0.85,
         ConfigError: an invalid ``grid`` or ``tile_fraction``, or a tile smaller than
             ``min_tile`` (the message names ``argument`` and the smallest size that works).
     """
-    check(isinstance(grid, int) and grid >= 2, "grid", grid, "an int of at least 2")
+    validate.int_at_least(grid, "grid", 2)
     check(0 < tile_fraction < 1, "tile_fraction", tile_fraction, "a number in (0, 1)")
     cell = image_size // grid
     tile = min(int(cell * tile_fraction), cell - 1)
@@ -217,10 +216,10 @@ def cut_tiles(images: torch.Tensor, grid: int, tile_size: int, jitter: Optional[
     """
     check(images.dim() == 4, "images", tuple(images.shape), "a batch (N, C, H, W)")
     n, c, h, w = images.shape
-    check(isinstance(grid, int) and grid >= 1, "grid", grid, "a positive int")
+    validate.positive_int(grid, "grid")
     cell = min(h, w) // grid
-    check(isinstance(tile_size, int) and 1 <= tile_size <= cell, "tile_size", tile_size,
-          f"an int from 1 to the cell size {cell} ({min(h, w)} px / grid {grid})")
+    validate.int_in_range(tile_size, "tile_size", 1, cell,
+                          f" (the cell size: {min(h, w)} px / grid {grid})")
     if not images.is_floating_point():
         images = images.float() / 255.0
     t = grid * grid
@@ -228,8 +227,7 @@ def cut_tiles(images: torch.Tensor, grid: int, tile_size: int, jitter: Optional[
     if jitter is None:
         shift = torch.randint(0, room + 1, (n, t, 2), generator=generator)
     else:
-        check(isinstance(jitter, int) and jitter >= 0, "jitter", jitter,
-              "None or a non-negative int (pixels)")
+        validate.non_negative_int(jitter, "jitter", " (pixels)", none="anywhere in the cell")
         shift = torch.randint(-jitter, jitter + 1, (n, t, 2), generator=generator)
         shift = (shift + room // 2).clamp(0, room)
     cells = torch.arange(t)
@@ -270,7 +268,7 @@ def jitter_tiles(tiles: torch.Tensor, brightness: float = 0.4, contrast: float =
     """
     for name, value in (("brightness", brightness), ("contrast", contrast)):
         check(0 <= value < 1, name, value, "a number in [0, 1)")
-    check(0 <= grayscale <= 1, "grayscale", grayscale, "a probability in [0, 1]")
+    validate.probability(grayscale, "grayscale", " (a probability)")
     lead = tiles.shape[:-3]
     flat = tiles.reshape(-1, *tiles.shape[-3:])
     m = flat.shape[0]
@@ -309,7 +307,7 @@ def drop_colour(tiles: torch.Tensor, noise: float = 0.01,
     Raises:
         ConfigError: ``noise`` is negative.
     """
-    check(noise >= 0, "noise", noise, "a non-negative number")
+    validate.non_negative_number(noise, "noise")
     lead, (c, h, w) = tiles.shape[:-3], tiles.shape[-3:]
     flat = tiles.reshape(-1, c, h, w)
     m = flat.shape[0]

@@ -17,7 +17,7 @@ queues and memory banks, the learning-rate schedule, warm-up and the schedules t
 drawn from the run's seed. Lightning does the rest: devices, precision (``"bf16-mixed"``,
 ``"16-mixed"``; backward and the optimizer step go through the Trainer), DDP (each process
 gets its share of the data), loggers, checkpoints. With the same seed on the CPU a run gives
-the weights of ``supervise()`` (``tests/test_integrations.py``).
+the weights of ``supervise()`` (``tests/integrations/test_integrations.py``).
 """
 from __future__ import annotations
 
@@ -141,6 +141,7 @@ class SupervisorModule(L.LightningModule):  # type: ignore[misc,name-defined]
                                   skip_nonfinite=self.skip_nonfinite, grad_clip=None)
 
     def configure_optimizers(self) -> Any:
+        """The supervisor's optimizer and per-step scheduler (so Lightning saves them)."""
         sup = self.supervisor
         if sup.scheduler is None:
             return sup.optimizer
@@ -149,18 +150,22 @@ class SupervisorModule(L.LightningModule):  # type: ignore[misc,name-defined]
                 "lr_scheduler": {"scheduler": sup.scheduler, "interval": "step"}}
 
     def train_dataloader(self) -> Any:
+        """The supervisor's loader (its batching, sampler and device views)."""
         return self.supervisor.loader
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device,
                                  dataloader_idx: int) -> Any:
+        """Move a batch with its own ``to`` (JPEG batches decode on the device)."""
         return batch.to(device)  # Batch, or EncodedBatch (JPEGs decoded on the device)
 
     # ------------------------------------------------------------------ training
     def on_train_start(self) -> None:
+        """Run the supervisor's callbacks' ``on_train_start``."""
         for cb in self.supervisor.callbacks:
             cb.on_train_start(self.supervisor)
 
     def on_train_epoch_start(self) -> None:
+        """Per-epoch set-up as ``supervise()`` does it: random streams, sampler epoch, counters."""
         sup = self.supervisor
         sup._epoch_seed_state = sup._data_gen.get_state()
         sampler = getattr(sup.loader, "sampler", None)
@@ -171,6 +176,7 @@ class SupervisorModule(L.LightningModule):  # type: ignore[misc,name-defined]
         self._epoch_started = time.perf_counter()
 
     def training_step(self, batch: Any, batch_idx: int) -> Optional[torch.Tensor]:
+        """One supervisor step (forward, backward, step, momentum); logs its metrics."""
         sup = self.supervisor
         loss = sup._train_step(batch, self.current_epoch, batch_idx)
         if loss is None:  # a skipped non-finite batch
@@ -189,6 +195,7 @@ class SupervisorModule(L.LightningModule):  # type: ignore[misc,name-defined]
                 [p for p in self.supervisor.parameters() if p.requires_grad], self.grad_clip)
 
     def on_train_epoch_end(self) -> None:
+        """Close the epoch as ``supervise()`` does (history record, callbacks) and log it."""
         sup = self.supervisor
         sup.epoch = self.current_epoch + 1
         sup._end_epoch(self.current_epoch, self._epoch_losses, self._epoch_images,
@@ -201,6 +208,7 @@ class SupervisorModule(L.LightningModule):  # type: ignore[misc,name-defined]
             self.log_dict(numbers)
 
     def on_train_end(self) -> None:
+        """Run the callbacks' ``on_train_end`` and close the loader."""
         sup = self.supervisor
         for cb in sup.callbacks:
             cb.on_train_end(sup, sup.history)
@@ -208,6 +216,7 @@ class SupervisorModule(L.LightningModule):  # type: ignore[misc,name-defined]
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        """Add the supervisor's run state (epoch, step, history, random streams)."""
         sup = self.supervisor
         checkpoint["super_selfish"] = {
             "method": sup.method, "hparams": dict(sup.hparams), "epoch": sup.epoch,
@@ -215,6 +224,7 @@ class SupervisorModule(L.LightningModule):  # type: ignore[misc,name-defined]
             "rng": {"data": sup._data_gen.get_state(), "augment": sup._aug_gen.get_state()}}
 
     def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        """Restore the run state saved by :meth:`on_save_checkpoint`."""
         state = checkpoint.get("super_selfish")
         if state is None:
             return

@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import console, data, evaluate, store
+from . import console, data, evaluate, store, validate
 from .distributed import is_main_process
 from .errors import check
 from .extras import require
@@ -71,7 +71,7 @@ class _ProbeMonitor(Callback):
 
     def __init__(self, train: Any, test: Any = None, every: int = 1, *,
                  val_fraction: float = 0.2, seed: int = 0, key: Optional[str] = None):
-        check(isinstance(every, int) and every > 0, "every", every, "a positive int (epochs)")
+        validate.positive_int(every, "every", " (epochs)")
         self.train_source, self.test_source = train, test
         self.every, self.val_fraction, self.seed = every, val_fraction, seed
         self.key = key or self.key
@@ -134,7 +134,7 @@ class KNNMonitor(_ProbeMonitor):
     def __init__(self, train: Any, test: Any = None, every: int = 1, k: int = 200,
                  temperature: float = 0.1, **kwargs: Any):
         super().__init__(train, test, every, **kwargs)
-        check(isinstance(k, int) and k > 0, "k", k, "a positive int")
+        validate.positive_int(k, "k")
         self.k, self.temperature = k, temperature
 
     def _score(self, backbone: nn.Module, train: Any, test: Any) -> float:
@@ -271,9 +271,8 @@ class HealthMonitor(Callback):
     def __init__(self, probe: Any = None, n_probe: int = 512, every: int = 1, *,
                  std_threshold: float = 0.02, rank_fraction: float = 0.01, seed: int = 0,
                  warn: bool = True):
-        check(isinstance(n_probe, int) and n_probe >= 2, "n_probe", n_probe,
-              "an int of at least 2")
-        check(isinstance(every, int) and every > 0, "every", every, "a positive int (epochs)")
+        validate.int_at_least(n_probe, "n_probe", 2)
+        validate.positive_int(every, "every", " (epochs)")
         self.probe_source, self.n_probe, self.every, self.seed = probe, n_probe, every, seed
         self.std_threshold, self.rank_fraction, self.warn = std_threshold, rank_fraction, warn
         self.images: Optional[torch.Tensor] = None
@@ -361,8 +360,7 @@ class _RunLogger(Callback):
     """
 
     def __init__(self, every_n_steps: int = 10, preview: bool = True, seed: int = 0):
-        check(isinstance(every_n_steps, int) and every_n_steps > 0, "every_n_steps",
-              every_n_steps, "a positive int")
+        validate.positive_int(every_n_steps, "every_n_steps")
         self.every_n_steps, self.preview, self.seed = every_n_steps, preview, seed
         self.active = False
         self._pending: Optional[tuple] = None  # (epoch record, global step at its end)

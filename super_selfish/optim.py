@@ -10,6 +10,7 @@ from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
 import torch
 
+from . import validate
 from .errors import check, unknown_name
 
 
@@ -41,10 +42,11 @@ class LARS(torch.optim.Optimizer):
 
     def __init__(self, params: Iterable[Any], lr: float, momentum: float = 0.9,
                  weight_decay: float = 0.0, eta: float = 0.001, exclude_1d: bool = True):
-        check(isinstance(lr, (int, float)) and lr > 0, "lr", lr, "a positive number")
-        check(0.0 <= momentum < 1.0, "momentum", momentum, "a number in [0, 1)")
-        check(weight_decay >= 0, "weight_decay", weight_decay, "a non-negative number")
-        check(eta > 0, "eta", eta, "a positive trust coefficient such as 0.001")
+        validate.positive_number(lr, "lr")
+        check(validate.is_number(momentum) and 0.0 <= momentum < 1.0, "momentum", momentum,
+              "a number in [0, 1)")
+        validate.non_negative_number(weight_decay, "weight_decay")
+        validate.positive_number(eta, "eta", " (the trust coefficient) such as 0.001")
         defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta,
                         exclude_1d=exclude_1d)
         super().__init__(params, defaults)

@@ -14,7 +14,7 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from . import optim
+from . import optim, validate
 from .errors import check
 
 SCALINGS = ("linear", "sqrt", "none")
@@ -64,17 +64,22 @@ class Recipe:
     def __post_init__(self) -> None:
         check(self.factory is not None or self.optimizer in optim.OPTIMIZERS, "optimizer",
               self.optimizer, f"one of {sorted(optim.OPTIMIZERS)}")
-        check(self.lr > 0, "lr", self.lr, "a positive number")
-        check(isinstance(self.batch_size, int) and self.batch_size > 0, "batch_size",
-              self.batch_size, "a positive int")
+        validate.positive_number(self.lr, "lr")
+        validate.positive_int(self.batch_size, "batch_size")
         check(self.scaling in SCALINGS, "scaling", self.scaling, f"one of {SCALINGS}")
         check(self.schedule in SCHEDULES, "schedule", self.schedule, f"one of {SCHEDULES}")
-        check(self.weight_decay >= 0, "weight_decay", self.weight_decay, "a non-negative number")
-        check(self.warmup_epochs >= 0, "warmup_epochs", self.warmup_epochs,
-              "a non-negative number")
+        validate.non_negative_number(self.weight_decay, "weight_decay")
+        validate.non_negative_number(self.warmup_epochs, "warmup_epochs")
 
     def lr_for(self, batch_size: int) -> float:
-        """The learning rate at ``batch_size`` by this recipe's scaling rule."""
+        """The learning rate at ``batch_size`` by this recipe's scaling rule.
+
+        Args:
+            batch_size: the run's batch size.
+
+        Returns:
+            The starting learning rate.
+        """
         ratio = batch_size / self.batch_size
         if self.scaling == "linear":
             return self.lr * ratio
@@ -83,11 +88,22 @@ class Recipe:
         return self.lr
 
     def warmup_for(self, epochs: float) -> float:
-        """The recipe's warm-up in a run of ``epochs``: at most a tenth of the run."""
+        """The recipe's warm-up in a run of ``epochs``: at most a tenth of the run.
+
+        Args:
+            epochs: the run's length.
+
+        Returns:
+            The warm-up in epochs.
+        """
         return min(self.warmup_epochs, MAX_WARMUP_FRACTION * epochs)
 
     def optimizer_factory(self) -> Callable[..., Any]:
-        """``f(params, lr=...)`` building this recipe's optimizer."""
+        """The factory of this recipe's optimizer.
+
+        Returns:
+            ``f(params, lr=...)`` building the optimizer (with the recipe's momentum or betas).
+        """
         if self.factory is not None:
             return self.factory
         return optim.factory(self.optimizer, self.momentum, self.betas)
@@ -101,9 +117,13 @@ class Recipe:
         Args:
             batch_size: the run's batch size (per process; the rate follows it).
             epochs: the run's length (the recipe's warm-up is clipped to a tenth of it).
-            lr, optimizer, weight_decay, warmup_epochs, lr_scheduler: explicit values (an
-                optimizer may be a name of :data:`super_selfish.optim.OPTIMIZERS`, built
-                with this recipe's momentum/betas, or a callable ``f(params, lr=...)``).
+            lr: an explicit learning rate (warned about when far from the scale of the
+                recipe's optimizer and no optimizer is given).
+            optimizer: a name of :data:`super_selfish.optim.OPTIMIZERS` (built with this
+                recipe's momentum/betas) or a callable ``f(params, lr=...)``.
+            weight_decay: an explicit weight decay.
+            warmup_epochs: explicit warm-up epochs.
+            lr_scheduler: ``"cosine"``, ``"constant"`` or a callable of the optimizer.
 
         Returns:
             ``lr``, ``optimizer`` (a callable), ``optimizer_name``, ``weight_decay``,
@@ -151,7 +171,11 @@ class Recipe:
                 f"for the recipe's rate.", UserWarning, stacklevel=4)
 
     def describe(self) -> Dict[str, Any]:
-        """The recipe as plain values (for checkpoints, histories and config files)."""
+        """The recipe as plain values (for checkpoints, histories and config files).
+
+        Returns:
+            A dict of the recipe's fields (``factory`` as its name, in ``optimizer``).
+        """
         values = asdict(self)
         values.pop("factory")
         values["betas"] = list(self.betas)
@@ -232,7 +256,17 @@ RECIPES: Dict[str, Recipe] = {
 
 
 def get(method: str) -> Recipe:
-    """The recipe of registered method ``method``."""
+    """The recipe of a registered method.
+
+    Args:
+        method: a registered method name, e.g. ``"simclr"``.
+
+    Returns:
+        Its :class:`Recipe`.
+
+    Raises:
+        UnknownNameError: no recipe has that name (the message suggests the closest).
+    """
     from .errors import unknown_name
 
     if method not in RECIPES:
@@ -248,8 +282,12 @@ def _rate(recipe: Recipe) -> str:
 
 
 def table_rows() -> list[list[str]]:
-    """One row per method: method, optimizer, lr (b: the run's batch size), weight decay,
-    momentum or betas, warm-up epochs, schedule, paper, deviation."""
+    """The rows of the README's recipe table, one per method.
+
+    Returns:
+        Rows of strings: method, optimizer, lr (b: the run's batch size), weight decay,
+        momentum or betas, warm-up epochs, schedule, paper, deviation.
+    """
     rows = []
     for name in sorted(RECIPES):
         r = RECIPES[name]
@@ -265,7 +303,11 @@ TABLE_HEADER = ["method", "optimizer", "lr (b = batch size)", "weight decay",
 
 
 def markdown_table() -> str:
-    """The README's "Training recipes" table (``python -m super_selfish.recipes``)."""
+    """The README's "Training recipes" table (``python -m super_selfish.recipes``).
+
+    Returns:
+        The table in Markdown.
+    """
     lines = ["| " + " | ".join(TABLE_HEADER) + " |", "|" + "---|" * len(TABLE_HEADER)]
     lines += ["| " + " | ".join(row) + " |" for row in table_rows()]
     return "\n".join(lines)

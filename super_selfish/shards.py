@@ -36,6 +36,7 @@ import torch
 from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 
+from . import validate
 from .data import NO_LABEL, ImageDataset, to_uint8_image
 from .distributed import rank, world_size
 from .errors import DataError, check
@@ -150,8 +151,7 @@ class ShardDataset(ImageDataset):
                  resize: str = "squash", decode: str = "cpu", image_key: Optional[str] = None,
                  label_key: Optional[str] = None,
                  shard_sizes: Optional[int | Sequence[int]] = None, shuffle_buffer: int = 1000):
-        check(isinstance(shuffle_buffer, int) and shuffle_buffer >= 1, "shuffle_buffer",
-              shuffle_buffer, "a positive int (samples)")
+        validate.positive_int(shuffle_buffer, "shuffle_buffer", " (samples)")
         self.urls = _expand(source)
         if not self.urls:
             raise DataError(f"WebDataset source {source!r} names no shards.")

@@ -8,7 +8,8 @@ parameters are the ones with ``requires_grad``; momentum encoders are frozen cop
 and memory banks are buffers.
 
 The hooks a method may override, in the order :meth:`Supervisor.supervise` calls them:
-``_load_pretrained`` (restore a run), ``_init_data_optimizer`` (loader, optimizer, scheduler),
+``_load_pretrained`` (restore a run), ``_init_data_optimizer`` (loader, optimizer, scheduler,
+then ``_on_fit_start``: a method's own set-up for the run, such as sizing its queues),
 ``_epochs`` (the loop, :mod:`super_selfish.training`), ``_forward`` (one batch to a loss) and
 ``_update`` (backward and step). The loop and runtime live in :mod:`super_selfish.training`,
 checkpoints in :mod:`super_selfish.checkpoint`.
@@ -24,14 +25,13 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import torch
 import torch.nn as nn
 
-from . import augment, backbones, console, data, momentum, store
+from . import augment, backbones, console, data, momentum, store, validate
 from . import distributed as dist_utils
 from . import recipes as recipes_module
 from .checkpoint import Checkpointing, init_arguments
 from .distributed import is_main_process, world_size
 from .errors import ConfigError, DataError, check, unknown_name
 from .training import PRECISIONS, Callback, TrainingLoop, validate_device
-from .validate import is_number as _is_number
 
 SCHEDULES = ("constant", "cosine")
 #: Arguments of ``Supervisor.__init__`` (recorded by the base under their own keys) and those
@@ -58,10 +58,9 @@ def _validate_run_options(name: Any, optimizer: Any, grad_clip: Any, device: Any
     check(callable(optimizer), "optimizer", optimizer,
           "a name (adam, adamw, sgd, lars) or a callable(params, lr=...) returning an "
           "optimizer, e.g. torch.optim.Adam")
-    check(grad_clip is None or (_is_number(grad_clip) and grad_clip > 0), "grad_clip",
-          grad_clip, "None or a positive max gradient norm such as 1.0")
-    check(seed is None or (isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0),
-          "seed", seed, "None or a non-negative int")
+    validate.positive_number(grad_clip, "grad_clip", " (a max gradient norm) such as 1.0",
+                             none="no clipping")
+    validate.non_negative_int(seed, "seed", none="the supervisor's seed")
     check(all(isinstance(cb, Callback) for cb in callbacks), "callbacks", callbacks,
           "a sequence of super_selfish.Callback instances")
     validate_device(device)
@@ -143,12 +142,11 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
         if unknown:  # a misspelt option: name it and suggest the closest one (not a TypeError)
             raise _unknown_argument(type(self), next(iter(unknown)))
         if seed is not None:
-            check(isinstance(seed, int) and seed >= 0, "seed", seed, "a non-negative int")
+            validate.non_negative_int(seed, "seed")
             torch.manual_seed(seed)
         self.seed = seed
-        check(isinstance(in_channels, int) and not isinstance(in_channels, bool)
-              and in_channels > 0, "in_channels", in_channels,
-              "a positive int: 3 for RGB, 1 for grayscale, 4 or more for multi-channel images")
+        validate.positive_int(in_channels, "in_channels", ": 3 for RGB, 1 for grayscale, 4 or "
+                              "more for multi-channel images")
         channels = self.data_channels or in_channels
         self.dataset = data.dataset(dataset, channels=channels) if dataset is not None else None
         if self.dataset is not None:
@@ -159,8 +157,7 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
                 raise DataError(f"dataset images are {image_size}x{image_size} pixels: expected "
                                 "at least 8x8 (resize them with data.dataset(..., size=N) or "
                                 "pass image_size=N).")
-        check(isinstance(image_size, int) and image_size >= 8, "image_size", image_size,
-              "an int of at least 8 pixels")
+        validate.int_at_least(image_size, "image_size", 8, " pixels")
         self.image_size = image_size
         self.backbone = backbones.build(backbone, norm=norm, in_channels=in_channels,
                                         probe_size=image_size)
@@ -237,7 +234,8 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
     def _record_hparams(self, **values: Any) -> None:
         """Record hyper-parameters that are not plain constructor arguments (derived values
         such as a queue size fitted to the dataset); constructor arguments are recorded
-        automatically (:meth:`__init_subclass__`)."""
+        automatically (:meth:`__init_subclass__`).
+        """
         self.hparams.update(values)
 
     @property
@@ -247,9 +245,19 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
 
     @property
     def device(self) -> torch.device:
+        """The device of the supervisor's parameters."""
         return next(self.parameters()).device
 
     def to(self, *args: Any, **kwargs: Any) -> "Supervisor":  # type: ignore[override]
+        """``nn.Module.to``, remembering that the user chose the placement (``supervise`` keeps it).
+
+        Args:
+            *args: as for ``nn.Module.to`` (a device, a dtype, a memory format).
+            **kwargs: as for ``nn.Module.to``.
+
+        Returns:
+            ``self``.
+        """
         self._placed = True
         return super().to(*args, **kwargs)
 
@@ -324,7 +332,12 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
                                in_channels=self.image_channels, **options)
 
     def log(self, **scalars: float) -> None:
-        """Report extra per-step scalars (shown on the progress bar and in the history)."""
+        """Report extra per-step scalars (shown on the progress bar and in the history).
+
+        Args:
+            **scalars: name to value, e.g. ``log(accuracy=0.5)``; each epoch's record holds the
+                last step's values.
+        """
         for key, value in scalars.items():
             self._step_metrics[key] = float(value)
 
@@ -333,13 +346,27 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
 
         Runs outside any mixed-precision autocast: augmentations are float32 pixel maths (and
         some, like elastic deformation, only accept float32); the encoders cast afterwards.
+
+        Args:
+            images: uint8 images (N, C, H, W).
+
+        Returns:
+            One float batch per view, in [0, 1].
         """
         with torch.autocast(images.device.type, enabled=False):
             return self.views(images, generator=getattr(self, "_aug_gen", None))
 
     def encode_views(self, views: Sequence[torch.Tensor], encoder: Optional[nn.Module] = None
                      ) -> List[torch.Tensor]:
-        """Encode several views with one forward pass per view size (multi-crop friendly)."""
+        """Encode several views with one forward pass per view size (multi-crop friendly).
+
+        Args:
+            views: float batches, possibly of several sizes.
+            encoder: the module to run; None: the online backbone.
+
+        Returns:
+            One feature batch per view, in the order of ``views``.
+        """
         encoder = self.backbone if encoder is None else encoder
         out: List[Optional[torch.Tensor]] = [None] * len(views)
         for size in dict.fromkeys(v.shape[-2:] for v in views):
@@ -350,7 +377,14 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
         return out  # type: ignore[return-value]
 
     def forward(self, batch: data.Batch) -> torch.Tensor:
-        """Routes through ``_forward`` so DistributedDataParallel can wrap the supervisor."""
+        """Routes through ``_forward`` so DistributedDataParallel can wrap the supervisor.
+
+        Args:
+            batch: one batch of the loader.
+
+        Returns:
+            The batch's loss.
+        """
         return self._forward(batch)
 
     # ------------------------------------------------------------------ the entry point
@@ -373,50 +407,86 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
         """Train; returns the per-epoch history (also written to ``<name>/history.*``).
 
         Files: ``<name>.pt`` is the run's one checkpoint, rewritten after every epoch;
-        ``<name>/history.{json,csv}`` the per-epoch records. Without ``name`` every run gets a
-        new one, ``store/<method>-<YYYYmmdd-HHMMSS>``, so two runs never share a file; the
-        paths are printed when the run starts and ends (``self.run_name`` holds the name).
-        A ``name`` holding another method's checkpoint is refused unless ``overwrite=True``
-        (one of the same method is replaced, with a warning). Copies are opt-in:
-        ``keep_last=N`` keeps the last N epochs' checkpoints and ``keep_best=True`` the
-        lowest-loss one in ``<name>/checkpoints/``.
+        ``<name>/history.{json,csv}`` the per-epoch records. The paths are printed when the run
+        starts and ends (``self.run_name`` holds the name).
 
         The recipe: ``lr``, ``optimizer``, ``weight_decay``, ``warmup_epochs`` and
         ``lr_scheduler`` left to None come from the method's recipe (:meth:`recipe`, the
         paper's; table in the README), scaled to the run: the rate by ``batch_size`` as the
-        paper scales it, the warm-up clipped to a tenth of ``epochs``. Given ones win:
-        ``optimizer`` may be a name (``adam``, ``adamw``, ``sgd``, ``lars``, with the recipe's
-        momentum/betas) or a callable ``f(params, lr=...)`` such as ``torch.optim.Adam``;
-        ``lr_scheduler`` ``"cosine"``, ``"constant"`` or a callable of the optimizer returning
-        a scheduler stepped after every optimizer step (as in the original Super-Selfish).
-        What the run used is in ``run_options``, every history record and the checkpoint;
-        the starting rate is ``base_lr``.
+        paper scales it, the warm-up clipped to a tenth of ``epochs``. Given ones win. What the
+        run used is in ``run_options``, every history record and the checkpoint; the starting
+        rate is ``base_lr``.
 
-        ``ema`` (e.g. 0.999): also keep a Polyak average of the backbone, updated after every
-        step (``ema_backbone``; buffers such as BatchNorm statistics are copied), saved in the
-        checkpoint and returned by ``get_backbone(which="ema")``.
-
-        ``num_workers`` loader processes decode images read from files (folders, shards,
-        per-item datasets); None chooses :func:`super_selfish.data.default_num_workers`, and 0
-        for in-memory data, which is sliced without any.
-
-        ``pretrained=True`` (or ``resume=True``) continues the checkpoint ``name`` with its
-        optimizer, scheduler, RNG and epoch. Ctrl-C/SIGTERM finish the current step, write a
-        resumable checkpoint and return. A NaN/inf loss raises :class:`DivergenceError` and
-        leaves the last good checkpoint untouched (``skip_nonfinite`` skips the batch instead).
+        Ctrl-C/SIGTERM finish the current step, write a resumable checkpoint and return. A
+        NaN/inf loss raises :class:`DivergenceError` and leaves the last good checkpoint
+        untouched (``skip_nonfinite`` skips the batch instead).
 
         Scaling out (see ``docs/distributed.md``): under ``torchrun`` (``WORLD_SIZE`` > 1) or
         with ``distributed=True`` the process group is joined from the environment, the
         supervisor is wrapped in DistributedDataParallel, each process gets its own share of
         the data (``batch_size`` is per process), BatchNorm becomes SyncBatchNorm (unless
         ``sync_batchnorm=False``) and only rank 0 logs and writes checkpoints.
-        ``precision="bf16"|"fp16"`` trains under autocast (fp16 with a gradient scaler),
-        ``channels_last`` uses NHWC memory and ``compile`` (True or torch.compile keyword
-        arguments) compiles the backbone body in place.
+
+        Args:
+            lr: the starting learning rate; None: the recipe's, scaled to ``batch_size``.
+            optimizer: a name (``adam``, ``adamw``, ``sgd``, ``lars``, with the recipe's
+                momentum/betas) or a callable ``f(params, lr=...)`` such as
+                ``torch.optim.Adam``; None: the recipe's.
+            epochs: the epoch to train up to (a resumed run continues from its own).
+            batch_size: images per step and process.
+            shuffle: reshuffle the data every epoch.
+            num_workers: loader processes decoding images read from files (folders, shards,
+                per-item datasets); None: :func:`super_selfish.data.default_num_workers`, and 0
+                for in-memory data, which is sliced without any.
+            name: the run name or path; None gives every run a new one,
+                ``store/<method>-<YYYYmmdd-HHMMSS>``, so two runs never share a file. A name
+                holding another method's checkpoint is refused unless ``overwrite=True`` (one of
+                the same method is replaced, with a warning).
+            pretrained: continue the checkpoint ``name`` with its optimizer, scheduler, RNG and
+                epoch.
+            lr_scheduler: ``"cosine"``, ``"constant"`` or a callable of the optimizer returning a
+                scheduler stepped after every optimizer step (as in the original Super-Selfish);
+                None: the recipe's.
+            weight_decay: of the weights (biases and norm weights get none); None: the recipe's.
+            warmup_epochs: epochs of linear warm-up; None: the recipe's.
+            ema: e.g. 0.999: also keep a Polyak average of the backbone, updated after every
+                step (``ema_backbone``; buffers such as BatchNorm statistics are copied), saved
+                in the checkpoint and returned by ``get_backbone(which="ema")``.
+            seed: seeds the data order, augmentations and global RNG; None: the supervisor's.
+            device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``; None: CUDA when available (or where
+                the supervisor was moved with ``.to``).
+            progress: show a progress bar.
+            keep_last: also keep the last N epochs' checkpoints in ``<name>/checkpoints/``.
+            keep_best: also keep the lowest-loss epoch's checkpoint there.
+            overwrite: replace a checkpoint of another method at ``name``.
+            skip_nonfinite: skip a batch whose loss is NaN/inf instead of raising.
+            grad_clip: clip the gradient norm to this value; None: no clipping.
+            precision: ``"fp32"``, or ``"bf16"``/``"fp16"`` to train under autocast (fp16 with a
+                gradient scaler).
+            channels_last: use NHWC memory for the backbone.
+            compile: True or ``torch.compile`` keyword arguments: compile the backbone body in
+                place.
+            distributed: join the process group from the environment; None: automatic under
+                ``torchrun``.
+            sync_batchnorm: turn BatchNorm into SyncBatchNorm in distributed runs (None: yes).
+            callbacks: :class:`Callback` instances observing the run.
+            save: write checkpoints and history files (False: train in memory only).
+            resume: the same as ``pretrained``.
+
+        Returns:
+            The history: one record per epoch (epoch, loss, lr, images/s, the method's logged
+            scalars and the recipe used), a resumed run's earlier epochs included.
+
+        Raises:
+            ConfigError: an argument is invalid (the message names it and the fix).
+            DataError: the supervisor has no dataset, or the data cannot be split or loaded.
+            CheckpointError: ``name`` holds another method's checkpoint, or the one to resume
+                does not fit.
+            DivergenceError: the loss or the weights became NaN/inf.
         """
         self._validate_supervise(lr, epochs, batch_size, num_workers, weight_decay, precision,
                                  keep_last, warmup_epochs, lr_scheduler)
-        check(ema is None or (_is_number(ema) and 0 < ema < 1), "ema", ema,
+        check(ema is None or (validate.is_number(ema) and 0 < ema < 1), "ema", ema,
               "None or a decay in (0, 1) such as 0.999")
         check(not (callable(lr_scheduler) and warmup_epochs), "warmup_epochs", warmup_epochs,
               "None or 0 with a callable lr_scheduler (the warm-up belongs to the built-in "
@@ -487,22 +557,16 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
                             num_workers: Optional[int],
                             weight_decay: Optional[float], precision: str, keep_last: int,
                             warmup_epochs: Optional[float], lr_scheduler: Any) -> None:
-        check(lr is None or (_is_number(lr) and lr > 0), "lr", lr,
-              "None (the method's recipe) or a positive finite number such as 1e-3")
-        check(isinstance(epochs, int) and epochs >= 0, "epochs", epochs, "a non-negative int")
-        check(isinstance(batch_size, int) and batch_size >= 2, "batch_size", batch_size,
-              "an int of at least 2")
-        check(num_workers is None or (isinstance(num_workers, int) and num_workers >= 0),
-              "num_workers", num_workers,
-              "None (automatic: 0 for in-memory data, else data.default_num_workers()) or a "
-              "non-negative int")
-        check(weight_decay is None or (_is_number(weight_decay) and weight_decay >= 0),
-              "weight_decay", weight_decay, "None (the method's recipe) or a non-negative number")
+        recipe = "the method's recipe"
+        validate.positive_number(lr, "lr", " such as 1e-3", none=recipe)
+        validate.non_negative_int(epochs, "epochs")
+        validate.int_at_least(batch_size, "batch_size", 2)
+        validate.non_negative_int(num_workers, "num_workers", none="automatic: 0 for in-memory "
+                                  "data, else data.default_num_workers()")
+        validate.non_negative_number(weight_decay, "weight_decay", none=recipe)
         check(precision in PRECISIONS, "precision", precision, f"one of {PRECISIONS}")
-        check(isinstance(keep_last, int) and keep_last >= 0, "keep_last", keep_last,
-              "a non-negative int")
-        check(warmup_epochs is None or (_is_number(warmup_epochs) and warmup_epochs >= 0),
-              "warmup_epochs", warmup_epochs, "None (the method's recipe) or a non-negative number")
+        validate.non_negative_int(keep_last, "keep_last")
+        validate.non_negative_number(warmup_epochs, "warmup_epochs", none=recipe)
         check(lr_scheduler is None or callable(lr_scheduler) or (isinstance(lr_scheduler, str)
                                                                  and lr_scheduler in SCHEDULES),
               "lr_scheduler", lr_scheduler,
@@ -523,7 +587,22 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
                              batch_size: int, shuffle: bool, num_workers: Optional[int],
                              lr_scheduler: Any, *, weight_decay: float = 0.0,
                              warmup_epochs: float = 0.0, epochs: int = 1) -> None:
-        """Build the loader, the optimizer over every trainable part, and the scheduler."""
+        """Build the loader, the optimizer over every trainable part, and the scheduler.
+
+        Then :meth:`_on_fit_start` (the method's own set-up for this run), then, when
+        resuming, the optimizer, scheduler and random streams are restored.
+
+        Args:
+            lr: the starting learning rate.
+            optimizer: a factory ``optimizer(param_groups, lr=lr)``.
+            batch_size: images per step (per process).
+            shuffle: reshuffle the data every epoch.
+            num_workers: loader processes (None: automatic).
+            lr_scheduler: ``"cosine"``, ``"constant"``, None or a callable of the optimizer.
+            weight_decay: weight decay of the weights (biases and norm weights get none).
+            warmup_epochs: epochs of linear warm-up.
+            epochs: the run's length, which the schedules span.
+        """
         sampler = None
         if self._splits_data() and not getattr(self.dataset, "streaming", False):
             from torch.utils.data.distributed import DistributedSampler
@@ -547,8 +626,28 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
         self.total_steps = total
         self.scheduler = self._make_scheduler(lr_scheduler, total,
                                               int(warmup_epochs * len(self.loader)))
+        self._on_fit_start(batch_size, epochs=epochs, lr=lr, optimizer=optimizer,
+                           weight_decay=weight_decay)
         if self._resume_state is not None:
             self._restore_training_state(self._resume_state)
+
+    def _on_fit_start(self, batch_size: int, *, epochs: int, lr: float,
+                      optimizer: Callable[..., torch.optim.Optimizer],
+                      weight_decay: float) -> None:
+        """A method's set-up for the run about to start; does nothing by default.
+
+        Called by :meth:`_init_data_optimizer` once the loader, optimizer and scheduler exist
+        and before a resumed run's optimizer state is restored: fit queues and banks to the
+        batch size (MoCo, NNCLR, SwAV), build a second optimizer (adversarial methods).
+
+        Args:
+            batch_size: images per step and process.
+            epochs: the run's length in epochs (for schedules that start part-way, e.g.
+                SwAV's queue).
+            lr: the run's starting learning rate.
+            optimizer: the run's optimizer factory, ``optimizer(param_groups, lr=lr)``.
+            weight_decay: the run's weight decay.
+        """
 
     def _param_groups(self, weight_decay: float) -> List[Dict[str, Any]]:
         """Trainable parameters; biases and norm weights get no weight decay."""
@@ -580,10 +679,9 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
     @torch.no_grad()
     def _update_ema(self) -> None:
         """Polyak averaging (``supervise(ema=...)``): the averaged backbone's weights move
-        towards the online ones; its buffers (BatchNorm statistics) are copied."""
-        momentum.ema_update(self.ema_backbone, self.backbone, self._ema)
-        for target, online in zip(self.ema_backbone.buffers(), self.backbone.buffers()):
-            target.copy_(online)
+        towards the online ones; its buffers (BatchNorm statistics) are copied.
+        """
+        momentum.ema_update(self.ema_backbone, self.backbone, self._ema, copy_buffers=True)
 
     def _recipe_record(self) -> Dict[str, Any]:
         """What each history record says about the run's recipe (``run_options``)."""
@@ -597,14 +695,24 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
         """Return the loss of one batch. Every method overrides this."""
         raise NotImplementedError(f"{type(self).__name__} must implement _forward(batch).")
 
+    def _after_backward(self) -> None:
+        """Called by :meth:`_update` after backward (and clipping), before the optimizer step.
+
+        A method overrides it to edit this step's gradients, e.g. to drop those of a part
+        that is frozen for a while (DINO's last layer, SwAV's prototypes): setting a
+        parameter's ``.grad`` to None makes the optimizer skip it for this step only, while it
+        stays in the optimizer (and in every later ``supervise()``). Does nothing by default.
+        """
+
     def _update(self, loss: torch.Tensor) -> None:
-        """Backward, optional clipping, optimizer and scheduler step (per step)."""
+        """Backward, optional clipping, :meth:`_after_backward`, optimizer and scheduler step."""
         self.optimizer.zero_grad(set_to_none=True)
         self._scaler.scale(loss).backward()
         clip = self._train_options["grad_clip"]
         if clip is not None:
             self._scaler.unscale_(self.optimizer)
             nn.utils.clip_grad_norm_([p for p in self.parameters() if p.requires_grad], clip)
+        self._after_backward()
         self._scaler.step(self.optimizer)
         self._scaler.update()
         if self.scheduler is not None:

@@ -1,9 +1,29 @@
-"""Tiny supervisors shared by tests that need a fast, exact method (no augmentation pipeline)."""
+"""Helpers shared by the tests: tiny supervisors that need no augmentation pipeline (fast,
+exact), subsets of the bundled CIFAR-10 sample and state snapshots."""
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from PIL import Image
 
-from super_selfish import Supervisor
+from super_selfish import Supervisor, data
+
+
+def sample_subset(n: int, split: str = "train", seed: int = 0) -> data.TensorImageDataset:
+    """``n`` images of the bundled CIFAR-10 sample, drawn by a seeded permutation."""
+    ds = data.materialize(data.dataset("cifar10-sample", split))
+    return ds.subset(torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:n])
+
+
+def write_images(folder, images, ext=".png"):
+    """Write uint8 ``(N, C, H, W)`` images as ``0.png``, ``1.png``, ... into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, image in enumerate(images):
+        Image.fromarray(image.permute(1, 2, 0).numpy()).save(folder / f"{i}{ext}")
+
+
+def snapshot(module: nn.Module) -> dict:
+    """A detached copy of ``module``'s state dict."""
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
 class ToyRotation(Supervisor):

@@ -28,7 +28,7 @@ from .ops import (
     VerticalFlip,
 )
 from .preview import preview
-from .registry import OPS, available, build, op_from_spec, register
+from .registry import OPS, PRESETS, available, build, op_from_spec, register
 
 __all__ = [
     "Applied",
@@ -43,6 +43,7 @@ __all__ = [
     "Magnification",
     "Normalize",
     "OPS",
+    "PRESETS",
     "Op",
     "Pipeline",
     "Posterize",

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError, DataError, check
+from ..registry import Registry
 
 Size = tuple[int, int]
 Params = dict[str, torch.Tensor]
@@ -152,6 +153,12 @@ def still_owned(before: torch.Tensor, after: torch.Tensor, owned: bool) -> bool:
     return after.is_contiguous() and (owned if after is before else True)
 
 
+#: Every augmentation op class by its ``name`` (``augment.build(["hflip", ...])`` looks names up
+#: here): an :class:`Op` subclass that sets ``name`` registers itself when it is defined, and a
+#: name that is taken is refused.
+OPS: Registry[type] = Registry("augmentation op")
+
+
 class Applied(NamedTuple):
     """What one op did to a batch: which images it changed and with which parameters."""
 
@@ -165,16 +172,24 @@ class Op:
     """One augmentation step, applied to each image independently with probability ``p``.
 
     Subclasses define ``sample`` (per-image parameters, drawn on the CPU) and ``transform``
-    (the batched computation). Ops that set ``resamples = True`` produce the pipeline's output
-    size; images they skip are plainly resized so the batch stays one tensor. Ops that set
-    ``per_image = True`` compute each image from its own pixels and parameters alone, so they
-    may be given the batch a few images at a time.
+    (the batched computation); one that sets ``name`` is registered under it in :data:`OPS`.
+    Ops that set ``resamples = True`` produce the pipeline's output size; images they skip are
+    plainly resized so the batch stays one tensor. Ops that set ``per_image = True`` compute
+    each image from its own pixels and parameters alone, so they may be given the batch a few
+    images at a time.
     """
 
     name: ClassVar[str] = ""
     resamples: ClassVar[bool] = False
     per_image: ClassVar[bool] = False
     p: float = 1.0
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        """Register a subclass that names itself in :data:`OPS` (a subclass that keeps its
+        parent's name, e.g. to change a default, is not a new op)."""
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("name"):
+            OPS.add(cls.__dict__["name"], cls)
 
     def __post_init__(self) -> None:
         self._check(0.0 <= self.p <= 1.0, "p", self.p, "a probability in [0, 1]")
@@ -368,6 +383,7 @@ class Pipeline:
     def __call__(
         self, images: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
+        """The pipeline applied to a batch (N, C, H, W) in [0, 1]: one view per image."""
         return self.trace(images, generator)[0]
 
     def __repr__(self) -> str:
@@ -396,6 +412,7 @@ class Views:
     def __call__(
         self, images: torch.Tensor, generator: torch.Generator | None = None
     ) -> list[torch.Tensor]:
+        """Every view of a batch (N, C, H, W) in [0, 1], one tensor per pipeline."""
         check_generator(generator)
         images = as_float_images(images)
         return [pipeline(images, generator) for pipeline in self.pipelines]

@@ -16,7 +16,7 @@ from kornia.enhance import equalize, normalize, posterize, solarize
 from kornia.filters import get_gaussian_kernel1d
 
 from ..console import note_once
-from ..errors import DataError
+from ..errors import DataError, unknown_name
 from .core import (
     LUMA,
     Applied,
@@ -33,6 +33,9 @@ from .fixation import FixationOp, FixationPolicy
 
 # Draws per image when looking for a crop or an erased box that fits, as torchvision does.
 BOX_ATTEMPTS = 10
+# Draws per image of the study's saliency-guided crop (fixation, area and aspect each time).
+STUDY_CROP_ATTEMPTS = 30
+CROP_BOUNDARIES = ("clip", "study")
 
 
 def box_candidates(
@@ -41,16 +44,17 @@ def box_candidates(
     scale: tuple[float, float],
     ratio: tuple[float, float],
     generator: torch.Generator | None,
+    attempts: int = BOX_ATTEMPTS,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``BOX_ATTEMPTS`` candidate boxes per image as (width, height) fractions of the image.
+    """``attempts`` candidate boxes per image as (width, height) fractions of the image.
 
     The area fraction is uniform in ``scale`` and the aspect ratio (width / height, in pixels)
     log-uniform in ``ratio``.
     """
     height, width = image_size
-    area = uniform(n * BOX_ATTEMPTS, scale, generator).view(n, BOX_ATTEMPTS)
-    log_ratio = uniform(n * BOX_ATTEMPTS, (math.log(ratio[0]), math.log(ratio[1])), generator)
-    aspect = log_ratio.exp().view(n, BOX_ATTEMPTS)
+    area = uniform(n * attempts, scale, generator).view(n, attempts)
+    log_ratio = uniform(n * attempts, (math.log(ratio[0]), math.log(ratio[1])), generator)
+    aspect = log_ratio.exp().view(n, attempts)
     box_width = (area * aspect * height / width).sqrt()
     box_height = (area / aspect * width / height).sqrt()
     return box_width, box_height
@@ -69,9 +73,16 @@ class RandomResizedCrop(FixationOp):
     Crops are ``grid_sample`` calls over many images at once (bilinear, no antialiasing:
     shrinking a large image to a small crop can alias); a horizontal flip right after the crop
     is done by the same call. By default boxes lie fully inside the image. With a ``fixation``
-    (e.g. ``"saliency"``) the box is centred on the fixation and clipped to the image, as in the
-    saliency-guided crops of the foveation study; a box keeps at least ``scale[0]`` of the image
-    after clipping.
+    (e.g. ``"saliency"``) the box is centred on the fixation, as in the saliency-guided crops of
+    the foveation study, and ``boundary`` says what happens where it leaves the image:
+
+    * ``"clip"``: the box is cut to the image on every side; a box keeps at least ``scale[0]``
+      of the image after clipping (10 draws of size, then the whole image).
+    * ``"study"``: the study's cropper. Each of up to 30 draws takes a new fixation, area and
+      aspect; a box is accepted when its overlap with the image lies strictly between
+      ``scale[0]`` and ``scale[1]`` of the image; a box past the left or top edge is then moved
+      inward (keeping its size), and one past the right or bottom edge is cut. Crops are
+      larger on average than with ``"clip"`` (the study's fallback: the centre crop).
     """
 
     name: ClassVar[str] = "random_resized_crop"
@@ -81,14 +92,28 @@ class RandomResizedCrop(FixationOp):
     fixation: FixationPolicy | None = None
     scale: tuple[float, float] = (0.08, 1.0)
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    boundary: str = "clip"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self._set("scale", as_range(self.scale, f"{type(self).__name__}.scale", 1e-6, 1.0))
         self._set("ratio", as_range(self.ratio, f"{type(self).__name__}.ratio", 1e-6))
+        if self.boundary not in CROP_BOUNDARIES:
+            raise unknown_name("crop boundary", self.boundary, CROP_BOUNDARIES)
+
+    def shown_fields(self) -> list[str]:
+        hidden = {"boundary"} if self.fixation is None else set()
+        return [name for name in super().shown_fields() if name not in hidden]
 
     def sample(self, images: torch.Tensor, generator: torch.Generator | None) -> Params:
         n, _, height, width = images.shape
+        if self.fixation is not None and self.boundary == "study":
+            box_width, box_height = box_candidates(
+                n, (height, width), self.scale, self.ratio, generator, STUDY_CROP_ATTEMPTS
+            )
+            fixation = self.sample_fixations(images, generator, STUDY_CROP_ATTEMPTS)
+            box, fixation = self._study_boxes(fixation, box_width, box_height, (height, width))
+            return {"box": box, "fixation": fixation}
         box_width, box_height = box_candidates(
             n, (height, width), self.scale, self.ratio, generator
         )
@@ -96,6 +121,13 @@ class RandomResizedCrop(FixationOp):
             return {"box": self._inside_boxes(box_width, box_height, (height, width), generator)}
         fixation = self.sample_fixations(images, generator)
         return {"box": self._boxes_around(fixation, box_width, box_height), "fixation": fixation}
+
+    def _fallback(self, image_size: Size) -> tuple[float, float]:
+        """The whole image narrowed to the nearest allowed aspect ratio, as (width, height)
+        fractions (torchvision's fallback)."""
+        height, width = image_size
+        aspect = min(max(width / height, self.ratio[0]), self.ratio[1])
+        return min(1.0, aspect * height / width), min(1.0, width / (aspect * height))
 
     def _inside_boxes(
         self,
@@ -105,13 +137,9 @@ class RandomResizedCrop(FixationOp):
         generator: torch.Generator | None,
     ) -> torch.Tensor:
         """Boxes fully inside the image; (N, 4) as centre x, centre y, width, height fractions."""
-        height, width = image_size
         fits = (box_width <= 1) & (box_height <= 1)
         found = fits.any(dim=1)
-        # Fallback as in torchvision: the whole image, narrowed to the nearest allowed aspect ratio.
-        aspect = min(max(width / height, self.ratio[0]), self.ratio[1])
-        fallback_width = min(1.0, aspect * height / width)
-        fallback_height = min(1.0, width / (aspect * height))
+        fallback_width, fallback_height = self._fallback(image_size)
         chosen_width = torch.where(found, first_valid(box_width, fits), fallback_width)
         chosen_height = torch.where(found, first_valid(box_height, fits), fallback_height)
         position = torch.rand(box_width.shape[0], 2, generator=generator)
@@ -138,6 +166,40 @@ class RandomResizedCrop(FixationOp):
         return torch.stack(
             [(left + right) / 2, (top + bottom) / 2, right - left, bottom - top], dim=1
         )
+
+    def _study_boxes(
+        self,
+        fixation: torch.Tensor,
+        box_width: torch.Tensor,
+        box_height: torch.Tensor,
+        image_size: Size,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The study's boxes (see ``boundary``) from (N, A, 2) fixations and (N, A) sizes, and
+        each image's fixation: the accepted draw's, or the image centre for the fallback."""
+        centre = (fixation + 1) / 2
+        left, top = centre[..., 0] - box_width / 2, centre[..., 1] - box_height / 2
+        overlap = (torch.minimum(left + box_width, torch.ones(())) - left.clamp_min(0)).clamp_min(
+            0
+        ) * (torch.minimum(top + box_height, torch.ones(())) - top.clamp_min(0)).clamp_min(0)
+        accepted = (overlap > self.scale[0]) & (overlap < self.scale[1])
+        found = accepted.any(dim=1)
+        fallback_width, fallback_height = self._fallback(image_size)
+        left = torch.where(found, first_valid(left, accepted), (1 - fallback_width) / 2)
+        top = torch.where(found, first_valid(top, accepted), (1 - fallback_height) / 2)
+        box_width = torch.where(found, first_valid(box_width, accepted), fallback_width)
+        box_height = torch.where(found, first_valid(box_height, accepted), fallback_height)
+        # Moved inward past the left and top edges, cut at the right and bottom edges.
+        left, top = left.clamp_min(0), top.clamp_min(0)
+        box_width = torch.minimum(box_width, 1 - left)
+        box_height = torch.minimum(box_height, 1 - top)
+        chosen = torch.stack(
+            [first_valid(fixation[..., k], accepted) for k in range(2)], dim=1
+        )
+        chosen = torch.where(found[:, None], chosen, 0.0)
+        box = torch.stack(
+            [left + box_width / 2, top + box_height / 2, box_width, box_height], dim=1
+        )
+        return box, chosen
 
     def absorbs(self, following: Op) -> bool:
         return isinstance(following, HorizontalFlip)
@@ -592,6 +654,7 @@ class SomeOf(Op):
         where: torch.Tensor | None = None,
         owned: bool = False,
     ) -> tuple[torch.Tensor, list[Applied]]:
+        """Apply ``k`` ops drawn per chosen image, in listed order (see :meth:`Op.run`)."""
         n = images.shape[0]
         chosen = torch.rand(n, generator=generator) < self.p
         if where is not None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import torch
+
 from ..errors import check
 from .core import Op, Pipeline, Size, Views
 from .elastic import ElasticDeform
@@ -35,7 +37,13 @@ Jitter = tuple[float, float, float, float]
 SIMCLR_JITTER: Jitter = (0.4, 0.4, 0.4, 0.1)
 BYOL_JITTER: Jitter = (0.4, 0.4, 0.2, 0.1)
 SWAV_JITTER: Jitter = (0.8, 0.8, 0.8, 0.2)
+PIRL_JITTER: Jitter = (0.4, 0.4, 0.4, 0.4)
+# The foveation study's colour jitter: SimCLR's strength s = 1, (0.8 s, 0.8 s, 0.8 s, 0.2 s).
+STUDY_JITTER: Jitter = (0.8, 0.8, 0.8, 0.2)
+STUDY_TEMPERATURE = 1.5
 BLUR_SIGMA = (0.1, 2.0)
+#: Images up to this size (px) get SimCLR's CIFAR setting: no blur, colour strength 0.5.
+SMALL_IMAGE = 48
 RATIO = (3 / 4, 4 / 3)
 
 
@@ -73,9 +81,9 @@ def per_view(value: float | Sequence[float], view: int) -> float:
 
 
 @register("simclr")
-@register("moco_v2", scale=(0.2, 1.0))
-@register("simsiam", scale=(0.2, 1.0))
-@register("simclr_saliency_crop", fixation="saliency", temperature=1.5)
+@register("moco_v2", scale=(0.2, 1.0), jitter=SIMCLR_JITTER, blur_p=0.5)
+@register("simsiam", scale=(0.2, 1.0), jitter=SIMCLR_JITTER, blur_p=0.5)
+@register("simclr_saliency_crop", fixation="saliency", jitter=SIMCLR_JITTER, blur_p=0.5)
 def simclr(
     size: Size,
     *,
@@ -83,19 +91,36 @@ def simclr(
     scale: tuple[float, float] = (0.08, 1.0),
     ratio: tuple[float, float] = RATIO,
     flip_p: float = 0.5,
-    jitter: Jitter = SIMCLR_JITTER,
+    color_strength: float | None = None,
+    jitter: Jitter | None = None,
     jitter_p: float = 0.8,
     gray_p: float = 0.2,
-    blur_p: float = 0.5,
+    blur_p: float | None = None,
     blur_sigma: tuple[float, float] = BLUR_SIGMA,
     fixation: str | None = None,
-    temperature: float = 1.5,
+    temperature: float = 1.0,
 ) -> Views:
     """SimCLR (Chen et al. 2020); MoCo v2 and SimSiam use it with crops of at least 20%.
 
+    The paper's setting follows the resolution: images of at most ``SMALL_IMAGE`` (48) px
+    (CIFAR-10, its appendix B.9) get no blur and colour strength 0.5; larger ones (ImageNet)
+    blur with probability 0.5 and colour strength 1.0. ``color_strength`` ``s`` sets the
+    jitter to brightness, contrast and saturation ``0.8 s`` and hue ``0.2 s`` (``jitter``
+    gives the four strengths directly); ``blur_p`` overrides the blur probability. The
+    ``moco_v2``, ``simsiam`` and ``simclr_saliency_crop`` presets keep strength 0.5 and blur
+    0.5 at every size (MoCo v2's augmentation).
+
     ``fixation="saliency"`` centres each crop on a point drawn from the crop's source saliency
-    (``simclr_saliency_crop``, the default cropper of the foveation study).
+    (``simclr_saliency_crop``: the idea of the foveation study's default cropper with this
+    library's SimCLR settings and calibrated saliency; ``study_saliency_crop`` is the study's).
     """
+    small = max(size) <= SMALL_IMAGE
+    if jitter is None:
+        strength = (0.5 if small else 1.0) if color_strength is None else color_strength
+        check(isinstance(strength, (int, float)) and 0 <= strength <= 1.25,
+              "color_strength", strength, "a number in [0, 1.25] (the paper: 0.5 or 1.0)")
+        jitter = (0.8 * strength, 0.8 * strength, 0.8 * strength, 0.2 * strength)
+    blur_p = (0.0 if small else 0.5) if blur_p is None else blur_p
     ops = [
         RandomResizedCrop(scale=scale, ratio=ratio, fixation=fixation, temperature=temperature),
         *kept(HorizontalFlip(p=flip_p)),
@@ -273,7 +298,6 @@ def cpc_pool() -> list[Op]:
 
 
 @register("cpc")
-@register("pirl", n_views=2)
 def cpc(
     size: Size,
     *,
@@ -285,14 +309,41 @@ def cpc(
 ) -> Views:
     """super_selfish's CPC augmentations: ``n_ops`` random ops from a pool, elastic, grayscale.
 
-    Also used for PIRL (two views: the method tiles the second into its jigsaw; for per-tile
-    augmentation build the preset at the tile size and call it on the batch of tiles).
+    For per-tile augmentation build the preset at the tile size and call it on the batch of
+    tiles (CPC does).
     """
     ops = [
         SomeOf(ops=tuple(cpc_pool()), k=n_ops),
         *kept(ElasticDeform(p=elastic_p, sigma=elastic_sigma), Grayscale(p=gray_p)),
     ]
     return repeated(ops, size, n_views)
+
+
+@register("pirl")
+def pirl(
+    size: Size,
+    *,
+    scale: tuple[float, float] = (0.08, 1.0),
+    ratio: tuple[float, float] = RATIO,
+    flip_p: float = 0.5,
+    jitter: Jitter = PIRL_JITTER,
+    jitter_p: float = 0.8,
+    gray_p: float = 0.2,
+) -> Views:
+    """PIRL (Misra & van der Maaten 2020): two views, the image and the jigsaw's source.
+
+    View 1 feeds the image branch: random resized crop, horizontal flip, colour jitter and
+    grayscale, the paper's augmentation of ``I`` (strengths as lightly's ``PIRLTransform``:
+    brightness, contrast, saturation and hue 0.4, applied with probability 0.8; grey 0.2).
+    View 2 is the whole image resized: the method cuts it into tiles, crops each tile at a
+    random place in its cell and jitters each tile on its own.
+    """
+    image = [
+        RandomResizedCrop(scale=scale, ratio=ratio),
+        *kept(HorizontalFlip(p=flip_p)),
+        *colour_ops(jitter, jitter_p, gray_p),
+    ]
+    return Views([Pipeline(image, size), Pipeline([Resize()], size)])
 
 
 @register("exemplar")
@@ -320,7 +371,7 @@ def exemplar(
 
 
 @register("simclr_magnif")
-@register("simclr_magnif_saliency", fixation="saliency", temperature=1.5)
+@register("simclr_magnif_saliency", fixation="saliency")
 def simclr_magnif(
     size: Size,
     *,
@@ -331,7 +382,7 @@ def simclr_magnif(
     form: str = "radial_quad",
     border: float = 16.0,
     fixation: FixationPolicy = "uniform",
-    temperature: float = 1.5,
+    temperature: float = 1.0,
     flip_p: float = 0.5,
     jitter: Jitter = SIMCLR_JITTER,
     jitter_p: float = 0.8,
@@ -340,8 +391,10 @@ def simclr_magnif(
     blur_sigma: tuple[float, float] = BLUR_SIGMA,
 ) -> Views:
     """SimCLR with cortical magnification in place of the random crop (fov 30, K 20, cover
-    0.05-0.35, no blur: the final setting of the study). Magnification runs first, so saliency
-    fixations are computed on exactly the image being magnified."""
+    0.05-0.35, no blur: the final setting of the study), with this library's SimCLR colour
+    strength. Magnification runs first, so saliency fixations are computed on exactly the image
+    being magnified and the colour ops run on the small output (``study_magnif`` is the study's
+    order and colour)."""
     ops = [
         Magnification(
             fov=fov,
@@ -360,7 +413,7 @@ def simclr_magnif(
 
 
 @register("simclr_foveation")
-@register("simclr_foveation_saliency", fixation="saliency", temperature=1.5)
+@register("simclr_foveation_saliency", fixation="saliency")
 def simclr_foveation(
     size: Size,
     *,
@@ -376,10 +429,12 @@ def simclr_foveation(
     spacing: float = 0.2,
     border: float = 12.0,
     fixation: FixationPolicy = "uniform",
-    temperature: float = 1.5,
+    temperature: float = 1.0,
+    truncate: float | None = None,
 ) -> Views:
-    """SimCLR with foveated blur in place of the Gaussian blur (the study's defaults); the
-    fixation is drawn on the cropped, flipped view it blurs."""
+    """SimCLR with foveated blur in place of the Gaussian blur (the study's foveation defaults,
+    full Gaussian kernels) after a plain random resized crop; the fixation is drawn on the
+    cropped, flipped view it blurs (``study_foveation`` is the study's run)."""
     ops = [
         RandomResizedCrop(scale=scale),
         *kept(HorizontalFlip(p=flip_p)),
@@ -393,7 +448,110 @@ def simclr_foveation(
                 border=border,
                 fixation=fixation,
                 temperature=temperature,
+                truncate=truncate,
             )
+        ),
+    ]
+    return repeated(ops, size, n_views)
+
+
+# ------------------------------------------------------------------ the study's runs
+# Wang & Ponce (arXiv 2112.07173), STL-10 at 96 px. Colour is SimCLR's at strength 1, the blur
+# (when on) is applied to every image, saliency fixations use this library's spectral-residual
+# maps (the study used FastSal) at the study's temperature on standardised maps.
+
+
+def flat_map(images: torch.Tensor) -> torch.Tensor:
+    """A flat log-saliency map per image: fixations uniform over the image (the study's
+    ``--sal_control``)."""
+    return images.new_zeros(images.shape[0], 1, 1)
+
+
+def study_colour(jitter: Jitter = STUDY_JITTER) -> list[Op]:
+    """The study's flip, colour jitter (p 0.8) and grayscale (p 0.2)."""
+    return [HorizontalFlip(p=0.5), *colour_ops(jitter, 0.8, 0.2)]
+
+
+def study_crop(fixation: str | None, temperature: float) -> Op:
+    """The study's crop: torchvision's RandomResizedCrop, or its saliency-density cropper
+    (centre drawn from the map, 30 draws, boxes moved inward at the top/left edges)."""
+    if fixation is None:
+        return RandomResizedCrop(scale=(0.08, 1.0), ratio=RATIO)
+    return RandomResizedCrop(
+        scale=(0.08, 1.0), ratio=RATIO, fixation=fixation, temperature=temperature,
+        boundary="study",
+    )
+
+
+@register("study_baseline")
+@register("study_saliency_crop", fixation="saliency")
+@register("study_flat_crop", fixation=flat_map)
+def study_crop_runs(
+    size: Size,
+    *,
+    n_views: int = 2,
+    fixation: FixationPolicy | None = None,
+    temperature: float = STUDY_TEMPERATURE,
+    blur_p: float = 1.0,
+) -> Views:
+    """The study's crop runs: ``study_baseline`` is its ``magnif_bsl`` SimCLR baseline (random
+    resized crop 0.08-1, flip, jitter (0.8, 0.8, 0.8, 0.2) p 0.8, grayscale 0.2, Gaussian blur on
+    every image, sigma 0.1-2, kernel 10% of the side); ``study_saliency_crop`` replaces the crop
+    by its saliency-density cropper (T = 1.5, the default of its ``run_salcrop.py``),
+    ``study_flat_crop`` by that cropper on a flat map (its ``--sal_control``)."""
+    ops = [
+        study_crop(fixation, temperature),
+        *study_colour(),
+        *kept(GaussianBlur(p=blur_p, sigma=BLUR_SIGMA)),
+    ]
+    return repeated(ops, size, n_views)
+
+
+@register("study_foveation")
+def study_foveation(
+    size: Size,
+    *,
+    n_views: int = 2,
+    crop_fixation: FixationPolicy | None = "saliency",
+    temperature: float = STUDY_TEMPERATURE,
+    fovea_area: tuple[float, float] = (0.01, 0.5),
+    kerW_coef: float = 0.06,
+) -> Views:
+    """The study's foveation run (``run_salcrop.py --foveation --disable_blur``): its saliency
+    crop (``crop_fixation=None`` for the plain crop), flip, colour, then foveated blur with the
+    study's defaults (area 0.01-0.5, kerW_coef 0.06, spacing 0.2, fixation border 12 px, kernels
+    truncated at 1.5 sigma) in place of the Gaussian blur."""
+    ops = [
+        study_crop(crop_fixation, temperature),
+        *study_colour(),
+        Foveation(fovea_area=fovea_area, kerW_coef=kerW_coef, spacing=0.2, border=12.0,
+                  truncate=1.5),
+    ]
+    return repeated(ops, size, n_views)
+
+
+@register("study_magnif")
+@register("study_magnif_saliency", fixation="saliency")
+def study_magnif(
+    size: Size,
+    *,
+    n_views: int = 2,
+    fixation: FixationPolicy = "uniform",
+    temperature: float = STUDY_TEMPERATURE,
+    fov: float = 30.0,
+    K: float = 20.0,
+    cover_ratio: tuple[float, float] = (0.05, 0.35),
+) -> Views:
+    """The study's final magnification run (``run_magnif.py --magnif``, fov 30, K 20, cover
+    0.05-0.35, fixation border 16 px, no blur), in its order: flip, colour, then magnification.
+    ``study_magnif_saliency`` draws the fixation from saliency (``--sal_sample``, T = 1.5),
+    computed on the flipped, colour-jittered image it magnifies (the study read the map of the
+    original image, so after a flip its fixation missed the salient spot)."""
+    ops = [
+        *study_colour(),
+        Magnification(
+            fov=fov, K=K, cover_ratio=cover_ratio, border=16.0, fixation=fixation,
+            temperature=temperature,
         ),
     ]
     return repeated(ops, size, n_views)

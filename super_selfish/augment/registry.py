@@ -7,54 +7,13 @@ import difflib
 import inspect
 from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar, Union
 
-from ..errors import ConfigError, check, unknown_name
-from .core import Op, Pipeline, Views, as_size
-from .elastic import ElasticDeform
-from .foveation import Foveation
-from .magnification import Magnification
-from .ops import (
-    ColorJitter,
-    Equalize,
-    GaussianBlur,
-    Grayscale,
-    HorizontalFlip,
-    Normalize,
-    Posterize,
-    RandomErasing,
-    RandomResizedCrop,
-    Resize,
-    Rotate90,
-    Solarize,
-    SomeOf,
-    VerticalFlip,
-)
+from ..errors import ConfigError, check
+from ..registry import Registry, first_line
+from .core import OPS, Op, Pipeline, Views, as_size
 
 PresetFunction = Callable[..., Views]
 F = TypeVar("F", bound=PresetFunction)
 OpSpec = Union[Op, str, Mapping[str, Any]]
-
-OPS: dict[str, type[Op]] = {
-    op.name: op
-    for op in (
-        RandomResizedCrop,
-        Resize,
-        HorizontalFlip,
-        VerticalFlip,
-        Rotate90,
-        ColorJitter,
-        Grayscale,
-        GaussianBlur,
-        Solarize,
-        Equalize,
-        Posterize,
-        RandomErasing,
-        Normalize,
-        SomeOf,
-        ElasticDeform,
-        Magnification,
-        Foveation,
-    )
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +28,8 @@ class _Preset:
         return [p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY]
 
 
-_PRESETS: dict[str, _Preset] = {}
+#: Every augmentation preset by name; :func:`register` adds one, a name that is taken is refused.
+PRESETS: Registry[_Preset] = Registry("augmentation preset")
 
 
 def register(name: str, **defaults: Any) -> Callable[[F], F]:
@@ -80,13 +40,9 @@ def register(name: str, **defaults: Any) -> Callable[[F], F]:
     """
 
     def decorator(function: F) -> F:
-        check(isinstance(name, str) and name != "", "name", name, "a non-empty string")
-        check(
-            name not in _PRESETS, "name", name, f"a name not registered yet (taken: {available()})"
-        )
         preset = _Preset(function, dict(defaults))
         _check_keywords(f"Preset {name!r}", "override", defaults, preset.overrides)
-        _PRESETS[name] = preset
+        PRESETS.add(name, preset, first_line(function))
         return function
 
     return decorator
@@ -94,7 +50,7 @@ def register(name: str, **defaults: Any) -> Callable[[F], F]:
 
 def available() -> list[str]:
     """The registered preset names, sorted."""
-    return sorted(_PRESETS)
+    return PRESETS.available()
 
 
 def _check_keywords(owner: str, noun: str, given: Iterable[str], valid: Sequence[str]) -> None:
@@ -122,10 +78,8 @@ def op_from_spec(spec: OpSpec) -> Op:
         'an Op, an op name, or a dict with a "name" key and the op\'s parameters',
     )
     kwargs = dict(spec)
-    name = kwargs.pop("name")
-    if name not in OPS:
-        raise unknown_name("augmentation op", name, OPS)
-    op_class = OPS[name]
+    op_class = OPS.get(kwargs.pop("name"))
+    name = op_class.name
     if "ops" in kwargs:
         kwargs["ops"] = tuple(op_from_spec(inner) for inner in kwargs["ops"])
     parameters = [field.name for field in dataclasses.fields(op_class)]
@@ -147,9 +101,7 @@ def build(
     """
     out_size = as_size(size)
     if isinstance(name_or_spec, str):
-        if name_or_spec not in _PRESETS:
-            raise unknown_name("augmentation preset", name_or_spec, _PRESETS)
-        preset = _PRESETS[name_or_spec]
+        preset = PRESETS.get(name_or_spec)
         _check_keywords(f"Preset {name_or_spec!r}", "override", overrides, preset.overrides)
         try:
             return preset.function(out_size, **{**preset.defaults, **overrides})

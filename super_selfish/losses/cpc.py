@@ -23,6 +23,9 @@ class CPCLoss(nn.Module):
 
     The loss has no parameters: the target projection and the prediction matrices are trained
     modules of the method.
+
+    Args:
+        steps: the row offsets predicted, each at least 1.
     """
 
     def __init__(self, steps: Sequence[int] = (1, 2, 3)):
@@ -33,6 +36,18 @@ class CPCLoss(nn.Module):
         self.steps = steps
 
     def forward(self, predictions: Sequence[torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
+        """The InfoNCE loss of the predictions for every step (computed in float32).
+
+        Args:
+            predictions: one map (N, D, H, W) per step, in the order of ``steps``.
+            targets: the target codes (N, D, H, W).
+
+        Returns:
+            The scalar loss.
+
+        Raises:
+            ConfigError: the number of maps, their shapes or the grid height do not fit ``steps``.
+        """
         check(len(predictions) == len(self.steps), "predictions", len(predictions),
               f"one prediction map per step {self.steps}")
         with torch.autocast(targets.device.type, enabled=False):

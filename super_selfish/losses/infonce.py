@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import check
+from .. import validate
 
 
 class InfoNCELoss(nn.Module):
@@ -24,18 +24,32 @@ class InfoNCELoss(nn.Module):
       With ``gather`` set, the keys of every process are candidates (gradients flow back).
 
     Computed in float32 even under autocast (small temperatures need the precision).
+
+    Args:
+        temperature: divides the cosine similarities; MoCo v2: 0.2, MoCo v3: 1.0 (ResNet),
+            NNCLR: 0.1.
+        gather: in-batch layout only: the keys of every process are candidates.
     """
 
     def __init__(self, temperature: float = 0.2, gather: bool = True):
         super().__init__()
-        check(isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
-              and temperature > 0, "temperature", temperature,
-              "a positive number such as 0.1 or 0.2")
+        validate.temperature(temperature)
         self.temperature = float(temperature)
         self.gather = gather
 
     def forward(self, query: torch.Tensor, key: torch.Tensor,
                 negatives: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The mean InfoNCE loss of the batch.
+
+        Args:
+            query: queries (N, D).
+            key: each query's positive key (N, D).
+            negatives: (K, D) shared or (N, K, D) per-query negatives; None: the other keys of
+                the batch are the negatives.
+
+        Returns:
+            The scalar loss.
+        """
         with torch.autocast(query.device.type, enabled=False):
             q = F.normalize(query.float(), dim=1)
             k = F.normalize(key.float(), dim=1)

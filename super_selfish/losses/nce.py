@@ -12,6 +12,7 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .. import validate
 from ..distributed import is_distributed, world_size
 from ..errors import check
 
@@ -37,10 +38,9 @@ class MemoryBankNCELoss(nn.Module):
 
     def __init__(self, n_items: int, temperature: float = 0.07, mode: str = "nce"):
         super().__init__()
-        check(temperature > 0, "temperature", temperature, "a positive number such as 0.07")
+        validate.temperature(temperature, example=" such as 0.07")
         check(mode in MODES, "mode", mode, f"one of {MODES}")
-        check(isinstance(n_items, int) and n_items >= 2, "n_items", n_items,
-              "the memory-bank size, an int of at least 2")
+        validate.int_at_least(n_items, "n_items", 2, " (the memory-bank size)")
         self.n_items = n_items
         self.temperature = float(temperature)
         self.mode = mode
@@ -55,14 +55,32 @@ class MemoryBankNCELoss(nn.Module):
 
     def scores(self, query: torch.Tensor, positive: torch.Tensor,
                negatives: torch.Tensor) -> torch.Tensor:
-        """(B, 1 + n) scores, the positive first."""
+        """Scaled cosine scores of each query against its positive and its negatives.
+
+        Args:
+            query: queries (B, D), normalised here.
+            positive: the positive keys (B, D), already normalised (bank rows).
+            negatives: negatives (B, n, D), already normalised.
+
+        Returns:
+            Scores (B, 1 + n), the positive first.
+        """
         query = F.normalize(query.float(), dim=1)
         keys = torch.cat([positive.float()[:, None], negatives.float()], dim=1)
         return torch.einsum("bd,bkd->bk", query, keys) / self.temperature
 
     def forward(self, query: torch.Tensor, positive: torch.Tensor,
                 negatives: torch.Tensor) -> torch.Tensor:
-        """``query`` (B, D), ``positive`` (B, D), ``negatives`` (B, n, D); returns the mean loss."""
+        """The mean loss of the batch (NCE or softmax, computed in float32).
+
+        Args:
+            query: queries (B, D).
+            positive: each query's memory-bank row (B, D).
+            negatives: rows drawn from the bank (B, n, D).
+
+        Returns:
+            The scalar loss.
+        """
         check(negatives.ndim == 3 and negatives.shape[0] == query.shape[0], "negatives",
               tuple(negatives.shape), f"(batch {query.shape[0]}, n, dim)")
         with torch.autocast(query.device.type, enabled=False):  # 1/0.07 needs float32

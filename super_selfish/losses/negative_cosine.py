@@ -16,6 +16,10 @@ class NegativeCosineLoss(nn.Module):
     Grill et al., 2020).
 
     ``z`` is the target: with ``stop_gradient`` (the default) no gradient flows into it.
+
+    Args:
+        mode: ``"cosine"`` (SimSiam) or ``"squared"`` (BYOL).
+        stop_gradient: detach the target ``z`` (both papers do).
     """
 
     def __init__(self, mode: str = "cosine", stop_gradient: bool = True):
@@ -25,6 +29,15 @@ class NegativeCosineLoss(nn.Module):
         self.stop_gradient = stop_gradient
 
     def forward(self, p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """The loss of predictions ``p`` against targets ``z`` (computed in float32).
+
+        Args:
+            p: predictions (N, D).
+            z: targets (N, D).
+
+        Returns:
+            The scalar loss.
+        """
         if self.stop_gradient:
             z = z.detach()
         with torch.autocast(p.device.type, enabled=False):

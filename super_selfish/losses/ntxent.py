@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import check
+from .. import validate
 
 
 class NTXentLoss(nn.Module):
@@ -15,11 +15,16 @@ class NTXentLoss(nn.Module):
 
     ``z1[i]`` and ``z2[i]`` are the two views of image ``i``. With ``gather`` set (distributed
     runs), embeddings of every process are used as negatives and gradients flow back.
+
+    Args:
+        temperature: divides the cosine similarities (SimCLR: 0.5 for CIFAR-10, 0.1 for
+            ImageNet).
+        gather: use the embeddings of every process as negatives.
     """
 
     def __init__(self, temperature: float = 0.5, gather: bool = True):
         super().__init__()
-        check(temperature > 0, "temperature", temperature, "a positive number such as 0.1 or 0.5")
+        validate.temperature(temperature, example=" such as 0.1 or 0.5")
         self.temperature = float(temperature)
         self.gather = gather
         self._targets: Dict[Tuple[int, int, torch.device], torch.Tensor] = {}
@@ -34,6 +39,15 @@ class NTXentLoss(nn.Module):
         return self._targets[key]
 
     def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+        """The mean NT-Xent loss over the 2N embeddings.
+
+        Args:
+            z1: embeddings of the first views (N, D).
+            z2: embeddings of the second views (N, D).
+
+        Returns:
+            The scalar loss.
+        """
         from ..distributed import gather_with_grad, rank
 
         z1, z2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1)

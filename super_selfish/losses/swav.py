@@ -8,6 +8,7 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .. import validate
 from ..distributed import is_distributed, world_size
 from ..errors import check
 
@@ -21,10 +22,17 @@ def sinkhorn(scores: torch.Tensor, epsilon: float = 0.05, iterations: int = 3) -
     sample a total of 1/B, ``iterations`` times; the result is scaled so that each sample's
     assignment sums to exactly 1 (and each prototype's column of ``Q`` to about B/K).
     In distributed runs the sums run over the samples of all processes.
+
+    Args:
+        scores: prototype scores (B, K).
+        epsilon: the entropic regularisation; SwAV: 0.05.
+        iterations: Sinkhorn-Knopp iterations; SwAV: 3.
+
+    Returns:
+        The codes ``Q`` (B, K), each row summing to 1.
     """
-    check(epsilon > 0, "epsilon", epsilon, "a positive number such as 0.05")
-    check(isinstance(iterations, int) and iterations >= 1, "iterations", iterations,
-          "a positive int such as 3")
+    validate.positive_number(epsilon, "epsilon", " such as 0.05")
+    validate.positive_int(iterations, "iterations", " such as 3")
     logits = scores.float() / epsilon
     peak = logits.max()
     if is_distributed():
@@ -49,7 +57,8 @@ def sinkhorn(scores: torch.Tensor, epsilon: float = 0.05, iterations: int = 3) -
 
 
 class SwAVLoss(nn.Module):
-    """Predict the Sinkhorn code of one view from the prototype scores of every other view.
+    """Predict the Sinkhorn code of one view from the prototype scores of every other view
+    (Caron et al., 2020, NeurIPS).
 
     ``scores[v]`` (B, K) are the scores of view ``v`` against the (normalised) prototypes; codes
     are computed for the first ``n_assign`` views (the global crops). ``queue_scores[i]``
@@ -57,19 +66,34 @@ class SwAVLoss(nn.Module):
     Sinkhorn to get better-balanced codes for small batches; only the batch's rows are used.
     The loss averages, over assigned views ``i`` and all other views ``v``,
     ``-sum_k q_i log softmax(scores_v / temperature)``.
+
+    Args:
+        temperature: of the softmax over prototypes; paper: 0.1.
+        epsilon: Sinkhorn's entropic regularisation; paper: 0.05.
+        sinkhorn_iterations: paper: 3.
     """
 
     def __init__(self, temperature: float = 0.1, epsilon: float = 0.05,
                  sinkhorn_iterations: int = 3):
         super().__init__()
-        check(temperature > 0, "temperature", temperature, "a positive number such as 0.1")
-        check(epsilon > 0, "epsilon", epsilon, "a positive number such as 0.05")
+        validate.temperature(temperature, example=" such as 0.1")
+        validate.positive_number(epsilon, "epsilon", " such as 0.05")
         self.temperature = float(temperature)
         self.epsilon = float(epsilon)
         self.sinkhorn_iterations = int(sinkhorn_iterations)
 
     def forward(self, scores: Sequence[torch.Tensor], n_assign: int = 2,
                 queue_scores: Optional[Sequence[Optional[torch.Tensor]]] = None) -> torch.Tensor:
+        """The swapped-prediction loss of a batch.
+
+        Args:
+            scores: per view, the prototype scores (B, K); the assigned views first.
+            n_assign: how many views get codes (the global crops; paper: 2).
+            queue_scores: per assigned view, scores of queued features (L, K) or None.
+
+        Returns:
+            The scalar loss.
+        """
         n_views = len(scores)
         check(n_views >= 2 and 1 <= n_assign <= n_views, "n_assign", n_assign,
               f"between 1 and the number of views ({n_views}, at least 2)")

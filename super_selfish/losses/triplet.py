@@ -6,11 +6,20 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .. import validate
 from ..errors import check
 
 
 def pairwise_distances(embeddings: torch.Tensor, squared: bool = False) -> torch.Tensor:
-    """Euclidean (or squared) distances between all rows, ``(M, M)``; safe to differentiate."""
+    """Euclidean (or squared) distances between all rows; safe to differentiate.
+
+    Args:
+        embeddings: (M, D).
+        squared: return squared distances.
+
+    Returns:
+        The (M, M) distance matrix.
+    """
     sq_norm = embeddings.pow(2).sum(1)
     sq = (sq_norm[:, None] + sq_norm[None, :] - 2 * embeddings @ embeddings.t()).clamp(min=0)
     # The clamp keeps sqrt's gradient finite where two rows coincide (the diagonal).
@@ -33,12 +42,21 @@ class SemiHardTripletLoss(nn.Module):
 
     def __init__(self, margin: float = 0.2, normalize: bool = True, squared: bool = False):
         super().__init__()
-        check(margin >= 0, "margin", margin, "a non-negative number such as 0.2")
+        validate.non_negative_number(margin, "margin", " such as 0.2")
         self.margin = float(margin)
         self.normalize = normalize
         self.squared = squared
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The mean semi-hard triplet loss of the batch.
+
+        Args:
+            embeddings: (M, D).
+            labels: (M,) integer labels; samples with equal labels are positives.
+
+        Returns:
+            The scalar loss.
+        """
         check(embeddings.dim() == 2 and len(embeddings) == len(labels), "embeddings",
               tuple(embeddings.shape), f"a (M, D) tensor with one row per label ({len(labels)})")
         if self.normalize:

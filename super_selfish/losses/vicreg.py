@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import check
+from .. import validate
 
 
 def _variance(z: torch.Tensor, gamma: float, eps: float) -> torch.Tensor:
@@ -32,6 +32,14 @@ class VICRegLoss(nn.Module):
     coefficients were tuned with the code). With ``gather`` set, variance and covariance use
     the embeddings of all processes; the invariance term is per process. The last terms are
     kept in :attr:`terms` (detached) for logging.
+
+    Args:
+        invariance: weight of the MSE term (paper: 25).
+        variance: weight of the variance hinge (paper: 25).
+        covariance: weight of the covariance term (paper: 1).
+        gamma: target standard deviation of each dimension (paper: 1).
+        eps: added to the variance (paper: 1e-4).
+        gather: variance and covariance over the embeddings of every process.
     """
 
     def __init__(self, invariance: float = 25.0, variance: float = 25.0, covariance: float = 1.0,
@@ -39,15 +47,23 @@ class VICRegLoss(nn.Module):
         super().__init__()
         for name, value in (("invariance", invariance), ("variance", variance),
                             ("covariance", covariance), ("gamma", gamma)):
-            check(isinstance(value, (int, float)) and value >= 0, name, value,
-                  "a non-negative number")
-        check(eps > 0, "eps", eps, "a small positive number such as 1e-4")
+            validate.non_negative_number(value, name)
+        validate.positive_number(eps, "eps", " such as 1e-4")
         self.invariance, self.variance, self.covariance = invariance, variance, covariance
         self.gamma, self.eps = gamma, eps
         self.gather = gather
         self.terms: Dict[str, torch.Tensor] = {}
 
     def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+        """The weighted sum of the three terms (also kept in :attr:`terms`).
+
+        Args:
+            z1: embeddings of the first views (N, D).
+            z2: embeddings of the second views (N, D).
+
+        Returns:
+            The scalar loss.
+        """
         from ..distributed import gather_with_grad
 
         with torch.autocast(z1.device.type, enabled=False):

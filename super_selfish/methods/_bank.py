@@ -4,8 +4,8 @@ from __future__ import annotations
 from typing import Any, List, Optional, Tuple
 
 import torch
-import torch.nn as nn
 
+from .. import validate
 from ..errors import check
 from ..memory import MemoryBank
 from ..supervisor import Supervisor
@@ -21,32 +21,21 @@ def bank_size(dataset: Any, requested: Optional[int]) -> int:
         check(n >= 2, "dataset size", n, "at least 2 images for a memory bank")
         return n
     if requested is not None:
-        check(isinstance(requested, int) and requested >= 2, "memory_size", requested,
-              "an int of at least 2")
+        validate.int_at_least(requested, "memory_size", 2)
         return requested
     return 2
 
 
-def _resize_on_load(bank: nn.Module, state_dict: dict, prefix: str, *_: Any) -> None:
-    """Load pre-hook: a bank built without a dataset takes the size stored in the checkpoint."""
-    saved = state_dict.get(prefix + "items")
-    if getattr(bank, "sized_by_checkpoint", False) and saved is not None \
-            and saved.shape != bank.items.shape:
-        bank.items = torch.empty(saved.shape, dtype=bank.items.dtype, device=bank.items.device)
-
-
 def make_bank(dataset: Any, dim: int, momentum: float,
               requested: Optional[int] = None) -> MemoryBank:
-    bank = MemoryBank(bank_size(dataset, requested), dim, momentum)
-    bank.sized_by_checkpoint = dataset is None and requested is None
-    bank.register_load_state_dict_pre_hook(_resize_on_load)
-    return bank
+    """One bank row per dataset image; built without a dataset, it takes the saved size."""
+    return MemoryBank(bank_size(dataset, requested), dim, momentum,
+                      resizable=dataset is None and requested is None)
 
 
 def n_negatives(requested: int, n_items: int) -> int:
     """``requested`` negatives, capped below the bank size (the positive is never drawn)."""
-    check(isinstance(requested, int) and requested >= 1, "n_negatives", requested,
-          "a positive int such as 4096")
+    validate.positive_int(requested, "n_negatives", " such as 4096")
     return min(requested, n_items - 1)
 
 
@@ -59,10 +48,7 @@ class MemoryBankSupervisor(Supervisor):
 
     ``default_lr`` is 3e-4, not 1e-3: a bank row is refreshed once per epoch, so it holds
     features of an older network, and the faster the network drifts the staler the positives
-    and negatives. In ``benchmarks/methods_knn.py`` (200 steps of batch 128 on
-    ``cifar10-sample``, Adam, cosine) 3e-4 against 1e-3 gave kNN gains over random init of
-    +0.039 vs -0.001 (instance discrimination), +0.021 vs -0.015 (PIRL) and +0.043 vs +0.023
-    (CMC).
+    and negatives (measurements in ``docs/methods.md``).
     """
 
     default_lr = 3e-4

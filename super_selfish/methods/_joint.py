@@ -1,50 +1,19 @@
-"""Pieces shared by the joint-embedding methods: checks, momentum schedules, auto-sized queues."""
+"""Pieces shared by the joint-embedding methods: checks and auto-sized queues."""
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional, Tuple
+import math
+from typing import Any, Optional
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import validate
 from ..distributed import world_size
 from ..errors import ConfigError, check
 from ..memory import Queue
-from ..momentum import cosine_momentum, ema_update
-
-MOMENTUM_SCHEDULES = ("constant", "cosine")
-
 
 check_temperature = validate.temperature
 check_positive_int = validate.positive_int
-
-
-def check_momentum(value: Any, schedule: Any) -> None:
-    check(validate.is_number(value) and 0.0 <= value <= 1.0, "momentum", value,
-          "a number in [0, 1] such as 0.99 or 0.996")
-    check(schedule in MOMENTUM_SCHEDULES, "momentum_schedule", schedule,
-          f"one of {MOMENTUM_SCHEDULES}")
-
-
-def momentum_at(base: float, schedule: str, step: int, total_steps: int) -> float:
-    """The EMA coefficient of ``step``: ``base`` throughout, or a cosine from ``base`` to 1."""
-    return base if schedule == "constant" else cosine_momentum(base, step, total_steps)
-
-
-def momentum_update(sup: nn.Module, pairs: Iterable[Tuple[nn.Module, nn.Module]], base: float,
-                    schedule: str) -> float:
-    """EMA-update every ``(target, online)`` pair with this step's coefficient; log it.
-
-    Called from ``_update`` after the optimizer step, i.e. before ``global_step`` counts the
-    step, so the first step uses the schedule's value at step 0.
-    """
-    m = momentum_at(base, schedule, sup.global_step, getattr(sup, "total_steps", 1))
-    for target, online in pairs:
-        ema_update(target, online, m)
-    sup.current_momentum = m
-    sup.log(momentum=m)
-    return m
 
 
 # ---------------------------------------------------------------------------- auto-sized queues
@@ -60,19 +29,9 @@ def initial_queue_size(requested: Optional[int], cap: int, dataset: Any, argumen
     return cap if dataset is None else max(1, min(cap, len(dataset)))
 
 
-def _resize_on_load(queue: nn.Module, state_dict: dict, prefix: str, *_: Any) -> None:
-    """Load pre-hook: an auto-sized queue takes the size stored in the checkpoint."""
-    saved = state_dict.get(prefix + "items")
-    auto = getattr(queue, "auto_size", False)
-    if auto and saved is not None and saved.shape != queue.items.shape:
-        queue.items = torch.empty(saved.shape, dtype=queue.items.dtype, device=queue.items.device)
-
-
 def make_queue(size: int, dim: int, auto: bool) -> Queue:
-    queue = Queue(size, dim)
-    queue.auto_size = auto
-    queue.register_load_state_dict_pre_hook(_resize_on_load)
-    return queue
+    """A queue of ``size`` rows; ``auto``: sized by :func:`fit_queue` (and by checkpoints)."""
+    return Queue(size, dim, resizable=auto)
 
 
 def fit_queue(queue: Queue, batch_size: int, argument: str, multiple: bool = True) -> int:
@@ -84,7 +43,7 @@ def fit_queue(queue: Queue, batch_size: int, argument: str, multiple: bool = Tru
     """
     batch = batch_size * world_size()
     size = queue.size
-    if not getattr(queue, "auto_size", False):
+    if not queue.resizable:
         if multiple:
             check(size % batch == 0, argument, size,
                   f"a multiple of the global batch size {batch} (e.g. "
@@ -104,3 +63,29 @@ def fit_queue(queue: Queue, batch_size: int, argument: str, multiple: bool = Tru
         queue.pointer.zero_()
         queue.filled.zero_()
     return target
+
+
+#: A default freeze window (DINO's last layer, SwAV's prototypes) is one epoch, as the papers'
+#: code, but never more than this share of a run: a 1-epoch CPU run would otherwise never
+#: train them at all.
+MAX_FREEZE_FRACTION = 0.1
+
+
+def default_freeze_steps(sup: Any) -> int:
+    """Steps a head part stays frozen when the user gave no window: one epoch, at most a tenth
+    of the run (rounded up), so short runs still train it.
+
+    Args:
+        sup: the supervisor during ``supervise()`` (its ``loader`` and ``total_steps``).
+
+    Returns:
+        The number of optimizer steps of the freeze window (0 before a run is set up).
+    """
+    loader = getattr(sup, "loader", None)
+    if loader is None:
+        return 0
+    epoch = max(1, len(loader))
+    total = getattr(sup, "total_steps", None)
+    if not total:
+        return epoch
+    return min(epoch, math.ceil(MAX_FREEZE_FRACTION * total))

@@ -70,22 +70,19 @@ class AdversarialSupervisor(Supervisor):
             raise ConfigError(f"{type(self).__name__} has no trainable parameters.")
         return _groups(params, weight_decay)
 
-    def _init_data_optimizer(self, lr: float, optimizer: Callable[..., torch.optim.Optimizer],
-                             *args: Any, **kwargs: Any) -> None:
+    def _on_fit_start(self, batch_size: int, *, lr: float,
+                      optimizer: Callable[..., torch.optim.Optimizer],
+                      weight_decay: float, **run: Any) -> None:
+        """The discriminator's optimizer (same factory, rate and decay), before a resumed
+        run's optimizer states are restored."""
         if self._ddp is not None:
             raise ConfigError(f"{type(self).__name__} does not support distributed training "
                               "yet (its discriminator step is outside DistributedDataParallel):"
                               " run it on one process (distributed=False).")
-        # Restore the training state only once every optimizer exists.
-        resume, self._resume_state = self._resume_state, None
-        super()._init_data_optimizer(lr, optimizer, *args, **kwargs)
         disc_params = self._adversary_parameters()
-        self.optimizer_d = (optimizer(_groups(disc_params, kwargs.get("weight_decay", 0.0)),
-                                      lr=lr) if disc_params else None)
+        self.optimizer_d = (optimizer(_groups(disc_params, weight_decay), lr=lr)
+                            if disc_params else None)
         self._sync_discriminator_lr()
-        self._resume_state = resume
-        if resume is not None:
-            self._restore_training_state(resume)
 
     def _sync_discriminator_lr(self) -> None:
         """The discriminator follows the main schedule (warm-up, cosine)."""

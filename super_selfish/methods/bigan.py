@@ -2,16 +2,19 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, Optional
 
 import torch
+import torch.nn as nn
 
+from .. import validate
 from ..data import Batch
 from ..decoders import LatentGenerator
 from ..discriminators import JointDiscriminator
 from ..errors import check
 from ..heads import MLPHead
 from ..losses import AdversarialLoss
+from . import _heads
 from .adversarial import AdversarialSupervisor
 from .autoencoding import first_view
 from .registry import register
@@ -37,6 +40,12 @@ class BiGANSupervisor(AdversarialSupervisor):
     step's pairs); ``g_loss`` is logged. :meth:`get_backbone` returns E's backbone.
     Augmentation: ``none``. Optimizer: the paper's Adam with ``betas=(0.5, 0.999)`` at
     ``default_lr`` 2e-4 for all three networks.
+
+    Heads as arguments: ``encoder_head`` (features to ``latent_dim``), ``generator`` (codes to
+    images in [0, 1]) and ``discriminator`` (one logit per (image, code) pair) take modules of
+    your own (None: the paper's, above); each is trained, saved and restored like the built-in
+    one (rebuild with ``from_checkpoint(name, encoder_head=...)``; table in
+    ``docs/methods.md``).
     """
 
     default_augment = "none"
@@ -45,28 +54,34 @@ class BiGANSupervisor(AdversarialSupervisor):
 
     def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
                  latent_dim: int = 128, prior: str = "gaussian", generator_channels: int = 256,
-                 **kwargs: Any):
-        check(isinstance(latent_dim, int) and latent_dim > 0, "latent_dim", latent_dim,
-              "a positive int")
+                 encoder_head: Optional[nn.Module] = None, generator: Optional[nn.Module] = None,
+                 discriminator: Optional[nn.Module] = None, **kwargs: Any):
+        validate.positive_int(latent_dim, "latent_dim")
         check(prior in PRIORS, "prior", prior, f"one of {PRIORS}")
         super().__init__(dataset, backbone, **kwargs)
         channels = self.backbone.in_channels
         self.latent_dim, self.prior = latent_dim, prior
-        self.encoder_head = MLPHead([self.backbone.feature_dim, latent_dim], norm="none")
-        self.generator = LatentGenerator(latent_dim, self.image_size, channels,
-                                         channels=generator_channels,
-                                         norm=self.hparams["norm"])
-        self.discriminator = JointDiscriminator(channels, latent_dim)
+        self.encoder_head = _heads.resolve(self, "encoder_head", encoder_head, lambda: MLPHead(
+            [self.backbone.feature_dim, latent_dim], norm="none"))
+        if encoder_head is not None:
+            _heads.check_width("encoder_head", self.encoder_head, self.backbone.feature_dim,
+                               latent_dim, "latent_dim")
+        self.generator = _heads.resolve(self, "generator", generator, lambda: LatentGenerator(
+            latent_dim, self.image_size, channels, channels=generator_channels,
+            norm=self.hparams["norm"]), "mapping (N, latent_dim) codes to images in [0, 1]")
+        self.discriminator = _heads.resolve(
+            self, "discriminator", discriminator,
+            lambda: JointDiscriminator(channels, latent_dim),
+            "scoring (images, codes) pairs with one logit each")
         self.adversarial = AdversarialLoss()
         self._pending = None
-        self._record_hparams(latent_dim=latent_dim, prior=prior,
-                             generator_channels=generator_channels)
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """E(x): latent codes (N, latent_dim) of images."""
         return self.encoder_head(self.backbone(images))
 
     def sample_latent(self, n: int, device: torch.device) -> torch.Tensor:
+        """``n`` latent codes from the prior (Gaussian, or uniform in [-1, 1])."""
         if self.prior == "gaussian":
             return torch.randn(n, self.latent_dim, device=device)
         return torch.rand(n, self.latent_dim, device=device) * 2 - 1

@@ -2,7 +2,7 @@
 Learning")."""
 from __future__ import annotations
 
-from typing import Any, List, Tuple
+from typing import Any, Optional
 
 import torch
 import torch.nn as nn
@@ -10,14 +10,13 @@ import torch.nn as nn
 from ..data import Batch
 from ..heads import MLPHead
 from ..losses import NegativeCosineLoss
-from ..momentum import frozen_copy
-from ..supervisor import Supervisor
-from . import _joint
+from . import _heads, _joint
+from ._momentum import MomentumSupervisor
 from .registry import register
 
 
 @register("byol")
-class BYOLSupervisor(Supervisor):
+class BYOLSupervisor(MomentumSupervisor):
     """An online network predicts the projection of the other view made by a target network
     (Grill et al., 2020, NeurIPS).
 
@@ -27,48 +26,46 @@ class BYOLSupervisor(Supervisor):
     hidden layer); target network = EMA copy of backbone and projector with ``momentum``
     rising from 0.996 to 1 along a cosine over all training steps; symmetric loss
     ``(2 - 2 cos(p1, sg(z2'))) + (2 - 2 cos(p2, sg(z1')))``.
-    ``default_lr`` is 3e-4 (better than 1e-3 in ``benchmarks/methods_knn.py``, see the README).
+    Each view goes through the backbone and the heads on its own, as in the paper's code, so
+    BatchNorm normalises each view with its own batch statistics.
 
-    ``get_backbone()`` returns the online backbone, the encoder the paper evaluates;
-    ``get_backbone("momentum")`` (or ``"target"``) returns the target network's.
+    ``get_backbone()`` returns the online backbone: the paper evaluates and releases the
+    online encoder (the target network only supplies regression targets, and its weights
+    lag behind); ``get_backbone("momentum")`` (or ``"target"``) returns the target network's
+    (``momentum_backbone``, moved by :class:`~super_selfish.methods._momentum.MomentumSupervisor`).
+
+    Heads as arguments: ``projector`` and ``predictor`` (None: the paper's, above) take modules
+    of your own; the target network copies the projector, and the default predictor takes the
+    projector's width; each is trained, saved and restored like the built-in one (rebuild with
+    ``from_checkpoint(name, projector=...)``; table in ``docs/methods.md``).
     """
 
     default_augment = "byol"
-    backbone_roles = {"online": "backbone", "momentum": "target_backbone",
-                      "target": "target_backbone"}
+    backbone_roles = {"online": "backbone", "momentum": "momentum_backbone",
+                      "target": "momentum_backbone"}
     default_lr = 3e-4
 
     def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
                  projection_dim: int = 256, hidden_dim: int = 4096, momentum: float = 0.996,
-                 momentum_schedule: str = "cosine", **kwargs: Any):
-        _joint.check_momentum(momentum, momentum_schedule)
+                 momentum_schedule: str = "cosine", projector: Optional[nn.Module] = None,
+                 predictor: Optional[nn.Module] = None, **kwargs: Any):
         _joint.check_positive_int(projection_dim, "projection_dim")
         _joint.check_positive_int(hidden_dim, "hidden_dim")
-        super().__init__(dataset, backbone, **kwargs)
-        self.momentum = float(momentum)
-        self.momentum_schedule = momentum_schedule
-        self.projector = MLPHead([self.backbone.feature_dim, hidden_dim, projection_dim])
-        self.predictor = MLPHead([projection_dim, hidden_dim, projection_dim])
-        self.target_backbone = frozen_copy(self.backbone)
-        self.target_projector = frozen_copy(self.projector)
+        super().__init__(dataset, backbone, momentum=momentum,
+                         momentum_schedule=momentum_schedule, **kwargs)
+        self.projector = _heads.resolve(self, "projector", projector, lambda: MLPHead(
+            [self.backbone.feature_dim, hidden_dim, projection_dim]))
+        if projector is not None:  # the predictor maps projections to projections
+            projection_dim = _heads.output_dim(self.projector, self.backbone.feature_dim)
+        self.predictor = _heads.resolve(self, "predictor", predictor, lambda: MLPHead(
+            [projection_dim, hidden_dim, projection_dim]), in_dim=projection_dim)
+        self.add_momentum_copies("backbone", "projector")
         self.criterion = NegativeCosineLoss(mode="squared")
-        self.current_momentum = self.momentum
-        self._record_hparams(projection_dim=projection_dim, hidden_dim=hidden_dim,
-                             momentum=momentum, momentum_schedule=momentum_schedule)
 
     def _forward(self, batch: Batch) -> torch.Tensor:
         views = self.augment_views(batch.images)[:2]
-        p1, p2 = self.predictor(self.projector(torch.cat(self.encode_views(views)))).chunk(2)
+        # One view at a time through every network (BatchNorm statistics per view).
+        p1, p2 = [self.predictor(self.projector(self.backbone(v))) for v in views]
         with torch.no_grad():
-            targets = torch.cat(self.encode_views(views, self.target_backbone))
-            z1, z2 = self.target_projector(targets).chunk(2)
+            z1, z2 = [self.momentum_projector(self.momentum_backbone(v)) for v in views]
         return self.criterion(p1, z2) + self.criterion(p2, z1)
-
-    def _update(self, loss: torch.Tensor) -> None:
-        super()._update(loss)
-        _joint.momentum_update(self, self.momentum_pairs(), self.momentum,
-                               self.momentum_schedule)
-
-    def momentum_pairs(self) -> List[Tuple[nn.Module, nn.Module]]:
-        """(target, online) module pairs updated by EMA."""
-        return [(self.target_backbone, self.backbone), (self.target_projector, self.projector)]

@@ -14,7 +14,7 @@ from ..data import Batch
 from ..errors import check
 from ..heads import MLPHead
 from ..losses import MemoryBankNCELoss
-from . import _bank, _joint
+from . import _bank, _heads, _joint
 from .registry import register
 
 
@@ -30,6 +30,7 @@ class LabEncoder(nn.Module):
         self.name = f"cmc-lab({getattr(l_encoder, 'name', 'custom')})"
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Features of the L and ab encoders of the Lab image, concatenated."""
         lab = to_lab(images)
         return torch.cat([self.l_encoder(lab[:, :1]), self.ab_encoder(lab[:, 1:])], dim=1)
 
@@ -48,8 +49,7 @@ class ContrastiveMultiviewCodingSupervisor(_bank.MemoryBankSupervisor):
     ``temperature`` 0.07. The loss is the sum of both directions, each a softmax over the
     positive and the sampled negatives (``loss="softmax"``, default) or the paper's NCE
     (``loss="nce"``; see :class:`InstanceDiscriminationSupervisor` for why it is not the
-    default; for CMC, on 2,000 CIFAR-10 images and 5 epochs, kNN accuracy rose 0.28 -> 0.32
-    with the softmax and 0.28 -> 0.31 with NCE).
+    default; ``docs/methods.md`` has the measurements).
 
     ``backbone`` is a registry name (both encoders are built from it) or a pair
     ``(l_module, ab_module)`` of networks taking 1 and 2 channels. Augmentations: the paper's
@@ -59,8 +59,13 @@ class ContrastiveMultiviewCodingSupervisor(_bank.MemoryBankSupervisor):
     :meth:`get_backbone` returns a :class:`LabEncoder`: RGB images in, the concatenation of
     the L encoder's and the ab encoder's features out (the paper's evaluation).
 
-    Learning rate: ``supervise`` defaults to 3e-4 (``default_lr`` of the memory-bank methods,
-    see :class:`super_selfish.methods._bank.MemoryBankSupervisor` for the measurements).
+    Learning rate: ``default_lr`` 3e-4, that of the memory-bank methods (see
+    :class:`super_selfish.methods._bank.MemoryBankSupervisor`); the recipe is in the README.
+
+    Heads as arguments: ``head`` (L) and ``ab_head`` (None: the paper's linear layers) take
+    modules of your own; both must return the same width, which the memory banks take; each is
+    trained, saved and restored like the built-in one (rebuild with ``from_checkpoint(name,
+    head=...)``; table in ``docs/methods.md``).
     """
 
     default_augment = "simclr"
@@ -69,7 +74,8 @@ class ContrastiveMultiviewCodingSupervisor(_bank.MemoryBankSupervisor):
     def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
                  temperature: float = 0.07, feature_dim: int = 128, n_negatives: int = 4096,
                  bank_momentum: float = 0.5, loss: str = "softmax",
-                 memory_size: Optional[int] = None, **kwargs: Any):
+                 memory_size: Optional[int] = None, head: Optional[nn.Module] = None,
+                 ab_head: Optional[nn.Module] = None, **kwargs: Any):
         _joint.check_temperature(temperature)
         _joint.check_positive_int(feature_dim, "feature_dim")
         _joint.check_positive_int(n_negatives, "n_negatives")
@@ -85,17 +91,22 @@ class ContrastiveMultiviewCodingSupervisor(_bank.MemoryBankSupervisor):
         super().__init__(dataset, l_net, in_channels=1, **kwargs)
         self.ab_backbone = backbones.build(ab_net, norm=self.hparams["norm"], in_channels=2,
                                            probe_size=self.image_size)
-        self.head = MLPHead([self.backbone.feature_dim, feature_dim])
-        self.ab_head = MLPHead([self.ab_backbone.feature_dim, feature_dim])
+        self.head = _heads.resolve(self, "head", head,
+                                   lambda: MLPHead([self.backbone.feature_dim, feature_dim]))
+        if head is not None:  # the memory banks and the ab head take its width
+            feature_dim = _heads.output_dim(self.head, self.backbone.feature_dim)
+        self.ab_head = _heads.resolve(self, "ab_head", ab_head,
+                                      lambda: MLPHead([self.ab_backbone.feature_dim, feature_dim]))
+        if ab_head is not None:
+            _heads.check_width("ab_head", self.ab_head, self.ab_backbone.feature_dim,
+                               feature_dim, "the L head's width, feature_dim")
         self.memory = _bank.make_bank(self.dataset, feature_dim, bank_momentum, memory_size)
         self.ab_memory = _bank.make_bank(self.dataset, feature_dim, bank_momentum, memory_size)
         n_items = self.memory.items.shape[0]
         self.criterion = MemoryBankNCELoss(n_items, temperature, loss)  # L query vs ab bank
         self.ab_criterion = MemoryBankNCELoss(n_items, temperature, loss)  # ab query vs L bank
         self.n_negatives = n_negatives
-        self._record_hparams(temperature=temperature, feature_dim=feature_dim,
-                             n_negatives=n_negatives, bank_momentum=bank_momentum, loss=loss,
-                             ab_backbone=self.ab_backbone.name)
+        self._record_hparams(ab_backbone=self.ab_backbone.name)
 
     def _build_views(self, spec: Any) -> Any:
         if spec == "simclr":

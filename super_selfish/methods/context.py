@@ -1,15 +1,17 @@
 """Context encoder (Pathak et al., 2016, "Context Encoders: Feature Learning by Inpainting")."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
+import torch.nn as nn
 
-from .. import decoders
+from .. import decoders, validate
 from ..data import Batch
 from ..discriminators import ConvDiscriminator
 from ..errors import check
 from ..losses import AdversarialLoss, MaskedMSELoss
+from . import _heads
 from .adversarial import AdversarialSupervisor
 from .autoencoding import first_view
 from .registry import register
@@ -33,7 +35,12 @@ class ContextSupervisor(AdversarialSupervisor):
     :class:`~super_selfish.methods.adversarial.AdversarialSupervisor`). The reported ``loss``
     is the L2 term; ``d_loss`` and ``g_loss`` are logged per step.
     Needs a convolutional backbone.
-    ``default_lr`` is 3e-4 (better than 1e-3 in ``benchmarks/methods_knn.py``, see the README).
+
+    Heads as arguments: ``decoder`` (called as ``decoder(feature_map, size=(H, W))``, returning
+    images in [0, 1]) and ``discriminator`` (one logit per image; only with
+    ``adversarial_weight`` > 0) take modules of your own (None: the paper's, above); each is
+    trained, saved and restored like the built-in one (rebuild with ``from_checkpoint(name,
+    decoder=...)``; table in ``docs/methods.md``).
     """
 
     default_augment = "none"
@@ -42,26 +49,30 @@ class ContextSupervisor(AdversarialSupervisor):
     def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
                  n_blocks: int = 5, block_size: Sequence[float] = (0.1, 0.3),
                  adversarial_weight: float = 0.001, outside_weight: float = 0.0,
-                 **kwargs: Any):
-        check(isinstance(n_blocks, int) and n_blocks >= 1, "n_blocks", n_blocks,
-              "a positive int")
+                 decoder: Optional[nn.Module] = None,
+                 discriminator: Optional[nn.Module] = None, **kwargs: Any):
+        validate.positive_int(n_blocks, "n_blocks")
         check(len(block_size) == 2 and 0 < block_size[0] <= block_size[1] <= 1, "block_size",
               block_size, "a (low, high) pair of fractions of the image side in (0, 1]")
-        check(adversarial_weight >= 0, "adversarial_weight", adversarial_weight,
-              "a number >= 0 (0 disables the discriminator)")
+        validate.non_negative_number(adversarial_weight, "adversarial_weight",
+                                     " (0 disables the discriminator)")
+        check(discriminator is None or adversarial_weight > 0, "discriminator",
+              type(discriminator).__name__, "None with adversarial_weight=0 (no adversarial "
+              "term), or pass adversarial_weight > 0")
         super().__init__(dataset, backbone, **kwargs)
         self.n_blocks, self.block_size = n_blocks, (float(block_size[0]), float(block_size[1]))
         self.adversarial_weight = float(adversarial_weight)
         channels = self.backbone.in_channels
-        self.decoder = decoders.for_backbone(self.backbone, self.image_size, channels,
-                                             norm=self.hparams["norm"], output="sigmoid")
-        self.discriminator = ConvDiscriminator(channels) if adversarial_weight > 0 else None
+        self.decoder = _heads.resolve(self, "decoder", decoder, lambda: decoders.for_backbone(
+            self.backbone, self.image_size, channels, norm=self.hparams["norm"],
+            output="sigmoid"), "called as decoder(feature_map, size=(H, W)) and returning images")
+        self.discriminator = _heads.resolve(
+            self, "discriminator", discriminator, lambda: ConvDiscriminator(channels),
+            "returning one real/fake logit per image") if adversarial_weight > 0 else None
         self.reconstruction = MaskedMSELoss(outside_weight)
         self.adversarial = AdversarialLoss()
         self._pending = None
-        self._record_hparams(n_blocks=n_blocks, block_size=list(self.block_size),
-                             adversarial_weight=adversarial_weight,
-                             outside_weight=outside_weight)
+        self._record_hparams(block_size=list(self.block_size))
 
     def erase_mask(self, n: int, height: int, width: int, device: torch.device) -> torch.Tensor:
         """(n, 1, height, width) float mask, 1 inside the union of the random blocks."""

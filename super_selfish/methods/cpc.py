@@ -8,12 +8,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .. import augment
+from .. import augment, validate
+from ..augment.core import resize
 from ..data import Batch, resize_uint8
 from ..errors import ConfigError, check
 from ..losses import CPCLoss
 from ..supervisor import Supervisor
-from . import _joint
+from . import _heads, _joint
 from .registry import register
 
 MIN_PATCH = 8
@@ -31,6 +32,7 @@ class MaskedConv2d(nn.Conv2d):
         self.register_buffer("mask", mask, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The convolution with the rows below the centre masked out."""
         return self._conv_forward(x, self.weight * self.mask, self.bias)
 
 
@@ -51,16 +53,40 @@ class ContextNetwork(nn.Module):
             for _ in range(blocks))
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        """Contexts (N, C, H, W) of the codes (N, C, H, W)."""
         out = codes
         for block in self.blocks:
             out = out + block(out)
         return F.relu(out)
 
 
+DIRECTIONS = ("top-down", "bottom-up", "left-right", "right-left")
+
+
+def orient(grid: torch.Tensor, direction: str) -> torch.Tensor:
+    """Turn a grid (N, C, H, W) so that ``direction`` reads top to bottom (its own inverse
+    for the vertical directions; the horizontal ones read columns as rows)."""
+    if direction == "top-down":
+        return grid
+    if direction == "bottom-up":
+        return grid.flip(2)
+    if direction == "left-right":
+        return grid.transpose(2, 3)
+    return grid.transpose(2, 3).flip(2)  # right-left
+
+
+def first_clear_step(patch: int, stride: int) -> int:
+    """The smallest row offset ``k`` whose target patch neither shares a pixel with nor
+    touches the patches of the context rows: ``k * stride > patch`` (3 for half-overlapping
+    patches, the reference's only offset)."""
+    return patch // stride + 1
+
+
 def patch_geometry(image_size: int, patch_size: Optional[int], stride: Optional[int],
-                   max_step: int) -> Tuple[int, int, int]:
+                   max_step: Optional[int] = None) -> Tuple[int, int, int]:
     """``(patch, stride, grid)``: defaults ``patch = image_size // 4``, ``stride = patch // 2``
-    (7x7 grid of half-overlapping patches; the paper's 64-px patches at stride 32)."""
+    (7x7 grid of half-overlapping patches; the paper's 64-px patches at stride 32). The grid
+    must leave a row ``max_step`` rows below another (default: :func:`first_clear_step`)."""
     patch = image_size // 4 if patch_size is None else patch_size
     if patch_size is None and patch < MIN_PATCH:
         raise ConfigError(
@@ -70,8 +96,9 @@ def patch_geometry(image_size: int, patch_size: Optional[int], stride: Optional[
     check(isinstance(patch, int) and MIN_PATCH <= patch <= image_size, "patch_size", patch,
           f"an int from {MIN_PATCH} to image_size ({image_size})")
     stride = max(1, patch // 2) if stride is None else stride
-    check(isinstance(stride, int) and stride >= 1, "patch_stride", stride, "a positive int")
+    validate.positive_int(stride, "patch_stride")
     grid = (image_size - patch) // stride + 1
+    max_step = first_clear_step(patch, stride) if max_step is None else max_step
     if grid <= max_step:
         raise ConfigError(
             f"Invalid image_size={image_size}: a {grid}x{grid} grid of {patch}-px patches at "
@@ -94,44 +121,84 @@ class ContrastivePredictiveCodingSupervisor(Supervisor):
     A context network of ``context_blocks`` (5) residual blocks with PixelCNN-style masked
     3x3 convolutions (``context_dim`` 256 wide, top to bottom) turns the grid of codes into
     contexts. A trained 1x1 target projection maps codes to ``target_dim`` (64) targets; for
-    each step ``k`` in ``steps`` (1, 2, 3) a trained 1x1 prediction conv maps the context at
-    row ``i`` to a prediction of the target at row ``i + k``, scaled by ``prediction_scale``
-    (0.1, the paper's ``emb_scale``). InfoNCE (:class:`~super_selfish.losses.CPCLoss`): each
-    prediction must pick its target among all patches of the batch (dot products, no
-    temperature). The paper's appendix pseudo-code scores only k = 3; we average k = 1..3.
-    Only the top-to-bottom direction is used.
+    each step ``k`` in ``steps`` a trained 1x1 prediction conv maps the context at row ``i``
+    to a prediction of the target at row ``i + k``, scaled by ``prediction_scale`` (0.1, the
+    paper's ``emb_scale``). InfoNCE (:class:`~super_selfish.losses.CPCLoss`): each prediction
+    must pick its target among all patches of the batch (dot products, no temperature).
+
+    ``steps`` defaults to the paper's: a single offset whose target patches share no pixel
+    with, and do not touch, the context rows (:func:`first_clear_step`: ``k * stride >
+    patch_size``, i.e. ``k = 3`` at the default half-overlapping patches, the reference's
+    ``steps_to_ignore=2``). Nearer offsets would let the prediction copy pixels the context
+    has already seen (a low-level shortcut); they can still be asked for explicitly.
+
+    ``directions`` (default ``("top-down",)``, the paper's appendix pseudo-code) chooses the
+    prediction directions among ``"top-down"``, ``"bottom-up"``, ``"left-right"`` and
+    ``"right-left"``; the paper's final model predicts in all four. Each direction has its
+    own context network and prediction convs (the grid of codes is turned so that the
+    direction reads top to bottom); the target projection is shared and the loss is the mean
+    over directions.
 
     :meth:`get_backbone` is the patch encoder; it also encodes whole images (features pooled).
+
+    Heads as arguments: ``context`` (None: the network above; one direction only) takes a module
+    of your own mapping the (N, C, H, W) grid of codes to contexts of the same shape, the
+    context at row ``i`` seeing only rows ``<= i``; it is trained, saved and restored like the
+    built-in one (rebuild with ``from_checkpoint(name, context=...)``; table in
+    ``docs/methods.md``).
     """
 
     default_augment = "cpc"
 
     def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
                  patch_size: Optional[int] = None, patch_stride: Optional[int] = None,
-                 steps: Sequence[int] = (1, 2, 3), target_dim: int = 64,
+                 steps: Optional[Sequence[int]] = None,
+                 directions: Sequence[str] = ("top-down",), target_dim: int = 64,
                  context_dim: int = 256, context_blocks: int = 5,
-                 prediction_scale: float = 0.1, norm: str = "layer", **kwargs: Any):
-        steps = tuple(steps)
-        check(len(steps) > 0 and all(isinstance(k, int) and k >= 1 for k in steps), "steps",
-              steps, "a non-empty sequence of positive ints, e.g. (1, 2, 3)")
+                 prediction_scale: float = 0.1, norm: str = "layer",
+                 context: Optional[nn.Module] = None, **kwargs: Any):
+        if steps is not None:
+            steps = tuple(steps)
+            check(len(steps) > 0 and all(isinstance(k, int) and k >= 1 for k in steps),
+                  "steps", steps, "None (the first offset clear of the context) or a "
+                  "non-empty sequence of positive ints, e.g. (3,)")
+        directions = (directions,) if isinstance(directions, str) else tuple(directions)
+        check(len(directions) > 0 and len(set(directions)) == len(directions)
+              and all(d in DIRECTIONS for d in directions), "directions", directions,
+              f"a non-empty sequence of distinct directions among {DIRECTIONS}")
         _joint.check_positive_int(target_dim, "target_dim")
         _joint.check_positive_int(context_dim, "context_dim")
         _joint.check_positive_int(context_blocks, "context_blocks")
-        check(prediction_scale > 0, "prediction_scale", prediction_scale, "a positive number")
-        self._patch_request = (patch_size, patch_stride, max(steps))
+        validate.positive_number(prediction_scale, "prediction_scale")
+        check(context is None or len(directions) == 1, "context", type(context).__name__,
+              "None with several directions (each builds its own context network)")
+        self._patch_request = (patch_size, patch_stride, None if steps is None else max(steps))
         super().__init__(dataset, backbone, norm=norm, **kwargs)
         self.patch_size, self.patch_stride, self.grid = self._geometry()
+        if steps is None:
+            steps = (first_clear_step(self.patch_size, self.patch_stride),)
         channels = self.backbone.feature_dim
-        self.context = ContextNetwork(channels, context_dim, context_blocks)
+        self.contexts = nn.ModuleList([_heads.resolve(
+            self, "context", context,
+            lambda: ContextNetwork(channels, context_dim, context_blocks),
+            "mapping the (N, C, H, W) grid of codes to contexts of the same shape, row i "
+            "seeing rows <= i")]) if context is not None else nn.ModuleList(
+            ContextNetwork(channels, context_dim, context_blocks) for _ in directions)
         self.target_projection = nn.Conv2d(channels, target_dim, 1)
-        self.predictors = nn.ModuleList(nn.Conv2d(channels, target_dim, 1) for _ in steps)
+        self.predictors = nn.ModuleList(
+            nn.ModuleList(nn.Conv2d(channels, target_dim, 1) for _ in steps)
+            for _ in directions)
         self.criterion = CPCLoss(steps)
         self.steps = steps
+        self.directions = directions
         self.prediction_scale = float(prediction_scale)
         self._record_hparams(patch_size=self.patch_size, patch_stride=self.patch_stride,
-                             grid=self.grid, steps=list(steps), target_dim=target_dim,
-                             context_dim=context_dim, context_blocks=context_blocks,
-                             prediction_scale=prediction_scale)
+                             grid=self.grid, steps=list(steps))  # resolved from the image size
+
+    @property
+    def context(self) -> ContextNetwork:
+        """The context network of the first direction."""
+        return self.contexts[0]
 
     def _geometry(self) -> Tuple[int, int, int]:
         return patch_geometry(self.image_size, *self._patch_request)
@@ -152,8 +219,7 @@ class ContrastivePredictiveCodingSupervisor(Supervisor):
         n = images.shape[0]
         if images.shape[-1] != self.image_size or images.shape[-2] != self.image_size:
             images = resize_uint8(images, self.image_size) if images.dtype == torch.uint8 \
-                else F.interpolate(images, size=(self.image_size,) * 2, mode="bilinear",
-                                   align_corners=False, antialias=True)
+                else resize(images, (self.image_size,) * 2)
         patches = self.patches(images).reshape(-1, images.shape[1], self.patch_size,
                                                self.patch_size)
         if self.views is not None:
@@ -163,8 +229,12 @@ class ContrastivePredictiveCodingSupervisor(Supervisor):
 
     def _forward(self, batch: Batch) -> torch.Tensor:
         codes = self.codes(batch.images)
-        context = self.context(codes)
         targets = self.target_projection(codes)
-        predictions: List[torch.Tensor] = [self.prediction_scale * w(context)
-                                           for w in self.predictors]
-        return self.criterion(predictions, targets)
+        losses = []
+        for direction, context_net, predictors in zip(self.directions, self.contexts,
+                                                      self.predictors):
+            context = context_net(orient(codes, direction))
+            predictions: List[torch.Tensor] = [self.prediction_scale * w(context)
+                                               for w in predictors]
+            losses.append(self.criterion(predictions, orient(targets, direction)))
+        return torch.stack(losses).mean()

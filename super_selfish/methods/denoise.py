@@ -2,15 +2,17 @@
 with Denoising Autoencoders")."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
-from .. import decoders
+from .. import decoders, validate
 from ..data import Batch
 from ..errors import check
 from ..supervisor import Supervisor
+from . import _heads
 from .autoencoding import first_view
 from .registry import register
 
@@ -26,25 +28,30 @@ class DenoiseSupervisor(Supervisor):
     random fraction ``p`` = 0.5 of the pixels to 0, the same pixels in every channel (the
     paper's masking noise); ``noise="gaussian"`` adds Gaussian noise of standard deviation
     ``std`` = 0.2 and clips to [0, 1]. The loss is the mean squared error against the clean
-    image over all pixels. Augmentation: ``none`` (pass ``augment=`` for more). Needs a convolutional backbone
-    (one whose ``feature_map`` is (N, C, h, w)).
-    ``default_lr`` is 3e-4 (better than 1e-3 in ``benchmarks/methods_knn.py``, see the README).
+    image over all pixels. Augmentation: ``none`` (pass ``augment=`` for more). Needs a
+    convolutional backbone (one whose ``feature_map`` is (N, C, h, w)).
+
+    Heads as arguments: ``decoder`` (None: the one above) takes a module of your own, called as
+    ``decoder(feature_map, size=(H, W))`` and returning images in [0, 1]; it is trained, saved
+    and restored like the built-in one (rebuild with ``from_checkpoint(name, decoder=...)``;
+    table in ``docs/methods.md``).
     """
 
     default_augment = "none"
     default_lr = 3e-4
 
     def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
-                 noise: str = "mask", p: float = 0.5, std: float = 0.2, **kwargs: Any):
+                 noise: str = "mask", p: float = 0.5, std: float = 0.2,
+                 decoder: Optional[nn.Module] = None, **kwargs: Any):
         check(noise in NOISES, "noise", noise, f"one of {NOISES}")
         check(0 <= p < 1, "p", p, "a masking fraction in [0, 1)")
-        check(std >= 0, "std", std, "a non-negative noise standard deviation")
+        validate.non_negative_number(std, "std", " (the noise standard deviation)")
         super().__init__(dataset, backbone, **kwargs)
         self.noise, self.p, self.std = noise, float(p), float(std)
-        self.decoder = decoders.for_backbone(self.backbone, self.image_size,
-                                             self.backbone.in_channels,
-                                             norm=self.hparams["norm"], output="sigmoid")
-        self._record_hparams(noise=noise, p=p, std=std)
+        self.decoder = _heads.resolve(self, "decoder", decoder, lambda: decoders.for_backbone(
+            self.backbone, self.image_size, self.backbone.in_channels,
+            norm=self.hparams["norm"], output="sigmoid"),
+            "called as decoder(feature_map, size=(H, W)) and returning images")
 
     def corrupt(self, images: torch.Tensor) -> torch.Tensor:
         """Noisy copy of float images in [0, 1] (drawn from the global RNG, seeded per run)."""

@@ -2,20 +2,20 @@
 Self-Supervised Vision Transformers")."""
 from __future__ import annotations
 
-from typing import Any, List, Optional, Tuple
+from typing import Any, Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.parametrizations import weight_norm
 
+from .. import validate
 from ..data import Batch
 from ..errors import check
 from ..heads import MLPHead
 from ..losses import DINOLoss
-from ..momentum import frozen_copy
-from ..supervisor import Supervisor
-from . import _joint
+from . import _heads, _joint
+from ._momentum import MomentumSupervisor
 from .registry import register
 
 
@@ -32,8 +32,7 @@ class DINOHead(nn.Module):
                  bottleneck_dim: int = 256, n_layers: int = 3, norm_last_layer: bool = True,
                  norm: str = "batch"):
         super().__init__()
-        check(isinstance(n_layers, int) and n_layers >= 1, "n_layers", n_layers,
-              "a positive int")
+        validate.positive_int(n_layers, "n_layers")
         dims = [in_dim] + [hidden_dim] * (n_layers - 1) + [bottleneck_dim]
         self.mlp = MLPHead(dims, norm=norm, activation=nn.GELU)
         for layer in self.mlp.modules():
@@ -48,21 +47,22 @@ class DINOHead(nn.Module):
         scale.requires_grad_(not norm_last_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Prototype scores of the L2-normalised bottleneck of ``x``."""
         return self.last_layer(F.normalize(self.mlp(x), dim=-1))
 
 
 @register("dino")
-class DINOSupervisor(Supervisor):
+class DINOSupervisor(MomentumSupervisor):
     """A student matches a momentum teacher's centred, sharpened output across crops.
 
     Student: backbone + :class:`DINOHead` (hidden 2048, bottleneck 256, ``out_dim`` 4096
     instead of the paper's 65536 so that CPU runs stay small; ``head_norm`` "batch": BatchNorm
     after the hidden layers, the paper's ``use_bn_in_head`` option, because with the
-    convolutional backbones here the paper's ViT default "none" collapsed to uniform outputs
-    in our CPU checks: on 2,000 CIFAR-10 images for 5 epochs the loss stayed at log(out_dim)
-    and kNN accuracy fell 0.33 -> 0.30, while with BatchNorm it rose 0.33 -> 0.35).
-    Teacher: frozen copies of both, updated after every step by EMA with a momentum rising
-    from ``momentum`` 0.996 to 1 along a cosine over the run. Multi-crop views from the
+    convolutional backbones here the paper's ViT default "none" collapsed to uniform outputs;
+    see ``docs/methods.md``).
+    Teacher: frozen copies of both (``momentum_backbone``, ``momentum_head``), updated after
+    every step by EMA with a momentum rising from ``momentum`` 0.996 to 1 along a cosine over
+    the run. Multi-crop views from the
     ``dino`` preset (2 global crops, then local crops); the teacher sees only the global
     crops, the student all of them, and every (teacher view, other student view) pair is
     scored by :class:`~super_selfish.losses.DINOLoss`:
@@ -72,16 +72,25 @@ class DINOSupervisor(Supervisor):
     centre is a saved buffer, updated from the teacher outputs gathered across processes).
 
     The last layer of the student head gets no updates during the first
-    ``freeze_last_layer_steps`` steps (default: one epoch, the authors' default), which
-    stabilises the start of training.
+    ``freeze_last_layer_steps`` steps (default: one epoch, the authors' default, but at most a
+    tenth of the run so that short runs train it), which stabilises the start of training. As
+    in the paper's code its gradients are dropped after backward (:meth:`_after_backward`); it
+    stays in the optimizer, so a later ``supervise()`` on the same object, or a resume, trains
+    it as usual.
 
-    ``get_backbone()`` returns the teacher backbone, the encoder the paper evaluates and
-    releases (it is the better one: an average of the students); ``get_backbone("student")``
-    (or ``"online"``) returns the student.
+    ``get_backbone()`` returns the teacher backbone: the paper evaluates and releases the
+    teacher, an average of the students that it reports to be the better encoder;
+    ``get_backbone("student")`` (or ``"online"``) returns the student.
+
+    Heads as arguments: ``head`` (None: the :class:`DINOHead` above) takes a module of your own
+    mapping backbone features to ``out_dim`` scores (the centre takes its width); the teacher
+    copies it. Its ``last_layer``, if it has one, is frozen at the start as above; it is
+    trained, saved and restored like the built-in one (rebuild with ``from_checkpoint(name,
+    head=...)``; table in ``docs/methods.md``).
     """
 
     default_augment = "dino"
-    backbone_roles = {"teacher": "teacher_backbone", "momentum": "teacher_backbone",
+    backbone_roles = {"teacher": "momentum_backbone", "momentum": "momentum_backbone",
                       "student": "backbone", "online": "backbone"}
     default_backbone = "teacher"
 
@@ -91,43 +100,34 @@ class DINOSupervisor(Supervisor):
                  student_temp: float = 0.1, teacher_temp: float = 0.04,
                  warmup_teacher_temp: float = 0.04, warmup_teacher_temp_epochs: float = 0,
                  center_momentum: float = 0.9, n_global: int = 2, head_norm: str = "batch",
-                 freeze_last_layer_steps: Optional[int] = None, **kwargs: Any):
+                 freeze_last_layer_steps: Optional[int] = None,
+                 head: Optional[nn.Module] = None, **kwargs: Any):
         for name, value in (("out_dim", out_dim), ("hidden_dim", hidden_dim),
                             ("bottleneck_dim", bottleneck_dim), ("n_global", n_global)):
             _joint.check_positive_int(value, name)
-        _joint.check_momentum(momentum, "cosine")
         _joint.check_temperature(student_temp, "student_temp")
         _joint.check_temperature(teacher_temp, "teacher_temp")
         _joint.check_temperature(warmup_teacher_temp, "warmup_teacher_temp")
-        check(warmup_teacher_temp_epochs >= 0, "warmup_teacher_temp_epochs",
-              warmup_teacher_temp_epochs, "a non-negative number of epochs")
+        validate.non_negative_number(warmup_teacher_temp_epochs, "warmup_teacher_temp_epochs",
+                                     " of epochs")
         check(head_norm in ("batch", "none"), "head_norm", head_norm, "'batch' or 'none'")
         check(freeze_last_layer_steps is None or (isinstance(freeze_last_layer_steps, int)
                                                   and freeze_last_layer_steps >= 0),
               "freeze_last_layer_steps", freeze_last_layer_steps,
               "None (one epoch) or a non-negative int")
-        super().__init__(dataset, backbone, **kwargs)
-        self.head = DINOHead(self.backbone.feature_dim, out_dim, hidden_dim, bottleneck_dim,
-                             n_layers, norm_last_layer, head_norm)
-        self.teacher_backbone = frozen_copy(self.backbone)
-        self.teacher_head = frozen_copy(self.head)
+        super().__init__(dataset, backbone, momentum=momentum, **kwargs)
+        self.head = _heads.resolve(self, "head", head, lambda: DINOHead(
+            self.backbone.feature_dim, out_dim, hidden_dim, bottleneck_dim, n_layers,
+            norm_last_layer, head_norm))
+        if head is not None:  # the centre has its width
+            out_dim = _heads.output_dim(self.head, self.backbone.feature_dim)
+        self.add_momentum_copies("backbone", "head")  # the teacher
         self.criterion = DINOLoss(out_dim, student_temp, center_momentum)
-        self.momentum = float(momentum)
-        self.current_momentum = self.momentum
         self.teacher_temp = float(teacher_temp)
         self.warmup_teacher_temp = float(warmup_teacher_temp)
         self.warmup_teacher_temp_epochs = float(warmup_teacher_temp_epochs)
         self.n_global = n_global
         self.freeze_last_layer_steps = freeze_last_layer_steps
-        self._record_hparams(out_dim=out_dim, hidden_dim=hidden_dim,
-                             bottleneck_dim=bottleneck_dim, n_layers=n_layers,
-                             norm_last_layer=norm_last_layer, momentum=momentum,
-                             student_temp=student_temp, teacher_temp=teacher_temp,
-                             warmup_teacher_temp=warmup_teacher_temp,
-                             warmup_teacher_temp_epochs=warmup_teacher_temp_epochs,
-                             center_momentum=center_momentum, n_global=n_global,
-                             head_norm=head_norm,
-                             freeze_last_layer_steps=freeze_last_layer_steps)
 
     # ------------------------------------------------------------------ schedules
     def _steps_per_epoch(self) -> int:
@@ -143,14 +143,13 @@ class DINOSupervisor(Supervisor):
         return self.warmup_teacher_temp + frac * (self.teacher_temp - self.warmup_teacher_temp)
 
     def last_layer_frozen(self) -> bool:
+        """Whether this step falls in the last layer's freeze window."""
         steps = self.freeze_last_layer_steps
-        steps = self._steps_per_epoch() if steps is None else steps
+        steps = _joint.default_freeze_steps(self) if steps is None else steps
         return self.global_step < steps
 
     # ------------------------------------------------------------------ training step
     def _forward(self, batch: Batch) -> torch.Tensor:
-        self.head.last_layer.parametrizations.weight.original1.requires_grad_(
-            not self.last_layer_frozen())
         views = self.augment_views(batch.images)
         check(len(views) >= max(2, self.n_global), "augment views", len(views),
               f"at least 2 and at least n_global={self.n_global} (global crops first, then "
@@ -158,17 +157,16 @@ class DINOSupervisor(Supervisor):
         student = self.head(torch.cat(self.encode_views(views))).chunk(len(views))
         with torch.no_grad():
             globals_ = views[:self.n_global]
-            teacher = self.teacher_head(
-                torch.cat(self.encode_views(globals_, self.teacher_backbone))
+            teacher = self.momentum_head(
+                torch.cat(self.encode_views(globals_, self.momentum_backbone))
             ).chunk(len(globals_))
         temp = self.current_teacher_temp()
         self.log(teacher_temp=temp)
         return self.criterion(list(student), list(teacher), temp)
 
-    def _update(self, loss: torch.Tensor) -> None:
-        super()._update(loss)
-        _joint.momentum_update(self, self.momentum_pairs(), self.momentum, "cosine")
-
-    def momentum_pairs(self) -> List[Tuple[nn.Module, nn.Module]]:
-        """(teacher, student) module pairs updated by EMA."""
-        return [(self.teacher_backbone, self.backbone), (self.teacher_head, self.head)]
+    def _after_backward(self) -> None:
+        """Drop the last layer's gradients while it is frozen (it stays in the optimizer)."""
+        last_layer = getattr(self.head, "last_layer", None)  # a user head may have none
+        if last_layer is not None and self.last_layer_frozen():
+            for p in last_layer.parameters():
+                p.grad = None

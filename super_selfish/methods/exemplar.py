@@ -7,14 +7,16 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
-from .. import augment, store
+from .. import augment, store, validate
 from ..data import Batch
 from ..errors import ConfigError, check
 from ..heads import MLPHead
 from ..losses import SemiHardTripletLoss
 from ..supervisor import Supervisor
+from . import _heads
 from .registry import register
 
 LOSSES = ("classification", "triplet")
@@ -39,7 +41,11 @@ class ExemplarSupervisor(Supervisor):
     ``[feature_dim, hidden_dim, embedding_dim=128]`` are L2-normalised and trained with the
     semi-hard triplet loss (margin 0.2, negatives mined in the batch,
     :class:`~super_selfish.losses.SemiHardTripletLoss`).
-    ``default_lr`` is 3e-4 (better than 1e-3 in ``benchmarks/methods_knn.py``, see the README).
+
+    Heads as arguments: ``predictor`` (``loss='classification'``: backbone features to one logit
+    per image) or ``projector`` (``loss='triplet'``: features to embeddings) take modules of
+    your own (None: the paper's, above); each is trained, saved and restored like the built-in
+    one (rebuild with ``from_checkpoint(name, predictor=...)``; table in ``docs/methods.md``).
     """
 
     default_augment = "exemplar"
@@ -48,13 +54,18 @@ class ExemplarSupervisor(Supervisor):
     def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
                  loss: str = "classification", num_images: Optional[int] = None,
                  hidden_dim: int = 1024, embedding_dim: int = 128, margin: float = 0.2,
+                 predictor: Optional[nn.Module] = None, projector: Optional[nn.Module] = None,
                  **kwargs: Any):
         check(loss in LOSSES, "loss", loss, f"one of {LOSSES}")
         # _build_views (run by Supervisor.__init__) needs to know how many views to make.
         object.__setattr__(self, "loss_type", loss)
+        check(predictor is None or loss == "classification", "predictor",
+              type(predictor).__name__, "None with loss='triplet' (pass projector=)")
+        check(projector is None or loss == "triplet", "projector", type(projector).__name__,
+              "None with loss='classification' (pass predictor=)")
+        object.__setattr__(self, "_user_predictor", predictor)
         super().__init__(dataset, backbone, **kwargs)
-        check(isinstance(hidden_dim, int) and hidden_dim > 0, "hidden_dim", hidden_dim,
-              "a positive int")
+        validate.positive_int(hidden_dim, "hidden_dim")
         self.hidden_dim = hidden_dim
         self.classifier: Optional[MLPHead] = None
         if loss == "classification":
@@ -71,11 +82,12 @@ class ExemplarSupervisor(Supervisor):
             if num_images is not None:
                 self._build_classifier(num_images)
         else:
-            check(isinstance(embedding_dim, int) and embedding_dim > 0, "embedding_dim",
-                  embedding_dim, "a positive int")
-            self.projector = MLPHead([self.backbone.feature_dim, hidden_dim, embedding_dim])
+            validate.positive_int(embedding_dim, "embedding_dim")
+            self.projector = _heads.resolve(self, "projector", projector, lambda: MLPHead(
+                [self.backbone.feature_dim, hidden_dim, embedding_dim]),
+                in_dim=self.backbone.feature_dim)
             self.criterion = SemiHardTripletLoss(margin)
-        self._record_hparams(loss=loss, num_images=num_images, hidden_dim=hidden_dim,
+        self._record_hparams(num_images=num_images,
                              embedding_dim=embedding_dim if loss == "triplet" else None,
                              margin=margin if loss == "triplet" else None)
 
@@ -86,7 +98,11 @@ class ExemplarSupervisor(Supervisor):
         return augment.build(spec, self.image_size)
 
     def _build_classifier(self, num_images: int) -> None:
-        self.classifier = MLPHead([self.backbone.feature_dim, self.hidden_dim, num_images])
+        self.classifier = _heads.resolve(self, "predictor", self._user_predictor, lambda: MLPHead(
+            [self.backbone.feature_dim, self.hidden_dim, num_images]))
+        if self._user_predictor is not None:
+            _heads.check_width("predictor", self.classifier, self.backbone.feature_dim,
+                               num_images, "one logit per dataset image")
         self.hparams["num_images"] = num_images
         self.classifier.to(next(self.backbone.parameters()).device)
 

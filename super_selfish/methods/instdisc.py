@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
-from .. import augment
+from .. import augment, validate
 from ..data import Batch
-from ..errors import check
 from ..heads import MLPHead
 from ..losses import MemoryBankNCELoss
-from . import _bank, _joint
+from . import _bank, _heads, _joint
 from .registry import register
 
 
@@ -29,9 +29,8 @@ class InstanceDiscriminationSupervisor(_bank.MemoryBankSupervisor):
     :class:`~super_selfish.losses.MemoryBankNCELoss`. ``loss="softmax"`` (default) is the
     softmax over the positive and the sampled negatives; ``loss="nce"`` is the paper's
     noise-contrastive estimation with a normaliser Z fixed after the first batch. NCE is not
-    the default because in our CPU checks (1,000-2,000 CIFAR-10 images, 5-12 epochs, Adam)
-    its loss kept rising and kNN accuracy fell below that of the random initialisation
-    (0.30 -> 0.18), while the softmax learned (0.30 -> 0.34).
+    the default because on small CPU runs its loss kept rising and kNN accuracy fell below
+    that of the random initialisation, while the softmax learned (``docs/methods.md``).
 
     ``proximal`` is the weight lambda of the paper's proximal term
     ``lambda * ||v_i^(t) - v_i^(t-1)||^2`` (Sec. 3.4; current feature against its bank row),
@@ -43,8 +42,13 @@ class InstanceDiscriminationSupervisor(_bank.MemoryBankSupervisor):
 
     Without a dataset (to ``load`` a checkpoint) the bank takes its size from the checkpoint.
 
-    Learning rate: ``supervise`` defaults to 3e-4 (``default_lr`` of the memory-bank methods,
-    see :class:`super_selfish.methods._bank.MemoryBankSupervisor` for the measurements).
+    Learning rate: ``default_lr`` 3e-4, that of the memory-bank methods (see
+    :class:`super_selfish.methods._bank.MemoryBankSupervisor`); the recipe is in the README.
+
+    Heads as arguments: ``head`` (None: the paper's linear layer) takes a module of your own
+    mapping backbone features to embeddings; the memory bank takes its width; it is trained,
+    saved and restored like the built-in one (rebuild with ``from_checkpoint(name, head=...)``;
+    table in ``docs/methods.md``).
     """
 
     default_augment = "simclr"
@@ -52,21 +56,21 @@ class InstanceDiscriminationSupervisor(_bank.MemoryBankSupervisor):
     def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
                  temperature: float = 0.07, feature_dim: int = 128, n_negatives: int = 4096,
                  bank_momentum: float = 0.5, loss: str = "softmax", proximal: float = 0.0,
-                 memory_size: Optional[int] = None, **kwargs: Any):
+                 memory_size: Optional[int] = None, head: Optional[nn.Module] = None,
+                 **kwargs: Any):
         _joint.check_temperature(temperature)
         _joint.check_positive_int(feature_dim, "feature_dim")
         _joint.check_positive_int(n_negatives, "n_negatives")
-        check(isinstance(proximal, (int, float)) and proximal >= 0, "proximal", proximal,
-              "a non-negative weight (0 = off)")
+        validate.non_negative_number(proximal, "proximal", " (a weight; 0 = off)")
         super().__init__(dataset, backbone, **kwargs)
-        self.head = MLPHead([self.backbone.feature_dim, feature_dim])
+        self.head = _heads.resolve(self, "head", head,
+                                   lambda: MLPHead([self.backbone.feature_dim, feature_dim]))
+        if head is not None:  # the memory bank takes its width
+            feature_dim = _heads.output_dim(self.head, self.backbone.feature_dim)
         self.memory = _bank.make_bank(self.dataset, feature_dim, bank_momentum, memory_size)
         self.criterion = MemoryBankNCELoss(self.memory.items.shape[0], temperature, loss)
         self.n_negatives = n_negatives
         self.proximal = float(proximal)
-        self._record_hparams(temperature=temperature, feature_dim=feature_dim,
-                             n_negatives=n_negatives, bank_momentum=bank_momentum, loss=loss,
-                             proximal=proximal)
 
     def _build_views(self, spec: Any) -> Any:
         if spec == "simclr":

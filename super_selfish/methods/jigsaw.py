@@ -5,13 +5,16 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import jigsaw as tiling
+from .. import validate
 from ..data import Batch
 from ..errors import check
 from ..heads import MLPHead
 from ..supervisor import Supervisor
+from . import _heads
 from .registry import register
 
 # Default permutation-set sizes: every permutation of a 2x2 grid, the paper's 100 for 3x3.
@@ -38,6 +41,11 @@ class JigsawSupervisor(Supervisor):
     and grayscale p=0.3; a classifier ``[grid^2 * feature_dim, hidden_dim, n_permutations]``
     with ``hidden_dim=1024``. The permutation set is a buffer, so checkpoints carry it.
     Views come from the ``none`` preset (resize only): tiling makes the crops.
+
+    Heads as arguments: the classifier: ``predictor`` (None: the paper's, above) takes a module
+    of your own mapping the concatenated tile features to one logit per permutation; it is
+    trained, saved and restored like the built-in one (rebuild with ``from_checkpoint(name,
+    predictor=...)``; table in ``docs/methods.md``).
     """
 
     default_augment = "none"
@@ -46,7 +54,8 @@ class JigsawSupervisor(Supervisor):
                  grid: Optional[int] = None, n_permutations: Optional[int] = None,
                  permutation_seed: int = 0, tile_fraction: float = 0.85,
                  brightness: float = 0.4, contrast: float = 0.4, grayscale: float = 0.3,
-                 hidden_dim: int = 1024, **kwargs: Any):
+                 hidden_dim: int = 1024, predictor: Optional[nn.Module] = None,
+                 **kwargs: Any):
         super().__init__(dataset, backbone, **kwargs)
         if grid is None:
             grid = 2 if self.image_size < 64 else 3
@@ -66,13 +75,13 @@ class JigsawSupervisor(Supervisor):
             n_tiles, n_permutations, permutation_seed))
         feature_dim = tiling.tile_feature_dim(self.backbone, self.tile_size,
                                               image_size=self.image_size)
-        check(isinstance(hidden_dim, int) and hidden_dim > 0, "hidden_dim", hidden_dim,
-              "a positive int")
-        self.classifier = MLPHead([n_tiles * feature_dim, hidden_dim, n_permutations])
-        self._record_hparams(grid=grid, n_permutations=n_permutations,
-                             permutation_seed=permutation_seed, tile_fraction=tile_fraction,
-                             tile_size=self.tile_size, brightness=brightness,
-                             contrast=contrast, grayscale=grayscale, hidden_dim=hidden_dim)
+        validate.positive_int(hidden_dim, "hidden_dim")
+        self.classifier = _heads.resolve(self, "predictor", predictor, lambda: MLPHead(
+            [n_tiles * feature_dim, hidden_dim, n_permutations]))
+        if predictor is not None:
+            _heads.check_width("predictor", self.classifier, n_tiles * feature_dim,
+                               n_permutations, "one logit per permutation, n_permutations")
+        self._record_hparams(grid=grid, n_permutations=n_permutations, tile_size=self.tile_size)
 
     def make_puzzles(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Shuffled, jittered tiles ``(N, grid^2, C, t, t)`` and their permutation labels."""

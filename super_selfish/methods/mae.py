@@ -1,7 +1,7 @@
 """Masked autoencoder (He et al., 2021, "Masked Autoencoders Are Scalable Vision Learners")."""
 from __future__ import annotations
 
-from typing import Any, Tuple
+from typing import Any, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -11,6 +11,7 @@ from ..data import Batch
 from ..errors import ConfigError, check
 from ..losses import MaskedPatchLoss
 from ..supervisor import Supervisor
+from . import _heads
 from .autoencoding import first_view
 from .registry import register
 
@@ -87,7 +88,11 @@ class MAESupervisor(Supervisor):
     pixels (``norm_pix=True``) on the masked patches only. Augmentation: ``none`` (the
     paper uses random resized crops and flips; pass ``augment=`` for those). The image size
     must be divisible by the ViT's patch size.
-    ``default_lr`` is 3e-4 (better than 1e-3 in ``benchmarks/methods_knn.py``, see the README).
+
+    Heads as arguments: ``decoder`` (None: the :class:`MAEDecoder` above) takes a module of your
+    own, called as ``MAEDecoder`` is: ``decoder(visible_tokens, restore, grid)`` returning
+    per-patch pixels; it is trained, saved and restored like the built-in one (rebuild with
+    ``from_checkpoint(name, decoder=...)``; table in ``docs/methods.md``).
     """
 
     default_augment = "none"
@@ -95,7 +100,8 @@ class MAESupervisor(Supervisor):
 
     def __init__(self, dataset: Any = None, backbone: Any = "vit-tiny", *,
                  mask_ratio: float = 0.75, decoder_dim: int = 128, decoder_depth: int = 2,
-                 decoder_heads: int = 4, norm_pix: bool = True, **kwargs: Any):
+                 decoder_heads: int = 4, norm_pix: bool = True,
+                 decoder: Optional[nn.Module] = None, **kwargs: Any):
         check(0 < mask_ratio < 1, "mask_ratio", mask_ratio, "a fraction in (0, 1), e.g. 0.75")
         super().__init__(dataset, backbone, **kwargs)
         vit = self.vit
@@ -103,12 +109,12 @@ class MAESupervisor(Supervisor):
               f"a multiple of the ViT patch size {vit.patch_size}")
         self.mask_ratio = float(mask_ratio)
         channels = self.backbone.in_channels
-        self.decoder = MAEDecoder(vit.dim, vit.patch_size ** 2 * channels, decoder_dim,
-                                  decoder_depth, decoder_heads)
+        self.decoder = _heads.resolve(self, "decoder", decoder, lambda: MAEDecoder(
+            vit.dim, vit.patch_size ** 2 * channels, decoder_dim, decoder_depth,
+            decoder_heads), "called as MAEDecoder is: (visible tokens, restore, grid) -> "
+            "per-patch pixels")
         self.criterion = MaskedPatchLoss(normalize_targets=norm_pix)
-        self._record_hparams(mask_ratio=mask_ratio, decoder_dim=decoder_dim,
-                             decoder_depth=decoder_depth, decoder_heads=decoder_heads,
-                             norm_pix=norm_pix, patch_size=vit.patch_size)
+        self._record_hparams(patch_size=vit.patch_size)  # the backbone's, for the record
 
     @property
     def vit(self) -> VisionTransformer:

@@ -4,7 +4,7 @@ Learning" (v2); Chen, Xie & He, 2021, "An Empirical Study of Training Self-Super
 Transformers" (v3))."""
 from __future__ import annotations
 
-from typing import Any, List, Optional, Tuple
+from typing import Any, Optional
 
 import torch
 import torch.nn as nn
@@ -13,12 +13,13 @@ from ..data import Batch
 from ..errors import check
 from ..heads import MLPHead
 from ..losses import InfoNCELoss
-from ..momentum import frozen_copy
-from ..supervisor import Supervisor
-from . import _joint
+from . import _heads, _joint
+from ._momentum import MomentumSupervisor
 from .registry import register
 
 QUEUE_CAP = 65536
+#: The automatic queue holds at most this fraction (1/N) of the dataset: no stale own keys.
+QUEUE_DATASET_FRACTION = 10
 
 
 def shuffle_permutation(n: int, groups: int, generator: Optional[torch.Generator] = None
@@ -39,7 +40,7 @@ def shuffle_permutation(n: int, groups: int, generator: Optional[torch.Generator
 
 
 @register("moco")
-class MomentumContrastSupervisor(Supervisor):
+class MomentumContrastSupervisor(MomentumSupervisor):
     """Contrast each query with its key from a momentum encoder and a queue of past keys
     (MoCo v2: Chen et al., 2020, arXiv:2003.04297; MoCo v3: Chen, Xie & He, 2021, ICCV).
 
@@ -59,17 +60,26 @@ class MomentumContrastSupervisor(Supervisor):
     are the negatives; symmetric loss ``2 T (ctr(q1, k2) + ctr(q2, k1))``; temperature 1.0;
     momentum from 0.99 to 1 along a cosine; ``shuffle_groups`` 1.
 
-    Queue size when ``queue_size`` is not given: ``min(65536, len(dataset))``, trimmed at
-    ``supervise`` time to the largest multiple of the global batch (at least one batch). An
-    explicit ``queue_size`` must be a multiple of the global batch. Only keys already
+    Queue size when ``queue_size`` is not given: ``min(65536, len(dataset) // 10)``, trimmed
+    at ``supervise`` time to the largest multiple of the global batch (at least one batch).
+    The paper's 65536 keys are 5% of ImageNet; a queue as large as a small dataset would hold
+    every image's own key from the previous epoch as a negative of its query, hence the tenth
+    (the README gives the measured effect). An explicit ``queue_size`` must be a multiple of
+    the global batch. Only keys already
     enqueued are negatives (the random initial rows are not), so the very first step has
     none; the step's keys are enqueued in ``_update`` after the backward pass (gathered from
     all processes in distributed runs). The queue and the momentum encoder are buffers and
     frozen modules, so checkpoints save and restore them.
-    ``default_lr`` is 3e-4 (better than 1e-3 in ``benchmarks/methods_knn.py``, see the README).
 
-    ``get_backbone()`` returns the query (online) encoder, the one the papers evaluate;
+    ``get_backbone()`` returns the query (online) encoder: the papers transfer the query
+    encoder (the key encoder only fills the queue with consistent keys and lags behind it);
     ``get_backbone("momentum")`` (or ``"key"``) returns the momentum (key) encoder.
+
+    Heads as arguments: ``projector`` (and with ``version=3`` ``predictor``; None: the paper's,
+    above) take modules of your own; the momentum encoder copies the projector, and the queue
+    and the default predictor take its width; each is trained, saved and restored like the
+    built-in one (rebuild with ``from_checkpoint(name, projector=...)``; table in
+    ``docs/methods.md``).
     """
 
     default_augment = "moco_v2"
@@ -82,7 +92,8 @@ class MomentumContrastSupervisor(Supervisor):
                  projection_dim: Optional[int] = None, hidden_dim: Optional[int] = None,
                  queue_size: Optional[int] = None, momentum: Optional[float] = None,
                  momentum_schedule: Optional[str] = None,
-                 shuffle_groups: Optional[int] = None, **kwargs: Any):
+                 shuffle_groups: Optional[int] = None, projector: Optional[nn.Module] = None,
+                 predictor: Optional[nn.Module] = None, **kwargs: Any):
         check(version in (2, 3), "version", version, "2 (MoCo v2) or 3 (MoCo v3)")
         v3 = version == 3
         temperature = (1.0 if v3 else 0.2) if temperature is None else temperature
@@ -94,7 +105,6 @@ class MomentumContrastSupervisor(Supervisor):
         if shuffle_groups is None:  # no batch statistics to leak without BatchNorm
             shuffle_groups = 2 if not v3 and kwargs.get("norm", "batch") == "batch" else 1
         _joint.check_temperature(temperature)
-        _joint.check_momentum(momentum, momentum_schedule)
         _joint.check_positive_int(projection_dim, "projection_dim")
         _joint.check_positive_int(hidden_dim, "hidden_dim")
         _joint.check_positive_int(shuffle_groups, "shuffle_groups")
@@ -102,37 +112,37 @@ class MomentumContrastSupervisor(Supervisor):
               "None with version=3 (MoCo v3 uses the keys of the batch, no queue)")
         if v3 and kwargs.get("augment") is None:
             self.default_augment = "byol"
-        super().__init__(dataset, backbone, **kwargs)
+        super().__init__(dataset, backbone, momentum=momentum,
+                         momentum_schedule=momentum_schedule, **kwargs)
         self.version = version
-        self.momentum = float(momentum)
-        self.momentum_schedule = momentum_schedule
         self.shuffle_groups = shuffle_groups
         feature_dim = self.backbone.feature_dim
-        if v3:
-            self.projector = MLPHead([feature_dim, hidden_dim, projection_dim], last_norm=True)
-            self.predictor: Optional[nn.Module] = MLPHead([projection_dim, hidden_dim,
-                                                           projection_dim])
-        else:
-            self.projector = MLPHead([feature_dim, hidden_dim, projection_dim], norm="none")
-            self.predictor = None
-        self.momentum_backbone = frozen_copy(self.backbone)
-        self.momentum_projector = frozen_copy(self.projector)
+        check(v3 or predictor is None, "predictor", type(predictor).__name__,
+              "None with version=2 (MoCo v2 has no predictor; version=3 has one)")
+        self.projector = _heads.resolve(self, "projector", projector, lambda: MLPHead(
+            [feature_dim, hidden_dim, projection_dim], last_norm=True) if v3 else MLPHead(
+            [feature_dim, hidden_dim, projection_dim], norm="none"))
+        if projector is not None:  # the queue and the predictor take its width
+            projection_dim = _heads.output_dim(self.projector, feature_dim)
+        self.predictor: Optional[nn.Module] = _heads.resolve(
+            self, "predictor", predictor,
+            lambda: MLPHead([projection_dim, hidden_dim, projection_dim]),
+            in_dim=projection_dim) if v3 else None
+        self.add_momentum_copies("backbone", "projector")
+        cap = QUEUE_CAP if self.dataset is None else max(
+            1, min(QUEUE_CAP, len(self.dataset) // QUEUE_DATASET_FRACTION))
         self.queue = None if v3 else _joint.make_queue(
-            _joint.initial_queue_size(queue_size, QUEUE_CAP, self.dataset, "queue_size"),
+            _joint.initial_queue_size(queue_size, cap, None, "queue_size"),
             projection_dim, auto=queue_size is None)
         self.criterion = InfoNCELoss(temperature)
-        self.current_momentum = self.momentum
         self._pending_keys: Optional[torch.Tensor] = None
-        self._record_hparams(version=version, temperature=temperature,
-                             projection_dim=projection_dim, hidden_dim=hidden_dim,
-                             queue_size=None if v3 else self.queue.size, momentum=momentum,
-                             momentum_schedule=momentum_schedule, shuffle_groups=shuffle_groups)
+        self._record_hparams(temperature=temperature, projection_dim=projection_dim,
+                             hidden_dim=hidden_dim, shuffle_groups=shuffle_groups,
+                             queue_size=None if v3 else self.queue.size)  # resolved values
 
     # ------------------------------------------------------------------ set-up
-    def _init_data_optimizer(self, lr: float, optimizer: Any, batch_size: int, *args: Any,
-                             **kwargs: Any) -> None:
+    def _on_fit_start(self, batch_size: int, **run: Any) -> None:
         self._check_groups(batch_size)
-        super()._init_data_optimizer(lr, optimizer, batch_size, *args, **kwargs)
         if self.queue is not None:
             self._record_hparams(queue_size=_joint.fit_queue(self.queue, batch_size,
                                                              "queue_size"))
@@ -184,14 +194,7 @@ class MomentumContrastSupervisor(Supervisor):
         return self.criterion(q, k, self.queue.valid())
 
     def _update(self, loss: torch.Tensor) -> None:
-        super()._update(loss)
-        _joint.momentum_update(self, self.momentum_pairs(), self.momentum,
-                               self.momentum_schedule)
+        super()._update(loss)  # backward, step, then the momentum encoder's EMA step
         if self._pending_keys is not None:  # after backward: the loss read the old queue
             self.queue.push(self._pending_keys)
             self._pending_keys = None
-
-    def momentum_pairs(self) -> List[Tuple[nn.Module, nn.Module]]:
-        """(target, online) module pairs updated by EMA (used by tests and tools)."""
-        return [(self.momentum_backbone, self.backbone),
-                (self.momentum_projector, self.projector)]

@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from ..data import Batch
 from ..heads import MLPHead
 from ..losses import InfoNCELoss
 from ..supervisor import Supervisor
-from . import _joint
+from . import _heads, _joint
 from .registry import register
 
 SUPPORT_CAP = 98304
@@ -34,7 +35,13 @@ class NNCLRSupervisor(Supervisor):
     Support-set size when ``support_set_size`` is not given: ``min(98304, len(dataset))``,
     trimmed at ``supervise`` time to the largest multiple of the global batch. An explicit
     size must hold at least one global batch.
-    ``default_lr`` is 3e-4 (better than 1e-3 in ``benchmarks/methods_knn.py``, see the README).
+    Each view goes through the backbone and the heads on its own, as in the paper's code, so
+    BatchNorm normalises each view with its own batch statistics.
+
+    Heads as arguments: ``projector`` and ``predictor`` (None: the paper's, above) take modules
+    of your own; the support set and the default predictor take the projector's width; each is
+    trained, saved and restored like the built-in one (rebuild with ``from_checkpoint(name,
+    projector=...)``; table in ``docs/methods.md``).
     """
 
     default_augment = "byol"
@@ -43,6 +50,7 @@ class NNCLRSupervisor(Supervisor):
     def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
                  temperature: float = 0.1, projection_dim: int = 256, hidden_dim: int = 2048,
                  predictor_hidden_dim: int = 4096, support_set_size: Optional[int] = None,
+                 projector: Optional[nn.Module] = None, predictor: Optional[nn.Module] = None,
                  **kwargs: Any):
         _joint.check_temperature(temperature)
         for name, value in (("projection_dim", projection_dim), ("hidden_dim", hidden_dim),
@@ -51,22 +59,21 @@ class NNCLRSupervisor(Supervisor):
         if support_set_size is not None:
             _joint.check_positive_int(support_set_size, "support_set_size")
         super().__init__(dataset, backbone, **kwargs)
-        self.projector = MLPHead([self.backbone.feature_dim, hidden_dim, hidden_dim,
-                                  projection_dim], last_norm=True)
-        self.predictor = MLPHead([projection_dim, predictor_hidden_dim, projection_dim])
+        self.projector = _heads.resolve(self, "projector", projector, lambda: MLPHead(
+            [self.backbone.feature_dim, hidden_dim, hidden_dim, projection_dim], last_norm=True))
+        if projector is not None:  # the predictor and the support set take its width
+            projection_dim = _heads.output_dim(self.projector, self.backbone.feature_dim)
+        self.predictor = _heads.resolve(self, "predictor", predictor, lambda: MLPHead(
+            [projection_dim, predictor_hidden_dim, projection_dim]), in_dim=projection_dim)
         self.support_set = _joint.make_queue(
             _joint.initial_queue_size(support_set_size, SUPPORT_CAP, self.dataset,
                                       "support_set_size"),
             projection_dim, auto=support_set_size is None)
         self.criterion = InfoNCELoss(temperature)
         self._pending: Optional[torch.Tensor] = None
-        self._record_hparams(temperature=temperature, projection_dim=projection_dim,
-                             hidden_dim=hidden_dim, predictor_hidden_dim=predictor_hidden_dim,
-                             support_set_size=self.support_set.size)
+        self._record_hparams(support_set_size=self.support_set.size)
 
-    def _init_data_optimizer(self, lr: float, optimizer: Any, batch_size: int, *args: Any,
-                             **kwargs: Any) -> None:
-        super()._init_data_optimizer(lr, optimizer, batch_size, *args, **kwargs)
+    def _on_fit_start(self, batch_size: int, **run: Any) -> None:
         self._record_hparams(support_set_size=_joint.fit_queue(
             self.support_set, batch_size, "support_set_size", multiple=False))
 
@@ -81,9 +88,9 @@ class NNCLRSupervisor(Supervisor):
 
     def _forward(self, batch: Batch) -> torch.Tensor:
         views = self.augment_views(batch.images)[:2]
-        z = self.projector(torch.cat(self.encode_views(views)))
-        p1, p2 = self.predictor(z).chunk(2)
-        z1, z2 = z.chunk(2)
+        # One view at a time through every network (BatchNorm statistics per view).
+        z1, z2 = [self.projector(self.backbone(v)) for v in views]
+        p1, p2 = self.predictor(z1), self.predictor(z2)
         nn1, nn2 = self.nearest_neighbour(z1), self.nearest_neighbour(z2)
         self._pending = F.normalize(z1.detach().float(), dim=1)
         return (self.criterion(nn1, p2) + self.criterion(nn2, p1)) / 2

@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
-from .. import jigsaw
+from .. import jigsaw, validate
 from ..data import Batch
-from ..errors import check
 from ..heads import MLPHead
 from ..losses import MemoryBankNCELoss
-from . import _bank, _joint
+from . import _bank, _heads, _joint
 from .registry import register
 
 TILE_FRACTION = 64 / 85  # the paper: 64-px crops from the 85-px cells of a 255-px image
@@ -42,12 +42,20 @@ class PIRLSupervisor(_bank.MemoryBankSupervisor):
     default). Both terms share one draw of negatives, which take about
     batch x n_negatives x feature_dim x 4 bytes.
 
-    Views come from the ``pirl`` preset: the first view feeds ``f``, the second (the first if
-    there is one view) is cut into tiles. Images too small for tiles of at least 8 px raise
-    :class:`~super_selfish.errors.ConfigError` naming ``image_size`` and the minimum.
+    Views come from the ``pirl`` preset: the first view feeds ``f`` and carries the paper's
+    augmentation of ``I`` (random resized crop, horizontal flip, colour jitter, grayscale); the
+    second, the whole image resized (the first if there is one view), is cut into tiles. Images
+    too small for tiles of at least 8 px raise :class:`~super_selfish.errors.ConfigError` naming
+    ``image_size`` and the minimum.
 
-    Learning rate: ``supervise`` defaults to 3e-4 (``default_lr`` of the memory-bank methods,
-    see :class:`super_selfish.methods._bank.MemoryBankSupervisor` for the measurements).
+    Learning rate: ``default_lr`` 3e-4, that of the memory-bank methods (see
+    :class:`super_selfish.methods._bank.MemoryBankSupervisor`); the recipe is in the README.
+
+    Heads as arguments: ``head``, ``tile_head`` and ``jigsaw_head`` (None: the paper's, above)
+    take modules of your own; the memory bank takes the width of ``head``, and ``jigsaw_head``
+    maps the concatenated tile vectors to that width; each is trained, saved and restored like
+    the built-in one (rebuild with ``from_checkpoint(name, head=...)``; table in
+    ``docs/methods.md``).
     """
 
     default_augment = "pirl"
@@ -56,20 +64,30 @@ class PIRLSupervisor(_bank.MemoryBankSupervisor):
                  temperature: float = 0.07, feature_dim: int = 128, n_negatives: int = 32000,
                  bank_momentum: float = 0.5, lam: float = 0.5, loss: str = "softmax",
                  grid: Optional[int] = None, tile_jitter: bool = True,
-                 memory_size: Optional[int] = None, **kwargs: Any):
+                 memory_size: Optional[int] = None, head: Optional[nn.Module] = None,
+                 tile_head: Optional[nn.Module] = None, jigsaw_head: Optional[nn.Module] = None,
+                 **kwargs: Any):
         _joint.check_temperature(temperature)
         _joint.check_positive_int(feature_dim, "feature_dim")
         _joint.check_positive_int(n_negatives, "n_negatives")
-        check(isinstance(lam, (int, float)) and 0 <= lam <= 1, "lam", lam, "a number in [0, 1]")
-        check(grid is None or (isinstance(grid, int) and grid >= 2), "grid", grid,
-              "None (3 from 64 px, else 2) or an int of at least 2")
+        validate.probability(lam, "lam")
+        validate.int_at_least(grid, "grid", 2, none="3 from 64 px, else 2")
         self._grid_request = grid
         super().__init__(dataset, backbone, **kwargs)
         self.grid, self.tile_size = self._geometry()
         dim = self.backbone.feature_dim
-        self.head = MLPHead([dim, feature_dim])
-        self.tile_head = MLPHead([dim, feature_dim])
-        self.jigsaw_head = MLPHead([self.grid * self.grid * feature_dim, feature_dim])
+        self.head = _heads.resolve(self, "head", head, lambda: MLPHead([dim, feature_dim]))
+        if head is not None:  # the memory bank and the jigsaw branch take its width
+            feature_dim = _heads.output_dim(self.head, dim)
+        self.tile_head = _heads.resolve(self, "tile_head", tile_head,
+                                        lambda: MLPHead([dim, feature_dim]))
+        tile_dim = _heads.output_dim(self.tile_head, dim) if tile_head is not None \
+            else feature_dim
+        self.jigsaw_head = _heads.resolve(self, "jigsaw_head", jigsaw_head, lambda: MLPHead(
+            [self.grid * self.grid * tile_dim, feature_dim]))
+        if jigsaw_head is not None:
+            _heads.check_width("jigsaw_head", self.jigsaw_head, self.grid * self.grid * tile_dim,
+                               feature_dim, "the image branch's width, feature_dim")
         self.memory = _bank.make_bank(self.dataset, feature_dim, bank_momentum, memory_size)
         n_items = self.memory.items.shape[0]
         self.criterion = MemoryBankNCELoss(n_items, temperature, loss)  # f(I) vs m_I
@@ -77,10 +95,7 @@ class PIRLSupervisor(_bank.MemoryBankSupervisor):
         self.n_negatives = n_negatives
         self.lam = float(lam)
         self.tile_jitter = tile_jitter
-        self._record_hparams(temperature=temperature, feature_dim=feature_dim,
-                             n_negatives=n_negatives, bank_momentum=bank_momentum, lam=lam,
-                             loss=loss, grid=self.grid, tile_size=self.tile_size,
-                             tile_jitter=tile_jitter)
+        self._record_hparams(grid=self.grid, tile_size=self.tile_size)
 
     def _geometry(self) -> tuple[int, int]:
         grid = self._grid_request or (3 if self.image_size >= 64 else 2)

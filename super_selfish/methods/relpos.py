@@ -5,13 +5,16 @@ from __future__ import annotations
 from typing import Any, Optional, Tuple
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import jigsaw as tiling
+from .. import validate
 from ..data import Batch
 from ..errors import check
 from ..heads import MLPHead
 from ..supervisor import Supervisor
+from . import _heads
 from .registry import register
 
 GRID = 3
@@ -40,9 +43,8 @@ class RelativePositionSupervisor(Supervisor):
     (7 px of 144 in the paper, ~0.05) per axis, so patches are separated by gaps and never
     line up. ``patch_fraction=None`` picks the paper's 2/3 (96-px patches with 48-px gaps) for
     cells of at least 24 px (images of 72 px or more) and 0.8 for smaller ones: at 32 px the
-    paper's ratio leaves 6-px patches on which the task barely learned (pretext accuracy 20%,
-    kNN +0.001 over random init after 200 steps on ``cifar10-sample``), while 8-px patches
-    in 10-px cells gave kNN +0.050. Each image gives one pair: the centre
+    paper's ratio leaves 6-px patches on which the task barely learns (measurements in
+    ``docs/methods.md``). Each image gives one pair: the centre
     patch and one of its 8 neighbours, drawn uniformly. Both patches go through the shared
     backbone in one pass; their features are concatenated (centre first) and an MLP
     classifies the neighbour's position (labels: see ``OFFSETS``).
@@ -53,13 +55,19 @@ class RelativePositionSupervisor(Supervisor):
     channel's standard deviation (:func:`super_selfish.jigsaw.drop_colour`).
 
     Images must hold 3x3 cells with patches of at least 4 px plus gaps: ``image_size`` >= 15.
+
+    Heads as arguments: the classifier: ``predictor`` (None: the paper's, above) takes a module
+    of your own mapping the concatenated features of the two patches to 8 logits; it is trained,
+    saved and restored like the built-in one (rebuild with ``from_checkpoint(name,
+    predictor=...)``; table in ``docs/methods.md``).
     """
 
     default_augment = "none"
 
     def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
                  patch_fraction: Optional[float] = None, jitter_fraction: float = 0.05,
-                 colour_dropping: bool = True, hidden_dim: int = 1024, **kwargs: Any):
+                 colour_dropping: bool = True, hidden_dim: int = 1024,
+                 predictor: Optional[nn.Module] = None, **kwargs: Any):
         super().__init__(dataset, backbone, **kwargs)
         if patch_fraction is None:
             patch_fraction = default_patch_fraction(self.image_size)
@@ -71,12 +79,13 @@ class RelativePositionSupervisor(Supervisor):
         self.colour_dropping = bool(colour_dropping)
         feature_dim = tiling.tile_feature_dim(self.backbone, self.patch_size,
                                               image_size=self.image_size)
-        check(isinstance(hidden_dim, int) and hidden_dim > 0, "hidden_dim", hidden_dim,
-              "a positive int")
-        self.classifier = MLPHead([2 * feature_dim, hidden_dim, len(NEIGHBOURS)])
-        self._record_hparams(patch_fraction=patch_fraction, jitter_fraction=jitter_fraction,
-                             patch_size=self.patch_size, colour_dropping=self.colour_dropping,
-                             hidden_dim=hidden_dim)
+        validate.positive_int(hidden_dim, "hidden_dim")
+        self.classifier = _heads.resolve(self, "predictor", predictor, lambda: MLPHead(
+            [2 * feature_dim, hidden_dim, len(NEIGHBOURS)]))
+        if predictor is not None:
+            _heads.check_width("predictor", self.classifier, 2 * feature_dim,
+                               len(NEIGHBOURS), "one logit per neighbour position")
+        self._record_hparams(patch_fraction=patch_fraction, patch_size=self.patch_size)
 
     def make_pairs(self, images: torch.Tensor
                    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

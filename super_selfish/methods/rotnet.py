@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any, Optional, Tuple
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from ..data import Batch
 from ..heads import MLPHead
 from ..supervisor import Supervisor
+from . import _heads
 from .registry import register
 
 N_ROTATIONS = 4
@@ -44,16 +46,25 @@ class RotateNetSupervisor(Supervisor):
     Args:
         hidden_dim: width of the classifier's hidden layer (BatchNorm + ReLU);
             ``None``/``0`` for a linear classifier. Default 1024.
+
+    Heads as arguments: the classifier: ``predictor`` (None: the paper's, above) takes a module
+    of your own mapping backbone features to 4 logits, e.g. ``RotateNetSupervisor(data,
+    backbone=net, predictor=my_head)`` as in the original Super-Selfish; it is trained, saved
+    and restored like the built-in one (rebuild with ``from_checkpoint(name, predictor=...)``;
+    table in ``docs/methods.md``).
     """
 
     default_augment = "rotation"
 
     def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
-                 hidden_dim: Optional[int] = 1024, **kwargs: Any):
+                 hidden_dim: Optional[int] = 1024, predictor: Optional[nn.Module] = None,
+                 **kwargs: Any):
         super().__init__(dataset, backbone, **kwargs)
-        self.classifier = MLPHead(_classifier_dims(self.backbone.feature_dim, hidden_dim,
-                                                   N_ROTATIONS))
-        self._record_hparams(hidden_dim=hidden_dim)
+        self.classifier = _heads.resolve(self, "predictor", predictor, lambda: MLPHead(
+            _classifier_dims(self.backbone.feature_dim, hidden_dim, N_ROTATIONS)))
+        if predictor is not None:
+            _heads.check_width("predictor", self.classifier, self.backbone.feature_dim,
+                               N_ROTATIONS, "one logit per rotation")
 
     def _forward(self, batch: Batch) -> torch.Tensor:
         images = self.augment_views(batch.images)[0]

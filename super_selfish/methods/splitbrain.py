@@ -2,16 +2,17 @@
 Learning by Cross-Channel Prediction")."""
 from __future__ import annotations
 
-from typing import Any, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .. import backbones, color, decoders
+from .. import backbones, color, decoders, validate
 from ..data import Batch
 from ..errors import ConfigError, check
 from ..supervisor import Supervisor
+from . import _heads
 from .autoencoding import first_view
 from .registry import register
 
@@ -44,6 +45,7 @@ class SplitBrainEncoder(nn.Module):
         self.feature_dim = encoder_l.feature_dim + encoder_ab.feature_dim
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Features of the L and ab encoders of the Lab image, concatenated."""
         lab = color.to_lab(images)
         return torch.cat([self.encoder_l(lab[:, :1]), self.encoder_ab(lab[:, 1:])], dim=1)
 
@@ -65,6 +67,11 @@ class SplitBrainSupervisor(Supervisor):
     concatenates both encoders' features. ``backbone`` must be a registry name (both
     encoders are built from it) or a pair of modules (L encoder with 1 input channel, ab
     encoder with 2). Augmentation: ``none``; needs convolutional backbones.
+
+    Heads as arguments: ``decoder_l`` and ``decoder_ab`` (None: the ones above) take modules of
+    your own, called as ``decoder(feature_map, size=(H, W))`` and returning the logit maps of
+    the other channels' bins; each is trained, saved and restored like the built-in one (rebuild
+    with ``from_checkpoint(name, decoder_l=...)``; table in ``docs/methods.md``).
     """
 
     default_augment = "none"
@@ -73,6 +80,7 @@ class SplitBrainSupervisor(Supervisor):
     def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
                  l_bins: int = 50, ab_bins: int = 16,
                  ab_range: Sequence[float] = (-110.0, 110.0), output_stride: int | None = None,
+                 decoder_l: Optional[nn.Module] = None, decoder_ab: Optional[nn.Module] = None,
                  **kwargs: Any):
         if "in_channels" in kwargs and kwargs["in_channels"] not in (1, 3):
             raise ConfigError(f"Invalid in_channels={kwargs['in_channels']!r}: split-brain "
@@ -89,15 +97,15 @@ class SplitBrainSupervisor(Supervisor):
             raise ConfigError(f"Invalid backbone={backbone!r}: split-brain needs a registry "
                               "name (it builds a 1-channel L and a 2-channel ab encoder from "
                               "it) or a pair of modules (L encoder, ab encoder).")
-        check(isinstance(l_bins, int) and l_bins >= 2, "l_bins", l_bins, "an int >= 2")
-        check(isinstance(ab_bins, int) and ab_bins >= 2, "ab_bins", ab_bins, "an int >= 2")
+        validate.int_at_least(l_bins, "l_bins", 2)
+        validate.int_at_least(ab_bins, "ab_bins", 2)
         check(len(ab_range) == 2 and ab_range[0] < ab_range[1], "ab_range", ab_range,
               "a (low, high) pair of raw Lab a/b values, e.g. (-110, 110)")
         super().__init__(dataset, backbone_l, in_channels=1, **kwargs)
         if output_stride is None:
             output_stride = 1 if self.image_size < 128 else 4
-        check(isinstance(output_stride, int) and 1 <= output_stride <= self.image_size // 2,
-              "output_stride", output_stride, "a positive int, at most half the image size")
+        validate.int_in_range(output_stride, "output_stride", 1, self.image_size // 2,
+                              " (at most half the image size)")
         norm = self.hparams["norm"]
         self.backbone_ab = backbones.build(backbone_ab, norm=norm, in_channels=2,
                                            probe_size=self.image_size)
@@ -105,12 +113,15 @@ class SplitBrainSupervisor(Supervisor):
         self.ab_range = (float(ab_range[0]), float(ab_range[1]))
         self.output_stride = output_stride
         out_size = self.image_size // output_stride
-        self.decoder_l = decoders.for_backbone(self.backbone, self.image_size, ab_bins ** 2,
-                                               out_size, norm=norm, head_kernel=1)
-        self.decoder_ab = decoders.for_backbone(self.backbone_ab, self.image_size, l_bins,
-                                                out_size, norm=norm, head_kernel=1)
-        self._record_hparams(l_bins=l_bins, ab_bins=ab_bins, ab_range=list(self.ab_range),
-                             output_stride=output_stride, backbone_ab=self.backbone_ab.name)
+        self.decoder_l = _heads.resolve(self, "decoder_l", decoder_l, lambda: decoders.for_backbone(
+            self.backbone, self.image_size, ab_bins ** 2, out_size, norm=norm, head_kernel=1),
+            "called as decoder_l(L feature_map, size=(H, W)), returning ab_bins**2 logit maps")
+        self.decoder_ab = _heads.resolve(
+            self, "decoder_ab", decoder_ab, lambda: decoders.for_backbone(
+                self.backbone_ab, self.image_size, l_bins, out_size, norm=norm, head_kernel=1),
+            "called as decoder_ab(ab feature_map, size=(H, W)), returning l_bins logit maps")
+        self._record_hparams(ab_range=list(self.ab_range), output_stride=output_stride,
+                             backbone_ab=self.backbone_ab.name)
 
     def get_backbone(self) -> SplitBrainEncoder:
         """RGB images to the concatenated L-encoder and ab-encoder features."""

@@ -1,17 +1,16 @@
-"""Pretext methods: RotNet, Jigsaw (CFN), relative patch position, Exemplar; their labels,
-tiling helpers and the semi-hard triplet loss."""
+"""Pretext methods: RotNet, Jigsaw (CFN), relative patch position, Exemplar; their labels
+and tiling helpers (the semi-hard triplet loss: tests/losses)."""
 from __future__ import annotations
 
 import math
 
 import pytest
 import torch
-import torch.nn.functional as F
+from toys import sample_subset
 
 from super_selfish import (ExemplarSupervisor, JigsawSupervisor, RelativePositionSupervisor,
                            RotateNetSupervisor, data, jigsaw, methods)
 from super_selfish.errors import ConfigError
-from super_selfish.losses import SemiHardTripletLoss
 from super_selfish.methods.relpos import OFFSETS
 from super_selfish.methods.rotnet import rotate_batch
 
@@ -30,8 +29,7 @@ METHODS = {
 
 @pytest.fixture(scope="module")
 def subset64() -> data.TensorImageDataset:
-    ds = data.materialize(data.dataset("cifar10-sample", "train"))
-    return ds.subset(torch.randperm(len(ds), generator=torch.Generator().manual_seed(0))[:64])
+    return sample_subset(64)
 
 
 def trainable(sup) -> dict:
@@ -73,8 +71,7 @@ def test_builds_and_runs_at_any_size_small_convnet(key, size):
     torch.manual_seed(0)
     sup = cls(data.dataset(random_images(8, size)), seed=0, **kwargs)
     assert sup.image_size == size
-    loss = sup._forward(data.Batch(random_images(8, size, 1), torch.full((8,), -1),
-                                   torch.arange(8)))
+    loss = sup(data.Batch(random_images(8, size, 1), torch.full((8,), -1), torch.arange(8)))
     assert loss.ndim == 0 and torch.isfinite(loss)
     if key == "jigsaw":
         grid, n_perms = (2, 24) if size < 64 else (3, 100)
@@ -232,50 +229,6 @@ def test_exemplar_classifier_has_one_class_per_image_and_loads_without_data(subs
     fresh = ExemplarSupervisor(backbone="convnet-small", image_size=32).load(name)
     assert fresh.classifier.dims[-1] == 64
     assert torch.equal(fresh.classifier[-1].weight, sup.classifier[-1].weight)
-
-
-# ---------------------------------------------------------------------- triplet loss
-def brute_force_semi_hard(emb: torch.Tensor, labels: torch.Tensor, margin: float) -> float:
-    emb = F.normalize(emb.double(), dim=1)
-    m, losses = len(labels), []
-    for a in range(m):
-        negatives = [float((emb[a] - emb[n]).norm()) for n in range(m) if labels[n] != labels[a]]
-        if not negatives:
-            continue
-        for p in range(m):
-            if p == a or labels[p] != labels[a]:
-                continue
-            d_ap = float((emb[a] - emb[p]).norm())
-            farther = [d for d in negatives if d > d_ap]
-            d_an = min(farther) if farther else max(negatives)
-            losses.append(max(d_ap - d_an + margin, 0.0))
-    return sum(losses) / len(losses)
-
-
-@pytest.mark.parametrize("seed", range(6))
-def test_semi_hard_triplet_matches_brute_force(seed):
-    gen = torch.Generator().manual_seed(seed)
-    m = 24
-    labels = torch.randint(0, 6, (m,), generator=gen)
-    emb = torch.randn(m, 8, generator=gen, dtype=torch.float64)
-    margin = [0.2, 0.5, 1.0][seed % 3]
-    loss = SemiHardTripletLoss(margin)(emb.clone().requires_grad_(), labels)
-    assert loss.item() == pytest.approx(brute_force_semi_hard(emb, labels, margin), abs=1e-5)
-
-
-def test_semi_hard_triplet_falls_back_to_farthest_negative_and_has_gradients():
-    # Anchor 0 and its positive 1 are far apart; both negatives sit closer to the anchor.
-    emb = torch.tensor([[1.0, 0.0], [-1.0, 0.1], [1.0, 0.3], [1.0, -0.2]], requires_grad=True)
-    labels = torch.tensor([0, 0, 1, 2])
-    loss = SemiHardTripletLoss(0.2)(emb, labels)
-    assert loss.item() == pytest.approx(brute_force_semi_hard(emb.detach(), labels, 0.2),
-                                        abs=1e-5)
-    loss.backward()
-    assert torch.isfinite(emb.grad).all() and emb.grad.abs().sum() > 0
-    # Two views per image, as Exemplar uses it: coincident views give zero distance, no NaN.
-    twins = torch.randn(4, 16).repeat(2, 1).requires_grad_()
-    SemiHardTripletLoss(0.2)(twins, torch.arange(4).repeat(2)).backward()
-    assert torch.isfinite(twins.grad).all()
 
 
 # ---------------------------------------------------------------------- configuration errors

@@ -17,7 +17,7 @@ from super_selfish.optim import LARS
 from super_selfish.recipes import RECIPES, Recipe
 from toys import ToyRotation
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def tiny_body() -> nn.Module:
@@ -224,15 +224,15 @@ def test_ema_backbone_averages_and_round_trips(images, tmp_path):
 # ---------------------------------------------------------------------------- get_backbone
 def test_dino_transfers_its_teacher_byol_and_moco_their_online_encoder(tmp_path):
     dino = methods.get("dino")(out_dim=64, hidden_dim=32, bottleneck_dim=16)
-    assert dino.get_backbone() is dino.teacher_backbone
+    assert dino.get_backbone() is dino.momentum_backbone
     assert dino.get_backbone("student") is dino.get_backbone("online") is dino.backbone
     with torch.no_grad():  # make the teacher differ: what is saved is the teacher
-        next(dino.teacher_backbone.parameters()).add_(1.0)
+        next(dino.momentum_backbone.parameters()).add_(1.0)
     saved = backbones.load(dino.save_backbone(tmp_path / "dino.pt"))
-    assert torch.equal(next(saved.parameters()), next(dino.teacher_backbone.parameters()))
+    assert torch.equal(next(saved.parameters()), next(dino.momentum_backbone.parameters()))
     byol = methods.get("byol")(hidden_dim=32, projection_dim=16)
     assert byol.get_backbone() is byol.backbone
-    assert byol.get_backbone("momentum") is byol.target_backbone
+    assert byol.get_backbone("momentum") is byol.momentum_backbone
     moco = methods.get("moco")(hidden_dim=32, projection_dim=16, queue_size=32)
     assert moco.get_backbone() is moco.backbone
     assert moco.get_backbone("momentum") is moco.momentum_backbone

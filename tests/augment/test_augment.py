@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -95,6 +97,7 @@ def test_a_cuda_or_non_generator_is_rejected_with_an_explanation():
 OPS = [
     A.RandomResizedCrop(),
     A.RandomResizedCrop(fixation="saliency", temperature=1.0),
+    A.RandomResizedCrop(fixation="saliency", boundary="study"),
     A.HorizontalFlip(),
     A.VerticalFlip(),
     A.Rotate90(),
@@ -111,6 +114,7 @@ OPS = [
     A.Magnification(form="radial_exp", slope_C=(0.5, 3.0), fixation="saliency"),
     A.Foveation(),
     A.Foveation(fixation="saliency"),
+    A.Foveation(truncate=1.5),
 ]
 
 
@@ -154,8 +158,10 @@ def test_op_gives_the_same_result_on_cuda(op):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_preset_views_stay_on_cuda_and_match_cpu():
-    views, images = A.build("simclr_magnif", 32), textured(8)
+@pytest.mark.parametrize("name", ["simclr_magnif", "study_saliency_crop", "study_foveation",
+                                  "study_magnif_saliency"])
+def test_preset_views_stay_on_cuda_and_match_cpu(name):
+    views, images = A.build(name, 32), textured(8)
     on_gpu = views(images.cuda(), seeded(1))
     assert all(v.device.type == "cuda" for v in on_gpu)
     assert all(
@@ -391,6 +397,8 @@ def test_every_preset_builds_and_runs_on_a_batch_of_another_size(name, size):
     assert [tuple(v.shape[-2:]) for v in out] == views.sizes
     assert all(v.shape[:2] == (2, 3) and v.dtype == torch.float32 for v in out)
     assert all(v.min() >= 0 and v.max() <= 1 for v in out)
+    again = views(textured(2, size=40), seeded())  # the same seed gives the same views
+    assert all(torch.equal(a, b) for a, b in zip(out, again))
 
 
 def test_asymmetric_presets_differ_between_views():
@@ -403,7 +411,7 @@ def test_asymmetric_presets_differ_between_views():
 
 
 def test_repr_lists_every_op_and_parameter():
-    text = repr(A.build("simclr", 32))
+    text = repr(A.build("simclr", 32, blur_p=0.5))  # 32 px: no blur unless asked
     assert text.count("Pipeline(size=(32, 32)") == 2
     for piece in (
         "RandomResizedCrop(p=1.0, fixation=None, scale=(0.08, 1.0), "
@@ -415,7 +423,10 @@ def test_repr_lists_every_op_and_parameter():
     ):
         assert piece in text
     magnif = repr(A.build("simclr_magnif_saliency", 32))
-    assert "Magnification(p=1.0, fixation='saliency', temperature=1.5, border=16.0" in magnif
+    assert (
+        "Magnification(p=1.0, fixation='saliency', temperature=1.0, standardize=True, "
+        "border=16.0"
+    ) in magnif
     assert "fov=30.0, K=20.0, cover_ratio=(0.05, 0.35), form='radial_quad')" in magnif
 
 
@@ -456,16 +467,41 @@ def test_build_accepts_op_specs_pipelines_and_views():
         A.build([{"name": "solarize", "treshold": 0.3}], 16)
 
 
-def test_register_adds_a_preset_and_refuses_duplicates(monkeypatch):
-    monkeypatch.setattr(registry, "_PRESETS", dict(registry._PRESETS))
-
+def test_register_adds_a_preset_and_refuses_duplicates():
     @A.register("tiny_flip")
     def tiny_flip(size, *, n_views: int = 3) -> A.Views:
+        """Three flipped views."""
         return A.Views([A.Pipeline([A.HorizontalFlip(p=1.0)], size)] * n_views)
 
-    assert "tiny_flip" in A.available() and len(A.build("tiny_flip", 8)) == 3
-    with pytest.raises(ConfigError, match="not registered yet"):
-        A.register("tiny_flip")(tiny_flip)
+    try:
+        assert "tiny_flip" in A.available() and len(A.build("tiny_flip", 8)) == 3
+        assert registry.PRESETS.describe()["tiny_flip"] == "Three flipped views."
+        with pytest.raises(ConfigError, match="preset of that name is already registered"):
+            A.register("tiny_flip")(tiny_flip)
+    finally:
+        registry.PRESETS.remove("tiny_flip")
+
+
+def test_ops_register_themselves_once_and_refuse_a_taken_name():
+    assert A.OPS.get("hflip") is A.HorizontalFlip and A.OPS.get("foveation") is A.Foveation
+    assert "magnification" in A.OPS.describe() and len(A.OPS) == 17
+
+    @dataclasses.dataclass(frozen=True, kw_only=True, repr=False)
+    class Invert(A.Op):
+        """Invert the image."""
+
+        name: ClassVar[str] = "test_invert"
+
+        def transform(self, images, params, size):
+            return 1 - images
+
+    try:
+        assert torch.equal(A.build(["test_invert"], 4, n_views=1)(torch.zeros(1, 3, 4, 4))[0],
+                           torch.ones(1, 3, 4, 4))
+        with pytest.raises(ConfigError, match="augmentation op of that name is already"):
+            type("Flip", (A.Op,), {"name": "hflip"})
+    finally:
+        A.OPS.remove("test_invert")
 
 
 # ---------------------------------------------------------------- preview

@@ -16,7 +16,7 @@ from super_selfish.compare import ComparisonTable, compare, parse_budget
 from super_selfish.errors import ConfigError
 from super_selfish.methods import registry
 
-from toys import ToyRotation
+from toys import ToyRotation, snapshot
 
 N_CLASSES = 4
 
@@ -435,3 +435,41 @@ def test_cli_eval_scores_a_run_on_the_data_it_was_trained_on(toy_rotation_regist
     assert data.provenance(named.subset(torch.arange(4)))["source"] is None
     wrapped = data.dataset(torch.utils.data.TensorDataset(images[:2].permute(0, 3, 1, 2)))
     assert data.provenance(wrapped) == {"source": None, "split": None, "image_size": 16}
+
+
+# ----------------------------------------------------------------- probes of a BatchNorm backbone
+def separable_features(n: int = 300, classes: int = 3, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % classes
+    images = torch.rand(n, 3, 8, 8, generator=g) * 0.2
+    for c in range(classes):  # class c is bright in channel c
+        images[labels == c, c] += 0.7
+    return images, labels
+
+
+class MeanColour(nn.Module):
+    """A 'backbone' with BatchNorm whose features are the mean colour of the image."""
+
+    def __init__(self):
+        super().__init__()
+        self.norm = nn.BatchNorm1d(3)
+
+    def forward(self, x):
+        return self.norm(x.float().mean(dim=(2, 3)) if x.dtype != torch.uint8
+                         else x.float().mean(dim=(2, 3)) / 255)
+
+
+@pytest.mark.parametrize("protocol", ["knn", "linear"])
+def test_probes_separable_vs_random_labels(protocol):
+    images, labels = separable_features()
+    train, test = (images[:200], labels[:200]), (images[200:], labels[200:])
+    backbone = MeanColour()
+    bn_before = snapshot(backbone)
+    run = {"knn": lambda tr, te: evaluate.knn_accuracy(backbone, tr, te, k=10),
+           "linear": lambda tr, te: evaluate.linear_probe(backbone, tr, te, epochs=30)}[protocol]
+    assert run(train, test) > 0.97
+    shuffled = labels[torch.randperm(300, generator=torch.Generator().manual_seed(1))]
+    chance = run((images[:200], shuffled[:200]), (images[200:], shuffled[200:]))
+    assert chance < 0.55
+    assert all(torch.equal(bn_before[k], v) for k, v in snapshot(backbone).items())
+    assert all(p.grad is None for p in backbone.parameters())

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "examples" / "compare_methods.ipynb"
 
 
@@ -24,6 +24,7 @@ def _texts(nb, stream: str = "") -> str:
     return "\n".join(parts)
 
 
+@pytest.mark.slow
 def test_compare_methods_notebook_executes(tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")

@@ -8,7 +8,7 @@ from pathlib import Path
 from super_selfish import backbones
 from super_selfish.registry import METHODS
 
-PAGE = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
+PAGE = Path(__file__).resolve().parents[2] / "docs" / "architecture.md"
 
 
 def test_worked_example_runs_and_prints_what_the_page_shows(tmp_path, monkeypatch, capsys):

@@ -111,7 +111,7 @@ def test_timm_vit_takes_image_and_patch_size_and_trains_with_mae_and_dino(sample
                               atol=1e-5)  # all patches: timm's own class token
         visible = vit.encode_visible(images, torch.tensor([[0, 5, 63], [1, 2, 3]]))
     assert visible.shape == (2, 1 + 3, vit.dim)  # class token, then the kept patches
-    loss = mae._forward(data.Batch(sample.images[:4], sample.labels[:4], torch.arange(4)))
+    loss = mae(data.Batch(sample.images[:4], sample.labels[:4], torch.arange(4)))
     assert torch.isfinite(loss)  # (the README's timm example trains MAE on a timm ViT)
     rebuilt = backbones.build(mae.backbone.name, probe_size=32)  # the name rebuilds it
     assert rebuilt.body.patch_size == 4
@@ -124,7 +124,7 @@ def test_timm_vit_takes_image_and_patch_size_and_trains_with_mae_and_dino(sample
     assert {tuple(s) for s in dino.views.sizes} == {(32, 32), (14, 14)}  # 14: not a multiple
     before = snapshot(dino)
     dino.supervise(epochs=1, batch_size=8, progress=False, save=False)  # EMA from step 2
-    assert moved(before, dino, "backbone.") and moved(before, dino, "teacher_backbone.")
+    assert moved(before, dino, "backbone.") and moved(before, dino, "momentum_backbone.")
 
 
 # ------------------------------------------------------------------------------ data sources

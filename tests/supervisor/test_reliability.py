@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn as nn
 from torch.utils.data import Dataset
+from toys import sample_subset
 
 import super_selfish
 from super_selfish import Callback, SimCLRSupervisor, data, store
@@ -24,11 +25,6 @@ from super_selfish.momentum import ema_update, frozen_copy
 
 REPO = Path(super_selfish.__file__).resolve().parent.parent
 SMALL = dict(hidden_dim=128, projection_dim=32)  # a small projector keeps CPU steps fast
-
-
-def sample_subset(n: int, seed: int = 0) -> data.TensorImageDataset:
-    ds = data.materialize(data.dataset("cifar10-sample"))
-    return ds.subset(torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:n])
 
 
 @pytest.fixture(scope="module")
@@ -180,8 +176,10 @@ BAD_INPUTS = [
     ("unknown-device", lambda ds, n, t: _train(ds, n, device="gpu"), ConfigError,
      ["device='gpu'", "'cpu'"]),
     ("empty-run-name", lambda ds, n, t: _train(ds, ""), ConfigError, ["name=''", "store/"]),
-    ("optimizer-not-callable", lambda ds, n, t: _train(ds, n, optimizer="adam"), ConfigError,
-     ["optimizer='adam'", "torch.optim.Adam"]),
+    ("optimizer-not-callable", lambda ds, n, t: _train(ds, n, optimizer=0.01), ConfigError,
+     ["optimizer=0.01", "torch.optim.Adam"]),
+    ("optimizer-unknown-name", lambda ds, n, t: _train(ds, n, optimizer="adma"),
+     UnknownNameError, ["optimizer 'adma'", "Did you mean 'adam'"]),
     ("callback-not-a-callback", lambda ds, n, t: _train(ds, n, callbacks=[print]), ConfigError,
      ["callbacks=", "Callback instances"]),
     ("resume-without-checkpoint", lambda ds, n, t: _train(ds, n, pretrained=True),
@@ -498,6 +496,7 @@ def _wait_for(proc: subprocess.Popen, marker: str, log: str) -> None:
     pytest.fail(f"no {marker!r} from the training process: {Path(log).read_text()[-3000:]}")
 
 
+@pytest.mark.slow
 def test_sigterm_resumes_bit_identical_and_sigkill_keeps_last_checkpoint(tmp_path):
     # Every run is a separate process (one thread each), so all use the same code and settings.
     script = tmp_path / "train.py"
