@@ -1,4 +1,4 @@
-"""The same self-supervised training through super_selfish and through lightly, side by side.
+r"""The same self-supervised training through super_selfish and through lightly, side by side.
 
 For every method both libraries implement (SimCLR, MoCo v2, BYOL, SimSiam, Barlow Twins,
 VICReg, DINO, SwAV, NNCLR) each library trains the same backbone (``convnet-small``, one set of
@@ -41,8 +41,9 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Optional
 
 import torch
 import torch.nn as nn
@@ -56,7 +57,7 @@ BACKBONE = "convnet-small"
 
 # ---------------------------------------------------------------------------- shared set-up
 def load_images(n_train: int, n_test: int, sample: bool = False
-                ) -> Tuple[data.TensorImageDataset, data.TensorImageDataset]:
+                ) -> tuple[data.TensorImageDataset, data.TensorImageDataset]:
     """``n_train`` real CIFAR-10 training images and ``n_test`` test images, in memory.
 
     ``sample=True`` takes them from the bundled ``cifar10-sample`` (for tests) instead of the
@@ -90,7 +91,7 @@ def peak_memory_mib(device: str) -> float:
 
 # ---------------------------------------------------------------------------- super_selfish
 def run_ours(method: str, train: Any, backbone: nn.Module, epochs: int, batch_size: int,
-             seed: int, device: str) -> Dict[str, Any]:
+             seed: int, device: str) -> dict[str, Any]:
     """Train with this library's defaults; returns the backbone its method evaluates."""
     sup = methods.get(method)(train, backbone=backbone, seed=seed)
     started = time.perf_counter()
@@ -140,7 +141,7 @@ class _PILViews(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, i: int) -> List[torch.Tensor]:
+    def __getitem__(self, i: int) -> list[torch.Tensor]:
         from torchvision.transforms.functional import to_pil_image  # noqa: PLC0415
 
         return self.transform(to_pil_image(self.images[i]))
@@ -159,7 +160,7 @@ class _LightlyModel(nn.Module):
 
         self.method, self.backbone = method, backbone
         dim = backbone.feature_dim
-        self.momentum_parts: List[Tuple[nn.Module, nn.Module]] = []
+        self.momentum_parts: list[tuple[nn.Module, nn.Module]] = []
         if method == "simclr":
             self.projection_head = heads.SimCLRProjectionHead(dim, 512, 128)
             self.criterion = NTXentLoss()
@@ -216,7 +217,7 @@ class _LightlyModel(nn.Module):
             (dim, 2048, nn.BatchNorm1d(2048), nn.GELU()), (2048, 256, None, None)]).layers
         return head
 
-    def trainable(self) -> List[nn.Parameter]:
+    def trainable(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
 
     def loss(self, views: Sequence[torch.Tensor], epoch: int) -> torch.Tensor:
@@ -229,7 +230,7 @@ class _LightlyModel(nn.Module):
             z0, z1 = (self.projection_head(self.backbone(x)) for x in views[:2])
             return self.criterion(z0, z1)
         if m == "moco":
-            def pair(a: torch.Tensor, b: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+            def pair(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
                 b, shuffle = utils.batch_shuffle(b)
                 q = self.projection_head(self.backbone(a))
                 k = self.head_momentum(self.backbone_momentum(b))
@@ -302,7 +303,7 @@ def lightly_recipe(method: str, batch_size: int) -> str:
 
 
 def run_lightly(method: str, train: Any, backbone: nn.Module, epochs: int, batch_size: int,
-                seed: int, device: str, workers: int) -> Dict[str, Any]:
+                seed: int, device: str, workers: int) -> dict[str, Any]:
     """Train as lightly's CIFAR-10 benchmark does, in a plain PyTorch loop."""
     from lightly.utils.lars import LARS  # noqa: PLC0415
     from lightly.utils.scheduler import CosineWarmupScheduler  # noqa: PLC0415
@@ -351,13 +352,13 @@ def run_lightly(method: str, train: Any, backbone: nn.Module, epochs: int, batch
 
 
 # ---------------------------------------------------------------------------- one run
-def run_job(method: str, library: str, seed: int, args: argparse.Namespace) -> Dict[str, Any]:
+def run_job(method: str, library: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     """One (method, library, seed) run in this process: train, score, measure."""
     train, test = load_images(args.images, args.test_images, args.sample)
     backbone = copy.deepcopy(fresh_backbone(seed))
     if device_of(args).startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    row: Dict[str, Any] = {"method": method, "library": library, "seed": seed,
+    row: dict[str, Any] = {"method": method, "library": library, "seed": seed,
                            "epochs": args.epochs, "batch_size": args.batch_size,
                            "images": len(train), "test_images": len(test)}
     if library == "ceiling":
@@ -385,7 +386,7 @@ def device_of(args: argparse.Namespace) -> str:
 
 
 def run_isolated(method: str, library: str, seed: int, args: argparse.Namespace
-                 ) -> Dict[str, Any]:
+                 ) -> dict[str, Any]:
     """:func:`run_job` in a child process (its own peak memory); returns its row."""
     command = [sys.executable, __file__, "--job", method, library, str(seed),
                "--epochs", str(args.epochs), "--images", str(args.images),
@@ -403,7 +404,7 @@ def run_isolated(method: str, library: str, seed: int, args: argparse.Namespace
 
 
 # ---------------------------------------------------------------------------- the table
-def _mean(rows: List[Dict[str, Any]], key: str) -> Optional[float]:
+def _mean(rows: list[dict[str, Any]], key: str) -> Optional[float]:
     values = [r[key] for r in rows if r.get(key) is not None]
     return sum(values) / len(values) if values else None
 
@@ -412,7 +413,7 @@ def _fmt(value: Optional[float], spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def table(rows: List[Dict[str, Any]], methods_order: Sequence[str]) -> str:
+def table(rows: list[dict[str, Any]], methods_order: Sequence[str]) -> str:
     """Markdown table: per method, lightly's row and ours, means over seeds."""
     lines = ["| method | library | recipe | kNN acc | random-init kNN | images/s | peak MiB "
              "| minutes | ours / peer images/s | ours / ceiling |",
@@ -473,7 +474,7 @@ def machine_state() -> str:
             + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""))
 
 
-def main(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
+def main(argv: Optional[Sequence[str]] = None) -> list[dict[str, Any]]:
     args = parse(argv)
     if args.job:
         method, library, seed = args.job
@@ -482,7 +483,7 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
     run = (lambda m, lib, s: run_job(m, lib, s, args)) if args.in_process else (
         lambda m, lib, s: run_isolated(m, lib, s, args))
     out = Path(args.out)
-    rows: List[Dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
     header = (f"{args.images} CIFAR-10 training images (kNN memory), {args.test_images} test "
               f"images, {BACKBONE}, batch {args.batch_size}, {args.epochs} epoch(s), seeds "
               f"{args.seeds}, lightly DataLoader workers {args.workers}; {machine_state()}")

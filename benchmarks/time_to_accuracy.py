@@ -26,8 +26,9 @@ import json
 import math
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Optional
 
 import torch
 
@@ -45,14 +46,14 @@ class _BudgetSpent(Exception):
 class _Clock(Callback):
     """kNN every ``every`` epochs, and the budget check after every step."""
 
-    def __init__(self, run: "Run", every: int, deadline: float):
+    def __init__(self, run: Run, every: int, deadline: float):
         self.run, self.every, self.deadline = run, every, deadline
 
-    def on_step_end(self, sup: Any, step: int, metrics: Dict[str, float]) -> None:
+    def on_step_end(self, sup: Any, step: int, metrics: dict[str, float]) -> None:
         if time.perf_counter() > self.deadline:
             raise _BudgetSpent
 
-    def on_epoch_end(self, sup: Any, record: Dict[str, Any]) -> None:
+    def on_epoch_end(self, sup: Any, record: dict[str, Any]) -> None:
         self.run.epochs_done = record["epoch"]
         self.run.train_seconds += record["seconds"]
         if record["epoch"] % self.every == 0:
@@ -64,9 +65,9 @@ class Run:
 
     def __init__(self, method: str, train: Any, test: Any, args: argparse.Namespace):
         self.method, self.train, self.test, self.args = method, train, test, args
-        self.curve: List[Dict[str, float]] = []
+        self.curve: list[dict[str, float]] = []
         self.epochs_done, self.train_seconds, self.started = 0, 0.0, time.perf_counter()
-        self.eval_seconds: List[float] = []
+        self.eval_seconds: list[float] = []
 
     def minutes(self) -> float:
         return (time.perf_counter() - self.started) / 60
@@ -80,13 +81,13 @@ class Run:
               flush=True)
         return accuracy
 
-    def to_level(self) -> Dict[float, Optional[float]]:
+    def to_level(self) -> dict[float, Optional[float]]:
         """Minutes at which each level was first reached (None: not reached)."""
         return {level: next((p["minutes"] for p in self.curve if p["knn"] >= level), None)
                 for level in self.args.levels}
 
 
-def fastest(device: str) -> Dict[str, Any]:
+def fastest(device: str) -> dict[str, Any]:
     """The fastest supervise() settings this library has on ``device``."""
     if device.startswith("cuda"):
         return dict(precision="bf16", channels_last=True, compile=True)
@@ -98,10 +99,10 @@ def calibrate(method: str, train: Any, args: argparse.Namespace, device: str) ->
     n = min(len(train), args.calibration_steps * args.batch_size)
     subset = data.TensorImageDataset(train.images[:n], train.labels[:n])
     sup = methods.get(method)(subset, backbone=args.backbone, seed=args.seed)
-    stamps: List[float] = []
+    stamps: list[float] = []
 
     class Stamp(Callback):
-        def on_step_end(self, _sup: Any, step: int, metrics: Dict[str, float]) -> None:
+        def on_step_end(self, _sup: Any, step: int, metrics: dict[str, float]) -> None:
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
             stamps.append(time.perf_counter())
@@ -115,7 +116,7 @@ def calibrate(method: str, train: Any, args: argparse.Namespace, device: str) ->
 
 
 def run_method(method: str, train: Any, test: Any, args: argparse.Namespace, device: str
-               ) -> Dict[str, Any]:
+               ) -> dict[str, Any]:
     """Calibrate (unless ``--epochs``), train within the budget, score kNN along the way."""
     run = Run(method, train, test, args)
     deadline = run.started + args.minutes * 60
@@ -152,7 +153,7 @@ def run_method(method: str, train: Any, test: Any, args: argparse.Namespace, dev
             "to_level": {str(k): v for k, v in run.to_level().items()}, "curve": run.curve}
 
 
-def table(rows: List[Dict[str, Any]], levels: Sequence[float]) -> str:
+def table(rows: list[dict[str, Any]], levels: Sequence[float]) -> str:
     """The final markdown table: one row per method."""
     head = " | ".join(f"min to {level:g}" for level in levels)
     lines = [f"| method | recipe | epochs (planned) | final kNN | best kNN | random init | "
@@ -190,7 +191,7 @@ def parse(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
+def main(argv: Optional[Sequence[str]] = None) -> list[dict[str, Any]]:
     args = parse(argv)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda"):
