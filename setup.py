@@ -69,13 +69,19 @@ setup(
             "tensorboard",
             "scikit-image",  # the reference for the Lab conversion tests
             # the optional integrations are tested with the real libraries
-            *EXTRAS["timm"], *EXTRAS["lightning"], *EXTRAS["hf"], *EXTRAS["webdataset"],
-            *EXTRAS["wandb"], *EXTRAS["onnx"],
+            *EXTRAS["timm"],
+            *EXTRAS["lightning"],
+            *EXTRAS["hf"],
+            *EXTRAS["webdataset"],
+            *EXTRAS["wandb"],
+            *EXTRAS["onnx"],
         ],
         "viz": ["matplotlib", "tensorboard", "pandas"],
         **EXTRAS,
-        "all": sorted({p for packages in EXTRAS.values() for p in packages}
-                      | {"matplotlib", "tensorboard", "pandas"}),
+        "all": sorted(
+            {p for packages in EXTRAS.values() for p in packages}
+            | {"matplotlib", "tensorboard", "pandas"}
+        ),
     },
     entry_points={"console_scripts": ["super-selfish = super_selfish.cli:main"]},
 )
