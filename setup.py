@@ -68,14 +68,21 @@ setup(
             "pandas",
             "tensorboard",
             "scikit-image",  # the reference for the Lab conversion tests
+            "ruff==0.17.6",  # lint and format checks (.ci/run); pinned: formatting changes by release
             # the optional integrations are tested with the real libraries
-            *EXTRAS["timm"], *EXTRAS["lightning"], *EXTRAS["hf"], *EXTRAS["webdataset"],
-            *EXTRAS["wandb"], *EXTRAS["onnx"],
+            *EXTRAS["timm"],
+            *EXTRAS["lightning"],
+            *EXTRAS["hf"],
+            *EXTRAS["webdataset"],
+            *EXTRAS["wandb"],
+            *EXTRAS["onnx"],
         ],
         "viz": ["matplotlib", "tensorboard", "pandas"],
         **EXTRAS,
-        "all": sorted({p for packages in EXTRAS.values() for p in packages}
-                      | {"matplotlib", "tensorboard", "pandas"}),
+        "all": sorted(
+            {p for packages in EXTRAS.values() for p in packages}
+            | {"matplotlib", "tensorboard", "pandas"}
+        ),
     },
     entry_points={"console_scripts": ["super-selfish = super_selfish.cli:main"]},
 )

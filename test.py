@@ -8,18 +8,38 @@ linear probe on the labelled test split, exactly as a user would on their own da
 ``lr=``, ``supervise()`` trains on the method's own recipe (``Supervisor.recipe()``, see
 "Training recipes" in the README).
 """
+
 import sys
 
 import torch
 
-from super_selfish import (BarlowTwinsSupervisor, BiGANSupervisor, BYOLSupervisor, CombinedNet,
-                           ContextSupervisor, ContrastiveMultiviewCodingSupervisor,
-                           ContrastivePredictiveCodingSupervisor, DenoiseSupervisor,
-                           DINOSupervisor, ExemplarSupervisor, InstanceDiscriminationSupervisor,
-                           JigsawSupervisor, MAESupervisor, MomentumContrastSupervisor,
-                           NNCLRSupervisor, PIRLSupervisor, RelativePositionSupervisor,
-                           RotateNetSupervisor, SimCLRSupervisor, SimSiamSupervisor,
-                           SplitBrainSupervisor, SwAVSupervisor, VICRegSupervisor, data, evaluate)
+from super_selfish import (
+    BarlowTwinsSupervisor,
+    BiGANSupervisor,
+    BYOLSupervisor,
+    CombinedNet,
+    ContextSupervisor,
+    ContrastiveMultiviewCodingSupervisor,
+    ContrastivePredictiveCodingSupervisor,
+    DenoiseSupervisor,
+    DINOSupervisor,
+    ExemplarSupervisor,
+    InstanceDiscriminationSupervisor,
+    JigsawSupervisor,
+    MAESupervisor,
+    MomentumContrastSupervisor,
+    NNCLRSupervisor,
+    PIRLSupervisor,
+    RelativePositionSupervisor,
+    RotateNetSupervisor,
+    SimCLRSupervisor,
+    SimSiamSupervisor,
+    SplitBrainSupervisor,
+    SwAVSupervisor,
+    VICRegSupervisor,
+    data,
+    evaluate,
+)
 
 EPOCHS, BATCH = 1, 64
 full = data.dataset("cifar10-sample", "train")  # 5,000 real CIFAR-10 images, ships offline
@@ -33,11 +53,15 @@ def transfer(sup, method):
     backbone = sup.get_backbone()
     knn = evaluate.knn_accuracy(backbone, train, test, k=50)
     linear = evaluate.linear_probe(backbone, train, test, epochs=20)
-    classifier = CombinedNet(backbone, torch.nn.Linear(backbone.feature_dim, 10),
-                             freeze_backbone=True)
+    classifier = CombinedNet(
+        backbone, torch.nn.Linear(backbone.feature_dim, 10), freeze_backbone=True
+    )
     logits = classifier(test.images[:4])
-    print(f"{method:>10}: kNN {knn:.3f}, linear {linear:.3f}, classifier output "
-          f"{tuple(logits.shape)}", flush=True)
+    print(
+        f"{method:>10}: kNN {knn:.3f}, linear {linear:.3f}, classifier output "
+        f"{tuple(logits.shape)}",
+        flush=True,
+    )
 
 
 def example(method):
@@ -112,9 +136,30 @@ def example(method):
     transfer(sup, method)
 
 
-ALL = ["simclr", "moco", "byol", "simsiam", "barlow", "vicreg", "nnclr", "dino", "swav",
-       "instdisc", "pirl", "cmc", "cpc", "rotnet", "jigsaw", "relpos", "exemplar", "denoise",
-       "context", "splitbrain", "mae", "bigan"]
+ALL = [
+    "simclr",
+    "moco",
+    "byol",
+    "simsiam",
+    "barlow",
+    "vicreg",
+    "nnclr",
+    "dino",
+    "swav",
+    "instdisc",
+    "pirl",
+    "cmc",
+    "cpc",
+    "rotnet",
+    "jigsaw",
+    "relpos",
+    "exemplar",
+    "denoise",
+    "context",
+    "splitbrain",
+    "mae",
+    "bigan",
+]
 
 if __name__ == "__main__":
     for name in sys.argv[1:] or ALL:

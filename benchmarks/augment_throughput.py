@@ -26,7 +26,7 @@ import os
 import random
 import tarfile
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torchvision.transforms as T
@@ -76,7 +76,7 @@ def best_time(run: Callable[[], object], repeats: int, clock: Callable[[], float
 
 
 def pil_simclr(size: int, blur: bool) -> T.Compose:
-    """torchvision's per-sample SimCLR pipeline (PIL in, PIL out)."""
+    """Torchvision's per-sample SimCLR pipeline (PIL in, PIL out)."""
     kernel = max(3, int(0.1 * size) // 2 * 2 + 1)
     ops = [
         T.RandomResizedCrop(size, scale=(0.08, 1.0)),

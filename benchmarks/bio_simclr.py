@@ -35,8 +35,13 @@ import torch
 from super_selfish import augment
 from super_selfish.compare import ComparisonTable, compare, summarize_seeds
 
-PIPELINES = ["study_baseline", "study_magnif", "study_magnif_saliency", "foveation (plain crop)",
-             "study_saliency_crop"]
+PIPELINES = [
+    "study_baseline",
+    "study_magnif",
+    "study_magnif_saliency",
+    "foveation (plain crop)",
+    "study_saliency_crop",
+]
 
 
 def pipelines(names: list[str], size: int) -> dict[str, object]:
@@ -61,15 +66,22 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--pipelines", nargs="+", default=PIPELINES)
     parser.add_argument("--out", default=None, help="write comparison.{json,csv} here")
-    parser.add_argument("--merge", nargs="+", default=None,
-                        help="folders of earlier runs (one seed each): print their joint table")
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        help="folders of earlier runs (one seed each): print their joint table",
+    )
     args = parser.parse_args()
     if args.merge:
         tables, seeds = [], []
         for folder in args.merge:
             saved = ComparisonTable.from_json(Path(folder) / "comparison.json")
-            tables.append(ComparisonTable(saved.runs, protocols=saved.protocols,
-                                          notes=saved.notes, meta=saved.meta))
+            tables.append(
+                ComparisonTable(
+                    saved.runs, protocols=saved.protocols, notes=saved.notes, meta=saved.meta
+                )
+            )
             seeds += sorted({r["seed"] for r in saved.runs})
         report(summarize_seeds(tables, seeds))
         return
@@ -78,15 +90,26 @@ def main() -> None:
 
     train = imagenette("train", args.train, args.size)
     test = imagenette("val", args.test, args.size)
-    print(f"SimCLR, {args.backbone}, {len(train)} Imagenette train / {len(test)} val images at "
-          f"{args.size} px, {args.epochs} epochs, batch {args.batch_size}, seeds {args.seeds}, "
-          f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}", flush=True)
+    print(
+        f"SimCLR, {args.backbone}, {len(train)} Imagenette train / {len(test)} val images at "
+        f"{args.size} px, {args.epochs} epochs, batch {args.batch_size}, seeds {args.seeds}, "
+        f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
     started = time.perf_counter()
-    table = compare("simclr", train, backbone=args.backbone, budget=args.epochs,
-                    eval={"knn": {"k": 20}, "linear": {}}, test_dataset=test,
-                    batch_size=args.batch_size, image_size=args.size,
-                    augment=pipelines(args.pipelines, args.size), seeds=args.seeds,
-                    keep_backbones=False)
+    table = compare(
+        "simclr",
+        train,
+        backbone=args.backbone,
+        budget=args.epochs,
+        eval={"knn": {"k": 20}, "linear": {}},
+        test_dataset=test,
+        batch_size=args.batch_size,
+        image_size=args.size,
+        augment=pipelines(args.pipelines, args.size),
+        seeds=args.seeds,
+        keep_backbones=False,
+    )
     minutes = (time.perf_counter() - started) / 60
     print(f"\n{minutes:.1f} min, load average {os.getloadavg()[0]:.1f} at the end\n")
     report(table)
@@ -97,10 +120,20 @@ def main() -> None:
 
 def report(table: ComparisonTable) -> None:
     """Print the accuracies, their spreads and differences to the baseline as markdown."""
-    columns = ["method", "knn_accuracy", "knn_accuracy_sd", "knn_accuracy_diff",
-               "knn_accuracy_diff_low", "knn_accuracy_diff_high", "linear_accuracy",
-               "linear_accuracy_sd", "linear_accuracy_diff", "linear_accuracy_diff_low",
-               "linear_accuracy_diff_high", "images_per_s"]
+    columns = [
+        "method",
+        "knn_accuracy",
+        "knn_accuracy_sd",
+        "knn_accuracy_diff",
+        "knn_accuracy_diff_low",
+        "knn_accuracy_diff_high",
+        "linear_accuracy",
+        "linear_accuracy_sd",
+        "linear_accuracy_diff",
+        "linear_accuracy_diff_low",
+        "linear_accuracy_diff_high",
+        "images_per_s",
+    ]
     print("| " + " | ".join(columns) + " |")
     print("|" + "---|" * len(columns))
     for row in table:

@@ -1,5 +1,7 @@
 """Helpers shared by the benchmarks: the real CIFAR-10 and Imagenette from ../shared, extracted
-once."""
+once.
+"""
+
 from __future__ import annotations
 
 import os
@@ -43,7 +45,8 @@ def cifar10(split: str, n: int, seed: int = 0) -> data.TensorImageDataset:
 
 def imagenette(split: str, n: int, size: int, seed: int = 0) -> data.TensorImageDataset:
     """``n`` random Imagenette images of ``split`` (``train`` or ``val``, class-mixed), resized
-    to ``size`` px and loaded into memory (cached)."""
+    to ``size`` px and loaded into memory (cached).
+    """
     cache = CACHE / f"imagenette_{split}_{n}_{size}_{seed}.pt"
     if cache.exists():
         images, labels = torch.load(cache, weights_only=True)

@@ -18,6 +18,7 @@ resize) and what a SimCLR step spends per image. If decoding took its CPU time a
 training (a CPU-only machine with no core to spare), the folder would reach
 ``train / (train + decode)`` of the in-memory rate.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,8 @@ import statistics
 import time
 
 import torch
-
 from common import extracted
+
 from super_selfish import SimCLRSupervisor, data
 from super_selfish.supervisor import Callback
 
@@ -47,11 +48,18 @@ def images_per_s(dataset, args, size: int) -> float:
     sup = SimCLRSupervisor(dataset, seed=0, image_size=size)
     clock = StepClock()
     steps = args.warmup + args.steps
-    sup.supervise(epochs=1, batch_size=args.batch_size, progress=False, save=False,
-                  device=args.device, callbacks=[clock], seed=0)
+    sup.supervise(
+        epochs=1,
+        batch_size=args.batch_size,
+        progress=False,
+        save=False,
+        device=args.device,
+        callbacks=[clock],
+        seed=0,
+    )
     if sup.interrupted:  # Ctrl-C stopped the run after a step: stop the benchmark too
         raise KeyboardInterrupt
-    times = clock.times[args.warmup - 1:steps]  # from the end of the last warm-up step
+    times = clock.times[args.warmup - 1 : steps]  # from the end of the last warm-up step
     return args.batch_size * (len(times) - 1) / (times[-1] - times[0])
 
 
@@ -68,12 +76,19 @@ def cpu_cost(folder, order: torch.Tensor, args) -> None:
         decode = (time.process_time() - started) / len(files)
         sup = SimCLRSupervisor(data.TensorImageDataset(images), seed=0, image_size=size)
         started = time.process_time()
-        sup.supervise(epochs=1, batch_size=args.batch_size, progress=False, save=False,
-                      num_workers=0, device="cpu")
-        train = (time.process_time() - started) / (len(images) // args.batch_size
-                                                   * args.batch_size)
-        print(f"| {size} | {decode * 1e3:.2f} | {train * 1e3:.1f} | "
-              f"{train / (train + decode):.3f} |", flush=True)
+        sup.supervise(
+            epochs=1,
+            batch_size=args.batch_size,
+            progress=False,
+            save=False,
+            num_workers=0,
+            device="cpu",
+        )
+        train = (time.process_time() - started) / (len(images) // args.batch_size * args.batch_size)
+        print(
+            f"| {size} | {decode * 1e3:.2f} | {train * 1e3:.1f} | {train / (train + decode):.3f} |",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -85,17 +100,22 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default=None, help="default: cuda when available")
     parser.add_argument("--decode", default="cpu", choices=data.DECODE_MODES)
-    parser.add_argument("--cpu-cost", action="store_true",
-                        help="only the CPU-time accounting (valid on a busy machine)")
+    parser.add_argument(
+        "--cpu-cost",
+        action="store_true",
+        help="only the CPU-time accounting (valid on a busy machine)",
+    )
     args = parser.parse_args()
     folder = extracted("imagenette-128-jpg.tar.gz") / "train"
     n_images = args.batch_size * (args.warmup + args.steps)  # one epoch is the measured run
     order = torch.randperm(9469, generator=torch.Generator().manual_seed(0))[:n_images]
     if args.cpu_cost:
         return cpu_cost(folder, order, args)
-    print(f"{n_images} Imagenette JPEGs, batch {args.batch_size}, {args.steps} measured steps, "
-          f"{args.repeats} repeat(s), {data.default_num_workers()} loader workers, "
-          f"decode={args.decode}, {torch.get_num_threads()} torch threads")
+    print(
+        f"{n_images} Imagenette JPEGs, batch {args.batch_size}, {args.steps} measured steps, "
+        f"{args.repeats} repeat(s), {data.default_num_workers()} loader workers, "
+        f"decode={args.decode}, {torch.get_num_threads()} torch threads"
+    )
     rows = []
     for size in args.sizes:
         files = data.dataset(str(folder), size=size, decode=args.decode)

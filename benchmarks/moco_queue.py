@@ -5,14 +5,15 @@ method's recipe; the score is weighted kNN (k=200) of the trained backbone on he
 
     python benchmarks/moco_queue.py [--images 3000] [--epochs 4] [--seeds 0 1]
 """
+
 from __future__ import annotations
 
 import argparse
 import time
 
 import torch
-
 from common import cifar10
+
 from super_selfish import evaluate
 from super_selfish.methods import MomentumContrastSupervisor
 
@@ -27,17 +28,28 @@ def main() -> None:
     train = cifar10("train", 10_000).subset(torch.arange(args.images))
     test = cifar10("test", 2_000)
     whole = len(train) // args.batch_size * args.batch_size  # the former automatic size
-    print(f"{len(train)} train / {len(test)} test images, batch {args.batch_size}, "
-          f"{args.epochs} epochs, convnet-small, {torch.get_num_threads()} threads", flush=True)
+    print(
+        f"{len(train)} train / {len(test)} test images, batch {args.batch_size}, "
+        f"{args.epochs} epochs, convnet-small, {torch.get_num_threads()} threads",
+        flush=True,
+    )
     for seed in args.seeds:
         for label, size in (("whole dataset", whole), ("tenth (default)", None)):
             sup = MomentumContrastSupervisor(train, seed=seed, queue_size=size)
             started = time.perf_counter()
-            sup.supervise(epochs=args.epochs, batch_size=args.batch_size, progress=False,
-                          save=False, device="cpu")
+            sup.supervise(
+                epochs=args.epochs,
+                batch_size=args.batch_size,
+                progress=False,
+                save=False,
+                device="cpu",
+            )
             knn = evaluate.knn_accuracy(sup.get_backbone(), train, test)
-            print(f"seed {seed}  queue {label:16s} {sup.queue.size:6d} keys  kNN {knn:.4f}  "
-                  f"{(time.perf_counter() - started) / 60:.1f} min", flush=True)
+            print(
+                f"seed {seed}  queue {label:16s} {sup.queue.size:6d} keys  kNN {knn:.4f}  "
+                f"{(time.perf_counter() - started) / 60:.1f} min",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -42,8 +42,9 @@ def scenes(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return images, corner.float() + OBJECT / 2
 
 
-def share_near(op: A.Magnification, images: torch.Tensor, centres: torch.Tensor,
-               radius: float, seed: int) -> float:
+def share_near(
+    op: A.Magnification, images: torch.Tensor, centres: torch.Tensor, radius: float, seed: int
+) -> float:
     fixations = op.sample_fixations(images, torch.Generator().manual_seed(seed))
     pixels = (fixations + 1) * SIZE / 2  # 0 is the image edge, as the centres
     return ((pixels - centres).norm(dim=1) <= radius).float().mean().item()
@@ -57,16 +58,22 @@ def main() -> None:
     args = parser.parse_args()
     images, centres = scenes(args.scenes, args.seed)
     allowed = (SIZE - 2 * BORDER) ** 2
-    print(f"{args.scenes} scenes of {SIZE} px, a {OBJECT}-px square each; share of fixations "
-          f"within {args.radius:g} px of it (border {BORDER:g} px; a uniform fixation has "
-          f"about {math.pi * args.radius**2 / allowed:.0%} chance)")
+    print(
+        f"{args.scenes} scenes of {SIZE} px, a {OBJECT}-px square each; share of fixations "
+        f"within {args.radius:g} px of it (border {BORDER:g} px; a uniform fixation has "
+        f"about {math.pi * args.radius**2 / allowed:.0%} chance)"
+    )
     settings = [
         ("uniform", dict(fixation="uniform")),
-        ("study formula, T=1.5 (raw log-map)", dict(fixation="saliency", temperature=1.5,
-                                                  standardize=False)),
+        (
+            "study formula, T=1.5 (raw log-map)",
+            dict(fixation="saliency", temperature=1.5, standardize=False),
+        ),
     ] + [
-        (f"standardised, T={t:g}" + (" (default)" if t == 1 else ""),
-         dict(fixation="saliency", temperature=t))
+        (
+            f"standardised, T={t:g}" + (" (default)" if t == 1 else ""),
+            dict(fixation="saliency", temperature=t),
+        )
         for t in (0.25, 0.5, 1.0, 1.5, 3.0, 10.0, 1000.0)
     ]
     print("| fixations | share near the object |")

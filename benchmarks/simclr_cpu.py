@@ -7,6 +7,7 @@ torchvision transform makes the two views (PIL crops, jitter, blur in worker pro
 
     python benchmarks/simclr_cpu.py [--epochs 10] [--workers 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -14,9 +15,9 @@ import time
 
 import torch
 import torchvision.transforms as T
+from common import cifar10
 from torch.utils.data import DataLoader, Dataset
 
-from common import cifar10
 from super_selfish import SimCLRSupervisor, evaluate
 
 
@@ -25,11 +26,16 @@ class TwoViews(Dataset):
 
     def __init__(self, images: torch.Tensor, size: int = 32):
         self.images = images
-        self.transform = T.Compose([
-            T.RandomResizedCrop(size, scale=(0.08, 1.0)), T.RandomHorizontalFlip(),
-            T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
-            T.RandomGrayscale(p=0.2),
-            T.RandomApply([T.GaussianBlur(3, sigma=(0.1, 2.0))], p=0.5), T.ToTensor()])
+        self.transform = T.Compose(
+            [
+                T.RandomResizedCrop(size, scale=(0.08, 1.0)),
+                T.RandomHorizontalFlip(),
+                T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
+                T.RandomGrayscale(p=0.2),
+                T.RandomApply([T.GaussianBlur(3, sigma=(0.1, 2.0))], p=0.5),
+                T.ToTensor(),
+            ]
+        )
 
     def __len__(self) -> int:
         return len(self.images)
@@ -44,8 +50,14 @@ def common_way(train, epochs: int, batch_size: int, workers: int, seed: int):
     sup = SimCLRSupervisor(train, seed=seed)  # same networks and loss, our loop not used
     params = [p for p in sup.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=1e-3)
-    loader = DataLoader(TwoViews(train.images), batch_size=batch_size, shuffle=True,
-                        drop_last=True, num_workers=workers, persistent_workers=workers > 0)
+    loader = DataLoader(
+        TwoViews(train.images),
+        batch_size=batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+    )
     sup.train()
     images, started = 0, time.perf_counter()
     for _ in range(epochs):
@@ -62,8 +74,14 @@ def common_way(train, epochs: int, batch_size: int, workers: int, seed: int):
 def ours(train, epochs: int, batch_size: int, seed: int):
     sup = SimCLRSupervisor(train, seed=seed)
     started = time.perf_counter()
-    sup.supervise(lr=1e-3, epochs=epochs, batch_size=batch_size, name="store/bench_simclr_cpu",
-                  progress=False, save=False)
+    sup.supervise(
+        lr=1e-3,
+        epochs=epochs,
+        batch_size=batch_size,
+        name="store/bench_simclr_cpu",
+        progress=False,
+        save=False,
+    )
     seconds = time.perf_counter() - started
     return sup, epochs * (len(train) // batch_size) * batch_size / seconds
 
@@ -76,20 +94,28 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     train, test = cifar10("train", 10_000), cifar10("test", 2_000)
-    random_init = evaluate.knn_accuracy(SimCLRSupervisor(train, seed=args.seed).get_backbone(),
-                                        train, test)
+    random_init = evaluate.knn_accuracy(
+        SimCLRSupervisor(train, seed=args.seed).get_backbone(), train, test
+    )
     rows = []
-    for label, run in (("super_selfish (batched views)",
-                        lambda: ours(train, args.epochs, args.batch_size, args.seed)),
-                       (f"DataLoader + per-sample transforms ({args.workers} workers)",
-                        lambda: common_way(train, args.epochs, args.batch_size, args.workers,
-                                           args.seed))):
+    for label, run in (
+        (
+            "super_selfish (batched views)",
+            lambda: ours(train, args.epochs, args.batch_size, args.seed),
+        ),
+        (
+            f"DataLoader + per-sample transforms ({args.workers} workers)",
+            lambda: common_way(train, args.epochs, args.batch_size, args.workers, args.seed),
+        ),
+    ):
         sup, speed = run()
         rows.append((label, speed, evaluate.knn_accuracy(sup.get_backbone(), train, test)))
         print(f"{label}: {speed:.0f} img/s, kNN {rows[-1][2]:.4f}", flush=True)
-    print(f"\nSimCLR, convnet-small, {len(train)} CIFAR-10 images, batch {args.batch_size}, "
-          f"{args.epochs} epochs, {torch.get_num_threads()} threads; kNN k=200 on "
-          f"{len(train)}/{len(test)}; random init kNN {random_init:.4f}\n")
+    print(
+        f"\nSimCLR, convnet-small, {len(train)} CIFAR-10 images, batch {args.batch_size}, "
+        f"{args.epochs} epochs, {torch.get_num_threads()} threads; kNN k=200 on "
+        f"{len(train)}/{len(test)}; random init kNN {random_init:.4f}\n"
+    )
     print("| pipeline | images/s | kNN accuracy |\n|---|---|---|")
     for label, speed, acc in rows:
         print(f"| {label} | {speed:.0f} | {acc:.4f} |")

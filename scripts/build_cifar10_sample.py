@@ -47,7 +47,11 @@ def read_tar(source: str) -> dict[str, dict[str, dict[str, bytes]]]:
             if not member.isfile():
                 continue
             parts = member.name.lstrip("./").split("/")
-            if len(parts) != 3 or parts[0] not in PER_CLASS or not parts[2].lower().endswith(".jpg"):
+            if (
+                len(parts) != 3
+                or parts[0] not in PER_CLASS
+                or not parts[2].lower().endswith(".jpg")
+            ):
                 continue
             split, cls, _ = parts
             fh = tar.extractfile(member)
@@ -56,7 +60,9 @@ def read_tar(source: str) -> dict[str, dict[str, dict[str, bytes]]]:
     return data
 
 
-def pack_split(per_class: dict[str, dict[str, bytes]], classes: list[str], n: int, rng: np.random.Generator):
+def pack_split(
+    per_class: dict[str, dict[str, bytes]], classes: list[str], n: int, rng: np.random.Generator
+):
     blobs: list[bytes] = []
     labels: list[int] = []
     for label, cls in enumerate(classes):
@@ -79,15 +85,21 @@ def pack_split(per_class: dict[str, dict[str, bytes]], classes: list[str], n: in
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--source", default=DEFAULT_SOURCE, help="CIFAR-10 ImageFolder tarball (.tar.gz)")
+    parser.add_argument(
+        "--source", default=DEFAULT_SOURCE, help="CIFAR-10 ImageFolder tarball (.tar.gz)"
+    )
     parser.add_argument("--out", default=DEFAULT_OUT, help="output .npz path")
-    parser.add_argument("--seed", type=int, default=SEED, help="sampling seed (default: %(default)s)")
+    parser.add_argument(
+        "--seed", type=int, default=SEED, help="sampling seed (default: %(default)s)"
+    )
     args = parser.parse_args(argv)
 
     data = read_tar(args.source)
     classes = sorted(data["train"])
     if sorted(data["test"]) != classes or len(classes) != 10:
-        raise ValueError(f"unexpected class folders: train={sorted(data['train'])} test={sorted(data['test'])}")
+        raise ValueError(
+            f"unexpected class folders: train={sorted(data['train'])} test={sorted(data['test'])}"
+        )
 
     rng = np.random.default_rng(args.seed)
     arrays: dict[str, np.ndarray] = {}

@@ -6,12 +6,14 @@ Every backbone is wrapped in :class:`Backbone`, which accepts uint8 images or fl
 Feature sizes are measured with a dummy forward pass, never hard-coded, so any input
 resolution the network supports works.
 """
+
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Optional
 
 import torch
 import torch.nn as nn
@@ -30,13 +32,14 @@ INPUT_SLACK = 0.1
 #: Forward calls in training mode whose value range is checked (every call in eval mode): a
 #: wrong input pipeline is wrong from its first batch, and long runs then skip the check.
 TRAIN_CALLS_CHECKED = 16
-_CHECKED_ELEMENTS = 2 ** 18  # value-range check on a strided sample of about this many
+_CHECKED_ELEMENTS = 2**18  # value-range check on a strided sample of about this many
 
 BACKBONES: Registry[Callable[..., nn.Module]] = Registry("backbone")
 
 
-def register(name: str, description: Optional[str] = None, *, replace: bool = False
-             ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+def register(
+    name: str, description: Optional[str] = None, *, replace: bool = False
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Register ``fn(in_channels) -> nn.Module`` (images to maps or vectors) under ``name``.
 
     Args:
@@ -52,7 +55,7 @@ def register(name: str, description: Optional[str] = None, *, replace: bool = Fa
     return BACKBONES.register(name, description, replace=replace)
 
 
-def available() -> List[str]:
+def available() -> list[str]:
     """Names accepted by :func:`build`.
 
     Returns:
@@ -61,7 +64,7 @@ def available() -> List[str]:
     return BACKBONES.available()
 
 
-def describe() -> Dict[str, str]:
+def describe() -> dict[str, str]:
     """Describe every registered backbone.
 
     Returns:
@@ -88,9 +91,16 @@ class Backbone(nn.Module):
         norm: the normalisation the body was built with (recorded, not applied here).
     """
 
-    def __init__(self, body: nn.Module, in_channels: int = 3,
-                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                 name: str = "custom", probe_size: int = 32, norm: str = "batch"):
+    def __init__(
+        self,
+        body: nn.Module,
+        in_channels: int = 3,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        name: str = "custom",
+        probe_size: int = 32,
+        norm: str = "batch",
+    ):
         super().__init__()
         self.body = body
         self.name = name
@@ -161,26 +171,35 @@ class Backbone(nn.Module):
                 integer dtype other than uint8, non-finite values, or floats outside [0, 1].
         """
         if not isinstance(images, torch.Tensor):
-            raise DataError(f"backbone input is a {type(images).__name__}: expected a torch "
-                            "tensor batch (N, C, H, W) of uint8 or floats in [0, 1].")
+            raise DataError(
+                f"backbone input is a {type(images).__name__}: expected a torch "
+                "tensor batch (N, C, H, W) of uint8 or floats in [0, 1]."
+            )
         if images.ndim != 4:
-            hint = (" (one image: add the batch dimension with x[None])" if images.ndim == 3
-                    else "")
-            raise DataError(f"backbone input has shape {tuple(images.shape)}: expected a "
-                            f"batch (N, C, H, W) with C = {self.in_channels}{hint}.")
+            hint = " (one image: add the batch dimension with x[None])" if images.ndim == 3 else ""
+            raise DataError(
+                f"backbone input has shape {tuple(images.shape)}: expected a "
+                f"batch (N, C, H, W) with C = {self.in_channels}{hint}."
+            )
         channels = images.shape[1]
         if channels != self.in_channels:
             if images.shape[-1] == self.in_channels:
-                raise DataError(f"backbone input has shape {tuple(images.shape)}, channels "
-                                f"last (N, H, W, C): expected (N, C, H, W) with C = "
-                                f"{self.in_channels}; use x.permute(0, 3, 1, 2).")
-            raise DataError(f"backbone input has {channels} channels (shape "
-                            f"{tuple(images.shape)}): this backbone takes {self.in_channels}.")
+                raise DataError(
+                    f"backbone input has shape {tuple(images.shape)}, channels "
+                    f"last (N, H, W, C): expected (N, C, H, W) with C = "
+                    f"{self.in_channels}; use x.permute(0, 3, 1, 2)."
+                )
+            raise DataError(
+                f"backbone input has {channels} channels (shape "
+                f"{tuple(images.shape)}): this backbone takes {self.in_channels}."
+            )
         if images.dtype == torch.uint8:
             return
         if not images.is_floating_point():
-            raise DataError(f"backbone input has dtype {images.dtype}: expected uint8 (0-255) "
-                            "or floats in [0, 1]; use x.to(torch.uint8) for 0-255 integers.")
+            raise DataError(
+                f"backbone input has dtype {images.dtype}: expected uint8 (0-255) "
+                "or floats in [0, 1]; use x.to(torch.uint8) for 0-255 integers."
+            )
         if self.training:
             if self._train_calls_checked >= TRAIN_CALLS_CHECKED:
                 return
@@ -193,14 +212,18 @@ class Backbone(nn.Module):
         if not (math.isfinite(low) and math.isfinite(high)):
             raise DataError("backbone input contains NaN or infinite values.")
         if low < -INPUT_SLACK:
-            raise DataError(f"backbone input floats lie in [{low:.3g}, {high:.3g}]: they look "
-                            "normalised already (mean/std). The backbone normalises itself: "
-                            "pass images in [0, 1] (drop your Normalize step) or uint8.")
-        raise DataError(f"backbone input floats lie in [{low:.3g}, {high:.3g}]: expected "
-                        "[0, 1]. For 0-255 pixel values divide by 255 (x / 255) or pass uint8; "
-                        "clamp augmented images to [0, 1].")
+            raise DataError(
+                f"backbone input floats lie in [{low:.3g}, {high:.3g}]: they look "
+                "normalised already (mean/std). The backbone normalises itself: "
+                "pass images in [0, 1] (drop your Normalize step) or uint8."
+            )
+        raise DataError(
+            f"backbone input floats lie in [{low:.3g}, {high:.3g}]: expected "
+            "[0, 1]. For 0-255 pixel values divide by 255 (x / 255) or pass uint8; "
+            "clamp augmented images to [0, 1]."
+        )
 
-    def train(self, mode: bool = True) -> "Backbone":
+    def train(self, mode: bool = True) -> Backbone:
         """As ``nn.Module.train``; entering training mode re-arms the input range check.
 
         Args:
@@ -235,8 +258,13 @@ class Backbone(nn.Module):
         return self._pool(self.body(self.prepare(images)))
 
 
-def build(backbone: str | nn.Module = "convnet-small", *, norm: str = "batch",
-          in_channels: int = 3, probe_size: int = 32) -> Backbone:
+def build(
+    backbone: str | nn.Module = "convnet-small",
+    *,
+    norm: str = "batch",
+    in_channels: int = 3,
+    probe_size: int = 32,
+) -> Backbone:
     """Return a :class:`Backbone` from a registry name, ``"timm/<model>"`` (any timm model,
     see :mod:`super_selfish.timm_backbones`) or any ``nn.Module``.
 
@@ -267,14 +295,17 @@ def build(backbone: str | nn.Module = "convnet-small", *, norm: str = "batch",
         if type(body).__module__.startswith("torchvision.models"):
             removed = remove_classifier(body)
             if removed is not None:
-                console.info(f"backbone {name} (torchvision): its classifier {removed} was "
-                             "replaced by nn.Identity, so features are the network's pooled "
-                             "output, not ImageNet class logits.")
+                console.info(
+                    f"backbone {name} (torchvision): its classifier {removed} was "
+                    "replaced by nn.Identity, so features are the network's pooled "
+                    "output, not ImageNet class logits."
+                )
     elif isinstance(backbone, str) and backbone.startswith("timm/"):
         from . import timm_backbones  # the timm extra, imported only when asked for
 
-        return timm_backbones.build(backbone, norm=norm, in_channels=in_channels,
-                                    probe_size=probe_size)
+        return timm_backbones.build(
+            backbone, norm=norm, in_channels=in_channels, probe_size=probe_size
+        )
     elif isinstance(backbone, str):
         body, name = BACKBONES.get(backbone)(in_channels), backbone
     else:
@@ -315,10 +346,12 @@ def remove_classifier(model: nn.Module) -> Optional[str]:
     if callable(reset):
         head = getattr(model, "get_classifier", lambda: None)()
         reset(0)
-        return f"{_describe_layer(head) if isinstance(head, nn.Module) else 'head'} " \
-               "(reset_classifier(0))"
+        return (
+            f"{_describe_layer(head) if isinstance(head, nn.Module) else 'head'} "
+            "(reset_classifier(0))"
+        )
     if getattr(model, "aux_logits", False):
-        setattr(model, "aux_logits", False)  # training-mode outputs stay a plain tensor
+        model.aux_logits = False  # training-mode outputs stay a plain tensor
     for attribute in _CLASSIFIER_ATTRIBUTES:
         layer = getattr(model, attribute, None)
         if isinstance(layer, (nn.Linear, nn.Conv2d)):
@@ -333,8 +366,14 @@ def remove_classifier(model: nn.Module) -> Optional[str]:
     return None
 
 
-def save(backbone: nn.Module, path: str | os.PathLike, *, norm: Optional[str] = None,
-         probe_size: Optional[int] = None, method: Optional[str] = None) -> Path:
+def save(
+    backbone: nn.Module,
+    path: str | os.PathLike,
+    *,
+    norm: Optional[str] = None,
+    probe_size: Optional[int] = None,
+    method: Optional[str] = None,
+) -> Path:
     """Write a backbone alone to ``path`` (atomically; ``.pt`` is appended when missing).
 
     Stored: the weights and what rebuilds the module: the registry name, ``norm``,
@@ -358,8 +397,10 @@ def save(backbone: nn.Module, path: str | os.PathLike, *, norm: Optional[str] = 
 
     registered = isinstance(backbone, Backbone) and _rebuildable(backbone.name)
     body = backbone.body if isinstance(backbone, Backbone) else backbone
-    payload: Dict[str, Any] = {
-        "format": store.FORMAT, "kind": BACKBONE_FILE, "library_version": __version__,
+    payload: dict[str, Any] = {
+        "format": store.FORMAT,
+        "kind": BACKBONE_FILE,
+        "library_version": __version__,
         "name": getattr(backbone, "name", type(backbone).__name__),
         "registered": registered,
         "wrapped": isinstance(backbone, Backbone),
@@ -400,14 +441,22 @@ def load(path: str | os.PathLike, module: Optional[nn.Module] = None) -> nn.Modu
     payload = store.read(path)
     where = str(store.checkpoint_path(path))
     if payload.get("kind") != BACKBONE_FILE:
-        raise CheckpointError(f"{where!r} is a training checkpoint, not a backbone file: use "
-                              "Supervisor.from_checkpoint(name).get_backbone(), or write one "
-                              "with sup.save_backbone(path).")
-    options = {"norm": payload["norm"], "in_channels": payload["in_channels"],
-               "probe_size": payload["probe_size"]}
+        raise CheckpointError(
+            f"{where!r} is a training checkpoint, not a backbone file: use "
+            "Supervisor.from_checkpoint(name).get_backbone(), or write one "
+            "with sup.save_backbone(path)."
+        )
+    options = {
+        "norm": payload["norm"],
+        "in_channels": payload["in_channels"],
+        "probe_size": payload["probe_size"],
+    }
     if module is not None:
-        net = (build(module, **options) if payload.get("wrapped")
-               and not isinstance(module, Backbone) else module)
+        net = (
+            build(module, **options)
+            if payload.get("wrapped") and not isinstance(module, Backbone)
+            else module
+        )
     elif payload.get("registered") and _rebuildable(payload["name"]):
         net = build(payload["name"], **options)
     else:
@@ -416,14 +465,16 @@ def load(path: str | os.PathLike, module: Optional[nn.Module] = None) -> nn.Modu
             f"{where!r} holds the weights of a user-defined backbone ({payload['name']!r}, "
             f"class {origin.get('module', '?')}.{origin.get('qualname', '?')}); the file "
             "stores weights, not code. Build the same module and pass it: "
-            "backbones.load(path, module=MyNet(...)).")
+            "backbones.load(path, module=MyNet(...))."
+        )
     try:
         net.load_state_dict(payload["state"])
     except RuntimeError as exc:
-        raise CheckpointError(f"{where!r} does not fit the module given ({type(net).__name__}; "
-                              f"saved: {payload['name']!r}, in_channels "
-                              f"{payload['in_channels']}, norm {payload['norm']!r}): {exc}"
-                              ) from exc
+        raise CheckpointError(
+            f"{where!r} does not fit the module given ({type(net).__name__}; "
+            f"saved: {payload['name']!r}, in_channels "
+            f"{payload['in_channels']}, norm {payload['norm']!r}): {exc}"
+        ) from exc
     return net.eval()
 
 
@@ -470,8 +521,9 @@ def _largest_divisor(n: int, at_most: int) -> int:
 
 
 def _conv_block(cin: int, cout: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False),
-                         nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+    )
 
 
 @register("convnet-small")
@@ -500,17 +552,19 @@ def _torchvision_resnet(arch: str, in_channels: int, cifar_stem: bool = False) -
     elif in_channels != 3:
         net.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
     # Keep the spatial map (drop avgpool/fc) so dense methods can use it; Backbone pools.
-    return nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool,
-                         net.layer1, net.layer2, net.layer3, net.layer4)
+    return nn.Sequential(
+        net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4
+    )
 
 
 for _arch in ("resnet18", "resnet34", "resnet50"):
     register(_arch, f"torchvision {_arch} (ImageNet stem), randomly initialised")(
-        lambda in_channels=3, _a=_arch: _torchvision_resnet(_a, in_channels))
+        lambda in_channels=3, _a=_arch: _torchvision_resnet(_a, in_channels)
+    )
 
-register("cifar-resnet18", "ResNet-18 with the CIFAR stem (3x3 conv, no max-pool) for 32 px "
-         "images")(
-    lambda in_channels=3: _torchvision_resnet("resnet18", in_channels, cifar_stem=True))
+register(
+    "cifar-resnet18", "ResNet-18 with the CIFAR stem (3x3 conv, no max-pool) for 32 px images"
+)(lambda in_channels=3: _torchvision_resnet("resnet18", in_channels, cifar_stem=True))
 
 
 class _EfficientNetFeatures(nn.Module):
@@ -529,15 +583,16 @@ class _EfficientNetFeatures(nn.Module):
 
 
 for _variant in range(8):
-    register(f"efficientnet-b{_variant}", f"EfficientNet-B{_variant} (efficientnet-pytorch) "
-             "convolutional features")(
-        lambda in_channels=3, _v=_variant: _EfficientNetFeatures(f"efficientnet-b{_v}",
-                                                                 in_channels))
+    register(
+        f"efficientnet-b{_variant}",
+        f"EfficientNet-B{_variant} (efficientnet-pytorch) convolutional features",
+    )(lambda in_channels=3, _v=_variant: _EfficientNetFeatures(f"efficientnet-b{_v}", in_channels))
 
 
 # ---------------------------------------------------------------------- vision transformer
-def sincos_position_embedding(dim: int, grid_h: int, grid_w: int,
-                              device: torch.device | None = None) -> torch.Tensor:
+def sincos_position_embedding(
+    dim: int, grid_h: int, grid_w: int, device: torch.device | None = None
+) -> torch.Tensor:
     """Fixed 2-D sine-cosine position codes, (grid_h * grid_w, dim), row-major patch order.
 
     Half of the channels encode the row, half the column, each as sines and cosines of
@@ -555,9 +610,11 @@ def sincos_position_embedding(dim: int, grid_h: int, grid_w: int,
     check(dim % 4 == 0, "dim", dim, "a multiple of 4 for 2-D sine-cosine position codes")
     quarter = dim // 4
     freqs = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float32, device=device) / quarter)
-    rows, cols = torch.meshgrid(torch.arange(grid_h, dtype=torch.float32, device=device),
-                                torch.arange(grid_w, dtype=torch.float32, device=device),
-                                indexing="ij")
+    rows, cols = torch.meshgrid(
+        torch.arange(grid_h, dtype=torch.float32, device=device),
+        torch.arange(grid_w, dtype=torch.float32, device=device),
+        indexing="ij",
+    )
     parts = []
     for pos in (rows.reshape(-1, 1), cols.reshape(-1, 1)):
         angles = pos * freqs.view(1, -1)
@@ -624,14 +681,21 @@ class VisionTransformer(nn.Module):
         pool: ``"cls"`` or ``"mean"``.
     """
 
-    def __init__(self, in_channels: int = 3, patch_size: int | None = None, dim: int = 192,
-                 depth: int = 12, heads: int = 3, mlp_ratio: float = 4.0,
-                 pos_embed: str = "sincos", pool: str = "cls"):
+    def __init__(
+        self,
+        in_channels: int = 3,
+        patch_size: int | None = None,
+        dim: int = 192,
+        depth: int = 12,
+        heads: int = 3,
+        mlp_ratio: float = 4.0,
+        pos_embed: str = "sincos",
+        pool: str = "cls",
+    ):
         super().__init__()
         validate.positive_int(patch_size, "patch_size", none="automatic")
         validate.positive_int(depth, "depth")
-        check(pos_embed in ("sincos", "learned"), "pos_embed", pos_embed,
-              "'sincos' or 'learned'")
+        check(pos_embed in ("sincos", "learned"), "pos_embed", pos_embed, "'sincos' or 'learned'")
         check(pool in ("cls", "mean"), "pool", pool, "'cls' or 'mean'")
         self.in_channels, self.dim, self.pos_kind, self.pool = in_channels, dim, pos_embed, pool
         self.patch_size: int | None = None
@@ -668,8 +732,12 @@ class VisionTransformer(nn.Module):
         if self.patch_embed is None:
             self._build_patch_embed(4 if max(height, width) <= 64 else 8, images.device)
         p = self.patch_size
-        check(height % p == 0 and width % p == 0, "image size", (height, width),
-              f"height and width divisible by the ViT patch size {p}")
+        check(
+            height % p == 0 and width % p == 0,
+            "image size",
+            (height, width),
+            f"height and width divisible by the ViT patch size {p}",
+        )
         return height // p, width // p
 
     def _position(self, grid: tuple[int, int], device: torch.device) -> torch.Tensor:
@@ -680,8 +748,9 @@ class VisionTransformer(nn.Module):
             nn.init.trunc_normal_(self.pos_embed, std=0.02)
         pos = self.pos_embed
         if tuple(pos.shape[-2:]) != tuple(grid):
-            pos = torch.nn.functional.interpolate(pos, size=grid, mode="bicubic",
-                                                  align_corners=False)
+            pos = torch.nn.functional.interpolate(
+                pos, size=grid, mode="bicubic", align_corners=False
+            )
         return pos.flatten(2).transpose(1, 2)
 
     def patch_tokens(self, images: torch.Tensor) -> torch.Tensor:
@@ -697,8 +766,9 @@ class VisionTransformer(nn.Module):
         tokens = self.patch_embed(images).flatten(2).transpose(1, 2)
         return tokens + self._position(grid, images.device).to(tokens.dtype)
 
-    def encode_visible(self, images: torch.Tensor, keep: torch.Tensor | None = None
-                       ) -> torch.Tensor:
+    def encode_visible(
+        self, images: torch.Tensor, keep: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Encode only the patches ``keep`` ((N, K) indices, row-major), or all when None.
 
         Args:
@@ -724,5 +794,5 @@ class VisionTransformer(nn.Module):
 
 
 register("vit-tiny", "ViT-Tiny (192-d, 12 blocks, 3 heads) for MAE and other token methods")(
-    lambda in_channels=3: VisionTransformer(in_channels, dim=192, depth=12,
-                                                             heads=3))
+    lambda in_channels=3: VisionTransformer(in_channels, dim=192, depth=12, heads=3)
+)

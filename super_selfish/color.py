@@ -1,4 +1,5 @@
 """Lab colour space for colour-split methods (CMC, split-brain), batched via kornia."""
+
 from __future__ import annotations
 
 import torch

@@ -17,6 +17,7 @@ start from is scored by the same protocols too (the ``untrained`` row), and ever
 ``<protocol>_gain`` column is its accuracy minus that row's: a method below zero learned
 features worse than random weights. The global RNG of the caller is left as it was.
 """
+
 from __future__ import annotations
 
 import copy
@@ -30,8 +31,9 @@ import resource
 import sys
 import time
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Optional, Union
 
 import torch
 
@@ -40,15 +42,22 @@ from . import methods as method_registry
 from .errors import ConfigError, check
 from .supervisor import Callback, Supervisor
 
-__all__ = ["compare", "ComparisonTable", "Budget", "parse_budget", "untrained_record",
-           "bootstrap_difference", "summarize_seeds"]
+__all__ = [
+    "compare",
+    "ComparisonTable",
+    "Budget",
+    "parse_budget",
+    "untrained_record",
+    "bootstrap_difference",
+    "summarize_seeds",
+]
 
 DEFAULT_EPOCHS = 10
 _SCHEDULE_HORIZON = 10**6  # epochs passed to supervise() when only a time budget is given
 
 
 # ---------------------------------------------------------------------------------- budget
-class Budget(Dict[str, float]):
+class Budget(dict[str, float]):
     """``{"epochs": N}``, ``{"seconds": S}`` or both (stop at whichever comes first)."""
 
     @property
@@ -70,12 +79,26 @@ class Budget(Dict[str, float]):
         return " or ".join(parts)
 
 
-_UNITS = {"s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1, "m": 60, "min": 60,
-          "mins": 60, "minute": 60, "minutes": 60, "h": 3600, "hour": 3600, "hours": 3600}
+_UNITS = {
+    "s": 1,
+    "sec": 1,
+    "secs": 1,
+    "second": 1,
+    "seconds": 1,
+    "m": 60,
+    "min": 60,
+    "mins": 60,
+    "minute": 60,
+    "minutes": 60,
+    "h": 3600,
+    "hour": 3600,
+    "hours": 3600,
+}
 
 
-def parse_budget(budget: Any = None, epochs: Optional[int] = None,
-                 seconds: Optional[float] = None) -> Budget:
+def parse_budget(
+    budget: Any = None, epochs: Optional[int] = None, seconds: Optional[float] = None
+) -> Budget:
     """Normalise a budget.
 
     Args:
@@ -90,8 +113,10 @@ def parse_budget(budget: Any = None, epochs: Optional[int] = None,
     Raises:
         ConfigError: both ``budget`` and a keyword are given, or a value is invalid.
     """
-    expected = ("an int (epochs), dict(epochs=N) and/or dict(seconds=S), or a string such as "
-                "'5 epochs' or '90s'")
+    expected = (
+        "an int (epochs), dict(epochs=N) and/or dict(seconds=S), or a string such as "
+        "'5 epochs' or '90s'"
+    )
     if budget is not None and (epochs is not None or seconds is not None):
         raise ConfigError("Pass either budget=... or epochs=/seconds=, not both.")
     if budget is None:
@@ -108,10 +133,17 @@ def parse_budget(budget: Any = None, epochs: Optional[int] = None,
         if match is None or unit not in ("", "ep", "epoch", "epochs", *_UNITS):
             raise ConfigError(f"Invalid budget={budget!r}: expected {expected}.")
         value = float(match.group(1))
-        budget = ({"epochs": int(value)} if unit in ("", "ep", "epoch", "epochs")
-                  else {"seconds": value * _UNITS[unit]})
-    check(isinstance(budget, Mapping) and budget and set(budget) <= {"epochs", "seconds"},
-          "budget", budget, expected)
+        budget = (
+            {"epochs": int(value)}
+            if unit in ("", "ep", "epoch", "epochs")
+            else {"seconds": value * _UNITS[unit]}
+        )
+    check(
+        isinstance(budget, Mapping) and budget and set(budget) <= {"epochs", "seconds"},
+        "budget",
+        budget,
+        expected,
+    )
     out = Budget()
     if budget.get("epochs") is not None:
         value = budget["epochs"]
@@ -134,7 +166,7 @@ class _Tracker(Callback):
 
     def __init__(self, seconds: Optional[float]):
         self.seconds = seconds
-        self.losses: List[float] = []
+        self.losses: list[float] = []
         self.started: Optional[float] = None
         self.stopped: Optional[float] = None
         self.out_of_time = False
@@ -142,14 +174,14 @@ class _Tracker(Callback):
     def on_train_start(self, sup: Any) -> None:
         self.started = time.perf_counter()
 
-    def on_step_end(self, sup: Any, step: int, metrics: Dict[str, float]) -> None:
+    def on_step_end(self, sup: Any, step: int, metrics: dict[str, float]) -> None:
         self.losses.append(float(metrics["loss"]))
         if self.seconds is not None and time.perf_counter() - self.started >= self.seconds:
             self.stopped = time.perf_counter()
             self.out_of_time = True
             raise _BudgetReached()  # the step is complete: weights are updated
 
-    def on_train_end(self, sup: Any, history: List[Dict[str, Any]]) -> None:
+    def on_train_end(self, sup: Any, history: list[dict[str, Any]]) -> None:
         self.stopped = time.perf_counter()
 
     @property
@@ -191,20 +223,27 @@ def _peak_memory_mb(device: torch.device) -> float:
 
 MEMORY_NOTES = {
     "cuda_max_memory_allocated": "peak_memory_mb: torch.cuda.max_memory_allocated during "
-                                 "training (tensors only, reset before each method)",
+    "training (tensors only, reset before each method)",
     "process_peak_rss": "peak_memory_mb: peak resident memory of the whole process during "
-                        "training (Linux VmHWM, reset before each method; includes the "
-                        "dataset and Python itself)",
+    "training (Linux VmHWM, reset before each method; includes the "
+    "dataset and Python itself)",
     "process_peak_rss_since_start": "peak_memory_mb: peak resident memory of the process "
-                                    "since it started (resource.getrusage; cannot be reset, "
-                                    "so a later method reports at least an earlier peak)",
+    "since it started (resource.getrusage; cannot be reset, "
+    "so a later method reports at least an earlier peak)",
 }
 
 
 # ---------------------------------------------------------------------------------- the table
 _FIRST = ("method",)
-_LAST = ("final_loss", "epochs", "steps", "train_seconds", "images_per_s", "peak_memory_mb",
-         "eval_seconds")
+_LAST = (
+    "final_loss",
+    "epochs",
+    "steps",
+    "train_seconds",
+    "images_per_s",
+    "peak_memory_mb",
+    "eval_seconds",
+)
 
 
 class ComparisonTable(list):
@@ -231,28 +270,34 @@ class ComparisonTable(list):
         meta: what was compared (dataset, image size, budget, batch size).
     """
 
-    def __init__(self, records: Sequence[Dict[str, Any]] = (), *,
-                 protocols: Optional[Dict[str, str]] = None, notes: Sequence[str] = (),
-                 histories: Optional[Dict[str, List[Dict[str, Any]]]] = None,
-                 backbones: Optional[Dict[str, torch.nn.Module]] = None,
-                 meta: Optional[Dict[str, Any]] = None):
+    def __init__(
+        self,
+        records: Sequence[dict[str, Any]] = (),
+        *,
+        protocols: Optional[dict[str, str]] = None,
+        notes: Sequence[str] = (),
+        histories: Optional[dict[str, list[dict[str, Any]]]] = None,
+        backbones: Optional[dict[str, torch.nn.Module]] = None,
+        meta: Optional[dict[str, Any]] = None,
+    ):
         super().__init__(dict(r) for r in records)
-        self.protocols: Dict[str, str] = dict(protocols or {})
-        self.notes: List[str] = list(notes)
+        self.protocols: dict[str, str] = dict(protocols or {})
+        self.notes: list[str] = list(notes)
         self.histories = dict(histories or {})
         self.backbones = dict(backbones or {})
-        self.meta: Dict[str, Any] = dict(meta or {})
-        self.runs: List[Dict[str, Any]] = []  # per-seed records of a multi-seed comparison
+        self.meta: dict[str, Any] = dict(meta or {})
+        self.runs: list[dict[str, Any]] = []  # per-seed records of a multi-seed comparison
 
     @property
-    def columns(self) -> List[str]:
+    def columns(self) -> list[str]:
         """The record fields in table order: method first, accuracies, gains, then the rest."""
         keys = list(dict.fromkeys(k for r in self for k in r))
         first = [k for k in _FIRST if k in keys]
 
-        def with_summaries(metrics: List[str]) -> List[str]:
-            return [k for m in metrics for k in (m, *(m + s for s in SUMMARY_SUFFIXES))
-                    if k in keys]
+        def with_summaries(metrics: list[str]) -> list[str]:
+            return [
+                k for m in metrics for k in (m, *(m + s for s in SUMMARY_SUFFIXES)) if k in keys
+            ]
 
         accuracy = with_summaries([k for k in keys if k.endswith("_accuracy")])
         gain = with_summaries([k for k in keys if k.endswith("_gain")])
@@ -270,15 +315,14 @@ class ComparisonTable(list):
         Returns:
             True for a baseline row.
         """
-        return record.get("baseline") is not None and record.get("baseline") == record.get(
-            "method")
+        return record.get("baseline") is not None and record.get("baseline") == record.get("method")
 
     @property
-    def baselines(self) -> List[Dict[str, Any]]:
+    def baselines(self) -> list[dict[str, Any]]:
         """The untrained-baseline rows."""
         return [r for r in self if self.is_baseline(r)]
 
-    def best(self, metric: str = "knn_accuracy") -> Dict[str, Any]:
+    def best(self, metric: str = "knn_accuracy") -> dict[str, Any]:
         """The trained method's record with the highest ``metric`` (baseline rows excluded).
 
         Args:
@@ -299,20 +343,23 @@ class ComparisonTable(list):
         try:
             import pandas as pd
         except ImportError as exc:
-            raise ImportError("ComparisonTable.to_pandas() needs pandas: pip install pandas "
-                              "(or pip install super_selfish[viz]).") from exc
+            raise ImportError(
+                "ComparisonTable.to_pandas() needs pandas: pip install pandas "
+                "(or pip install super_selfish[viz])."
+            ) from exc
         return pd.DataFrame(list(self), columns=self.columns)
 
     @staticmethod
     def _cell(column: str, value: Any, digits: int) -> str:
         """Accuracies with ``digits`` decimals, other numbers with ``digits`` significant
-        digits (no exponent below 10^6)."""
+        digits (no exponent below 10^6).
+        """
         if isinstance(value, float) and math.isfinite(value):
             if column.endswith(("_accuracy", "_accuracy_sd", "_gain_sd")):
                 return f"{value:.{digits}f}"
             if column.endswith(("_gain", "_diff", "_diff_low", "_diff_high")):
                 return f"{value:+.{digits}f}"
-            return f"{value:.{digits}g}" if abs(value) < 10 ** digits else f"{value:.0f}"
+            return f"{value:.{digits}g}" if abs(value) < 10**digits else f"{value:.0f}"
         return str(value)
 
     def to_markdown(self, digits: int = 4, notes: bool = True) -> str:
@@ -330,8 +377,10 @@ class ComparisonTable(list):
         columns = self.columns
         rows = [[self._cell(c, r.get(c, ""), digits) for c in columns] for r in self]
         widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(columns)]
-        line = lambda cells: "| " + " | ".join(  # noqa: E731
-            cell.ljust(w) for cell, w in zip(cells, widths)) + " |"
+
+        def line(cells: list[str]) -> str:
+            return "| " + " | ".join(cell.ljust(w) for cell, w in zip(cells, widths)) + " |"
+
         out = [line(columns), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
         out += [line(row) for row in rows]
         if notes:
@@ -359,13 +408,21 @@ class ComparisonTable(list):
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w") as handle:
-            json.dump({"records": list(self), "protocols": self.protocols,
-                       "notes": self.notes, "meta": self.meta, "runs": self.runs}, handle,
-                      indent=1)
+            json.dump(
+                {
+                    "records": list(self),
+                    "protocols": self.protocols,
+                    "notes": self.notes,
+                    "meta": self.meta,
+                    "runs": self.runs,
+                },
+                handle,
+                indent=1,
+            )
         return path
 
     @classmethod
-    def from_json(cls, path: Union[str, os.PathLike]) -> "ComparisonTable":
+    def from_json(cls, path: Union[str, os.PathLike]) -> ComparisonTable:
         """Read a table written by :meth:`to_json` (without histories and backbones).
 
         Args:
@@ -376,8 +433,12 @@ class ComparisonTable(list):
         """
         with open(path) as handle:
             payload = json.load(handle)
-        table = cls(payload["records"], protocols=payload.get("protocols"),
-                    notes=payload.get("notes", ()), meta=payload.get("meta"))
+        table = cls(
+            payload["records"],
+            protocols=payload.get("protocols"),
+            notes=payload.get("notes", ()),
+            meta=payload.get("meta"),
+        )
         table.runs = list(payload.get("runs", []))
         return table
 
@@ -398,8 +459,11 @@ class ComparisonTable(list):
             writer.writerows(self)
         return path
 
-    def plot(self, metrics: Optional[Sequence[str]] = None,
-             path: Optional[Union[str, os.PathLike]] = None):
+    def plot(
+        self,
+        metrics: Optional[Sequence[str]] = None,
+        path: Optional[Union[str, os.PathLike]] = None,
+    ):
         """Bar charts per metric, baseline marked, titled with :attr:`meta` (see
         :func:`super_selfish.plots.plot_comparison`).
 
@@ -441,37 +505,43 @@ def network_fingerprint(module: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def _run_protocols(backbone: torch.nn.Module, memory: Any, test: Any,
-                   protocols: Mapping[str, Mapping[str, Any]]
-                   ) -> Dict[str, evaluate.ProbeResult]:
+def _run_protocols(
+    backbone: torch.nn.Module, memory: Any, test: Any, protocols: Mapping[str, Mapping[str, Any]]
+) -> dict[str, evaluate.ProbeResult]:
     """:func:`evaluate.run_protocols`, its warnings kept in the results only: compare()
-    warns once per message (every method would repeat the same kNN warning)."""
+    warns once per message (every method would repeat the same kNN warning).
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", evaluate.KNNWarning)
         return evaluate.run_protocols(backbone, memory, test, protocols)
 
 
-def _warn_once(results: Mapping[str, evaluate.ProbeResult], warned: List[str]) -> None:
+def _warn_once(results: Mapping[str, evaluate.ProbeResult], warned: list[str]) -> None:
     for message in (w for r in results.values() for w in r.warnings):
         if message not in warned:
             warned.append(message)
             warnings.warn(message, evaluate.KNNWarning, stacklevel=3)
 
 
-def _protocol_fields(results: Mapping[str, evaluate.ProbeResult]) -> Dict[str, Any]:
+def _protocol_fields(results: Mapping[str, evaluate.ProbeResult]) -> dict[str, Any]:
     """Record fields of protocol results: each accuracy and the kNN ``k`` actually used."""
-    fields: Dict[str, Any] = {}
+    fields: dict[str, Any] = {}
     for key, result in results.items():
         fields[key] = result.accuracy
         if result.k is not None:
-            fields[key[:-len("_accuracy")] + "_k"] = result.k
+            fields[key[: -len("_accuracy")] + "_k"] = result.k
     return fields
 
 
-def untrained_record(backbone: torch.nn.Module, memory: Any, test: Any,
-                     protocols: Mapping[str, Mapping[str, Any]], *, seed: int,
-                     label: str = BASELINE_LABEL
-                     ) -> Tuple[Dict[str, Any], Dict[str, evaluate.ProbeResult]]:
+def untrained_record(
+    backbone: torch.nn.Module,
+    memory: Any,
+    test: Any,
+    protocols: Mapping[str, Mapping[str, Any]],
+    *,
+    seed: int,
+    label: str = BASELINE_LABEL,
+) -> tuple[dict[str, Any], dict[str, evaluate.ProbeResult]]:
     """The baseline row: ``backbone`` as it is before any training, scored by ``protocols``
     on the same data as the trained methods.
 
@@ -491,27 +561,40 @@ def untrained_record(backbone: torch.nn.Module, memory: Any, test: Any,
         The record and the protocol results.
     """
     started = time.perf_counter()
-    with torch.random.fork_rng(devices=[d for d in [evaluate._device_of(backbone)]
-                                        if d.type == "cuda"]):
+    with torch.random.fork_rng(
+        devices=[d for d in [evaluate._device_of(backbone)] if d.type == "cuda"]
+    ):
         results = _run_protocols(backbone, memory, test, protocols)
-    record: Dict[str, Any] = {"method": label, **_protocol_fields(results), "epochs": 0,
-                              "steps": 0, "eval_seconds": time.perf_counter() - started,
-                              "baseline": label,
-                              "backbone": getattr(backbone, "name", type(backbone).__name__),
-                              "budget": "none (untrained)", "seed": seed}
+    record: dict[str, Any] = {
+        "method": label,
+        **_protocol_fields(results),
+        "epochs": 0,
+        "steps": 0,
+        "eval_seconds": time.perf_counter() - started,
+        "baseline": label,
+        "backbone": getattr(backbone, "name", type(backbone).__name__),
+        "budget": "none (untrained)",
+        "seed": seed,
+    }
     return record, results
 
 
-def _with_gains(methods: List[Dict[str, Any]], baselines: Dict[str, Dict[str, Any]],
-                reference: Dict[str, str]) -> List[Dict[str, Any]]:
+def _with_gains(
+    methods: list[dict[str, Any]], baselines: dict[str, dict[str, Any]], reference: dict[str, str]
+) -> list[dict[str, Any]]:
     """Baseline rows first (labelled ``untrained``, or ``untrained (for a, b)`` when methods
     start from different networks), then the methods with ``<protocol>_gain`` columns: each
-    accuracy minus that of the baseline row of the network the method started from."""
-    groups: Dict[str, List[str]] = {}
+    accuracy minus that of the baseline row of the network the method started from.
+    """
+    groups: dict[str, list[str]] = {}
     for method, key in reference.items():
         groups.setdefault(key, []).append(method)
-    labels = {key: BASELINE_LABEL if len(baselines) == 1 else
-              f"{BASELINE_LABEL} (for {', '.join(groups[key])})" for key in baselines}
+    labels = {
+        key: BASELINE_LABEL
+        if len(baselines) == 1
+        else f"{BASELINE_LABEL} (for {', '.join(groups[key])})"
+        for key in baselines
+    }
     rows = []
     for key, base in baselines.items():
         rows.append(dict(base, method=labels[key], baseline=labels[key]))
@@ -521,17 +604,22 @@ def _with_gains(methods: List[Dict[str, Any]], baselines: Dict[str, Dict[str, An
             rows.append(record)
             continue
         base = baselines[key]
-        gains = {name[:-len("_accuracy")] + "_gain": record[name] - base[name]
-                 for name in record if name.endswith("_accuracy") and name in base}
+        gains = {
+            name[: -len("_accuracy")] + "_gain": record[name] - base[name]
+            for name in record
+            if name.endswith("_accuracy") and name in base
+        }
         rows.append(dict(record, **gains, baseline=labels[key]))
     return rows
 
 
 def _dataset_label(dataset: Any, train: data.ImageDataset) -> str:
     """How the comparison's title names the training data: the name or folder given, else
-    the source a dataset object remembers, else its kind."""
-    source: Optional[Union[str, os.PathLike]] = dataset if isinstance(
-        dataset, (str, os.PathLike)) else getattr(train, "source", None)
+    the source a dataset object remembers, else its kind.
+    """
+    source: Optional[Union[str, os.PathLike]] = (
+        dataset if isinstance(dataset, (str, os.PathLike)) else getattr(train, "source", None)
+    )
     if source is None:
         return "in-memory images"
     name = os.fspath(source).rstrip("/\\")
@@ -545,27 +633,39 @@ def _dataset_label(dataset: Any, train: data.ImageDataset) -> str:
 MethodSpec = Union[str, type]
 
 
-def _method_items(methods: Any) -> List[Tuple[str, type]]:
+def _method_items(methods: Any) -> list[tuple[str, type]]:
     if isinstance(methods, (str, type)):
         methods = [methods]
-    items = list(methods.items()) if isinstance(methods, Mapping) else [
-        (m if isinstance(m, str) else getattr(m, "method", m.__name__), m) for m in methods]
+    items = (
+        list(methods.items())
+        if isinstance(methods, Mapping)
+        else [(m if isinstance(m, str) else getattr(m, "method", m.__name__), m) for m in methods]
+    )
     check(len(items) > 0, "methods", methods, "at least one method name or Supervisor class")
     out = []
     for label, spec in items:
         cls = method_registry.get(spec) if isinstance(spec, str) else spec
-        check(isinstance(cls, type) and issubclass(cls, Supervisor), "methods", spec,
-              f"a registered method name (one of {method_registry.available()}) or a "
-              "Supervisor subclass")
+        check(
+            isinstance(cls, type) and issubclass(cls, Supervisor),
+            "methods",
+            spec,
+            f"a registered method name (one of {method_registry.available()}) or a "
+            "Supervisor subclass",
+        )
         out.append((str(label), cls))
     labels = [label for label, _ in out]
-    check(len(set(labels)) == len(labels), "methods", labels,
-          "distinct names (pass a dict {label: method} to compare one method twice)")
+    check(
+        len(set(labels)) == len(labels),
+        "methods",
+        labels,
+        "distinct names (pass a dict {label: method} to compare one method twice)",
+    )
     return out
 
 
-def _eval_sets(dataset: Any, test_dataset: Any, eval_train_dataset: Any,
-               train: data.ImageDataset, wanted: bool):
+def _eval_sets(
+    dataset: Any, test_dataset: Any, eval_train_dataset: Any, train: data.ImageDataset, wanted: bool
+):
     if not wanted:
         return None, None
     if test_dataset is not None:
@@ -573,12 +673,16 @@ def _eval_sets(dataset: Any, test_dataset: Any, eval_train_dataset: Any,
     elif isinstance(dataset, str) and dataset in data.NAMES:
         test = data.dataset(dataset, "test")
     else:
-        raise ConfigError("compare(..., eval=...) needs labelled held-out images: pass "
-                          "test_dataset=... (or eval=() to skip evaluation).")
+        raise ConfigError(
+            "compare(..., eval=...) needs labelled held-out images: pass "
+            "test_dataset=... (or eval=() to skip evaluation)."
+        )
     memory = train if eval_train_dataset is None else data.dataset(eval_train_dataset)
     if not memory.has_labels:
-        raise ConfigError("the training dataset has no labels, so it cannot serve as the "
-                          "evaluation training set: pass eval_train_dataset=... (labelled).")
+        raise ConfigError(
+            "the training dataset has no labels, so it cannot serve as the "
+            "evaluation training set: pass eval_train_dataset=... (labelled)."
+        )
     if not test.has_labels:
         raise ConfigError("test_dataset has no labels: evaluation needs labelled test images.")
     return data.materialize(memory), data.materialize(test)
@@ -590,38 +694,68 @@ def _pipeline_label(spec: Any, position: int) -> str:
     if isinstance(spec, str):
         return spec
     if isinstance(spec, (list, tuple)):
-        names = [op if isinstance(op, str) else op.get("name", "?") if isinstance(op, Mapping)
-                 else getattr(op, "name", type(op).__name__) for op in spec]
+        names = [
+            op
+            if isinstance(op, str)
+            else op.get("name", "?")
+            if isinstance(op, Mapping)
+            else getattr(op, "name", type(op).__name__)
+            for op in spec
+        ]
         return "ops " + "+".join(str(n) for n in names)
     return f"pipeline {position}"
 
 
-def _augment_items(methods: Any, augment: Any, method_options: Optional[Mapping[str, Any]]
-                   ) -> Tuple[Dict[str, Any], Dict[str, Dict[str, Any]]]:
+def _augment_items(
+    methods: Any, augment: Any, method_options: Optional[Mapping[str, Any]]
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """``compare(method, augment=[...])`` as a comparison of labelled copies of one method,
-    each with its own ``augment`` option."""
+    each with its own ``augment`` option.
+    """
     items = _method_items(methods)
-    check(len(items) == 1, "methods", [label for label, _ in items],
-          "exactly one method when augment=[...] compares pipelines")
-    (method_label, cls), = items
+    check(
+        len(items) == 1,
+        "methods",
+        [label for label, _ in items],
+        "exactly one method when augment=[...] compares pipelines",
+    )
+    ((method_label, cls),) = items
     if isinstance(augment, Mapping):
         pipelines = [(str(label), spec) for label, spec in augment.items()]
     else:
-        check(isinstance(augment, (list, tuple)) and len(augment) > 0, "augment", augment,
-              "a non-empty list of presets, op-spec lists, Pipelines or Views, or a dict "
-              "{label: pipeline}")
+        check(
+            isinstance(augment, (list, tuple)) and len(augment) > 0,
+            "augment",
+            augment,
+            "a non-empty list of presets, op-spec lists, Pipelines or Views, or a dict "
+            "{label: pipeline}",
+        )
         pipelines = [(_pipeline_label(spec, i), spec) for i, spec in enumerate(augment)]
     labels = [label for label, _ in pipelines]
-    check(len(set(labels)) == len(labels), "augment", labels,
-          "distinct pipelines (pass a dict {label: pipeline} to name them)")
+    check(
+        len(set(labels)) == len(labels),
+        "augment",
+        labels,
+        "distinct pipelines (pass a dict {label: pipeline} to name them)",
+    )
     shared = dict((method_options or {}).get(method_label, {}))
     unknown = set(method_options or {}) - {method_label}
-    check(not unknown, "method_options", sorted(unknown),
-          f"only the compared method's label, {method_label!r}")
-    check("augment" not in shared, "method_options", shared,
-          "no 'augment' key: pass the pipelines as compare(augment=[...])")
-    return ({label: cls for label in labels},
-            {label: dict(shared, augment=spec) for label, spec in pipelines})
+    check(
+        not unknown,
+        "method_options",
+        sorted(unknown),
+        f"only the compared method's label, {method_label!r}",
+    )
+    check(
+        "augment" not in shared,
+        "method_options",
+        shared,
+        "no 'augment' key: pass the pipelines as compare(augment=[...])",
+    )
+    return (
+        {label: cls for label in labels},
+        {label: dict(shared, augment=spec) for label, spec in pipelines},
+    )
 
 
 # ---------------------------------------------------------------------------------- seeds
@@ -629,9 +763,13 @@ BOOTSTRAP_RESAMPLES = 10_000
 SUMMARY_SUFFIXES = ("_sd", "_diff", "_diff_low", "_diff_high")
 
 
-def bootstrap_difference(first: Sequence[float], second: Sequence[float],
-                         resamples: int = BOOTSTRAP_RESAMPLES, level: float = 0.95,
-                         seed: int = 0) -> Tuple[float, float, float]:
+def bootstrap_difference(
+    first: Sequence[float],
+    second: Sequence[float],
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float]:
     """Difference of means ``mean(second) - mean(first)`` and its percentile bootstrap CI.
 
     Each group is resampled with replacement at its own size, independently of the other
@@ -649,8 +787,12 @@ def bootstrap_difference(first: Sequence[float], second: Sequence[float],
     """
     a = torch.tensor([float(v) for v in first], dtype=torch.float64)
     b = torch.tensor([float(v) for v in second], dtype=torch.float64)
-    check(len(a) > 0 and len(b) > 0, "values", (list(first), list(second)),
-          "at least one value per group")
+    check(
+        len(a) > 0 and len(b) > 0,
+        "values",
+        (list(first), list(second)),
+        "at least one value per group",
+    )
     generator = torch.Generator().manual_seed(seed)
     pick_a = torch.randint(len(a), (resamples, len(a)), generator=generator)
     pick_b = torch.randint(len(b), (resamples, len(b)), generator=generator)
@@ -660,16 +802,22 @@ def bootstrap_difference(first: Sequence[float], second: Sequence[float],
     return float(b.mean() - a.mean()), float(low), float(high)
 
 
-def _summary_metrics(records: Sequence[Mapping[str, Any]]) -> List[str]:
+def _summary_metrics(records: Sequence[Mapping[str, Any]]) -> list[str]:
     """The numeric per-run fields that get a mean and spread over seeds."""
-    wanted = ("final_loss", "epochs", "steps", "train_seconds", "images_per_s",
-              "peak_memory_mb", "eval_seconds")
+    wanted = (
+        "final_loss",
+        "epochs",
+        "steps",
+        "train_seconds",
+        "images_per_s",
+        "peak_memory_mb",
+        "eval_seconds",
+    )
     keys = dict.fromkeys(k for r in records for k in r)
     return [k for k in keys if k.endswith(("_accuracy", "_gain")) or k in wanted]
 
 
-def summarize_seeds(tables: Sequence["ComparisonTable"], seeds: Sequence[int]
-                    ) -> "ComparisonTable":
+def summarize_seeds(tables: Sequence[ComparisonTable], seeds: Sequence[int]) -> ComparisonTable:
     """One row per label from per-seed comparisons: means, standard deviations over seeds, and
     for accuracies the difference to the first trained row with its bootstrap CI (gains get a
     mean and standard deviation only).
@@ -683,14 +831,17 @@ def summarize_seeds(tables: Sequence["ComparisonTable"], seeds: Sequence[int]
     """
     runs = [dict(record) for table in tables for record in table]
     labels = list(dict.fromkeys(r["method"] for r in runs))
-    trained = [label for label in labels
-               if not any(ComparisonTable.is_baseline(r) for r in runs if r["method"] == label)]
+    trained = [
+        label
+        for label in labels
+        if not any(ComparisonTable.is_baseline(r) for r in runs if r["method"] == label)
+    ]
     first = trained[0] if trained else None
     metrics = _summary_metrics(runs)
     rows = []
     for label in labels:
         group = [r for r in runs if r["method"] == label]
-        row: Dict[str, Any] = {"method": label}
+        row: dict[str, Any] = {"method": label}
         for metric in metrics:
             values = [float(r[metric]) for r in group if isinstance(r.get(metric), (int, float))]
             if not values:
@@ -698,15 +849,23 @@ def summarize_seeds(tables: Sequence["ComparisonTable"], seeds: Sequence[int]
             mean = sum(values) / len(values)
             row[metric] = mean
             if metric.endswith(("_accuracy", "_gain")) or metric == "images_per_s":
-                spread = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 \
-                    if len(values) > 1 else 0.0
+                spread = (
+                    (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+                    if len(values) > 1
+                    else 0.0
+                )
                 row[metric + "_sd"] = spread
             if metric.endswith("_accuracy") and label in trained and label != first:
                 base = [float(r[metric]) for r in runs if r["method"] == first and metric in r]
                 if base:
                     diff, low, high = bootstrap_difference(base, values)
-                    row.update({metric + "_diff": diff, metric + "_diff_low": low,
-                                metric + "_diff_high": high})
+                    row.update(
+                        {
+                            metric + "_diff": diff,
+                            metric + "_diff_low": low,
+                            metric + "_diff_high": high,
+                        }
+                    )
         for key in ("baseline", "backbone", "budget", "lr", "optimizer", "knn_k"):
             if key in group[0]:
                 row[key] = group[0][key]
@@ -714,38 +873,60 @@ def summarize_seeds(tables: Sequence["ComparisonTable"], seeds: Sequence[int]
         rows.append(row)
     last = tables[-1]
     notes = [n for n in last.notes if not n.startswith(("every method:", "seeds "))]
-    notes += [note.replace(f", seed {seeds[-1]}", "") for note in last.notes
-              if note.startswith("every method:")]
-    notes.append(f"seeds {', '.join(map(str, seeds))}: each value is the mean over seeds; "
-                 "<metric>_sd its standard deviation; <metric>_diff the difference of means "
-                 f"to {first!r} with a 95% bootstrap CI [<metric>_diff_low, <metric>_diff_high]"
-                 f" ({BOOTSTRAP_RESAMPLES:,} resamples of each row's seeds, independently)")
+    notes += [
+        note.replace(f", seed {seeds[-1]}", "")
+        for note in last.notes
+        if note.startswith("every method:")
+    ]
+    notes.append(
+        f"seeds {', '.join(map(str, seeds))}: each value is the mean over seeds; "
+        "<metric>_sd its standard deviation; <metric>_diff the difference of means "
+        f"to {first!r} with a 95% bootstrap CI [<metric>_diff_low, <metric>_diff_high]"
+        f" ({BOOTSTRAP_RESAMPLES:,} resamples of each row's seeds, independently)"
+    )
     histories, backbones = {}, {}
     for table, each in zip(tables, seeds):
         histories.update({f"{k} (seed {each})": v for k, v in table.histories.items()})
         backbones.update({f"{k} (seed {each})": v for k, v in table.backbones.items()})
     meta = dict(last.meta, seed=list(seeds))
-    summary = ComparisonTable(rows, protocols=last.protocols, notes=notes, histories=histories,
-                              backbones=backbones, meta=meta)
+    summary = ComparisonTable(
+        rows,
+        protocols=last.protocols,
+        notes=notes,
+        histories=histories,
+        backbones=backbones,
+        meta=meta,
+    )
     summary.runs = runs
     return summary
 
 
-def compare(methods: Union[MethodSpec, Sequence[MethodSpec], Mapping[str, MethodSpec]],
-            dataset: Any = "cifar10-sample", backbone: Any = "convnet-small",
-            budget: Any = None, eval: Union[Sequence[str], Mapping[str, Any]] = ("knn",),
-            test_dataset: Any = None, seed: int = 0, batch_size: int = 256,
-            lr: Optional[float] = None,
-            *, epochs: Optional[int] = None, seconds: Optional[float] = None,
-            eval_train_dataset: Any = None, image_size: Optional[int] = None,
-            device: Optional[Union[str, torch.device]] = None,
-            method_options: Optional[Mapping[str, Mapping[str, Any]]] = None,
-            supervise_options: Optional[Mapping[str, Any]] = None,
-            callbacks: Union[Sequence[Callback], Callable[[str], Sequence[Callback]]] = (),
-            name: Optional[str] = None, progress: bool = False,
-            keep_backbones: bool = True, baseline: bool = True,
-            augment: Optional[Union[Sequence[Any], Mapping[str, Any]]] = None,
-            seeds: Optional[Sequence[int]] = None) -> ComparisonTable:
+def compare(
+    methods: Union[MethodSpec, Sequence[MethodSpec], Mapping[str, MethodSpec]],
+    dataset: Any = "cifar10-sample",
+    backbone: Any = "convnet-small",
+    budget: Any = None,
+    eval: Union[Sequence[str], Mapping[str, Any]] = ("knn",),
+    test_dataset: Any = None,
+    seed: int = 0,
+    batch_size: int = 256,
+    lr: Optional[float] = None,
+    *,
+    epochs: Optional[int] = None,
+    seconds: Optional[float] = None,
+    eval_train_dataset: Any = None,
+    image_size: Optional[int] = None,
+    device: Optional[Union[str, torch.device]] = None,
+    method_options: Optional[Mapping[str, Mapping[str, Any]]] = None,
+    supervise_options: Optional[Mapping[str, Any]] = None,
+    callbacks: Union[Sequence[Callback], Callable[[str], Sequence[Callback]]] = (),
+    name: Optional[str] = None,
+    progress: bool = False,
+    keep_backbones: bool = True,
+    baseline: bool = True,
+    augment: Optional[Union[Sequence[Any], Mapping[str, Any]]] = None,
+    seeds: Optional[Sequence[int]] = None,
+) -> ComparisonTable:
     """Train several methods under the same budget and score them the same way.
 
     With ``baseline=True`` (the default) the table starts with an ``untrained`` row: the
@@ -826,27 +1007,47 @@ def compare(methods: Union[MethodSpec, Sequence[MethodSpec], Mapping[str, Method
         table = compare("simclr", "cifar10-sample", budget=3, eval=("knn", "linear"),
                         augment=["simclr", "simclr_magnif"], seeds=[0, 1])
     """
-    common = dict(dataset=dataset, backbone=backbone, budget=budget, eval=eval,
-                  test_dataset=test_dataset, batch_size=batch_size, lr=lr, epochs=epochs,
-                  seconds=seconds, eval_train_dataset=eval_train_dataset,
-                  image_size=image_size, device=device, supervise_options=supervise_options,
-                  callbacks=callbacks, progress=progress, keep_backbones=keep_backbones,
-                  baseline=baseline)
+    common = dict(
+        dataset=dataset,
+        backbone=backbone,
+        budget=budget,
+        eval=eval,
+        test_dataset=test_dataset,
+        batch_size=batch_size,
+        lr=lr,
+        epochs=epochs,
+        seconds=seconds,
+        eval_train_dataset=eval_train_dataset,
+        image_size=image_size,
+        device=device,
+        supervise_options=supervise_options,
+        callbacks=callbacks,
+        progress=progress,
+        keep_backbones=keep_backbones,
+        baseline=baseline,
+    )
     if augment is not None:
         methods, method_options = _augment_items(methods, augment, method_options)
     if seeds is None:
-        return _compare_once(methods, seed=seed, method_options=method_options, name=name,
-                             **common)
-    check(isinstance(seeds, (list, tuple)) and len(seeds) > 0
-          and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
-          and len(set(seeds)) == len(seeds), "seeds", seeds,
-          "a non-empty list of distinct non-negative ints (or None for one seed=)")
+        return _compare_once(methods, seed=seed, method_options=method_options, name=name, **common)
+    check(
+        isinstance(seeds, (list, tuple))
+        and len(seeds) > 0
+        and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
+        and len(set(seeds)) == len(seeds),
+        "seeds",
+        seeds,
+        "a non-empty list of distinct non-negative ints (or None for one seed=)",
+    )
     tables = []
     for each in seeds:
         console.info(f"compare: seed {each} ({len(tables) + 1} of {len(seeds)})")
         run_name = str(Path(name) / f"seed{each}") if name is not None else None
-        tables.append(_compare_once(methods, seed=each, method_options=method_options,
-                                    name=run_name, **common))
+        tables.append(
+            _compare_once(
+                methods, seed=each, method_options=method_options, name=run_name, **common
+            )
+        )
     table = summarize_seeds(tables, seeds)
     if name is not None:
         table.to_json(Path(name) / "comparison.json")
@@ -854,19 +1055,30 @@ def compare(methods: Union[MethodSpec, Sequence[MethodSpec], Mapping[str, Method
     return table
 
 
-def _compare_once(methods: Union[MethodSpec, Sequence[MethodSpec], Mapping[str, MethodSpec]],
-            dataset: Any = "cifar10-sample", backbone: Any = "convnet-small",
-            budget: Any = None, eval: Union[Sequence[str], Mapping[str, Any]] = ("knn",),
-            test_dataset: Any = None, seed: int = 0, batch_size: int = 256,
-            lr: Optional[float] = None,
-            *, epochs: Optional[int] = None, seconds: Optional[float] = None,
-            eval_train_dataset: Any = None, image_size: Optional[int] = None,
-            device: Optional[Union[str, torch.device]] = None,
-            method_options: Optional[Mapping[str, Mapping[str, Any]]] = None,
-            supervise_options: Optional[Mapping[str, Any]] = None,
-            callbacks: Union[Sequence[Callback], Callable[[str], Sequence[Callback]]] = (),
-            name: Optional[str] = None, progress: bool = False,
-            keep_backbones: bool = True, baseline: bool = True) -> ComparisonTable:
+def _compare_once(
+    methods: Union[MethodSpec, Sequence[MethodSpec], Mapping[str, MethodSpec]],
+    dataset: Any = "cifar10-sample",
+    backbone: Any = "convnet-small",
+    budget: Any = None,
+    eval: Union[Sequence[str], Mapping[str, Any]] = ("knn",),
+    test_dataset: Any = None,
+    seed: int = 0,
+    batch_size: int = 256,
+    lr: Optional[float] = None,
+    *,
+    epochs: Optional[int] = None,
+    seconds: Optional[float] = None,
+    eval_train_dataset: Any = None,
+    image_size: Optional[int] = None,
+    device: Optional[Union[str, torch.device]] = None,
+    method_options: Optional[Mapping[str, Mapping[str, Any]]] = None,
+    supervise_options: Optional[Mapping[str, Any]] = None,
+    callbacks: Union[Sequence[Callback], Callable[[str], Sequence[Callback]]] = (),
+    name: Optional[str] = None,
+    progress: bool = False,
+    keep_backbones: bool = True,
+    baseline: bool = True,
+) -> ComparisonTable:
     """One seed of :func:`compare` (no ``augment`` or ``seeds``)."""
     items = _method_items(methods)
     plan = parse_budget(budget, epochs, seconds)
@@ -877,31 +1089,54 @@ def _compare_once(methods: Union[MethodSpec, Sequence[MethodSpec], Mapping[str, 
     for p in protocols:  # fail before any training on a misspelt protocol
         evaluate.protocol_key(p)
     train = data.dataset(dataset, "train")
-    memory, test = _eval_sets(dataset, test_dataset, eval_train_dataset, train,
-                              bool(protocols))
-    managed = {"lr", "epochs", "batch_size", "seed", "device", "progress", "callbacks", "save",
-               "name", "pretrained", "resume"}
+    memory, test = _eval_sets(dataset, test_dataset, eval_train_dataset, train, bool(protocols))
+    managed = {
+        "lr",
+        "epochs",
+        "batch_size",
+        "seed",
+        "device",
+        "progress",
+        "callbacks",
+        "save",
+        "name",
+        "pretrained",
+        "resume",
+    }
     clash = sorted(managed & set(supervise_options or {}))
-    check(not clash, "supervise_options", clash, "no keys that compare() sets itself (use its "
-          "own lr=, batch_size=, budget=, seed=, device=, callbacks=, name= arguments)")
+    check(
+        not clash,
+        "supervise_options",
+        clash,
+        "no keys that compare() sets itself (use its "
+        "own lr=, batch_size=, budget=, seed=, device=, callbacks=, name= arguments)",
+    )
     method_options = dict(method_options or {})
     unknown = set(method_options) - {label for label, _ in items}
     check(not unknown, "method_options", sorted(unknown), "keys among the compared methods")
-    target = torch.device(device) if device is not None else (
-        torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
+    target = (
+        torch.device(device)
+        if device is not None
+        else (torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
+    )
     rng_devices = [target] if target.type == "cuda" else []
     records, histories, backbones = [], {}, {}
-    descriptions: Dict[str, str] = {}
-    warned: List[str] = []
-    baselines: Dict[str, Dict[str, Any]] = {}  # network fingerprint -> untrained row
-    reference: Dict[str, str] = {}  # method label -> fingerprint of its starting network
+    descriptions: dict[str, str] = {}
+    warned: list[str] = []
+    baselines: dict[str, dict[str, Any]] = {}  # network fingerprint -> untrained row
+    reference: dict[str, str] = {}  # method label -> fingerprint of its starting network
     memory_kind = ""
-    sizes: Dict[int, None] = {}  # the view sizes the methods trained at
+    sizes: dict[int, None] = {}  # the view sizes the methods trained at
     for label, cls in items:
         with torch.random.fork_rng(devices=rng_devices):
             arch = copy.deepcopy(backbone) if isinstance(backbone, torch.nn.Module) else backbone
-            sup = cls(train, backbone=arch, seed=seed, image_size=image_size,
-                      **dict(method_options.get(label, {})))
+            sup = cls(
+                train,
+                backbone=arch,
+                seed=seed,
+                image_size=image_size,
+                **dict(method_options.get(label, {})),
+            )
             sizes[sup.image_size] = None
             if baseline and protocols:
                 start = network_fingerprint(sup.get_backbone())
@@ -909,17 +1144,25 @@ def _compare_once(methods: Union[MethodSpec, Sequence[MethodSpec], Mapping[str, 
                 if start not in baselines:
                     console.info(f"compare: scoring the untrained network {label} starts from")
                     baselines[start], results = untrained_record(
-                        sup.to(target).get_backbone(), memory, test, protocols, seed=seed)
+                        sup.to(target).get_backbone(), memory, test, protocols, seed=seed
+                    )
                     descriptions.update((k, r.description) for k, r in results.items())
                     _warn_once(results, warned)
             tracker = _Tracker(plan.seconds)
             extra = callbacks(label) if callable(callbacks) else callbacks
             memory_kind = _reset_peak_memory(target)
-            options = dict(lr=lr, epochs=plan.epochs or _SCHEDULE_HORIZON,
-                           warmup_epochs=None if plan.epochs else 0.0,
-                           batch_size=batch_size, seed=seed, device=target, progress=progress,
-                           callbacks=[tracker, *extra], save=name is not None,
-                           name=str(Path(name) / label) if name is not None else "store/_compare")
+            options = dict(
+                lr=lr,
+                epochs=plan.epochs or _SCHEDULE_HORIZON,
+                warmup_epochs=None if plan.epochs else 0.0,
+                batch_size=batch_size,
+                seed=seed,
+                device=target,
+                progress=progress,
+                callbacks=[tracker, *extra],
+                save=name is not None,
+                name=str(Path(name) / label) if name is not None else "store/_compare",
+            )
             options.update(supervise_options or {})
             console.info(f"compare: training {label} ({plan})")
             try:
@@ -933,7 +1176,7 @@ def _compare_once(methods: Union[MethodSpec, Sequence[MethodSpec], Mapping[str, 
             steps = len(tracker.losses)
             per_epoch = len(sup.loader)
             tail = tracker.losses[-per_epoch:]
-            record: Dict[str, Any] = {
+            record: dict[str, Any] = {
                 "method": label,
                 "final_loss": sum(tail) / len(tail) if tail else float("nan"),
                 "epochs": round(steps / per_epoch, 3),
@@ -957,26 +1200,48 @@ def _compare_once(methods: Union[MethodSpec, Sequence[MethodSpec], Mapping[str, 
         if keep_backbones:
             backbones[label] = sup.get_backbone().eval()
         summary = ", ".join(f"{k} {record[k]:.4f}" for k in record if k.endswith("_accuracy"))
-        console.info(f"compare: {label} done in {train_seconds:.1f} s"
-                     + (f", {summary}" if summary else ""))
+        console.info(
+            f"compare: {label} done in {train_seconds:.1f} s" + (f", {summary}" if summary else "")
+        )
         del sup
     arch = backbone if isinstance(backbone, str) else type(backbone).__name__
-    notes = [MEMORY_NOTES[memory_kind], f"every method: backbone {arch}, budget {plan}, "
-             f"batch {batch_size}, "
-             + (f"lr {lr:g}" if lr is not None else "each method's default lr (its recipe, "
-                "scaled to the batch)") + f", seed {seed}"]
+    notes = [
+        MEMORY_NOTES[memory_kind],
+        f"every method: backbone {arch}, budget {plan}, "
+        f"batch {batch_size}, "
+        + (
+            f"lr {lr:g}"
+            if lr is not None
+            else "each method's default lr (its recipe, scaled to the batch)"
+        )
+        + f", seed {seed}",
+    ]
     if baselines:
-        notes.append("untrained: the network a method starts from (same backbone, seed and "
-                     "initial weights), scored before training by the same protocols; "
-                     "<protocol>_gain = a method's accuracy minus its untrained row's")
+        notes.append(
+            "untrained: the network a method starts from (same backbone, seed and "
+            "initial weights), scored before training by the same protocols; "
+            "<protocol>_gain = a method's accuracy minus its untrained row's"
+        )
     notes += warned  # e.g. a kNN k too large for the smallest class
-    meta = {"dataset": _dataset_label(dataset, train), "n_train": len(train),
-            "image_size": next(iter(sizes)) if len(sizes) == 1 else list(sizes),
-            "budget": str(plan), "batch_size": batch_size, "backbone": arch, "seed": seed}
+    meta = {
+        "dataset": _dataset_label(dataset, train),
+        "n_train": len(train),
+        "image_size": next(iter(sizes)) if len(sizes) == 1 else list(sizes),
+        "budget": str(plan),
+        "batch_size": batch_size,
+        "backbone": arch,
+        "seed": seed,
+    }
     if test is not None:
         meta["n_test"] = len(test)
-    table = ComparisonTable(_with_gains(records, baselines, reference), protocols=descriptions,
-                            notes=notes, histories=histories, backbones=backbones, meta=meta)
+    table = ComparisonTable(
+        _with_gains(records, baselines, reference),
+        protocols=descriptions,
+        notes=notes,
+        histories=histories,
+        backbones=backbones,
+        meta=meta,
+    )
     if name is not None:
         table.to_json(Path(name) / "comparison.json")
         table.to_csv(Path(name) / "comparison.csv")

@@ -3,6 +3,7 @@
 Colour (colorama) only when stderr is a terminal and the ``NO_COLOR`` environment variable
 is unset or empty (https://no-color.org); logs, pipes and notebooks get plain text.
 """
+
 from __future__ import annotations
 
 import os
@@ -97,7 +98,6 @@ def progress_bar(**options: Any) -> Any:
     if _in_jupyter_kernel():
         try:
             import ipywidgets  # noqa: F401 - the widget bar needs it
-
             from tqdm.notebook import tqdm as notebook_tqdm
 
             return notebook_tqdm(**options)

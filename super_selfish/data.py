@@ -9,11 +9,13 @@ name: ``cifar10``, ``cifar100``, ``stl10`` (torchvision) and ``cifar10-sample`` 
 CIFAR-10 sample bundled with the package, works offline). Images have 3 channels (RGB) unless
 ``channels`` asks for the backbone's ``in_channels`` (1, 4, ...).
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, List, NamedTuple, Optional, Sequence, Tuple, TypeVar
+from typing import Any, NamedTuple, Optional, TypeVar
 
 import numpy as np
 import torch
@@ -40,7 +42,7 @@ class Batch(NamedTuple):
     labels: torch.Tensor
     index: torch.Tensor
 
-    def to(self, device: torch.device | str) -> "Batch":
+    def to(self, device: torch.device | str) -> Batch:
         """The same batch with its three tensors moved to ``device`` (non-blocking copies)."""
         return Batch(*(t.to(device, non_blocking=True) for t in self))
 
@@ -55,7 +57,7 @@ class ImageDataset(Dataset):
     ``None`` for in-memory arrays, tensors, user Datasets and subsets.
     """
 
-    classes: List[str] = []
+    classes: list[str] = []
     channels: int = 3
     source: Optional[str] = None
     split: Optional[str] = None
@@ -65,7 +67,7 @@ class ImageDataset(Dataset):
         """Whether every image carries a class label (subclasses answer)."""
         raise NotImplementedError
 
-    def __getitem__(self, index: int) -> Tuple[torch.Tensor, int]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         raise NotImplementedError
 
 
@@ -81,14 +83,23 @@ class TensorImageDataset(ImageDataset):
         DataError: ``labels`` and ``images`` differ in length.
     """
 
-    def __init__(self, images: torch.Tensor, labels: Optional[torch.Tensor] = None,
-                 classes: Sequence[str] = ()):
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: Optional[torch.Tensor] = None,
+        classes: Sequence[str] = (),
+    ):
         self.images = images
-        self.labels = (torch.as_tensor(labels, dtype=torch.long) if labels is not None
-                       else torch.full((len(images),), NO_LABEL, dtype=torch.long))
+        self.labels = (
+            torch.as_tensor(labels, dtype=torch.long)
+            if labels is not None
+            else torch.full((len(images),), NO_LABEL, dtype=torch.long)
+        )
         if len(self.labels) != len(self.images):
-            raise DataError(f"Got {len(self.images)} images but {len(self.labels)} labels: "
-                            "pass one label per image.")
+            raise DataError(
+                f"Got {len(self.images)} images but {len(self.labels)} labels: "
+                "pass one label per image."
+            )
         self.classes = list(classes)
 
     @property
@@ -97,7 +108,7 @@ class TensorImageDataset(ImageDataset):
         return bool(len(self.labels)) and bool((self.labels != NO_LABEL).all())
 
     @property
-    def image_shape(self) -> Tuple[int, int, int]:
+    def image_shape(self) -> tuple[int, int, int]:
         """The (C, H, W) shape shared by all images."""
         return tuple(self.images.shape[1:])
 
@@ -109,10 +120,10 @@ class TensorImageDataset(ImageDataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, index: int) -> Tuple[torch.Tensor, int]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         return self.images[index], int(self.labels[index])
 
-    def subset(self, indices: torch.Tensor) -> "TensorImageDataset":
+    def subset(self, indices: torch.Tensor) -> TensorImageDataset:
         """A new in-memory dataset holding the images and labels at ``indices``.
 
         Args:
@@ -141,8 +152,9 @@ class ConvertedDataset(ImageDataset):
         DataError: ``source`` is empty.
     """
 
-    def __init__(self, source: Dataset, size: Optional[int] = None, channels: int = 3,
-                 resize: str = "squash"):
+    def __init__(
+        self, source: Dataset, size: Optional[int] = None, channels: int = 3, resize: str = "squash"
+    ):
         self.wrapped = source  # not .source: that names where an ImageDataset comes from
         self.size, self.channels, self.resize = size, channels, resize
         self.classes = list(getattr(source, "classes", []) or [])
@@ -159,7 +171,7 @@ class ConvertedDataset(ImageDataset):
     def __len__(self) -> int:
         return len(self.wrapped)
 
-    def _convert(self, item: Any) -> Tuple[torch.Tensor, int]:
+    def _convert(self, item: Any) -> tuple[torch.Tensor, int]:
         label = NO_LABEL
         if isinstance(item, (tuple, list)):
             if len(item) >= 2 and _is_label(item[1]):
@@ -167,7 +179,7 @@ class ConvertedDataset(ImageDataset):
             item = item[0]
         return to_uint8_image(item, self.size, self.channels, self.resize), label
 
-    def __getitem__(self, index: int) -> Tuple[torch.Tensor, int]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         return self._convert(self.wrapped[index])
 
 
@@ -198,9 +210,16 @@ class FolderDataset(ImageDataset):
         ConfigError: ``decode`` is not one of :data:`DECODE_MODES`.
     """
 
-    def __init__(self, root: str | os.PathLike, size: Optional[int] = None, channels: int = 3,
-                 resize: str = "squash", decode: str = "cpu", *,
-                 skip_bad_images: bool = False):
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        size: Optional[int] = None,
+        channels: int = 3,
+        resize: str = "squash",
+        decode: str = "cpu",
+        *,
+        skip_bad_images: bool = False,
+    ):
         check(decode in DECODE_MODES, "decode", decode, f"one of {DECODE_MODES}")
         root = Path(root)
         subdirs = _visible_subfolders(root)
@@ -209,36 +228,48 @@ class FolderDataset(ImageDataset):
         if subdirs:
             self.classes = [d.name for d in subdirs]
             self.samples = [(f, c) for c, d in enumerate(subdirs) for f in _image_files(d)]
-            loose = [f for f in root.iterdir() if f.is_file()
-                     and f.suffix.lower() in IMAGE_EXTENSIONS]
+            loose = [
+                f for f in root.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
+            ]
             if loose:
-                console.warn(f"{len(loose)} image(s) directly in {str(root)!r} (e.g. "
-                             f"{loose[0].name}) are in no class sub-folder and are left out; "
-                             f"classes: {', '.join(self.classes[:8])}"
-                             f"{', ...' if len(self.classes) > 8 else ''}.")
+                console.warn(
+                    f"{len(loose)} image(s) directly in {str(root)!r} (e.g. "
+                    f"{loose[0].name}) are in no class sub-folder and are left out; "
+                    f"classes: {', '.join(self.classes[:8])}"
+                    f"{', ...' if len(self.classes) > 8 else ''}."
+                )
         else:
             self.classes = []
             self.samples = [(f, NO_LABEL) for f in _image_files(root)]
         if not self.samples:
-            raise DataError(f"dataset folder {str(root)!r} contains no images with extensions "
-                            f"{', '.join(IMAGE_EXTENSIONS)}.")
+            raise DataError(
+                f"dataset folder {str(root)!r} contains no images with extensions "
+                f"{', '.join(IMAGE_EXTENSIONS)}."
+            )
         self._check_files(skip_bad_images)
 
     def _check_files(self, skip_bad_images: bool) -> None:
-        bad = [(path, problem) for path, _ in self.samples
-               if (problem := image_problem(path)) is not None]
+        bad = [
+            (path, problem)
+            for path, _ in self.samples
+            if (problem := image_problem(path)) is not None
+        ]
         if not bad:
             return
         listed = "; ".join(f"{str(p)!r} ({why})" for p, why in bad[:3])
         more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
         if not skip_bad_images:
-            raise DataError(f"{len(bad)} of {len(self.samples)} images in {str(self.root)!r} "
-                            f"cannot be read: {listed}{more}. Remove or replace them, or "
-                            "pass skip_bad_images=True (data.dataset(path, "
-                            "skip_bad_images=True); CLI --skip-bad-images) to leave them out.")
-        console.warn(f"left out {len(bad)} of {len(self.samples)} images in "
-                     f"{str(self.root)!r} that cannot be read (skip_bad_images=True): "
-                     f"{listed}{more}.")
+            raise DataError(
+                f"{len(bad)} of {len(self.samples)} images in {str(self.root)!r} "
+                f"cannot be read: {listed}{more}. Remove or replace them, or "
+                "pass skip_bad_images=True (data.dataset(path, "
+                "skip_bad_images=True); CLI --skip-bad-images) to leave them out."
+            )
+        console.warn(
+            f"left out {len(bad)} of {len(self.samples)} images in "
+            f"{str(self.root)!r} that cannot be read (skip_bad_images=True): "
+            f"{listed}{more}."
+        )
         unreadable = {p for p, _ in bad}
         self.samples = [(p, c) for p, c in self.samples if p not in unreadable]
         if not self.samples:
@@ -252,16 +283,18 @@ class FolderDataset(ImageDataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> Tuple[torch.Tensor, int]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         path, label = self.samples[index]
         try:
             with Image.open(path) as img:
                 return to_uint8_image(img, self.size, self.channels, self.resize), label
         except (OSError, SyntaxError, ValueError) as exc:  # PIL's decoding errors
-            raise DataError(f"image {str(path)!r} cannot be decoded ({type(exc).__name__}: "
-                            f"{exc}): remove or replace the file.") from exc
+            raise DataError(
+                f"image {str(path)!r} cannot be decoded ({type(exc).__name__}: "
+                f"{exc}): remove or replace the file."
+            ) from exc
 
-    def encoded(self, index: int) -> Tuple[Any, int]:
+    def encoded(self, index: int) -> tuple[Any, int]:
         """The item for on-device decoding: a JPEG file's bytes, or the decoded image.
 
         Args:
@@ -321,32 +354,38 @@ def _hidden(path: Path) -> bool:
     return path.name.startswith(".") or path.name == "__MACOSX"
 
 
-def _visible_subfolders(root: Path) -> List[Path]:
+def _visible_subfolders(root: Path) -> list[Path]:
     return sorted(d for d in root.iterdir() if d.is_dir() and not _hidden(d))
 
 
-def _image_files(folder: Path) -> List[Path]:
+def _image_files(folder: Path) -> list[Path]:
     """Image files under ``folder`` (recursively, following links), hidden entries skipped."""
-    found: List[Path] = []
+    found: list[Path] = []
     for current, dirnames, filenames in os.walk(folder, followlinks=True):
         dirnames[:] = [d for d in dirnames if not _hidden(Path(d))]
-        found.extend(Path(current, f) for f in filenames if not f.startswith(".")
-                     and os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS)
+        found.extend(
+            Path(current, f)
+            for f in filenames
+            if not f.startswith(".") and os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS
+        )
     return sorted(found)
 
 
 #: Sub-folder names that make a folder a dataset root with splits, by split.
-SPLIT_FOLDERS = {"train": ("train", "training"), "val": ("val", "valid", "validation"),
-                 "test": ("test", "testing")}
+SPLIT_FOLDERS = {
+    "train": ("train", "training"),
+    "val": ("val", "valid", "validation"),
+    "test": ("test", "testing"),
+}
 
 
 def _split_of(name: str) -> Optional[str]:
-    return next((split for split, names in SPLIT_FOLDERS.items() if name.lower() in names),
-                None)
+    return next((split for split, names in SPLIT_FOLDERS.items() if name.lower() in names), None)
 
 
-def _folder_dataset(root: Path, split: str, size: Optional[int], skip_bad_images: bool,
-                    **options: Any) -> "FolderDataset":
+def _folder_dataset(
+    root: Path, split: str, size: Optional[int], skip_bad_images: bool, **options: Any
+) -> FolderDataset:
     """A folder, or the ``split`` sub-folder of a dataset root holding train/val/test ones."""
     subdirs = _visible_subfolders(root)
     splits: dict = {}
@@ -355,29 +394,45 @@ def _folder_dataset(root: Path, split: str, size: Optional[int], skip_bad_images
             splits.setdefault(_split_of(d.name), d)
     if not splits:
         if split != "train":
-            _note_once(f"nosplit:{root}:{split}",
-                       f"{str(root)!r} has no train/val/test sub-folders: split={split!r} "
-                       "has no meaning for it and all its images are used.")
-        return _remember(FolderDataset(root, size, skip_bad_images=skip_bad_images, **options),
-                         str(root.absolute()), None)
+            _note_once(
+                f"nosplit:{root}:{split}",
+                f"{str(root)!r} has no train/val/test sub-folders: split={split!r} "
+                "has no meaning for it and all its images are used.",
+            )
+        return _remember(
+            FolderDataset(root, size, skip_bad_images=skip_bad_images, **options),
+            str(root.absolute()),
+            None,
+        )
     wanted = _split_of(split)
-    check(wanted is not None, "split", split,
-          f"one of {sorted(splits)} for the dataset root {str(root)!r}")
+    check(
+        wanted is not None,
+        "split",
+        split,
+        f"one of {sorted(splits)} for the dataset root {str(root)!r}",
+    )
     chosen = splits.get(wanted)
     note = ""
     if chosen is None and wanted == "test" and "val" in splits:
         chosen, note = splits["val"], " (it has no test/ folder: val/ serves as the test split)"
     if chosen is None:
-        raise DataError(f"dataset root {str(root)!r} has the splits "
-                        f"{', '.join(d.name + '/' for d in splits.values())} but none for "
-                        f"split={split!r}: pass one of {sorted(splits)}.")
+        raise DataError(
+            f"dataset root {str(root)!r} has the splits "
+            f"{', '.join(d.name + '/' for d in splits.values())} but none for "
+            f"split={split!r}: pass one of {sorted(splits)}."
+        )
     others = [d.name for d in subdirs if _split_of(d.name) is None]
     ignored = f"; other sub-folders ignored: {', '.join(others)}" if others else ""
-    _note_once(f"split:{root}:{split}",
-               f"{str(root)!r} holds the splits {', '.join(d.name for d in splits.values())}:"
-               f" using {chosen.name}/ for split={split!r}{note}{ignored}.")
-    return _remember(FolderDataset(chosen, size, skip_bad_images=skip_bad_images, **options),
-                     str(root.absolute()), _split_of(chosen.name))
+    _note_once(
+        f"split:{root}:{split}",
+        f"{str(root)!r} holds the splits {', '.join(d.name for d in splits.values())}:"
+        f" using {chosen.name}/ for split={split!r}{note}{ignored}.",
+    )
+    return _remember(
+        FolderDataset(chosen, size, skip_bad_images=skip_bad_images, **options),
+        str(root.absolute()),
+        _split_of(chosen.name),
+    )
 
 
 def _is_label(value: Any) -> bool:
@@ -390,8 +445,9 @@ _NOTED = console.NOTED  # conversions are noted once per process, not once per i
 _note_once = console.note_once
 
 
-def to_uint8_image(image: Any, size: Optional[int] = None, channels: int = 3,
-                   resize: str = "squash") -> torch.Tensor:
+def to_uint8_image(
+    image: Any, size: Optional[int] = None, channels: int = 3, resize: str = "squash"
+) -> torch.Tensor:
     """Convert one PIL image, array or tensor to a uint8 (``channels``, H, W) tensor.
 
     Args:
@@ -413,15 +469,19 @@ def to_uint8_image(image: Any, size: Optional[int] = None, channels: int = 3,
         elif channels in (1, 3):
             image = _pil_to_mode(image, "RGB" if channels == 3 else "L")
             if size is not None and image.size != (size, size):
-                image = (ImageOps.fit(image, (size, size), Image.BILINEAR) if resize == "crop"
-                         else image.resize((size, size), Image.BILINEAR))
+                image = (
+                    ImageOps.fit(image, (size, size), Image.BILINEAR)
+                    if resize == "crop"
+                    else image.resize((size, size), Image.BILINEAR)
+                )
             array = np.array(image)
             array = array[:, :, None] if array.ndim == 2 else array
             return torch.from_numpy(array).permute(2, 0, 1).contiguous()
         else:
             image = np.array(image)
-    tensor = images_to_uint8(_as_tensor(image)[None], "image", bits=_bits(image),
-                             channels=channels)[0]
+    tensor = images_to_uint8(
+        _as_tensor(image)[None], "image", bits=_bits(image), channels=channels
+    )[0]
     if size is not None and tuple(tensor.shape[1:]) != (size, size):
         tensor = resize_uint8(tensor[None], size, resize)[0]
     return tensor
@@ -430,8 +490,9 @@ def to_uint8_image(image: Any, size: Optional[int] = None, channels: int = 3,
 def _pil_to_mode(image: Image.Image, mode: str) -> Image.Image:
     """``image`` in PIL mode ``RGB`` or ``L``, with the one-time notes of the conversion."""
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-        _note_once("alpha", f"images with an alpha channel are converted to {mode} (alpha "
-                   "dropped).")
+        _note_once(
+            "alpha", f"images with an alpha channel are converted to {mode} (alpha dropped)."
+        )
     if mode == "RGB" and image.mode in ("L", "1", "LA"):
         _note_once("gray", "grayscale images are converted to RGB (channel repeated).")
     if mode == "L" and image.mode not in ("L", "1", "LA"):
@@ -455,12 +516,15 @@ def _as_tensor(array: Any) -> torch.Tensor:
         if array.dtype == np.uint16:
             array = array.astype(np.int32)
         return torch.from_numpy(np.ascontiguousarray(array))
-    raise DataError(f"Cannot use an image of type {type(array).__name__}: pass PIL images, "
-                    "NumPy arrays or torch tensors.")
+    raise DataError(
+        f"Cannot use an image of type {type(array).__name__}: pass PIL images, "
+        "NumPy arrays or torch tensors."
+    )
 
 
-def images_to_uint8(images: torch.Tensor, argument: str = "images",
-                    bits: Optional[int] = None, channels: int = 3) -> torch.Tensor:
+def images_to_uint8(
+    images: torch.Tensor, argument: str = "images", bits: Optional[int] = None, channels: int = 3
+) -> torch.Tensor:
     """Bring a batch (N, H, W), (N, H, W, C) or (N, C, H, W) to uint8 (N, ``channels``, H, W).
 
     Images that already have ``channels`` channels keep them (any number: multispectral data
@@ -485,34 +549,46 @@ def images_to_uint8(images: torch.Tensor, argument: str = "images",
     if images.ndim == 3:
         images = images[:, None]
     if images.ndim != 4:
-        raise DataError(f"{argument} has shape {tuple(images.shape)}: expected (N, C, H, W), "
-                        "(N, H, W, C) or (N, H, W).")
+        raise DataError(
+            f"{argument} has shape {tuple(images.shape)}: expected (N, C, H, W), "
+            "(N, H, W, C) or (N, H, W)."
+        )
     known = {1, 3, 4, channels}
     if images.shape[1] not in known and images.shape[-1] in known:
         images = images.permute(0, 3, 1, 2)
     have = images.shape[1]
     if have != channels and not (have in (1, 3, 4) and channels in (1, 3)):
-        raise DataError(f"{argument} has {have} channels: expected {channels} (in_channels="
-                        f"{channels}), or 1 (grayscale), 3 (RGB) or 4 (RGBA) to convert; pass "
-                        f"in_channels={have} to train on all {have} channels.")
+        raise DataError(
+            f"{argument} has {have} channels: expected {channels} (in_channels="
+            f"{channels}), or 1 (grayscale), 3 (RGB) or 4 (RGBA) to convert; pass "
+            f"in_channels={have} to train on all {have} channels."
+        )
     if images.is_floating_point():
         if not torch.isfinite(images).all():
-            raise DataError(f"{argument} contains NaN or infinite pixel values: clean or drop "
-                            "those images first.")
+            raise DataError(
+                f"{argument} contains NaN or infinite pixel values: clean or drop "
+                "those images first."
+            )
         low, high = float(images.min()), float(images.max())
         if low < -1e-3 or high > 1 + 1e-3:
-            raise DataError(f"{argument} are floats in [{low:.3g}, {high:.3g}]: expected floats "
-                            "in [0, 1] (divide by 255) or uint8 images.")
+            raise DataError(
+                f"{argument} are floats in [{low:.3g}, {high:.3g}]: expected floats "
+                "in [0, 1] (divide by 255) or uint8 images."
+            )
         images = (images * 255).round().clamp_(0, 255).to(torch.uint8)
     elif images.dtype != torch.uint8:
         if images.dtype == torch.bool or images.min() < 0:
-            raise DataError(f"{argument} has dtype {images.dtype} with negative or boolean "
-                            "values: expected uint8, 16-bit, or float images in [0, 1].")
+            raise DataError(
+                f"{argument} has dtype {images.dtype} with negative or boolean "
+                "values: expected uint8, 16-bit, or float images in [0, 1]."
+            )
         high = int(images.max())
         if high > 65535:
-            raise DataError(f"{argument} has dtype {images.dtype} with values up to {high}: "
-                            "expected uint8 (0-255) or 16-bit (0-65535) integers, or floats "
-                            "in [0, 1].")
+            raise DataError(
+                f"{argument} has dtype {images.dtype} with values up to {high}: "
+                "expected uint8 (0-255) or 16-bit (0-65535) integers, or floats "
+                "in [0, 1]."
+            )
         top = 65535 if bits == 16 or high > 255 else 255
         if top == 65535:
             _note_once("16bit", "16-bit images are converted to 8 bits (value * 255 / 65535).")
@@ -536,8 +612,11 @@ def convert_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
     if have == channels:
         return images
     if have == 4:
-        _note_once("alpha", f"images with an alpha channel are converted to "
-                   f"{'RGB' if channels == 3 else 'L'} (alpha dropped).")
+        _note_once(
+            "alpha",
+            f"images with an alpha channel are converted to "
+            f"{'RGB' if channels == 3 else 'L'} (alpha dropped).",
+        )
         images, have = images[:, :3], 3
     if have == 1 and channels == 3:
         _note_once("gray", "grayscale images are converted to RGB (channel repeated).")
@@ -565,17 +644,26 @@ def resize_uint8(images: torch.Tensor, size: int, resize: str = "squash") -> tor
         height, width = images.shape[-2:]
         side = min(height, width)
         top, left = (height - side) // 2, (width - side) // 2
-        images = images[..., top:top + side, left:left + side]
+        images = images[..., top : top + side, left : left + side]
     out = _resize(images.float(), (size, size))  # antialiased bilinear
     return out.round().clamp_(0, 255).to(torch.uint8)
 
 
-def dataset(source: Any, split: str = "train", *, size: Optional[int] = None,
-            root: str | os.PathLike = "datasets", download: bool = True,
-            channels: Optional[int] = None, resize: str = "squash", decode: str = "cpu",
-            image_column: Optional[str] = None, label_column: Optional[str] = None,
-            shard_sizes: Optional[int | Sequence[int]] = None,
-            skip_bad_images: bool = False) -> ImageDataset:
+def dataset(
+    source: Any,
+    split: str = "train",
+    *,
+    size: Optional[int] = None,
+    root: str | os.PathLike = "datasets",
+    download: bool = True,
+    channels: Optional[int] = None,
+    resize: str = "squash",
+    decode: str = "cpu",
+    image_column: Optional[str] = None,
+    label_column: Optional[str] = None,
+    shard_sizes: Optional[int | Sequence[int]] = None,
+    skip_bad_images: bool = False,
+) -> ImageDataset:
     """Resolve ``source`` to an :class:`ImageDataset` of uint8 images.
 
     Args:
@@ -621,8 +709,9 @@ def dataset(source: Any, split: str = "train", *, size: Optional[int] = None,
     """
     if size is not None:
         validate.positive_int(size, "size", " (pixels)")
-    validate.positive_int(channels, "channels", " (3 for RGB, 1 for grayscale)",
-                          none="the images' own")
+    validate.positive_int(
+        channels, "channels", " (3 for RGB, 1 for grayscale)", none="the images' own"
+    )
     check(resize in RESIZE_MODES, "resize", resize, f"one of {RESIZE_MODES}")
     check(decode in DECODE_MODES, "decode", decode, f"one of {DECODE_MODES}")
     from . import shards, sources
@@ -633,35 +722,61 @@ def dataset(source: Any, split: str = "train", *, size: Optional[int] = None,
     if isinstance(source, str) and source in NAMES:
         return _remember(_named(source, split, size, root, download, channels), source, split)
     if shards.is_shard_source(source):
-        streamed = shards.ShardDataset(source, size=size, channels=channels, resize=resize,
-                                       decode=decode, image_key=image_column,
-                                       label_key=label_column, shard_sizes=shard_sizes)
-        return _remember(streamed, os.fspath(source), None) if isinstance(
-            source, (str, os.PathLike)) else streamed
+        streamed = shards.ShardDataset(
+            source,
+            size=size,
+            channels=channels,
+            resize=resize,
+            decode=decode,
+            image_key=image_column,
+            label_key=label_column,
+            shard_sizes=shard_sizes,
+        )
+        return (
+            _remember(streamed, os.fspath(source), None)
+            if isinstance(source, (str, os.PathLike))
+            else streamed
+        )
     if isinstance(source, (str, os.PathLike)):
         path = Path(os.path.expanduser(os.fspath(source)))
         if path.is_dir():
-            return _folder_dataset(path, split, size, skip_bad_images, channels=channels,
-                                   resize=resize, decode=decode)
+            return _folder_dataset(
+                path, split, size, skip_bad_images, channels=channels, resize=resize, decode=decode
+            )
         if path.exists():
-            raise DataError(f"dataset path {str(source)!r} is a file: pass a folder of images or "
-                            "WebDataset .tar shards.")
-        looks_like_path = (not isinstance(source, str) or os.sep in source or "/" in source
-                           or source.startswith((".", "~")))
+            raise DataError(
+                f"dataset path {str(source)!r} is a file: pass a folder of images or "
+                "WebDataset .tar shards."
+            )
+        looks_like_path = (
+            not isinstance(source, str)
+            or os.sep in source
+            or "/" in source
+            or source.startswith((".", "~"))
+        )
         if looks_like_path:
-            raise DataError(f"no such folder: {str(source)!r} (absolute path "
-                            f"{str(path.absolute())!r}) does not exist.")
+            raise DataError(
+                f"no such folder: {str(source)!r} (absolute path "
+                f"{str(path.absolute())!r}) does not exist."
+            )
         error = unknown_name("dataset", source, NAMES)
-        raise type(error)(f"{error} It is no folder either: no such folder "
-                          f"{str(path.absolute())!r}.")
+        raise type(error)(
+            f"{error} It is no folder either: no such folder {str(path.absolute())!r}."
+        )
     if isinstance(source, tuple) and len(source) == 2:
         return _from_arrays(source[0], source[1], size, channels)
     if isinstance(source, (np.ndarray, torch.Tensor)):
         return _from_arrays(source, None, size, channels)
     if sources.is_huggingface(source):
-        return sources.HuggingFaceDataset(source, split, image_column=image_column,
-                                          label_column=label_column, size=size,
-                                          channels=channels, resize=resize)
+        return sources.HuggingFaceDataset(
+            source,
+            split,
+            image_column=image_column,
+            label_column=label_column,
+            size=size,
+            channels=channels,
+            resize=resize,
+        )
     in_memory = sources.torchvision_arrays(source)
     if in_memory is not None:
         ds = _from_arrays(in_memory[0], in_memory[1], size, channels)
@@ -669,17 +784,20 @@ def dataset(source: Any, split: str = "train", *, size: Optional[int] = None,
         return ds
     if isinstance(source, Dataset):
         return ConvertedDataset(source, size, channels, resize)
-    raise DataError(f"dataset of type {type(source).__name__} is not supported: pass a torch "
-                    "Dataset, a Hugging Face datasets.Dataset, an array or tensor of images, "
-                    "(images, labels), a folder path, WebDataset .tar shards or one of "
-                    f"{', '.join(NAMES)}.")
+    raise DataError(
+        f"dataset of type {type(source).__name__} is not supported: pass a torch "
+        "Dataset, a Hugging Face datasets.Dataset, an array or tensor of images, "
+        "(images, labels), a folder path, WebDataset .tar shards or one of "
+        f"{', '.join(NAMES)}."
+    )
 
 
 def _with_channels(ds: ImageDataset, channels: int) -> ImageDataset:
     """``ds`` delivering ``channels`` channels (in memory at once, else item by item)."""
     if isinstance(ds, TensorImageDataset):
         out: ImageDataset = TensorImageDataset(
-            images_to_uint8(ds.images, "dataset", channels=channels), ds.labels, ds.classes)
+            images_to_uint8(ds.images, "dataset", channels=channels), ds.labels, ds.classes
+        )
     else:
         out = ConvertedDataset(ds, channels=channels)
     out.source, out.split = ds.source, ds.split  # the same images, other channels
@@ -716,8 +834,9 @@ def provenance(ds: ImageDataset) -> dict:
     return {"source": ds.source, "split": ds.split, "image_size": size}
 
 
-def _from_arrays(images: Any, labels: Any, size: Optional[int],
-                 channels: int = 3) -> TensorImageDataset:
+def _from_arrays(
+    images: Any, labels: Any, size: Optional[int], channels: int = 3
+) -> TensorImageDataset:
     tensor = _as_tensor(images)
     if len(tensor) == 0:
         raise DataError("dataset is empty: pass at least one image.")
@@ -727,8 +846,14 @@ def _from_arrays(images: Any, labels: Any, size: Optional[int],
     return TensorImageDataset(tensor, None if labels is None else _as_tensor(labels).long())
 
 
-def _named(name: str, split: str, size: Optional[int], root: str | os.PathLike,
-           download: bool, channels: int = 3) -> ImageDataset:
+def _named(
+    name: str,
+    split: str,
+    size: Optional[int],
+    root: str | os.PathLike,
+    download: bool,
+    channels: int = 3,
+) -> ImageDataset:
     splits = ("train", "test", "unlabeled") if name == "stl10" else ("train", "test")
     check(split in splits, "split", split, f"one of {splits} for {name!r}")
     if name == "cifar10-sample":
@@ -751,7 +876,8 @@ def _named(name: str, split: str, size: Optional[int], root: str | os.PathLike,
             f"Could not load {name!r} ({type(exc).__name__}: {exc}). Without network access, "
             f"put torchvision's {_TORCHVISION[name]} files under {os.path.abspath(root)} "
             "(pass root=... to choose another folder), or use 'cifar10-sample', which ships "
-            "with the package.") from exc
+            "with the package."
+        ) from exc
     images, labels, classes = torchvision_arrays(raw)  # type: ignore[misc]
     ds = _from_arrays(images, None if split == "unlabeled" else labels, size, channels)
     ds.classes = classes
@@ -782,16 +908,20 @@ def materialize(ds: ImageDataset) -> TensorImageDataset:
     return out
 
 
-def _collate_pairs(items: List[Tuple[torch.Tensor, int]]) -> Tuple[torch.Tensor, torch.Tensor]:
+def _collate_pairs(items: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor]:
     shapes = {tuple(img.shape) for img, _ in items}
     if len(shapes) > 1:
-        raise DataError(f"dataset has images of different sizes {sorted(shapes)[:4]}: pass "
-                        "size=... (e.g. size=32) so every image is resized to one size.")
-    return (torch.stack([img for img, _ in items]),
-            torch.tensor([label for _, label in items], dtype=torch.long))
+        raise DataError(
+            f"dataset has images of different sizes {sorted(shapes)[:4]}: pass "
+            "size=... (e.g. size=32) so every image is resized to one size."
+        )
+    return (
+        torch.stack([img for img, _ in items]),
+        torch.tensor([label for _, label in items], dtype=torch.long),
+    )
 
 
-def _collate_indexed(items: List[Tuple[int, Tuple[Any, int]]]) -> Any:
+def _collate_indexed(items: list[tuple[int, tuple[Any, int]]]) -> Any:
     from .decode import EncodedBatch, EncodedImage
 
     index = torch.tensor([i for i, _ in items], dtype=torch.long)
@@ -820,9 +950,9 @@ class _EpochBatches:
     """The batch sampler of a persistent DataLoader: the current epoch's batches of indices."""
 
     def __init__(self) -> None:
-        self.batches: List[List[int]] = []
+        self.batches: list[list[int]] = []
 
-    def __iter__(self) -> Iterator[List[int]]:
+    def __iter__(self) -> Iterator[list[int]]:
         return iter(self.batches)
 
     def __len__(self) -> int:
@@ -873,10 +1003,17 @@ class BatchLoader:
         DataError: the dataset is empty, or smaller than one batch with ``drop_last``.
     """
 
-    def __init__(self, ds: ImageDataset, batch_size: int, shuffle: bool = True,
-                 drop_last: bool = True, num_workers: Optional[int] = None,
-                 generator: Optional[torch.Generator] = None, sampler: Any = None,
-                 pin_memory: bool = False):
+    def __init__(
+        self,
+        ds: ImageDataset,
+        batch_size: int,
+        shuffle: bool = True,
+        drop_last: bool = True,
+        num_workers: Optional[int] = None,
+        generator: Optional[torch.Generator] = None,
+        sampler: Any = None,
+        pin_memory: bool = False,
+    ):
         validate.positive_int(batch_size, "batch_size")
         validate.non_negative_int(num_workers, "num_workers", none="automatic")
         self.streaming = bool(getattr(ds, "streaming", False))
@@ -884,15 +1021,19 @@ class BatchLoader:
         if n == 0:
             raise DataError("dataset is empty: pass a dataset with at least one image.")
         if drop_last and batch_size > n:
-            raise DataError(f"batch_size={batch_size} is larger than the dataset ({n} images) "
-                            f"and incomplete batches are dropped: use batch_size <= {n}.")
+            raise DataError(
+                f"batch_size={batch_size} is larger than the dataset ({n} images) "
+                f"and incomplete batches are dropped: use batch_size <= {n}."
+            )
         dropped = n % batch_size if drop_last else 0
         if dropped > 0.1 * n:
             batches = -(-n // batch_size)
-            console.warn(f"batch_size={batch_size} leaves {dropped} of {n} images "
-                         f"({dropped / n:.0%}) out of every epoch (incomplete batches are "
-                         f"dropped): batch_size={n // batches} would use "
-                         f"{n // batches * batches} of them in {batches} batch(es).")
+            console.warn(
+                f"batch_size={batch_size} leaves {dropped} of {n} images "
+                f"({dropped / n:.0%}) out of every epoch (incomplete batches are "
+                f"dropped): batch_size={n // batches} would use "
+                f"{n // batches * batches} of them in {batches} batch(es)."
+            )
         if num_workers is None:
             num_workers = 0 if isinstance(ds, TensorImageDataset) else default_num_workers()
         self.ds, self.batch_size, self.shuffle = ds, batch_size, shuffle
@@ -925,28 +1066,37 @@ class BatchLoader:
         """The DataLoader, made once: its workers persist from one epoch to the next."""
         if self._loader is None:
             workers = self.num_workers
-            common = dict(num_workers=workers, pin_memory=self.pin_memory,
-                          persistent_workers=workers > 0,
-                          worker_init_fn=_ignore_interrupt if workers else None)
+            common = dict(
+                num_workers=workers,
+                pin_memory=self.pin_memory,
+                persistent_workers=workers > 0,
+                worker_init_fn=_ignore_interrupt if workers else None,
+            )
             if self.streaming:
-                self._loader = DataLoader(self.ds.stream(self.batch_size, self.shuffle),
-                                          batch_size=self.batch_size,
-                                          collate_fn=_collate_indexed, **common)
+                self._loader = DataLoader(
+                    self.ds.stream(self.batch_size, self.shuffle),
+                    batch_size=self.batch_size,
+                    collate_fn=_collate_indexed,
+                    **common,
+                )
             else:
-                self._loader = DataLoader(_Indexed(self.ds), batch_sampler=self._epoch,
-                                          collate_fn=_collate_indexed, **common)
+                self._loader = DataLoader(
+                    _Indexed(self.ds),
+                    batch_sampler=self._epoch,
+                    collate_fn=_collate_indexed,
+                    **common,
+                )
         return self._loader
 
     def __iter__(self) -> Iterator[Batch]:
         if self.streaming:
             loader = self._data_loader()
-            seed = int(torch.randint(2**62, (1,), generator=self.generator)) if self.shuffle \
-                else 0
+            seed = int(torch.randint(2**62, (1,), generator=self.generator)) if self.shuffle else 0
             loader.dataset.start_epoch(seed)
             yield from loader
             return
         order = self._order()
-        batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         if self.drop_last and batches and len(batches[-1]) < self.batch_size:
             batches.pop()
         if isinstance(self.ds, TensorImageDataset):
@@ -973,8 +1123,9 @@ def _ignore_interrupt(_worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def split(ds: ImageDataset, fraction: float, seed: int = 0
-          ) -> Tuple[TensorImageDataset, TensorImageDataset]:
+def split(
+    ds: ImageDataset, fraction: float, seed: int = 0
+) -> tuple[TensorImageDataset, TensorImageDataset]:
     """Deterministic random split into (first, rest) with ``fraction`` of the images first.
 
     Args:

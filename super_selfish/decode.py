@@ -7,9 +7,10 @@ workers only read the files; the main process hands each batch of encoded JPEGs 
 ``torchvision.io.decode_jpeg(..., device=...)`` (nvJPEG on CUDA, batched) and resizes the
 decoded images on the device. Files of other formats are decoded by the workers as usual.
 """
+
 from __future__ import annotations
 
-from typing import Any, List, NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 
 import torch
 
@@ -28,7 +29,7 @@ class EncodedImage(NamedTuple):
 class EncodedBatch(NamedTuple):
     """A batch whose images are decoded when it is moved to the device (``to``)."""
 
-    images: List[Any]  # EncodedImage or already decoded uint8 (C, H, W) tensors
+    images: list[Any]  # EncodedImage or already decoded uint8 (C, H, W) tensors
     labels: torch.Tensor
     index: torch.Tensor  # type: ignore[assignment]  # the dataset indices, as in Batch
 
@@ -41,12 +42,14 @@ class EncodedBatch(NamedTuple):
         Returns:
             The batch of uint8 images, labels and indices on ``device``.
         """
-        return Batch(decode_images(self.images, torch.device(device)),
-                     self.labels.to(device, non_blocking=True),
-                     self.index.to(device, non_blocking=True))
+        return Batch(
+            decode_images(self.images, torch.device(device)),
+            self.labels.to(device, non_blocking=True),
+            self.index.to(device, non_blocking=True),
+        )
 
 
-def decode_images(items: List[Any], device: torch.device) -> torch.Tensor:
+def decode_images(items: list[Any], device: torch.device) -> torch.Tensor:
     """Decode the :class:`EncodedImage` s of ``items`` on ``device`` in one batched call,
     resize each as it asks, and stack them with the already decoded ones: (N, C, H, W) uint8.
 
@@ -63,8 +66,9 @@ def decode_images(items: List[Any], device: torch.device) -> torch.Tensor:
     from torchvision.io import ImageReadMode, decode_jpeg
 
     encoded = [i for i, item in enumerate(items) if isinstance(item, EncodedImage)]
-    out: List[Optional[torch.Tensor]] = [None if i in encoded else item.to(device)
-                                         for i, item in enumerate(items)]
+    out: list[Optional[torch.Tensor]] = [
+        None if i in encoded else item.to(device) for i, item in enumerate(items)
+    ]
     if encoded:
         first = items[encoded[0]]
         mode = ImageReadMode.GRAY if first.channels == 1 else ImageReadMode.RGB
@@ -81,6 +85,8 @@ def decode_images(items: List[Any], device: torch.device) -> torch.Tensor:
                 out[i] = image
     shapes = {tuple(image.shape) for image in out}  # type: ignore[union-attr]
     if len(shapes) > 1:
-        raise DataError(f"dataset has images of different sizes {sorted(shapes)[:4]}: pass "
-                        "size=... (e.g. size=64) so every image is resized to one size.")
+        raise DataError(
+            f"dataset has images of different sizes {sorted(shapes)[:4]}: pass "
+            "size=... (e.g. size=64) so every image is resized to one size."
+        )
     return torch.stack(out)  # type: ignore[arg-type]

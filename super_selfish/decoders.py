@@ -7,10 +7,11 @@ small latent map. Nothing depends on a fixed resolution: the number of 2x upsamp
 follows from the map and output sizes given at construction, and :meth:`ConvDecoder.forward`
 resizes to the exact size asked for (so other input sizes work as well at run time).
 """
+
 from __future__ import annotations
 
 import math
-from typing import Optional, Tuple
+from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -23,7 +24,7 @@ DECODER_NORMS = ("batch", "group", "layer", "none")
 OUTPUTS = ("none", "sigmoid", "tanh")
 
 
-def _pair(size: int | Tuple[int, int]) -> Tuple[int, int]:
+def _pair(size: int | tuple[int, int]) -> tuple[int, int]:
     return (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
 
@@ -78,37 +79,57 @@ class ConvDecoder(nn.Module):
             ``head_kernel``.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, in_size: int | Tuple[int, int],
-                 out_size: int | Tuple[int, int], *, width: int = 128, min_width: int = 16,
-                 norm: str = "batch", output: str = "none", head_kernel: int = 3):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        in_size: int | tuple[int, int],
+        out_size: int | tuple[int, int],
+        *,
+        width: int = 128,
+        min_width: int = 16,
+        norm: str = "batch",
+        output: str = "none",
+        head_kernel: int = 3,
+    ):
         super().__init__()
         validate.positive_int(in_channels, "in_channels")
         validate.positive_int(out_channels, "out_channels")
         check(norm in DECODER_NORMS, "norm", norm, f"one of {DECODER_NORMS}")
         check(output in OUTPUTS, "output", output, f"one of {OUTPUTS}")
-        check(width >= min_width >= 1, "width", (width, min_width),
-              "width >= min_width >= 1")
+        check(width >= min_width >= 1, "width", (width, min_width), "width >= min_width >= 1")
         in_hw, out_hw = _pair(in_size), _pair(out_size)
-        check(min(in_hw) >= 1 and min(out_hw) >= 1, "size", (in_size, out_size),
-              "positive map and output sizes")
+        check(
+            min(in_hw) >= 1 and min(out_hw) >= 1,
+            "size",
+            (in_size, out_size),
+            "positive map and output sizes",
+        )
         self.out_size = out_hw
         self.output = output
         self.stages = upsampling_stages(min(in_hw), min(out_hw))
         channels = max(min_width, min(width, in_channels))
-        layers: list[nn.Module] = [nn.Conv2d(in_channels, channels, 3, 1, 1, bias=norm == "none"),
-                                   _norm(norm, channels), nn.ReLU(inplace=True)]
+        layers: list[nn.Module] = [
+            nn.Conv2d(in_channels, channels, 3, 1, 1, bias=norm == "none"),
+            _norm(norm, channels),
+            nn.ReLU(inplace=True),
+        ]
         for _ in range(self.stages):
             nxt = max(min_width, channels // 2)
-            layers += [nn.Upsample(scale_factor=2, mode="nearest"),
-                       nn.Conv2d(channels, nxt, 3, 1, 1, bias=norm == "none"),
-                       _norm(norm, nxt), nn.ReLU(inplace=True)]
+            layers += [
+                nn.Upsample(scale_factor=2, mode="nearest"),
+                nn.Conv2d(channels, nxt, 3, 1, 1, bias=norm == "none"),
+                _norm(norm, nxt),
+                nn.ReLU(inplace=True),
+            ]
             channels = nxt
         self.body = nn.Sequential(*layers)
         check(head_kernel in (1, 3), "head_kernel", head_kernel, "1 or 3")
         self.head = nn.Conv2d(channels, out_channels, head_kernel, 1, head_kernel // 2)
 
-    def forward(self, feature_map: torch.Tensor,
-                size: Optional[int | Tuple[int, int]] = None) -> torch.Tensor:
+    def forward(
+        self, feature_map: torch.Tensor, size: Optional[int | tuple[int, int]] = None
+    ) -> torch.Tensor:
         """Decode; ``size`` (default: the construction ``out_size``) is the exact output size.
 
         Args:
@@ -130,7 +151,7 @@ class ConvDecoder(nn.Module):
 
 
 @torch.no_grad()
-def feature_map_shape(backbone: nn.Module, image_size: int) -> Tuple[int, int, int]:
+def feature_map_shape(backbone: nn.Module, image_size: int) -> tuple[int, int, int]:
     """(C, h, w) of ``backbone.feature_map`` at ``image_size`` (one dummy batch, eval mode).
 
     Args:
@@ -150,19 +171,25 @@ def feature_map_shape(backbone: nn.Module, image_size: int) -> Tuple[int, int, i
     try:
         device = next((p.device for p in backbone.parameters()), torch.device("cpu"))
         channels = getattr(backbone, "in_channels", 3)
-        out = backbone.feature_map(torch.zeros(2, channels, image_size, image_size,
-                                               device=device))
+        out = backbone.feature_map(torch.zeros(2, channels, image_size, image_size, device=device))
     finally:
         backbone.train(was_training)
     if out.ndim != 4:
-        raise ConfigError(f"Invalid backbone={getattr(backbone, 'name', backbone)!r}: its "
-                          f"feature_map gives shape {tuple(out.shape)}, expected a convolutional "
-                          "backbone with an (N, C, h, w) map (e.g. convnet-small, resnet18).")
+        raise ConfigError(
+            f"Invalid backbone={getattr(backbone, 'name', backbone)!r}: its "
+            f"feature_map gives shape {tuple(out.shape)}, expected a convolutional "
+            "backbone with an (N, C, h, w) map (e.g. convnet-small, resnet18)."
+        )
     return int(out.shape[1]), int(out.shape[2]), int(out.shape[3])
 
 
-def for_backbone(backbone: nn.Module, image_size: int, out_channels: int,
-                 out_size: Optional[int] = None, **options) -> ConvDecoder:
+def for_backbone(
+    backbone: nn.Module,
+    image_size: int,
+    out_channels: int,
+    out_size: Optional[int] = None,
+    **options,
+) -> ConvDecoder:
     """A :class:`ConvDecoder` from ``backbone``'s map at ``image_size`` to ``out_size``
     (default: ``image_size``) with ``out_channels`` outputs; ``options`` go to the decoder.
 
@@ -180,8 +207,13 @@ def for_backbone(backbone: nn.Module, image_size: int, out_channels: int,
         ConfigError: the backbone has no spatial map (see :func:`feature_map_shape`).
     """
     channels, height, width = feature_map_shape(backbone, image_size)
-    return ConvDecoder(channels, out_channels, (height, width),
-                       image_size if out_size is None else out_size, **options)
+    return ConvDecoder(
+        channels,
+        out_channels,
+        (height, width),
+        image_size if out_size is None else out_size,
+        **options,
+    )
 
 
 def latent_grid(image_size: int) -> int:
@@ -218,15 +250,29 @@ class LatentGenerator(nn.Module):
             invalid.
     """
 
-    def __init__(self, latent_dim: int, image_size: int, out_channels: int = 3, *,
-                 channels: int = 256, norm: str = "batch"):
+    def __init__(
+        self,
+        latent_dim: int,
+        image_size: int,
+        out_channels: int = 3,
+        *,
+        channels: int = 256,
+        norm: str = "batch",
+    ):
         super().__init__()
         validate.positive_int(latent_dim, "latent_dim")
         self.latent_dim, self.image_size, self.channels = latent_dim, image_size, channels
         self.grid = latent_grid(image_size)
         self.project = nn.Linear(latent_dim, channels * self.grid * self.grid)
-        self.decoder = ConvDecoder(channels, out_channels, self.grid, image_size,
-                                   width=channels, norm=norm, output="sigmoid")
+        self.decoder = ConvDecoder(
+            channels,
+            out_channels,
+            self.grid,
+            image_size,
+            width=channels,
+            norm=norm,
+            output="sigmoid",
+        )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Images (N, ``out_channels``, S, S) in [0, 1] from latent vectors (N, latent_dim)."""

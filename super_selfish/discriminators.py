@@ -4,9 +4,10 @@ Both take images in [0, 1] at any size (global average pooling before the linear
 return one logit per sample, to be used with a BCE-with-logits GAN loss
 (:class:`super_selfish.losses.AdversarialLoss`).
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -31,8 +32,12 @@ class ConvDiscriminator(nn.Module):
 
     def __init__(self, in_channels: int = 3, widths: Sequence[int] = (64, 128, 256)):
         super().__init__()
-        check(len(widths) >= 1 and all(int(w) > 0 for w in widths), "widths", widths,
-              "one or more positive channel counts")
+        check(
+            len(widths) >= 1 and all(int(w) > 0 for w in widths),
+            "widths",
+            widths,
+            "one or more positive channel counts",
+        )
         layers: list[nn.Module] = []
         cin = in_channels
         for w in widths:
@@ -62,14 +67,22 @@ class JointDiscriminator(nn.Module):
         hidden: width of the latent path and of the joint MLP.
     """
 
-    def __init__(self, in_channels: int, latent_dim: int, widths: Sequence[int] = (64, 128, 256),
-                 hidden: int = 512):
+    def __init__(
+        self,
+        in_channels: int,
+        latent_dim: int,
+        widths: Sequence[int] = (64, 128, 256),
+        hidden: int = 512,
+    ):
         super().__init__()
         self.image = ConvDiscriminator(in_channels, widths)
         del self.image.logit  # only its features are used
         self.latent = nn.Sequential(nn.Linear(latent_dim, hidden), nn.LeakyReLU(0.2, inplace=True))
-        self.joint = nn.Sequential(nn.Linear(self.image.feature_dim + hidden, hidden),
-                                   nn.LeakyReLU(0.2, inplace=True), nn.Linear(hidden, 1))
+        self.joint = nn.Sequential(
+            nn.Linear(self.image.feature_dim + hidden, hidden),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Linear(hidden, 1),
+        )
 
     def forward(self, images: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """One logit (N,) per (image, latent code) pair."""

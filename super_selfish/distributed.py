@@ -11,11 +11,13 @@ update is the gradient of ``mean_j L_j``, i.e. of the loss one process would com
 global batch ``W x B``. ``tests/integrations/test_distributed.py`` checks this against a single
 process.
 """
+
 from __future__ import annotations
 
 import datetime
 import os
-from typing import Any, Callable, Dict, Optional, Tuple
+from collections.abc import Callable
+from typing import Any, Optional
 
 import torch
 import torch.distributed as dist
@@ -66,8 +68,10 @@ def barrier() -> None:
 # ---------------------------------------------------------------------------- gathers
 def _all_gather(tensor: torch.Tensor, group: Any) -> torch.Tensor:
     tensor = tensor.contiguous()
-    parts = [torch.empty(tensor.shape, dtype=tensor.dtype, device=tensor.device)
-             for _ in range(world_size(group))]
+    parts = [
+        torch.empty(tensor.shape, dtype=tensor.dtype, device=tensor.device)
+        for _ in range(world_size(group))
+    ]
     dist.all_gather(parts, tensor, group=group)
     return torch.cat(parts)
 
@@ -87,7 +91,7 @@ class _GatherWithGrad(torch.autograd.Function):
         grad = grad.contiguous().clone()
         dist.all_reduce(grad, group=ctx.group)
         start = rank(ctx.group) * ctx.n
-        return grad[start:start + ctx.n], None
+        return grad[start : start + ctx.n], None
 
 
 def gather_with_grad(tensor: torch.Tensor, group: Any = None) -> torch.Tensor:
@@ -138,7 +142,7 @@ def all_reduce_with_grad(tensor: torch.Tensor, group: Any = None) -> torch.Tenso
     return _AllReduceSum.apply(tensor, group)
 
 
-def all_reduce_sum(*values: float) -> Tuple[float, ...]:
+def all_reduce_sum(*values: float) -> tuple[float, ...]:
     """Element-wise sums of several scalars over all processes, in one collective."""
     if world_size() == 1:
         return tuple(float(v) for v in values)
@@ -179,8 +183,9 @@ def _comm_device() -> torch.device:
 
 # ---------------------------------------------------------------------------- MoCo shuffle-BN
 @torch.no_grad()
-def batch_shuffle(x: torch.Tensor, generator: Optional[torch.Generator] = None
-                  ) -> Tuple[torch.Tensor, torch.Tensor]:
+def batch_shuffle(
+    x: torch.Tensor, generator: Optional[torch.Generator] = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """MoCo's shuffle-BN: a random permutation of the *global* batch, this process's share.
 
     Returns ``(x_shuffled, unshuffle_index)``; pass the key encoder's output and the index to
@@ -205,7 +210,7 @@ def batch_shuffle(x: torch.Tensor, generator: Optional[torch.Generator] = None
     perm = perm.to(x.device)
     unshuffle = torch.argsort(perm)
     start = rank() * n_local
-    return everything[perm[start:start + n_local]], unshuffle
+    return everything[perm[start : start + n_local]], unshuffle
 
 
 @torch.no_grad()
@@ -214,7 +219,7 @@ def batch_unshuffle(x: torch.Tensor, unshuffle_index: torch.Tensor) -> torch.Ten
     n_local = x.shape[0]
     everything = gather(x)
     start = rank() * n_local
-    return everything[unshuffle_index[start:start + n_local]]
+    return everything[unshuffle_index[start : start + n_local]]
 
 
 def _broadcast_tensor(t: torch.Tensor, src: int = 0) -> torch.Tensor:
@@ -247,11 +252,20 @@ class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
         dtype: their dtype.
     """
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: Optional[float] = 0.1,
-                 affine: bool = True, track_running_stats: bool = True,
-                 process_group: Any = None, device: Any = None, dtype: Any = None):
-        super().__init__(num_features, eps, momentum, affine, track_running_stats,
-                         device=device, dtype=dtype)
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: Optional[float] = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        process_group: Any = None,
+        device: Any = None,
+        dtype: Any = None,
+    ):
+        super().__init__(
+            num_features, eps, momentum, affine, track_running_stats, device=device, dtype=dtype
+        )
         self.process_group = process_group
 
     def _check_input_dim(self, input: torch.Tensor) -> None:
@@ -278,7 +292,7 @@ class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
         m2 = ((x - mean.view(shape)) ** 2).sum(dims)
         local = torch.cat([mean, m2, mean.new_full((1,), float(count))]).unsqueeze(0)
         stats = gather_with_grad(local, group)  # (world size, 2C + 1)
-        means, m2s, counts = stats[:, :c], stats[:, c:2 * c], stats[:, 2 * c:].detach()
+        means, m2s, counts = stats[:, :c], stats[:, c : 2 * c], stats[:, 2 * c :].detach()
         total = counts.sum()
         g_mean = (counts * means).sum(0) / total
         g_m2 = (m2s + counts * (means - g_mean) ** 2).sum(0)
@@ -288,19 +302,22 @@ class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
         if self.track_running_stats and self.running_mean is not None:
             with torch.no_grad():
                 unbiased = g_m2 / (total - 1).clamp(min=1)
-                self.running_mean.mul_(1 - factor).add_(g_mean.to(self.running_mean.dtype),
-                                                        alpha=factor)
-                self.running_var.mul_(1 - factor).add_(unbiased.to(self.running_var.dtype),
-                                                       alpha=factor)
+                self.running_mean.mul_(1 - factor).add_(
+                    g_mean.to(self.running_mean.dtype), alpha=factor
+                )
+                self.running_var.mul_(1 - factor).add_(
+                    unbiased.to(self.running_var.dtype), alpha=factor
+                )
         return y.to(input.dtype)
 
 
-def _replace_batchnorms(module: nn.Module, replacement: Callable[[nn.Module], nn.Module]
-                        ) -> nn.Module:
+def _replace_batchnorms(
+    module: nn.Module, replacement: Callable[[nn.Module], nn.Module]
+) -> nn.Module:
     """Walk ``module`` once, swapping each layer for ``replacement(layer)`` (the layer itself
     to keep it). A layer reachable by two paths (an aliased submodule) is replaced once.
     """
-    memo: Dict[int, nn.Module] = {}
+    memo: dict[int, nn.Module] = {}
 
     def walk(m: nn.Module) -> nn.Module:
         if id(m) in memo:
@@ -326,8 +343,9 @@ def _same_tensors(new: nn.Module, old: nn.Module) -> nn.Module:
     return new
 
 
-def convert_sync_batchnorm(module: nn.Module, process_group: Any = None,
-                           device: Optional[torch.device | str] = None) -> nn.Module:
+def convert_sync_batchnorm(
+    module: nn.Module, process_group: Any = None, device: Optional[torch.device | str] = None
+) -> nn.Module:
     """Replace every BatchNorm in ``module`` by a synchronised one, sharing its tensors.
 
     On GPUs (``device``, default: where ``module``'s parameters live) the layers become
@@ -352,8 +370,10 @@ def convert_sync_batchnorm(module: nn.Module, process_group: Any = None,
     def convert(m: nn.Module) -> nn.Module:
         if not isinstance(m, nn.modules.batchnorm._BatchNorm) or isinstance(m, cls):
             return m
-        out = _same_tensors(cls(m.num_features, m.eps, m.momentum, m.affine,
-                                m.track_running_stats, process_group), m)
+        out = _same_tensors(
+            cls(m.num_features, m.eps, m.momentum, m.affine, m.track_running_stats, process_group),
+            m,
+        )
         out._converted_from = getattr(m, "_converted_from", type(m))
         return out
 
@@ -375,8 +395,9 @@ def revert_sync_batchnorm(module: nn.Module) -> nn.Module:
         original = getattr(m, "_converted_from", None)
         if original is None:
             return m
-        return _same_tensors(original(m.num_features, m.eps, m.momentum, m.affine,
-                                      m.track_running_stats), m)
+        return _same_tensors(
+            original(m.num_features, m.eps, m.momentum, m.affine, m.track_running_stats), m
+        )
 
     return _replace_batchnorms(module, revert)
 
@@ -392,8 +413,9 @@ def broadcast_buffers(module: nn.Module, src: int = 0) -> None:
             buf.detach().copy_(tmp)
 
 
-def ddp_wrap(module: nn.Module, find_unused_parameters: bool = True
-             ) -> nn.parallel.DistributedDataParallel:
+def ddp_wrap(
+    module: nn.Module, find_unused_parameters: bool = True
+) -> nn.parallel.DistributedDataParallel:
     """Wrap ``module`` in DDP: parameters *and buffers* synced from rank 0 once, at creation;
     buffers are not re-broadcast at every forward (queues would cost a copy per step).
 
@@ -406,12 +428,14 @@ def ddp_wrap(module: nn.Module, find_unused_parameters: bool = True
     """
     import inspect
 
-    kwargs: Dict[str, Any] = dict(find_unused_parameters=find_unused_parameters)
+    kwargs: dict[str, Any] = dict(find_unused_parameters=find_unused_parameters)
     device = next((p.device for p in module.parameters()), torch.device("cpu"))
     if device.type == "cuda":
         kwargs["device_ids"] = [device.index]
-    if "forward_sync_buffers" in inspect.signature(
-            nn.parallel.DistributedDataParallel.__init__).parameters:
+    if (
+        "forward_sync_buffers"
+        in inspect.signature(nn.parallel.DistributedDataParallel.__init__).parameters
+    ):
         kwargs["forward_sync_buffers"] = False  # still synced once at init
         return nn.parallel.DistributedDataParallel(module, **kwargs)
     broadcast_buffers(module)
@@ -419,9 +443,11 @@ def ddp_wrap(module: nn.Module, find_unused_parameters: bool = True
 
 
 # ---------------------------------------------------------------------------- process group
-def init_from_env(device: Optional[torch.device | str] = None,
-                  backend: Optional[str] = None,
-                  timeout: Optional[datetime.timedelta] = None) -> bool:
+def init_from_env(
+    device: Optional[torch.device | str] = None,
+    backend: Optional[str] = None,
+    timeout: Optional[datetime.timedelta] = None,
+) -> bool:
     """Join the process group described by torchrun's environment variables.
 
     Does nothing when a group already exists (a user may create their own). The backend is
@@ -443,17 +469,20 @@ def init_from_env(device: Optional[torch.device | str] = None,
     """
     if is_distributed():
         return False
-    missing = [k for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
-               if k not in os.environ]
+    missing = [
+        k for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ
+    ]
     if missing:
-        raise ConfigError(f"distributed=True needs the launcher's environment "
-                          f"({', '.join(missing)} not set): launch with "
-                          "`torchrun --nproc_per_node=N script.py`, or "
-                          "create the process group yourself before calling supervise().")
+        raise ConfigError(
+            f"distributed=True needs the launcher's environment "
+            f"({', '.join(missing)} not set): launch with "
+            "`torchrun --nproc_per_node=N script.py`, or "
+            "create the process group yourself before calling supervise()."
+        )
     device = torch.device(device) if device is not None else local_device()
     if backend is None:
         backend = "nccl" if device.type == "cuda" else "gloo"
-    kwargs: Dict[str, Any] = {"backend": backend}
+    kwargs: dict[str, Any] = {"backend": backend}
     if timeout is not None:
         kwargs["timeout"] = timeout
     dist.init_process_group(**kwargs)
@@ -475,10 +504,29 @@ def cleanup() -> None:
         dist.destroy_process_group()
 
 
-__all__ = ["is_distributed", "rank", "world_size", "local_rank", "is_main_process",
-           "launched_distributed", "barrier", "gather_with_grad", "gather", "all_reduce_with_grad",
-           "all_reduce_sum", "any_process", "all_processes", "broadcast_int",
-           "batch_shuffle", "batch_unshuffle", "SyncBatchNorm", "convert_sync_batchnorm",
-           "revert_sync_batchnorm",
-           "broadcast_buffers", "ddp_wrap",
-           "init_from_env", "local_device", "cleanup"]
+__all__ = [
+    "is_distributed",
+    "rank",
+    "world_size",
+    "local_rank",
+    "is_main_process",
+    "launched_distributed",
+    "barrier",
+    "gather_with_grad",
+    "gather",
+    "all_reduce_with_grad",
+    "all_reduce_sum",
+    "any_process",
+    "all_processes",
+    "broadcast_int",
+    "batch_shuffle",
+    "batch_unshuffle",
+    "SyncBatchNorm",
+    "convert_sync_batchnorm",
+    "revert_sync_batchnorm",
+    "broadcast_buffers",
+    "ddp_wrap",
+    "init_from_env",
+    "local_device",
+    "cleanup",
+]

@@ -5,10 +5,11 @@ catch them in one place, and each subclass also derives from the built-in except
 user would expect (``ValueError``, ``KeyError``, ``RuntimeError``), so plain ``except
 ValueError`` keeps working.
 """
+
 from __future__ import annotations
 
 import difflib
-from typing import Iterable
+from collections.abc import Iterable
 
 
 class SuperSelfishError(Exception):

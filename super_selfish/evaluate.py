@@ -22,6 +22,7 @@ as it found it. Datasets are anything :func:`super_selfish.data.dataset` accepts
 labelled; images are fed at their stored size (resize with ``data.dataset(..., size=N)``) as
 float tensors in [0, 1] (a :class:`~super_selfish.backbones.Backbone` normalises them).
 """
+
 from __future__ import annotations
 
 import copy
@@ -30,9 +31,10 @@ import os
 import re
 import time
 import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Optional, Union
 
 import torch
 import torch.nn as nn
@@ -44,8 +46,11 @@ from .errors import ConfigError, DataError, check
 OPTIMIZERS = ("adam", "sgd", "lbfgs")
 DEFAULT_LR = {"adam": 1e-2, "sgd": 0.1, "lbfgs": 1.0}  # linear probe
 MLP_DEFAULT_LR = {"adam": 1e-3, "sgd": 0.05, "lbfgs": 1.0}
-DEFAULT_SWEEP = {"adam": (1e-3, 3e-3, 1e-2, 3e-2, 1e-1), "sgd": (0.01, 0.03, 0.1, 0.3, 1.0),
-                 "lbfgs": (0.1, 0.3, 1.0)}
+DEFAULT_SWEEP = {
+    "adam": (1e-3, 3e-3, 1e-2, 3e-2, 1e-1),
+    "sgd": (0.01, 0.03, 0.1, 0.3, 1.0),
+    "lbfgs": (0.1, 0.3, 1.0),
+}
 
 
 @dataclass
@@ -76,10 +81,10 @@ class ProbeResult:
     n_train: int
     n_test: int
     n_classes: int
-    settings: Dict[str, Any] = field(default_factory=dict)
-    sweep: Dict[float, float] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    sweep: dict[float, float] = field(default_factory=dict)
     seconds: float = 0.0
-    warnings: List[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def k(self) -> Optional[int]:
@@ -94,8 +99,10 @@ class ProbeResult:
         return float(self.accuracy)
 
     def __str__(self) -> str:
-        return (f"{self.description}: top-1 accuracy {self.accuracy:.4f} on {self.n_test} test "
-                f"images ({self.n_classes} classes, {self.n_train} training images)")
+        return (
+            f"{self.description}: top-1 accuracy {self.accuracy:.4f} on {self.n_test} test "
+            f"images ({self.n_classes} classes, {self.n_train} training images)"
+        )
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -119,9 +126,12 @@ def _as_float(images: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def extract_features(backbone: nn.Module, dataset: Any, batch_size: int = 512,
-                     device: Optional[torch.device | str] = None
-                     ) -> Tuple[torch.Tensor, torch.Tensor]:
+def extract_features(
+    backbone: nn.Module,
+    dataset: Any,
+    batch_size: int = 512,
+    device: Optional[torch.device | str] = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(features, labels) of a whole dataset with the backbone in eval mode, on the CPU.
 
     Images go in as floats in [0, 1]. The backbone's train/eval mode is restored afterwards,
@@ -142,14 +152,16 @@ def extract_features(backbone: nn.Module, dataset: Any, batch_size: int = 512,
     was_training = backbone.training
     backbone.eval()
     try:
-        feats = [backbone(_as_float(ds.images[i:i + batch_size].to(device))).float().flatten(1)
-                 .cpu() for i in range(0, len(ds), batch_size)]
+        feats = [
+            backbone(_as_float(ds.images[i : i + batch_size].to(device))).float().flatten(1).cpu()
+            for i in range(0, len(ds), batch_size)
+        ]
     finally:
         backbone.train(was_training)
     return torch.cat(feats), ds.labels.clone()
 
 
-def _class_names(dataset: Any) -> List[str]:
+def _class_names(dataset: Any) -> list[str]:
     """Class names of a dataset when it has them (only looked up for messages)."""
     names = getattr(dataset, "classes", None)
     if names is None and isinstance(dataset, str):
@@ -161,13 +173,14 @@ def _labelled(labels: torch.Tensor, argument: str) -> None:
     if len(labels) == 0:
         raise DataError(f"{argument} is empty: evaluation needs labelled images.")
     if (labels < 0).any():
-        raise DataError(f"{argument} has unlabeled images: evaluation needs a label for "
-                        "every image.")
+        raise DataError(
+            f"{argument} has unlabeled images: evaluation needs a label for every image."
+        )
 
 
-def _features_pair(backbone: nn.Module, train_dataset: Any, test_dataset: Any,
-                   batch_size: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor,
-                                             torch.Tensor, int]:
+def _features_pair(
+    backbone: nn.Module, train_dataset: Any, test_dataset: Any, batch_size: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
     """Frozen features and labels of both sets, on the backbone's device (kNN and probe
     heads then run on the GPU when the backbone is there).
     """
@@ -177,16 +190,16 @@ def _features_pair(backbone: nn.Module, train_dataset: Any, test_dataset: Any,
     _labelled(test_y, "test_dataset")
     n_classes = int(max(train_y.max(), test_y.max())) + 1
     device = _device_of(backbone)
-    return (train_x.to(device), train_y.to(device), test_x.to(device), test_y.to(device),
-            n_classes)
+    return (train_x.to(device), train_y.to(device), test_x.to(device), test_y.to(device), n_classes)
 
 
 def _accuracy(pred: torch.Tensor, target: torch.Tensor) -> float:
     return float((pred.cpu() == target.cpu()).float().mean())
 
 
-def stratified_split(labels: torch.Tensor, fraction: float, seed: int = 0
-                     ) -> Tuple[torch.Tensor, torch.Tensor]:
+def stratified_split(
+    labels: torch.Tensor, fraction: float, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Deterministic per-class split of indices into (rest, held_out).
 
     ``fraction`` of each class (at least one image of every class with two or more images)
@@ -248,9 +261,15 @@ def balanced_subset(dataset: Any, fraction: float, seed: int = 0) -> data.Tensor
 
 
 # ---------------------------------------------------------------------------------- kNN
-def knn_predict(train_features: torch.Tensor, train_labels: torch.Tensor,
-                test_features: torch.Tensor, k: int = 200, temperature: float = 0.1,
-                n_classes: Optional[int] = None, chunk: int = 1024) -> torch.Tensor:
+def knn_predict(
+    train_features: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_features: torch.Tensor,
+    k: int = 200,
+    temperature: float = 0.1,
+    n_classes: Optional[int] = None,
+    chunk: int = 1024,
+) -> torch.Tensor:
     """Weighted kNN on L2-normalised features (Wu et al., 2018): each of the ``k`` nearest
     training samples votes for its class with weight exp(cosine similarity / temperature).
 
@@ -277,7 +296,7 @@ def knn_predict(train_features: torch.Tensor, train_labels: torch.Tensor,
     train_labels = train_labels.to(train.device)
     preds = []
     for start in range(0, len(test_features), chunk):
-        sims = F.normalize(test_features[start:start + chunk], dim=1) @ train.t()
+        sims = F.normalize(test_features[start : start + chunk], dim=1) @ train.t()
         top_sims, top_idx = sims.topk(k, dim=1)
         votes = torch.zeros(len(sims), n_classes, device=sims.device)
         votes.scatter_add_(1, train_labels[top_idx], (top_sims / temperature).exp())
@@ -302,9 +321,11 @@ def fitting_k(smallest_class: int) -> int:
     return max(1, smallest_class // 2)
 
 
-def check_knn_k(k: int, train_labels: torch.Tensor,
-                class_names: Union[Sequence[str], Callable[[], Sequence[str]]] = ()
-                ) -> Optional[str]:
+def check_knn_k(
+    k: int,
+    train_labels: torch.Tensor,
+    class_names: Union[Sequence[str], Callable[[], Sequence[str]]] = (),
+) -> Optional[str]:
     """Warn (:class:`KNNWarning`) when ``k`` is at least the smallest class's count in the
     training set; returns the warning text (``None`` when ``k`` fits).
 
@@ -335,39 +356,62 @@ def check_knn_k(k: int, train_labels: torch.Tensor,
     names = list(class_names() if callable(class_names) else class_names)
     name = f"{names[which]!r}" if which < len(names) else f"class {which}"
     images = f"{smallest} image{'s' if smallest > 1 else ''}"
-    advice = (f"Use k below {smallest}, e.g. k={fitting_k(smallest)} (half the smallest "
-              "class)." if smallest > 1 else "No k fits a class of one image: add images "
-              "of that class or leave it out.")
-    message = (f"kNN with k={k} on a training set whose smallest class ({name}) has "
-               f"{images}: an image of that class finds at most {images} of its own class "
-               f"among its {k} neighbours, so the vote favours the larger classes. {advice}")
+    advice = (
+        f"Use k below {smallest}, e.g. k={fitting_k(smallest)} (half the smallest class)."
+        if smallest > 1
+        else "No k fits a class of one image: add images of that class or leave it out."
+    )
+    message = (
+        f"kNN with k={k} on a training set whose smallest class ({name}) has "
+        f"{images}: an image of that class finds at most {images} of its own class "
+        f"among its {k} neighbours, so the vote favours the larger classes. {advice}"
+    )
     warnings.warn(message, KNNWarning, stacklevel=4)
     return message
 
 
-def _knn_result(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor,
-                test_y: torch.Tensor, n_classes: int, k: int, temperature: float,
-                class_names: Union[Sequence[str], Callable[[], Sequence[str]]] = ()
-                ) -> ProbeResult:
+def _knn_result(
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    n_classes: int,
+    k: int,
+    temperature: float,
+    class_names: Union[Sequence[str], Callable[[], Sequence[str]]] = (),
+) -> ProbeResult:
     started = time.perf_counter()
     validate.positive_int(k, "k")
     used_k = min(k, len(train_x))
     warning = check_knn_k(used_k, train_y, class_names)
     pred = knn_predict(train_x, train_y, test_x, used_k, temperature, n_classes)
-    settings: Dict[str, Any] = {"k": used_k, "temperature": temperature}
+    settings: dict[str, Any] = {"k": used_k, "temperature": temperature}
     if used_k != k:  # more neighbours asked for than training images
         settings["requested_k"] = k
     return ProbeResult(
-        "knn", _accuracy(pred, test_y),
+        "knn",
+        _accuracy(pred, test_y),
         f"weighted kNN (k={used_k}, temperature={temperature}) on L2-normalised frozen "
-        "features, training set as memory", len(train_x), len(test_x), n_classes,
-        settings, seconds=time.perf_counter() - started,
-        warnings=[warning] if warning is not None else [])
+        "features, training set as memory",
+        len(train_x),
+        len(test_x),
+        n_classes,
+        settings,
+        seconds=time.perf_counter() - started,
+        warnings=[warning] if warning is not None else [],
+    )
 
 
-def knn_accuracy(backbone: nn.Module, train_dataset: Any, test_dataset: Any, k: int = 200,
-                 temperature: float = 0.1, batch_size: int = 512, *,
-                 return_details: bool = False) -> Union[float, ProbeResult]:
+def knn_accuracy(
+    backbone: nn.Module,
+    train_dataset: Any,
+    test_dataset: Any,
+    k: int = 200,
+    temperature: float = 0.1,
+    batch_size: int = 512,
+    *,
+    return_details: bool = False,
+) -> Union[float, ProbeResult]:
     """Top-1 accuracy in [0, 1] of weighted kNN (k, temperature) on frozen features.
 
     The backbone (eval mode, no gradient) embeds both sets; features are L2-normalised; each
@@ -392,18 +436,28 @@ def knn_accuracy(backbone: nn.Module, train_dataset: Any, test_dataset: Any, k: 
         DataError: a dataset is empty or has unlabelled images.
     """
     train_x, train_y, test_x, test_y, n_classes = _features_pair(
-        backbone, train_dataset, test_dataset, batch_size)
-    result = _knn_result(train_x, train_y, test_x, test_y, n_classes, k, temperature,
-                         lambda: _class_names(train_dataset))
+        backbone, train_dataset, test_dataset, batch_size
+    )
+    result = _knn_result(
+        train_x,
+        train_y,
+        test_x,
+        test_y,
+        n_classes,
+        k,
+        temperature,
+        lambda: _class_names(train_dataset),
+    )
     return result if return_details else result.accuracy
 
 
 # ---------------------------------------------------------------------------------- heads
-def _batches(n: int, batch_size: int, generator: torch.Generator,
-             device: Optional[torch.device] = None) -> Iterator[torch.Tensor]:
+def _batches(
+    n: int, batch_size: int, generator: torch.Generator, device: Optional[torch.device] = None
+) -> Iterator[torch.Tensor]:
     order = torch.randperm(n, generator=generator).to(device or torch.device("cpu"))
     for i in range(0, n, batch_size):
-        idx = order[i:i + batch_size]
+        idx = order[i : i + batch_size]
         if len(idx) > 1 or n == 1:  # a lone sample would break BatchNorm layers
             yield idx
 
@@ -424,31 +478,63 @@ def _threads_for(work: int) -> Iterator[None]:
             torch.set_num_threads(previous)
 
 
-def _fit_head(head: nn.Module, features: torch.Tensor, labels: torch.Tensor, *,
-              optimizer: str, epochs: int, lr: float, weight_decay: float, batch_size: int,
-              seed: int) -> nn.Module:
+def _fit_head(
+    head: nn.Module,
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    optimizer: str,
+    epochs: int,
+    lr: float,
+    weight_decay: float,
+    batch_size: int,
+    seed: int,
+) -> nn.Module:
     """Train ``head`` on fixed features with cross-entropy (head already initialised)."""
     params = sum(p.numel() for p in head.parameters())
-    with _threads_for(min(len(features), batch_size) * params if features.device.type == "cpu"
-                      else 1 << 40):
-        return _fit_head_inner(head, features, labels, optimizer=optimizer, epochs=epochs,
-                               lr=lr, weight_decay=weight_decay, batch_size=batch_size,
-                               seed=seed)
+    with _threads_for(
+        min(len(features), batch_size) * params if features.device.type == "cpu" else 1 << 40
+    ):
+        return _fit_head_inner(
+            head,
+            features,
+            labels,
+            optimizer=optimizer,
+            epochs=epochs,
+            lr=lr,
+            weight_decay=weight_decay,
+            batch_size=batch_size,
+            seed=seed,
+        )
 
 
-def _fit_head_inner(head: nn.Module, features: torch.Tensor, labels: torch.Tensor, *,
-                    optimizer: str, epochs: int, lr: float, weight_decay: float,
-                    batch_size: int, seed: int) -> nn.Module:
+def _fit_head_inner(
+    head: nn.Module,
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    optimizer: str,
+    epochs: int,
+    lr: float,
+    weight_decay: float,
+    batch_size: int,
+    seed: int,
+) -> nn.Module:
     head.train()
     if optimizer == "lbfgs":
-        opt = torch.optim.LBFGS(head.parameters(), lr=lr, max_iter=epochs,
-                                history_size=20, line_search_fn="strong_wolfe")
+        opt = torch.optim.LBFGS(
+            head.parameters(),
+            lr=lr,
+            max_iter=epochs,
+            history_size=20,
+            line_search_fn="strong_wolfe",
+        )
         weights = [p for p in head.parameters() if p.ndim > 1]
 
         def closure() -> torch.Tensor:
             opt.zero_grad()
             loss = F.cross_entropy(head(features), labels)
-            loss = loss + 0.5 * weight_decay * sum((w ** 2).sum() for w in weights)
+            loss = loss + 0.5 * weight_decay * sum((w**2).sum() for w in weights)
             loss.backward()
             return loss
 
@@ -459,8 +545,9 @@ def _fit_head_inner(head: nn.Module, features: torch.Tensor, labels: torch.Tenso
         opt = torch.optim.Adam(head.parameters(), lr=lr, weight_decay=weight_decay)
         scheduler = None
     else:
-        opt = torch.optim.SGD(head.parameters(), lr=lr, momentum=0.9, nesterov=True,
-                              weight_decay=weight_decay)
+        opt = torch.optim.SGD(
+            head.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay
+        )
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, epochs))
     for _ in range(epochs):
         for idx in _batches(len(features), batch_size, generator, features.device):
@@ -482,9 +569,17 @@ def _new_head(kind: str, dim: int, n_classes: int, hidden_dim: int, seed: int) -
         return MLPHead([dim, hidden_dim, n_classes], norm="batch")
 
 
-def train_linear(features: torch.Tensor, labels: torch.Tensor, n_classes: int,
-                 epochs: int = 100, lr: Optional[float] = None, weight_decay: float = 1e-4,
-                 batch_size: int = 256, seed: int = 0, optimizer: str = "adam") -> nn.Linear:
+def train_linear(
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    n_classes: int,
+    epochs: int = 100,
+    lr: Optional[float] = None,
+    weight_decay: float = 1e-4,
+    batch_size: int = 256,
+    seed: int = 0,
+    optimizer: str = "adam",
+) -> nn.Linear:
     """Logistic regression on precomputed features (standardise them first).
 
     ``adam``: mini-batch Adam, ``epochs`` passes; ``sgd``: mini-batch SGD (momentum 0.9,
@@ -511,19 +606,28 @@ def train_linear(features: torch.Tensor, labels: torch.Tensor, n_classes: int,
     """
     check(optimizer in OPTIMIZERS, "optimizer", optimizer, f"one of {OPTIMIZERS}")
     head = _new_head("linear", features.shape[1], n_classes, 0, seed)
-    return _fit_head(head, features, labels, optimizer=optimizer, epochs=epochs,
-                     lr=DEFAULT_LR[optimizer] if lr is None else lr,
-                     weight_decay=weight_decay, batch_size=batch_size, seed=seed)
+    return _fit_head(
+        head,
+        features,
+        labels,
+        optimizer=optimizer,
+        epochs=epochs,
+        lr=DEFAULT_LR[optimizer] if lr is None else lr,
+        weight_decay=weight_decay,
+        batch_size=batch_size,
+        seed=seed,
+    )
 
 
-def _standardise(train_x: torch.Tensor, *others: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+def _standardise(train_x: torch.Tensor, *others: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """Standardise with the statistics of ``train_x`` only."""
     mean, std = train_x.mean(0), train_x.std(0, unbiased=False) + 1e-6
     return tuple((x - mean) / std for x in (train_x, *others))
 
 
-def _check_head_args(epochs: int, lr: Optional[float], optimizer: str, weight_decay: float,
-                     batch_size: int) -> None:
+def _check_head_args(
+    epochs: int, lr: Optional[float], optimizer: str, weight_decay: float, batch_size: int
+) -> None:
     validate.positive_int(epochs, "epochs")
     check(optimizer in OPTIMIZERS, "optimizer", optimizer, f"one of {OPTIMIZERS}")
     validate.positive_number(lr, "lr", none="the optimizer's default")
@@ -531,62 +635,111 @@ def _check_head_args(epochs: int, lr: Optional[float], optimizer: str, weight_de
     validate.positive_int(batch_size, "batch_size")
 
 
-def _head_result(kind: str, train_x: torch.Tensor, train_y: torch.Tensor,
-                 test_x: torch.Tensor, test_y: torch.Tensor, n_classes: int, *,
-                 epochs: int, lr: Optional[float], weight_decay: float, batch_size: int,
-                 optimizer: str, lr_sweep: Any, val_fraction: float, seed: int,
-                 hidden_dim: int = 0) -> ProbeResult:
+def _head_result(
+    kind: str,
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    n_classes: int,
+    *,
+    epochs: int,
+    lr: Optional[float],
+    weight_decay: float,
+    batch_size: int,
+    optimizer: str,
+    lr_sweep: Any,
+    val_fraction: float,
+    seed: int,
+    hidden_dim: int = 0,
+) -> ProbeResult:
     """Shared body of the linear and MLP probes on precomputed features."""
     _check_head_args(epochs, lr, optimizer, weight_decay, batch_size)
     started = time.perf_counter()
-    fit = dict(optimizer=optimizer, epochs=epochs, weight_decay=weight_decay,
-               batch_size=batch_size, seed=seed)
+    fit = dict(
+        optimizer=optimizer,
+        epochs=epochs,
+        weight_decay=weight_decay,
+        batch_size=batch_size,
+        seed=seed,
+    )
 
-    def train_and_score(x: torch.Tensor, y: torch.Tensor, x_eval: torch.Tensor,
-                        y_eval: torch.Tensor, rate: float) -> float:
+    def train_and_score(
+        x: torch.Tensor, y: torch.Tensor, x_eval: torch.Tensor, y_eval: torch.Tensor, rate: float
+    ) -> float:
         x, x_eval = _standardise(x, x_eval)
         head = _new_head(kind, x.shape[1], n_classes, hidden_dim, seed).to(x.device)
         head = _fit_head(head, x, y, lr=rate, **fit)
         with torch.no_grad():
             return _accuracy(head(x_eval).argmax(1), y_eval)
 
-    sweep: Dict[float, float] = {}
+    sweep: dict[float, float] = {}
     if lr_sweep is not None and lr_sweep is not False:
         grid = DEFAULT_SWEEP[optimizer] if lr_sweep is True else tuple(lr_sweep)
-        check(len(grid) > 0 and all(validate.is_number(r) and r > 0 for r in grid),
-              "lr_sweep", lr_sweep, "True or a non-empty sequence of positive learning rates")
+        check(
+            len(grid) > 0 and all(validate.is_number(r) and r > 0 for r in grid),
+            "lr_sweep",
+            lr_sweep,
+            "True or a non-empty sequence of positive learning rates",
+        )
         fit_idx, val_idx = stratified_split(train_y.cpu(), val_fraction, seed)
         fit_idx, val_idx = fit_idx.to(train_y.device), val_idx.to(train_y.device)
         for rate in grid:  # train/val split carved from the TRAINING set only
-            sweep[float(rate)] = train_and_score(train_x[fit_idx], train_y[fit_idx],
-                                                 train_x[val_idx], train_y[val_idx], rate)
+            sweep[float(rate)] = train_and_score(
+                train_x[fit_idx], train_y[fit_idx], train_x[val_idx], train_y[val_idx], rate
+            )
         chosen = max(sweep, key=lambda r: (sweep[r], -r))  # ties: the smaller rate
     else:
         defaults = DEFAULT_LR if kind == "linear" else MLP_DEFAULT_LR
         chosen = defaults[optimizer] if lr is None else float(lr)
     accuracy = train_and_score(train_x, train_y, test_x, test_y, chosen)
-    what = ("linear classifier" if kind == "linear" else
-            f"MLP ({hidden_dim} hidden units, BatchNorm, ReLU)")
-    how = (f"{optimizer}, {epochs} {'iterations' if optimizer == 'lbfgs' else 'epochs'}, "
-           f"weight decay {weight_decay:g}, lr {chosen:g}")
+    what = (
+        "linear classifier"
+        if kind == "linear"
+        else f"MLP ({hidden_dim} hidden units, BatchNorm, ReLU)"
+    )
+    how = (
+        f"{optimizer}, {epochs} {'iterations' if optimizer == 'lbfgs' else 'epochs'}, "
+        f"weight decay {weight_decay:g}, lr {chosen:g}"
+    )
     if sweep:
-        how += (f" chosen from {sorted(sweep)} on a {val_fraction:g} validation split of the "
-                "training set, then retrained on the full training set")
-    settings = dict(fit, lr=chosen, lr_sweep=sorted(sweep) or None, val_fraction=val_fraction
-                    if sweep else None)
+        how += (
+            f" chosen from {sorted(sweep)} on a {val_fraction:g} validation split of the "
+            "training set, then retrained on the full training set"
+        )
+    settings = dict(
+        fit, lr=chosen, lr_sweep=sorted(sweep) or None, val_fraction=val_fraction if sweep else None
+    )
     if kind == "mlp":
         settings["hidden_dim"] = hidden_dim
-    return ProbeResult(kind, accuracy,
-                       f"{what} on frozen, standardised (training-set statistics) features; "
-                       f"{how}", len(train_x), len(test_x), n_classes, settings, sweep,
-                       time.perf_counter() - started)
+    return ProbeResult(
+        kind,
+        accuracy,
+        f"{what} on frozen, standardised (training-set statistics) features; {how}",
+        len(train_x),
+        len(test_x),
+        n_classes,
+        settings,
+        sweep,
+        time.perf_counter() - started,
+    )
 
 
-def linear_probe(backbone: nn.Module, train_dataset: Any, test_dataset: Any,
-                 epochs: int = 100, lr: Optional[float] = None, weight_decay: float = 1e-4,
-                 batch_size: int = 512, *, optimizer: str = "adam",
-                 lr_sweep: Union[bool, Sequence[float], None] = None, val_fraction: float = 0.2,
-                 seed: int = 0, return_details: bool = False) -> Union[float, ProbeResult]:
+def linear_probe(
+    backbone: nn.Module,
+    train_dataset: Any,
+    test_dataset: Any,
+    epochs: int = 100,
+    lr: Optional[float] = None,
+    weight_decay: float = 1e-4,
+    batch_size: int = 512,
+    *,
+    optimizer: str = "adam",
+    lr_sweep: Union[bool, Sequence[float], None] = None,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    return_details: bool = False,
+) -> Union[float, ProbeResult]:
     """Top-1 test accuracy in [0, 1] of a linear classifier trained on frozen features.
 
     1. Features of both sets are computed once with the backbone in eval mode under
@@ -625,19 +778,43 @@ def linear_probe(backbone: nn.Module, train_dataset: Any, test_dataset: Any,
         DataError: a dataset is empty or has unlabelled images.
     """
     train_x, train_y, test_x, test_y, n_classes = _features_pair(
-        backbone, train_dataset, test_dataset, 512)
-    result = _head_result("linear", train_x, train_y, test_x, test_y, n_classes, epochs=epochs,
-                          lr=lr, weight_decay=weight_decay, batch_size=batch_size,
-                          optimizer=optimizer, lr_sweep=lr_sweep, val_fraction=val_fraction,
-                          seed=seed)
+        backbone, train_dataset, test_dataset, 512
+    )
+    result = _head_result(
+        "linear",
+        train_x,
+        train_y,
+        test_x,
+        test_y,
+        n_classes,
+        epochs=epochs,
+        lr=lr,
+        weight_decay=weight_decay,
+        batch_size=batch_size,
+        optimizer=optimizer,
+        lr_sweep=lr_sweep,
+        val_fraction=val_fraction,
+        seed=seed,
+    )
     return result if return_details else result.accuracy
 
 
-def mlp_probe(backbone: nn.Module, train_dataset: Any, test_dataset: Any, epochs: int = 100,
-              lr: Optional[float] = None, weight_decay: float = 1e-4, batch_size: int = 256, *,
-              hidden_dim: int = 512, optimizer: str = "adam",
-              lr_sweep: Union[bool, Sequence[float], None] = None, val_fraction: float = 0.2,
-              seed: int = 0, return_details: bool = False) -> Union[float, ProbeResult]:
+def mlp_probe(
+    backbone: nn.Module,
+    train_dataset: Any,
+    test_dataset: Any,
+    epochs: int = 100,
+    lr: Optional[float] = None,
+    weight_decay: float = 1e-4,
+    batch_size: int = 256,
+    *,
+    hidden_dim: int = 512,
+    optimizer: str = "adam",
+    lr_sweep: Union[bool, Sequence[float], None] = None,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    return_details: bool = False,
+) -> Union[float, ProbeResult]:
     """Top-1 test accuracy in [0, 1] of an MLP probe on frozen features.
 
     Like :func:`linear_probe` (frozen eval-mode backbone, features computed once and
@@ -670,11 +847,25 @@ def mlp_probe(backbone: nn.Module, train_dataset: Any, test_dataset: Any, epochs
     """
     validate.positive_int(hidden_dim, "hidden_dim")
     train_x, train_y, test_x, test_y, n_classes = _features_pair(
-        backbone, train_dataset, test_dataset, 512)
-    result = _head_result("mlp", train_x, train_y, test_x, test_y, n_classes, epochs=epochs,
-                          lr=lr, weight_decay=weight_decay, batch_size=batch_size,
-                          optimizer=optimizer, lr_sweep=lr_sweep, val_fraction=val_fraction,
-                          seed=seed, hidden_dim=hidden_dim)
+        backbone, train_dataset, test_dataset, 512
+    )
+    result = _head_result(
+        "mlp",
+        train_x,
+        train_y,
+        test_x,
+        test_y,
+        n_classes,
+        epochs=epochs,
+        lr=lr,
+        weight_decay=weight_decay,
+        batch_size=batch_size,
+        optimizer=optimizer,
+        lr_sweep=lr_sweep,
+        val_fraction=val_fraction,
+        seed=seed,
+        hidden_dim=hidden_dim,
+    )
     return result if return_details else result.accuracy
 
 
@@ -704,12 +895,22 @@ def _augment_name(augment: Any) -> str:
     return getattr(augment, "__name__", type(augment).__name__)
 
 
-def fine_tune(backbone: nn.Module, train_dataset: Any, test_dataset: Any, epochs: int = 10,
-              lr: float = 1e-3, *, batch_size: int = 256, weight_decay: float = 0.0,
-              optimizer: str = "adam", label_fraction: Optional[float] = None,
-              augment: Union[str, Callable[..., Any], None] = "flip", seed: int = 0,
-              device: Optional[torch.device | str] = None,
-              return_details: bool = False) -> Union[float, ProbeResult]:
+def fine_tune(
+    backbone: nn.Module,
+    train_dataset: Any,
+    test_dataset: Any,
+    epochs: int = 10,
+    lr: float = 1e-3,
+    *,
+    batch_size: int = 256,
+    weight_decay: float = 0.0,
+    optimizer: str = "adam",
+    label_fraction: Optional[float] = None,
+    augment: Union[str, Callable[..., Any], None] = "flip",
+    seed: int = 0,
+    device: Optional[torch.device | str] = None,
+    return_details: bool = False,
+) -> Union[float, ProbeResult]:
     """Top-1 test accuracy in [0, 1] after fine-tuning a COPY of the backbone with a new head.
 
     The backbone is deep-copied (the caller's module, weights and BN statistics are
@@ -749,8 +950,12 @@ def fine_tune(backbone: nn.Module, train_dataset: Any, test_dataset: Any, epochs
     validate.positive_int(epochs, "epochs")
     validate.positive_number(lr, "lr")
     check(optimizer in ("adam", "sgd"), "optimizer", optimizer, "'adam' or 'sgd'")
-    check(augment in ("flip", None) or callable(augment), "augment", augment,
-          "'flip', None or a callable(images, generator)")
+    check(
+        augment in ("flip", None) or callable(augment),
+        "augment",
+        augment,
+        "'flip', None or a callable(images, generator)",
+    )
     started = time.perf_counter()
     channels = getattr(backbone, "in_channels", None)  # e.g. 1 for a grayscale backbone
     train = data.materialize(data.dataset(train_dataset, channels=channels))
@@ -778,8 +983,9 @@ def fine_tune(backbone: nn.Module, train_dataset: Any, test_dataset: Any, epochs
         else:
             opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
         steps = epochs * max(1, math.ceil(len(train) / batch_size))
-        scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-                     if optimizer == "sgd" else None)
+        scheduler = (
+            torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if optimizer == "sgd" else None
+        )
         generator = torch.Generator().manual_seed(seed)
         net.train()
         for _ in range(epochs):
@@ -801,19 +1007,37 @@ def fine_tune(backbone: nn.Module, train_dataset: Any, test_dataset: Any, epochs
                     scheduler.step()
         net.eval()
         with torch.no_grad():
-            pred = torch.cat([net(_as_float(test.images[i:i + 512].to(device))).argmax(1).cpu()
-                              for i in range(0, len(test), 512)])
-    subset = (f" on a class-balanced {label_fraction:g} label subset ({len(train)} of "
-              f"{n_full} images)" if label_fraction is not None else "")
+            pred = torch.cat(
+                [
+                    net(_as_float(test.images[i : i + 512].to(device))).argmax(1).cpu()
+                    for i in range(0, len(test), 512)
+                ]
+            )
+    subset = (
+        f" on a class-balanced {label_fraction:g} label subset ({len(train)} of {n_full} images)"
+        if label_fraction is not None
+        else ""
+    )
     result = ProbeResult(
-        "finetune", _accuracy(pred, test.labels),
+        "finetune",
+        _accuracy(pred, test.labels),
         f"fine-tuning a copy of the backbone with a new linear head end to end{subset}; "
         f"{optimizer}, lr {lr:g}, {epochs} epochs, batch {batch_size}, weight decay "
         f"{weight_decay:g}, augmentation {_augment_name(augment)}",
-        len(train), len(test), n_classes,
-        dict(epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay,
-             optimizer=optimizer, label_fraction=label_fraction, seed=seed),
-        seconds=time.perf_counter() - started)
+        len(train),
+        len(test),
+        n_classes,
+        dict(
+            epochs=epochs,
+            lr=lr,
+            batch_size=batch_size,
+            weight_decay=weight_decay,
+            optimizer=optimizer,
+            label_fraction=label_fraction,
+            seed=seed,
+        ),
+        seconds=time.perf_counter() - started,
+    )
     return result if return_details else result.accuracy
 
 
@@ -844,13 +1068,16 @@ class RunData:
     def describe(self) -> str:
         """One line naming the dataset, both splits with their sizes, and the image size."""
         size = f"{self.image_size} px" if self.image_size else "images at their stored size"
-        return (f"dataset {self.source}, split {self.train_split!r} ({len(self.train)} images) "
-                f"as kNN memory / probe training set, split {self.test_split!r} "
-                f"({len(self.test)} images) scored, {size}")
+        return (
+            f"dataset {self.source}, split {self.train_split!r} ({len(self.train)} images) "
+            f"as kNN memory / probe training set, split {self.test_split!r} "
+            f"({len(self.test)} images) scored, {size}"
+        )
 
 
-def _folder_sets(folder: str, split: str, size: Optional[int]
-                 ) -> Tuple[data.ImageDataset, data.ImageDataset, str, str, str]:
+def _folder_sets(
+    folder: str, split: str, size: Optional[int]
+) -> tuple[data.ImageDataset, data.ImageDataset, str, str, str]:
     """(training set, held-out set, root, training split, held-out split) of a folder
     source: a dataset root with split sub-folders (``train`` + ``test``, or ``val`` standing
     in for it, as :func:`super_selfish.data.dataset` resolves them), or one split folder
@@ -861,9 +1088,11 @@ def _folder_sets(folder: str, split: str, size: Optional[int]
     if train_split is None:  # a single set: a split folder whose parent holds the others?
         train_split = data._split_of(os.path.basename(os.path.normpath(folder)))
         root = os.path.dirname(os.path.abspath(folder))
-    missing = ConfigError(f"Missing --test-dataset: no held-out split for the images in "
-                          f"{folder!r} (expected test/ or val/ next to its train/ folder); "
-                          "pass labelled held-out images.")
+    missing = ConfigError(
+        f"Missing --test-dataset: no held-out split for the images in "
+        f"{folder!r} (expected test/ or val/ next to its train/ folder); "
+        "pass labelled held-out images."
+    )
     if train_split is None:
         raise missing
     try:
@@ -875,9 +1104,13 @@ def _folder_sets(folder: str, split: str, size: Optional[int]
     return train, test, root, train_split, test.split
 
 
-def run_data(record: Optional[Mapping[str, Any]], dataset: Any = None,
-             test_dataset: Any = None, size: Optional[int] = None,
-             root: str = "datasets") -> RunData:
+def run_data(
+    record: Optional[Mapping[str, Any]],
+    dataset: Any = None,
+    test_dataset: Any = None,
+    size: Optional[int] = None,
+    root: str = "datasets",
+) -> RunData:
     """The data to score a saved run on: by default the data it was trained on.
 
     ``record`` is a checkpoint's ``payload["data"]`` (``{"source", "split", "image_size"}``,
@@ -904,35 +1137,46 @@ def run_data(record: Optional[Mapping[str, Any]], dataset: Any = None,
     record = dict(record or {})
     source = dataset if dataset is not None else record.get("source")
     if source is None:
-        raise ConfigError("Missing --dataset: this run was trained on in-memory data (arrays, "
-                          "tensors, a Dataset object or a subset), so its checkpoint names no "
-                          "dataset; pass --dataset NAME_OR_FOLDER (and --size if it was "
-                          "resized) to say what to score it on.")
+        raise ConfigError(
+            "Missing --dataset: this run was trained on in-memory data (arrays, "
+            "tensors, a Dataset object or a subset), so its checkpoint names no "
+            "dataset; pass --dataset NAME_OR_FOLDER (and --size if it was "
+            "resized) to say what to score it on."
+        )
     split = record.get("split") if dataset is None else None
     if split in (None, "unlabeled", *HELD_OUT_SPLITS):  # STL-10's unlabeled split, or a run
         split = "train"  # trained on held-out images: fit on the labelled training split
     size = size if size is not None else record.get("image_size")
     test, test_split = None, "test"
-    if isinstance(source, (str, os.PathLike)) and os.fspath(source) not in data.NAMES \
-            and os.path.isdir(source):
+    if (
+        isinstance(source, (str, os.PathLike))
+        and os.fspath(source) not in data.NAMES
+        and os.path.isdir(source)
+    ):
         label = os.fspath(source)
         if test_dataset is None:
             train, test, label, split, test_split = _folder_sets(label, split, size)
         else:
             train = data.dataset(label, split, size=size)
     else:
-        label = os.fspath(source) if isinstance(source, (str, os.PathLike)) else type(
-            source).__name__
+        label = (
+            os.fspath(source) if isinstance(source, (str, os.PathLike)) else type(source).__name__
+        )
         train = data.dataset(source, split, size=size, root=root)
         if test_dataset is None and isinstance(source, str) and source in data.NAMES:
             test = data.dataset(source, "test", size=size, root=root)
     if test_dataset is not None:
         test = data.dataset(test_dataset, "test", size=size, root=root)
-        test_split = f"--test-dataset {test_dataset}" if isinstance(
-            test_dataset, (str, os.PathLike)) else "test_dataset"
+        test_split = (
+            f"--test-dataset {test_dataset}"
+            if isinstance(test_dataset, (str, os.PathLike))
+            else "test_dataset"
+        )
     if test is None:
-        raise ConfigError(f"Missing --test-dataset: no held-out split is known for {source!r}; "
-                          "pass labelled held-out images.")
+        raise ConfigError(
+            f"Missing --test-dataset: no held-out split is known for {source!r}; "
+            "pass labelled held-out images."
+        )
     return RunData(train, test, label, str(split), test_split, size)
 
 
@@ -959,14 +1203,16 @@ def protocol_key(name: str) -> str:
     return f"{_parse_protocol(name)[0]}_accuracy"
 
 
-def _parse_protocol(name: str) -> Tuple[str, Optional[float]]:
+def _parse_protocol(name: str) -> tuple[str, Optional[float]]:
     if name in ("knn", "linear", "mlp"):
         return name, None
     match = _FINETUNE_NAME.match(str(name))
     if match is None:
-        raise ConfigError(f"Invalid evaluation protocol {name!r}: expected one of 'knn', "
-                          "'linear', 'mlp', 'finetune' or 'finetune-<percent>%' (e.g. "
-                          "'finetune-1%', 'finetune-10%').")
+        raise ConfigError(
+            f"Invalid evaluation protocol {name!r}: expected one of 'knn', "
+            "'linear', 'mlp', 'finetune' or 'finetune-<percent>%' (e.g. "
+            "'finetune-1%', 'finetune-10%')."
+        )
     if match.group(1) is None:
         return "finetune", None
     value = float(match.group(1))
@@ -975,9 +1221,12 @@ def _parse_protocol(name: str) -> Tuple[str, Optional[float]]:
     return "finetune", fraction
 
 
-def run_protocols(backbone: nn.Module, train_dataset: Any, test_dataset: Any,
-                  protocols: Union[Sequence[str], Mapping[str, Mapping[str, Any]]] = ("knn",)
-                  ) -> Dict[str, ProbeResult]:
+def run_protocols(
+    backbone: nn.Module,
+    train_dataset: Any,
+    test_dataset: Any,
+    protocols: Union[Sequence[str], Mapping[str, Mapping[str, Any]]] = ("knn",),
+) -> dict[str, ProbeResult]:
     """Run several protocols on one backbone, extracting frozen features only once.
 
     ``protocols`` is a sequence of names (``knn``, ``linear``, ``mlp``, ``finetune``,
@@ -1002,7 +1251,7 @@ def run_protocols(backbone: nn.Module, train_dataset: Any, test_dataset: Any,
             protocols = (protocols,)
         protocols = {name: {} for name in protocols}
     parsed = {name: _parse_protocol(name) for name in protocols}
-    results: Dict[str, ProbeResult] = {}
+    results: dict[str, ProbeResult] = {}
     features = None
     for name, options in protocols.items():
         kind, fraction = parsed[name]
@@ -1010,29 +1259,43 @@ def run_protocols(backbone: nn.Module, train_dataset: Any, test_dataset: Any,
         if kind == "finetune":
             if fraction is not None:
                 options.setdefault("label_fraction", fraction)
-            results[protocol_key(name)] = fine_tune(backbone, train_dataset, test_dataset,
-                                                    return_details=True, **options)
+            results[protocol_key(name)] = fine_tune(
+                backbone, train_dataset, test_dataset, return_details=True, **options
+            )
             continue
         if features is None:
             features = _features_pair(backbone, train_dataset, test_dataset, 512)
         if kind == "knn":
             unknown = set(options) - {"k", "temperature"}
             if unknown:
-                raise ConfigError(f"Invalid options for 'knn': {sorted(unknown)}; expected "
-                                  "k and temperature.")
+                raise ConfigError(
+                    f"Invalid options for 'knn': {sorted(unknown)}; expected k and temperature."
+                )
             results[protocol_key(name)] = _knn_result(
-                *features, k=options.get("k", 200), temperature=options.get("temperature", 0.1),
-                class_names=lambda: _class_names(train_dataset))
+                *features,
+                k=options.get("k", 200),
+                temperature=options.get("temperature", 0.1),
+                class_names=lambda: _class_names(train_dataset),
+            )
         else:
-            defaults = dict(epochs=100, lr=None,
-                            weight_decay=1e-4, batch_size=512 if kind == "linear" else 256,
-                            optimizer="adam", lr_sweep=None, val_fraction=0.2, seed=0)
+            defaults = dict(
+                epochs=100,
+                lr=None,
+                weight_decay=1e-4,
+                batch_size=512 if kind == "linear" else 256,
+                optimizer="adam",
+                lr_sweep=None,
+                val_fraction=0.2,
+                seed=0,
+            )
             if kind == "mlp":
                 defaults["hidden_dim"] = 512
             unknown = set(options) - set(defaults)
             if unknown:
-                raise ConfigError(f"Invalid options for {name!r}: {sorted(unknown)}; expected "
-                                  f"some of {sorted(defaults)}.")
+                raise ConfigError(
+                    f"Invalid options for {name!r}: {sorted(unknown)}; expected "
+                    f"some of {sorted(defaults)}."
+                )
             defaults.update(options)
             results[protocol_key(name)] = _head_result(kind, *features, **defaults)
     return results

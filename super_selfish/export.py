@@ -9,15 +9,16 @@ export is reloaded (``torch.jit.load``, or an ``onnxruntime`` session) and its o
 compared with the live backbone's on a batch of another size; a mismatch raises
 :class:`ExportError` and removes the file.
 """
+
 from __future__ import annotations
 
 import contextlib
 import copy
 import io
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -51,9 +52,16 @@ class Exported:
     feature_dim: int
 
 
-def export_backbone(backbone: nn.Module, path: str | os.PathLike, format: str = "torchscript",
-                    *, image_size: int, in_channels: int = 3, atol: float = 1e-4,
-                    rtol: float = 1e-4) -> Exported:
+def export_backbone(
+    backbone: nn.Module,
+    path: str | os.PathLike,
+    format: str = "torchscript",
+    *,
+    image_size: int,
+    in_channels: int = 3,
+    atol: float = 1e-4,
+    rtol: float = 1e-4,
+) -> Exported:
     """Write ``backbone`` as TorchScript (``.pt``) or ONNX (``.onnx``) and check the file.
 
     Args:
@@ -81,7 +89,7 @@ def export_backbone(backbone: nn.Module, path: str | os.PathLike, format: str = 
     if callable(getattr(live, "check_input", None)):
         # The copy skips Backbone's input checks: their Python branches on tensor values
         # cannot be traced or exported (they would be frozen in, or stop torch.export).
-        setattr(live, "check_input", lambda images: None)
+        live.check_input = lambda images: None
     generator = torch.Generator().manual_seed(0)
     example = torch.rand(2, in_channels, image_size, image_size, generator=generator)
     check_batch = torch.rand(3, in_channels, image_size, image_size, generator=generator)
@@ -95,32 +103,42 @@ def export_backbone(backbone: nn.Module, path: str | os.PathLike, format: str = 
     diff = float((got - expected).abs().max()) if same_shape else float("inf")
     if not (same_shape and torch.allclose(got, expected, atol=atol, rtol=rtol)):
         target.unlink(missing_ok=True)
-        raise ExportError(f"The {format} export of the backbone does not reproduce it: features "
-                          f"{tuple(got.shape)} vs {tuple(expected.shape)}, largest difference "
-                          f"{diff:.3g} (atol={atol}, rtol={rtol}); {str(target)!r} was removed. "
-                          "Networks with data-dependent Python control flow may not trace; "
-                          "try the other format.")
+        raise ExportError(
+            f"The {format} export of the backbone does not reproduce it: features "
+            f"{tuple(got.shape)} vs {tuple(expected.shape)}, largest difference "
+            f"{diff:.3g} (atol={atol}, rtol={rtol}); {str(target)!r} was removed. "
+            "Networks with data-dependent Python control flow may not trace; "
+            "try the other format."
+        )
     return Exported(str(target), format, diff, int(expected.shape[1]))
 
 
-def _torchscript(live: nn.Module, example: torch.Tensor, target: Path
-                 ) -> Callable[[torch.Tensor], torch.Tensor]:
+def _torchscript(
+    live: nn.Module, example: torch.Tensor, target: Path
+) -> Callable[[torch.Tensor], torch.Tensor]:
     traced = torch.jit.trace(live, example, check_trace=False)
     traced.save(str(target))
     loaded = torch.jit.load(str(target), map_location="cpu")
     return loaded
 
 
-def _onnx(live: nn.Module, example: torch.Tensor, target: Path
-          ) -> Callable[[torch.Tensor], torch.Tensor]:
+def _onnx(
+    live: nn.Module, example: torch.Tensor, target: Path
+) -> Callable[[torch.Tensor], torch.Tensor]:
     for module in ("onnx", "onnxscript", "onnxruntime"):
         require(module, "onnx", "export_backbone(format='onnx')")
     import onnxruntime
 
     with contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates its passes
-        torch.onnx.export(live, (example,), str(target), input_names=["images"],
-                          output_names=["features"],
-                          dynamic_shapes=({0: torch.export.Dim.DYNAMIC},), dynamo=True)
+        torch.onnx.export(
+            live,
+            (example,),
+            str(target),
+            input_names=["images"],
+            output_names=["features"],
+            dynamic_shapes=({0: torch.export.Dim.DYNAMIC},),
+            dynamo=True,
+        )
     session = onnxruntime.InferenceSession(str(target), providers=["CPUExecutionProvider"])
 
     def run(images: torch.Tensor) -> torch.Tensor:

@@ -5,6 +5,7 @@ never imports these libraries at import time. :func:`require` imports one on fir
 when it is missing, raises an :class:`ImportError` that names the feature, the package and the
 extra that installs it.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -34,4 +35,5 @@ def require(module: str, extra: str, feature: str) -> ModuleType:
         package = module.split(".")[0]
         raise MissingExtraError(
             f"{feature} needs the optional package {package!r}, which is not installed: "
-            f"pip install \"super_selfish[{extra}]\" (or pip install {package}).") from exc
+            f'pip install "super_selfish[{extra}]" (or pip install {package}).'
+        ) from exc

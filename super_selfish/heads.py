@@ -1,12 +1,12 @@
 """Heads: projection and prediction heads built from one configurable MLP, and
 :class:`CombinedNet` (a trained backbone followed by a downstream head).
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
-
 import torch.nn as nn
 
 from .errors import check
@@ -32,10 +32,20 @@ class MLPHead(nn.Sequential):
         ConfigError: fewer than two sizes, a non-positive size, or an unknown ``norm``.
     """
 
-    def __init__(self, dims: Sequence[int], norm: str = "batch", last_norm: bool = False,
-                 activation: type[nn.Module] = nn.ReLU, bias_before_norm: bool = False):
-        check(len(dims) >= 2 and all(int(d) > 0 for d in dims), "dims", dims,
-              "at least two positive layer sizes, e.g. [512, 2048, 128]")
+    def __init__(
+        self,
+        dims: Sequence[int],
+        norm: str = "batch",
+        last_norm: bool = False,
+        activation: type[nn.Module] = nn.ReLU,
+        bias_before_norm: bool = False,
+    ):
+        check(
+            len(dims) >= 2 and all(int(d) > 0 for d in dims),
+            "dims",
+            dims,
+            "at least two positive layer sizes, e.g. [512, 2048, 128]",
+        )
         check(norm in _NORMS, "norm", norm, f"one of {sorted(_NORMS)}")
         layers: list[nn.Module] = []
         norm_cls = _NORMS[norm]
@@ -45,8 +55,11 @@ class MLPHead(nn.Sequential):
             with_norm = norm_cls is not None and (not last or last_norm)
             layers.append(nn.Linear(din, dout, bias=bias_before_norm or not with_norm))
             if with_norm:
-                layers.append(norm_cls(dout, elementwise_affine=not last)
-                              if norm_cls is nn.LayerNorm else norm_cls(dout, affine=not last))
+                layers.append(
+                    norm_cls(dout, elementwise_affine=not last)
+                    if norm_cls is nn.LayerNorm
+                    else norm_cls(dout, affine=not last)
+                )
             if not last:
                 layers.append(activation())
         super().__init__(*layers)
@@ -73,7 +86,7 @@ class CombinedNet(nn.Module):
             for p in self.backbone.parameters():
                 p.requires_grad_(False)
 
-    def train(self, mode: bool = True) -> "CombinedNet":
+    def train(self, mode: bool = True) -> CombinedNet:
         """As ``nn.Module.train``, except that a frozen backbone stays in eval mode."""
         super().train(mode)
         if self.freeze_backbone:

@@ -11,12 +11,13 @@ tile of ``tile_size`` pixels is cut from each cell. The space left in a cell
 jittered at random so that tiles do not line up (the shortcut the gap and jitter remove in
 Doersch et al. 2015 and Noroozi & Favaro 2016).
 """
+
 from __future__ import annotations
 
 import itertools
 import math
 from functools import lru_cache
-from typing import Optional, Tuple
+from typing import Optional
 
 import numpy as np
 import torch
@@ -24,9 +25,18 @@ import torch
 from . import validate
 from .errors import ConfigError, check
 
-__all__ = ["hamming_permutations", "min_hamming_distance", "tile_geometry", "cut_tiles",
-           "jitter_tiles", "drop_colour", "apply_permutation", "invert_permutation",
-           "assemble_tiles", "tile_feature_dim"]
+__all__ = [
+    "hamming_permutations",
+    "min_hamming_distance",
+    "tile_geometry",
+    "cut_tiles",
+    "jitter_tiles",
+    "drop_colour",
+    "apply_permutation",
+    "invert_permutation",
+    "assemble_tiles",
+    "tile_feature_dim",
+]
 
 # Above this many tiles, all n! permutations cannot be enumerated; candidates are sampled.
 _ENUMERATE_MAX_TILES = 9
@@ -87,8 +97,9 @@ def hamming_permutations(n_tiles: int, n_perms: int, seed: int = 0) -> torch.Ten
     """
     validate.int_in_range(n_tiles, "n_tiles", 2, 64, " (grid * grid)")
     limit = math.factorial(n_tiles)
-    validate.int_in_range(n_perms, "n_perms", 1, min(limit, 10_000),
-                          f" (there are {n_tiles}! = {limit} permutations)")
+    validate.int_in_range(
+        n_perms, "n_perms", 1, min(limit, 10_000), f" (there are {n_tiles}! = {limit} permutations)"
+    )
     validate.non_negative_int(seed, "seed")
     return _hamming_permutations(n_tiles, n_perms, seed).clone()
 
@@ -146,8 +157,13 @@ def invert_permutation(perms: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------- tiling
-def tile_geometry(image_size: int, grid: int, tile_fraction: float = 0.85,
-                  min_tile: int = 4, argument: str = "image_size") -> Tuple[int, int]:
+def tile_geometry(
+    image_size: int,
+    grid: int,
+    tile_fraction: float = 0.85,
+    min_tile: int = 4,
+    argument: str = "image_size",
+) -> tuple[int, int]:
     """``(cell, tile_size)`` for square images of ``image_size`` px on a ``grid x grid`` grid.
 
     ``tile_size = floor(cell * tile_fraction)`` (Noroozi & Favaro: 64-px crops in 75-px cells,
@@ -176,7 +192,8 @@ def tile_geometry(image_size: int, grid: int, tile_fraction: float = 0.85,
         raise ConfigError(
             f"Invalid {argument}={image_size!r}: expected at least {smallest} pixels for a "
             f"{grid}x{grid} grid of tiles of at least {min_tile} px with gaps "
-            f"(tile_fraction={tile_fraction}).")
+            f"(tile_fraction={tile_fraction})."
+        )
     return cell, tile
 
 
@@ -187,9 +204,14 @@ def _smallest_cell(min_tile: int, tile_fraction: float) -> int:
     return cell
 
 
-def cut_tiles(images: torch.Tensor, grid: int, tile_size: int, jitter: Optional[int] = None,
-              generator: Optional[torch.Generator] = None, return_offsets: bool = False
-              ) -> torch.Tensor | Tuple[torch.Tensor, torch.Tensor]:
+def cut_tiles(
+    images: torch.Tensor,
+    grid: int,
+    tile_size: int,
+    jitter: Optional[int] = None,
+    generator: Optional[torch.Generator] = None,
+    return_offsets: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Cut a ``grid x grid`` puzzle from each image: ``(N, grid*grid, C, tile, tile)``.
 
     Each tile lies inside its cell (``cell = H // grid``; the image is centre-cropped to
@@ -218,8 +240,9 @@ def cut_tiles(images: torch.Tensor, grid: int, tile_size: int, jitter: Optional[
     n, c, h, w = images.shape
     validate.positive_int(grid, "grid")
     cell = min(h, w) // grid
-    validate.int_in_range(tile_size, "tile_size", 1, cell,
-                          f" (the cell size: {min(h, w)} px / grid {grid})")
+    validate.int_in_range(
+        tile_size, "tile_size", 1, cell, f" (the cell size: {min(h, w)} px / grid {grid})"
+    )
     if not images.is_floating_point():
         images = images.float() / 255.0
     t = grid * grid
@@ -243,9 +266,13 @@ def cut_tiles(images: torch.Tensor, grid: int, tile_size: int, jitter: Optional[
     return (tiles, offsets) if return_offsets else tiles
 
 
-def jitter_tiles(tiles: torch.Tensor, brightness: float = 0.4, contrast: float = 0.4,
-                 grayscale: float = 0.3, generator: Optional[torch.Generator] = None
-                 ) -> torch.Tensor:
+def jitter_tiles(
+    tiles: torch.Tensor,
+    brightness: float = 0.4,
+    contrast: float = 0.4,
+    grayscale: float = 0.3,
+    generator: Optional[torch.Generator] = None,
+) -> torch.Tensor:
     """Independent colour jitter per tile, so tiles cannot be matched by their colour.
 
     ``tiles``: float ``(..., C, h, w)`` in [0, 1]. Brightness multiplies by a factor drawn
@@ -288,8 +315,9 @@ def jitter_tiles(tiles: torch.Tensor, brightness: float = 0.4, contrast: float =
     return out.clamp(0, 1).reshape(*lead, *tiles.shape[-3:])
 
 
-def drop_colour(tiles: torch.Tensor, noise: float = 0.01,
-                generator: Optional[torch.Generator] = None) -> torch.Tensor:
+def drop_colour(
+    tiles: torch.Tensor, noise: float = 0.01, generator: Optional[torch.Generator] = None
+) -> torch.Tensor:
     """Colour dropping (Doersch et al. 2015): keep one random channel per tile.
 
     The two other channels are replaced by Gaussian noise around the kept channel's mean,
@@ -322,8 +350,12 @@ def drop_colour(tiles: torch.Tensor, noise: float = 0.01,
     return out.reshape(*lead, c, h, w)
 
 
-def tile_feature_dim(backbone: torch.nn.Module, tile_size: int,
-                     argument: str = "image_size", image_size: Optional[int] = None) -> int:
+def tile_feature_dim(
+    backbone: torch.nn.Module,
+    tile_size: int,
+    argument: str = "image_size",
+    image_size: Optional[int] = None,
+) -> int:
     """Feature size of ``backbone`` (a :class:`~super_selfish.backbones.Backbone`) on tiles of
     ``tile_size`` px.
 
@@ -345,12 +377,12 @@ def tile_feature_dim(backbone: torch.nn.Module, tile_size: int,
         raise ConfigError(
             f"Invalid {argument}={image_size!r}: backbone {getattr(backbone, 'name', '?')!r} "
             f"cannot encode its {tile_size}-px tiles ({exc}); expected a larger image or a "
-            "backbone that accepts small inputs.") from exc
+            "backbone that accepts small inputs."
+        ) from exc
     return int(dim)
 
 
-def assemble_tiles(tiles: torch.Tensor, grid: int, gap: int = 0, fill: float = 1.0
-                   ) -> torch.Tensor:
+def assemble_tiles(tiles: torch.Tensor, grid: int, gap: int = 0, fill: float = 1.0) -> torch.Tensor:
     """Lay ``(N, grid*grid, C, h, w)`` tiles out as ``(N, C, H, W)`` images (visualisation).
 
     Args:
@@ -372,5 +404,5 @@ def assemble_tiles(tiles: torch.Tensor, grid: int, gap: int = 0, fill: float = 1
     for k in range(t):
         r, col = divmod(k, grid)
         y, x = r * (h + gap), col * (w + gap)
-        out[:, :, y:y + h, x:x + w] = tiles[:, k]
+        out[:, :, y : y + h, x : x + w] = tiles[:, k]
     return out

@@ -19,11 +19,13 @@ drawn from the run's seed. Lightning does the rest: devices, precision (``"bf16-
 gets its share of the data), loggers, checkpoints. With the same seed on the CPU a run gives
 the weights of ``supervise()`` (``tests/integrations/test_integrations.py``).
 """
+
 from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, Optional
 
 import torch
 
@@ -36,16 +38,17 @@ L = require("lightning", "lightning", "super_selfish.lightning.SupervisorModule"
 class _TrainerSteps:
     """Stands in for the supervisor's gradient scaler under Lightning: ``Supervisor._update``
     then does its backward and optimizer step through the Trainer (precision plugin,
-    strategy, step counter), and the rest of its update (scheduler, EMA) as always."""
+    strategy, step counter), and the rest of its update (scheduler, EMA) as always.
+    """
 
-    def __init__(self, module: "SupervisorModule"):
+    def __init__(self, module: SupervisorModule):
         self.module = module
 
-    def scale(self, loss: torch.Tensor) -> "_TrainerSteps._Backward":
+    def scale(self, loss: torch.Tensor) -> _TrainerSteps._Backward:
         return self._Backward(self.module, loss)
 
     class _Backward:
-        def __init__(self, module: "SupervisorModule", loss: torch.Tensor):
+        def __init__(self, module: SupervisorModule, loss: torch.Tensor):
             self.module, self.loss = module, loss
 
         def backward(self) -> None:
@@ -59,10 +62,10 @@ class _TrainerSteps:
 
     def update(self) -> None: ...
 
-    def state_dict(self) -> Dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         return {}
 
-    def load_state_dict(self, state: Dict[str, Any]) -> None: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 class SupervisorModule(L.LightningModule):  # type: ignore[misc,name-defined]
@@ -82,26 +85,45 @@ class SupervisorModule(L.LightningModule):  # type: ignore[misc,name-defined]
     and scheduler, and the run's step, history and random streams.
     """
 
-    def __init__(self, supervisor: Supervisor, lr: Optional[float] = None,
-                 optimizer: Optional[Callable[..., torch.optim.Optimizer]] = None,
-                 batch_size: int = 256, shuffle: bool = True, num_workers: Optional[int] = None,
-                 lr_scheduler: Any = None, *, weight_decay: Optional[float] = None,
-                 warmup_epochs: Optional[float] = None, seed: Optional[int] = None,
-                 grad_clip: Optional[float] = None, skip_nonfinite: bool = False,
-                 callbacks: Sequence[Callback] = (), name: str = "store/lightning"):
+    def __init__(
+        self,
+        supervisor: Supervisor,
+        lr: Optional[float] = None,
+        optimizer: Optional[Callable[..., torch.optim.Optimizer]] = None,
+        batch_size: int = 256,
+        shuffle: bool = True,
+        num_workers: Optional[int] = None,
+        lr_scheduler: Any = None,
+        *,
+        weight_decay: Optional[float] = None,
+        warmup_epochs: Optional[float] = None,
+        seed: Optional[int] = None,
+        grad_clip: Optional[float] = None,
+        skip_nonfinite: bool = False,
+        callbacks: Sequence[Callback] = (),
+        name: str = "store/lightning",
+    ):
         super().__init__()
         self.supervisor = supervisor
         self.automatic_optimization = False
         # None: from the method's recipe, resolved in setup() once the run's length is known
-        supervisor._validate_supervise(lr, 1, batch_size, num_workers, weight_decay, "fp32", 1,
-                                       warmup_epochs, lr_scheduler)
-        self.options = dict(lr=lr, optimizer=optimizer, batch_size=batch_size, shuffle=shuffle,
-                            num_workers=num_workers, lr_scheduler=lr_scheduler,
-                            weight_decay=weight_decay, warmup_epochs=warmup_epochs)
+        supervisor._validate_supervise(
+            lr, 1, batch_size, num_workers, weight_decay, "fp32", 1, warmup_epochs, lr_scheduler
+        )
+        self.options = dict(
+            lr=lr,
+            optimizer=optimizer,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            num_workers=num_workers,
+            lr_scheduler=lr_scheduler,
+            weight_decay=weight_decay,
+            warmup_epochs=warmup_epochs,
+        )
         self.seed, self.grad_clip, self.skip_nonfinite = seed, grad_clip, skip_nonfinite
-        self.sup_callbacks: List[Callback] = list(callbacks)
+        self.sup_callbacks: list[Callback] = list(callbacks)
         self.run_name = name
-        self._epoch_losses: List[float] = []
+        self._epoch_losses: list[float] = []
         self._epoch_images = 0
         self._epoch_started = 0.0
 
@@ -120,14 +142,17 @@ class SupervisorModule(L.LightningModule):  # type: ignore[misc,name-defined]
         sup._external_ddp = trainer.world_size > 1
         epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else 1
         keys = ("lr", "optimizer", "weight_decay", "warmup_epochs", "lr_scheduler")
-        resolved = sup.recipe().resolve(self.options["batch_size"], epochs,
-                                        **{k: self.options[k] for k in keys})
+        resolved = sup.recipe().resolve(
+            self.options["batch_size"], epochs, **{k: self.options[k] for k in keys}
+        )
         self.options.update({k: resolved[k] for k in keys})
-        sup.run_options = {**{k: resolved[k] for k in keys},
-                           "optimizer": resolved["optimizer_name"],
-                           "lr_scheduler": str(resolved["lr_scheduler"]),
-                           "recipe": sup.recipe().describe(),
-                           "from_recipe": resolved["from_recipe"]}
+        sup.run_options = {
+            **{k: resolved[k] for k in keys},
+            "optimizer": resolved["optimizer_name"],
+            "lr_scheduler": str(resolved["lr_scheduler"]),
+            "recipe": sup.recipe().describe(),
+            "from_recipe": resolved["from_recipe"],
+        }
         sup.base_lr = self.options["lr"]
         sup._seed_run(sup.seed if self.seed is None else self.seed, trainer.world_size > 1)
         sup._load_pretrained(self.run_name, False)
@@ -135,10 +160,12 @@ class SupervisorModule(L.LightningModule):  # type: ignore[misc,name-defined]
         if trainer.max_steps and trainer.max_steps > 0:  # the schedules end at max_steps
             sup.total_steps = trainer.max_steps
             warmup = int(self.options["warmup_epochs"] * len(sup.loader))
-            sup.scheduler = sup._make_scheduler(self.options["lr_scheduler"],
-                                                trainer.max_steps, warmup)
-        sup._train_options = dict(progress=False, keep_last=1,
-                                  skip_nonfinite=self.skip_nonfinite, grad_clip=None)
+            sup.scheduler = sup._make_scheduler(
+                self.options["lr_scheduler"], trainer.max_steps, warmup
+            )
+        sup._train_options = dict(
+            progress=False, keep_last=1, skip_nonfinite=self.skip_nonfinite, grad_clip=None
+        )
 
     def configure_optimizers(self) -> Any:
         """The supervisor's optimizer and per-step scheduler (so Lightning saves them)."""
@@ -146,15 +173,18 @@ class SupervisorModule(L.LightningModule):  # type: ignore[misc,name-defined]
         if sup.scheduler is None:
             return sup.optimizer
         # Stepped by the supervisor after every optimizer step; listed here to be saved.
-        return {"optimizer": sup.optimizer,
-                "lr_scheduler": {"scheduler": sup.scheduler, "interval": "step"}}
+        return {
+            "optimizer": sup.optimizer,
+            "lr_scheduler": {"scheduler": sup.scheduler, "interval": "step"},
+        }
 
     def train_dataloader(self) -> Any:
         """The supervisor's loader (its batching, sampler and device views)."""
         return self.supervisor.loader
 
-    def transfer_batch_to_device(self, batch: Any, device: torch.device,
-                                 dataloader_idx: int) -> Any:
+    def transfer_batch_to_device(
+        self, batch: Any, device: torch.device, dataloader_idx: int
+    ) -> Any:
         """Move a batch with its own ``to`` (JPEG batches decode on the device)."""
         return batch.to(device)  # Batch, or EncodedBatch (JPEGs decoded on the device)
 
@@ -192,18 +222,29 @@ class SupervisorModule(L.LightningModule):  # type: ignore[misc,name-defined]
         """Gradient clipping, after Lightning has unscaled fp16 gradients."""
         if self.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(
-                [p for p in self.supervisor.parameters() if p.requires_grad], self.grad_clip)
+                [p for p in self.supervisor.parameters() if p.requires_grad], self.grad_clip
+            )
 
     def on_train_epoch_end(self) -> None:
         """Close the epoch as ``supervise()`` does (history record, callbacks) and log it."""
         sup = self.supervisor
         sup.epoch = self.current_epoch + 1
-        sup._end_epoch(self.current_epoch, self._epoch_losses, self._epoch_images,
-                       time.perf_counter() - self._epoch_started, self.run_name)
+        sup._end_epoch(
+            self.current_epoch,
+            self._epoch_losses,
+            self._epoch_images,
+            time.perf_counter() - self._epoch_started,
+            self.run_name,
+        )
         record = sup.history[-1]
-        numbers = {f"epoch/{k}": float(v) for k, v in record.items()
-                   if isinstance(v, (int, float)) and not isinstance(v, bool)
-                   and math.isfinite(v) and k != "epoch"}
+        numbers = {
+            f"epoch/{k}": float(v)
+            for k, v in record.items()
+            if isinstance(v, (int, float))
+            and not isinstance(v, bool)
+            and math.isfinite(v)
+            and k != "epoch"
+        }
         if numbers:
             self.log_dict(numbers)
 
@@ -215,15 +256,19 @@ class SupervisorModule(L.LightningModule):  # type: ignore[misc,name-defined]
         sup.loader.close()
 
     # ------------------------------------------------------------------ checkpoints
-    def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Add the supervisor's run state (epoch, step, history, random streams)."""
         sup = self.supervisor
         checkpoint["super_selfish"] = {
-            "method": sup.method, "hparams": dict(sup.hparams), "epoch": sup.epoch,
-            "global_step": sup.global_step, "history": [dict(r) for r in sup.history],
-            "rng": {"data": sup._data_gen.get_state(), "augment": sup._aug_gen.get_state()}}
+            "method": sup.method,
+            "hparams": dict(sup.hparams),
+            "epoch": sup.epoch,
+            "global_step": sup.global_step,
+            "history": [dict(r) for r in sup.history],
+            "rng": {"data": sup._data_gen.get_state(), "augment": sup._aug_gen.get_state()},
+        }
 
-    def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Restore the run state saved by :meth:`on_save_checkpoint`."""
         state = checkpoint.get("super_selfish")
         if state is None:

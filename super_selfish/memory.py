@@ -1,6 +1,7 @@
 """Queues and memory banks: tensors stored as buffers so they are saved, loaded and moved
 with the supervisor like any weight.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -14,13 +15,13 @@ from .distributed import gather
 from .errors import check
 
 
-def _adopt_saved_size(memory: nn.Module, state_dict: dict[str, Any], prefix: str,
-                      *_: Any) -> None:
+def _adopt_saved_size(memory: nn.Module, state_dict: dict[str, Any], prefix: str, *_: Any) -> None:
     """Load pre-hook of a resizable queue or bank: take the row count stored in the checkpoint."""
     saved = state_dict.get(prefix + "items")
     if memory.resizable and saved is not None and saved.shape != memory.items.shape:
-        memory.items = torch.empty(saved.shape, dtype=memory.items.dtype,
-                                   device=memory.items.device)
+        memory.items = torch.empty(
+            saved.shape, dtype=memory.items.dtype, device=memory.items.device
+        )
 
 
 class Queue(nn.Module):
@@ -73,7 +74,7 @@ class Queue(nn.Module):
         Returns:
             The filled rows (at most ``size``, dim).
         """
-        return self.items if int(self.filled) == self.size else self.items[:int(self.filled)]
+        return self.items if int(self.filled) == self.size else self.items[: int(self.filled)]
 
 
 class MemoryBank(nn.Module):
@@ -110,8 +111,9 @@ class MemoryBank(nn.Module):
         mixed = self.momentum * self.items[index] + (1 - self.momentum) * features
         self.items[index] = F.normalize(mixed, dim=1)
 
-    def negatives(self, index: torch.Tensor, n: int,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
+    def negatives(
+        self, index: torch.Tensor, n: int, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Rows drawn uniformly among all rows except each query's own.
 
         Args:

@@ -3,6 +3,7 @@
 :class:`~super_selfish.methods._momentum.MomentumSupervisor` (BYOL, MoCo, DINO) and the Polyak
 average of ``supervise(ema=...)`` both move their copies with :func:`ema_update`.
 """
+
 from __future__ import annotations
 
 import copy
@@ -35,8 +36,9 @@ def frozen_copy(module: nn.Module) -> nn.Module:
 
 
 @torch.no_grad()
-def ema_update(target: nn.Module, online: nn.Module, momentum: float,
-               copy_buffers: bool = False) -> None:
+def ema_update(
+    target: nn.Module, online: nn.Module, momentum: float, copy_buffers: bool = False
+) -> None:
     """``target <- momentum * target + (1 - momentum) * online``, parameter by parameter.
 
     Args:
@@ -96,6 +98,10 @@ def check_momentum(value: Any, schedule: Any) -> None:
     Raises:
         ConfigError: naming the argument that is wrong and what it expects.
     """
-    check(validate.is_number(value) and 0.0 <= value <= 1.0, "momentum", value,
-          "a number in [0, 1] such as 0.99 or 0.996")
+    check(
+        validate.is_number(value) and 0.0 <= value <= 1.0,
+        "momentum",
+        value,
+        "a number in [0, 1] such as 0.99 or 0.996",
+    )
     check(schedule in SCHEDULES, "momentum_schedule", schedule, f"one of {SCHEDULES}")

@@ -17,12 +17,13 @@ TensorBoard. They run on the main process only, put the backbone in eval mode un
 numbers from the global RNG, so attaching them does not change the training run. Loss,
 learning rate and images/s are already on the progress bar and in every epoch record.
 """
+
 from __future__ import annotations
 
 import json
 import math
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Optional
 
 import torch
 import torch.nn as nn
@@ -34,8 +35,16 @@ from .errors import check
 from .extras import require
 from .supervisor import Callback
 
-__all__ = ["KNNMonitor", "LinearProbeMonitor", "HealthMonitor", "TensorBoardLogger",
-           "WandbLogger", "embedding_health", "effective_rank", "run_config"]
+__all__ = [
+    "KNNMonitor",
+    "LinearProbeMonitor",
+    "HealthMonitor",
+    "TensorBoardLogger",
+    "WandbLogger",
+    "embedding_health",
+    "effective_rank",
+    "run_config",
+]
 
 
 def _total_epochs(sup: Any) -> Optional[int]:
@@ -45,7 +54,7 @@ def _total_epochs(sup: Any) -> Optional[int]:
     return int(getattr(sup, "total_steps", 0)) // len(loader) or None
 
 
-def _due(sup: Any, record: Dict[str, Any], every: int) -> bool:
+def _due(sup: Any, record: dict[str, Any], every: int) -> bool:
     """True every ``every`` epochs and at the last epoch of the run."""
     epoch = int(record.get("epoch", 0))
     return epoch % every == 0 or epoch == _total_epochs(sup)
@@ -69,13 +78,21 @@ class _ProbeMonitor(Callback):
 
     key = "accuracy"
 
-    def __init__(self, train: Any, test: Any = None, every: int = 1, *,
-                 val_fraction: float = 0.2, seed: int = 0, key: Optional[str] = None):
+    def __init__(
+        self,
+        train: Any,
+        test: Any = None,
+        every: int = 1,
+        *,
+        val_fraction: float = 0.2,
+        seed: int = 0,
+        key: Optional[str] = None,
+    ):
         validate.positive_int(every, "every", " (epochs)")
         self.train_source, self.test_source = train, test
         self.every, self.val_fraction, self.seed = every, val_fraction, seed
         self.key = key or self.key
-        self.values: List[tuple] = []  # (epoch, value)
+        self.values: list[tuple] = []  # (epoch, value)
         self._train: Optional[data.TensorImageDataset] = None
         self._test: Optional[data.TensorImageDataset] = None
 
@@ -84,8 +101,7 @@ class _ProbeMonitor(Callback):
             train = data.materialize(data.dataset(self.train_source))
             evaluate._labelled(train.labels, "train")
             if self.test_source is None:  # hold out a stratified part of the labelled data
-                keep, held = evaluate.stratified_split(train.labels, self.val_fraction,
-                                                       self.seed)
+                keep, held = evaluate.stratified_split(train.labels, self.val_fraction, self.seed)
                 self._train, self._test = train.subset(keep), train.subset(held)
             else:
                 self._train = train
@@ -100,7 +116,7 @@ class _ProbeMonitor(Callback):
     def _score(self, backbone: nn.Module, train: Any, test: Any) -> float:
         raise NotImplementedError
 
-    def on_epoch_end(self, sup: Any, record: Dict[str, Any]) -> None:
+    def on_epoch_end(self, sup: Any, record: dict[str, Any]) -> None:
         if not is_main_process() or not _due(sup, record, self.every):
             return
         train, test = self._datasets()
@@ -131,15 +147,21 @@ class KNNMonitor(_ProbeMonitor):
 
     key = "knn_accuracy"
 
-    def __init__(self, train: Any, test: Any = None, every: int = 1, k: int = 200,
-                 temperature: float = 0.1, **kwargs: Any):
+    def __init__(
+        self,
+        train: Any,
+        test: Any = None,
+        every: int = 1,
+        k: int = 200,
+        temperature: float = 0.1,
+        **kwargs: Any,
+    ):
         super().__init__(train, test, every, **kwargs)
         validate.positive_int(k, "k")
         self.k, self.temperature = k, temperature
 
     def _score(self, backbone: nn.Module, train: Any, test: Any) -> float:
-        return evaluate.knn_accuracy(backbone, train, test, k=self.k,
-                                     temperature=self.temperature)
+        return evaluate.knn_accuracy(backbone, train, test, k=self.k, temperature=self.temperature)
 
 
 class LinearProbeMonitor(_ProbeMonitor):
@@ -164,14 +186,29 @@ class LinearProbeMonitor(_ProbeMonitor):
 
     key = "linear_accuracy"
 
-    def __init__(self, train: Any, test: Any = None, every: int = 5, epochs: int = 30,
-                 lr: Optional[float] = None, optimizer: str = "adam", **kwargs: Any):
+    def __init__(
+        self,
+        train: Any,
+        test: Any = None,
+        every: int = 5,
+        epochs: int = 30,
+        lr: Optional[float] = None,
+        optimizer: str = "adam",
+        **kwargs: Any,
+    ):
         super().__init__(train, test, every, **kwargs)
         self.epochs, self.lr, self.optimizer = epochs, lr, optimizer
 
     def _score(self, backbone: nn.Module, train: Any, test: Any) -> float:
-        return evaluate.linear_probe(backbone, train, test, epochs=self.epochs, lr=self.lr,
-                                     optimizer=self.optimizer, seed=self.seed)
+        return evaluate.linear_probe(
+            backbone,
+            train,
+            test,
+            epochs=self.epochs,
+            lr=self.lr,
+            optimizer=self.optimizer,
+            seed=self.seed,
+        )
 
 
 # ---------------------------------------------------------------------------------- health
@@ -196,8 +233,9 @@ def effective_rank(features: torch.Tensor) -> float:
     return float(torch.exp(-(p * p.log()).sum()))
 
 
-def embedding_health(features: torch.Tensor, std_threshold: float = 0.02,
-                     rank_fraction: float = 0.01) -> Dict[str, Any]:
+def embedding_health(
+    features: torch.Tensor, std_threshold: float = 0.02, rank_fraction: float = 0.01
+) -> dict[str, Any]:
     """Collapse statistics of a (N, D) feature batch.
 
     * ``embedding_std``: the per-dimension std of the L2-normalised features, averaged over
@@ -227,21 +265,40 @@ def embedding_health(features: torch.Tensor, std_threshold: float = 0.02,
     n, d = features.shape
     reasons = []
     if not torch.isfinite(features).all():
-        return dict(embedding_std=float("nan"), reference_std=1 / math.sqrt(d),
-                    std_ratio=float("nan"), effective_rank=float("nan"), n=n, dim=d,
-                    collapsed=True, reasons=["features contain NaN or inf"])
+        return dict(
+            embedding_std=float("nan"),
+            reference_std=1 / math.sqrt(d),
+            std_ratio=float("nan"),
+            effective_rank=float("nan"),
+            n=n,
+            dim=d,
+            collapsed=True,
+            reasons=["features contain NaN or inf"],
+        )
     std = float(F.normalize(features, dim=1).std(0, unbiased=False).mean())
     ratio = std * math.sqrt(d)
     rank = effective_rank(features)
     min_rank = max(2.0, rank_fraction * min(n, d))
     if ratio < std_threshold:
-        reasons.append(f"embedding std {std:.2e} is below {std_threshold:g}/sqrt(d) = "
-                       f"{std_threshold / math.sqrt(d):.2e} (isotropic: {1 / math.sqrt(d):.2e})")
+        reasons.append(
+            f"embedding std {std:.2e} is below {std_threshold:g}/sqrt(d) = "
+            f"{std_threshold / math.sqrt(d):.2e} (isotropic: {1 / math.sqrt(d):.2e})"
+        )
     if rank < min_rank:
-        reasons.append(f"effective rank {rank:.2f} is below {min_rank:.2f} "
-                       f"({rank_fraction:.0%} of min(n={n}, d={d}), at least 2)")
-    return dict(embedding_std=std, reference_std=1 / math.sqrt(d), std_ratio=ratio,
-                effective_rank=rank, n=n, dim=d, collapsed=bool(reasons), reasons=reasons)
+        reasons.append(
+            f"effective rank {rank:.2f} is below {min_rank:.2f} "
+            f"({rank_fraction:.0%} of min(n={n}, d={d}), at least 2)"
+        )
+    return dict(
+        embedding_std=std,
+        reference_std=1 / math.sqrt(d),
+        std_ratio=ratio,
+        effective_rank=rank,
+        n=n,
+        dim=d,
+        collapsed=bool(reasons),
+        reasons=reasons,
+    )
 
 
 class HealthMonitor(Callback):
@@ -268,17 +325,25 @@ class HealthMonitor(Callback):
         ConfigError: ``n_probe`` is below 2 or ``every`` is not a positive int.
     """
 
-    def __init__(self, probe: Any = None, n_probe: int = 512, every: int = 1, *,
-                 std_threshold: float = 0.02, rank_fraction: float = 0.01, seed: int = 0,
-                 warn: bool = True):
+    def __init__(
+        self,
+        probe: Any = None,
+        n_probe: int = 512,
+        every: int = 1,
+        *,
+        std_threshold: float = 0.02,
+        rank_fraction: float = 0.01,
+        seed: int = 0,
+        warn: bool = True,
+    ):
         validate.int_at_least(n_probe, "n_probe", 2)
         validate.positive_int(every, "every", " (epochs)")
         self.probe_source, self.n_probe, self.every, self.seed = probe, n_probe, every, seed
         self.std_threshold, self.rank_fraction, self.warn = std_threshold, rank_fraction, warn
         self.images: Optional[torch.Tensor] = None
         self.collapsed = False
-        self.last: Dict[str, Any] = {}
-        self.warnings: List[str] = []
+        self.last: dict[str, Any] = {}
+        self.warnings: list[str] = []
 
     def on_train_start(self, sup: Any) -> None:
         """Draw the fixed probe batch from ``probe`` or the run's training set."""
@@ -286,7 +351,7 @@ class HealthMonitor(Callback):
         self.images = _sample(source, self.n_probe, self.seed).images
 
     @torch.no_grad()
-    def measure(self, backbone: nn.Module) -> Dict[str, Any]:
+    def measure(self, backbone: nn.Module) -> dict[str, Any]:
         """Embed the probe batch (eval mode, mode restored) and compute the statistics.
 
         Args:
@@ -303,15 +368,19 @@ class HealthMonitor(Callback):
         was_training = backbone.training
         backbone.eval()
         try:
-            feats = torch.cat([backbone(evaluate._as_float(self.images[i:i + 256].to(device)))
-                               .float().cpu() for i in range(0, len(self.images), 256)])
+            feats = torch.cat(
+                [
+                    backbone(evaluate._as_float(self.images[i : i + 256].to(device))).float().cpu()
+                    for i in range(0, len(self.images), 256)
+                ]
+            )
         finally:
             backbone.train(was_training)
         self.last = embedding_health(feats, self.std_threshold, self.rank_fraction)
         self.collapsed = self.last["collapsed"]
         return self.last
 
-    def on_epoch_end(self, sup: Any, record: Dict[str, Any]) -> None:
+    def on_epoch_end(self, sup: Any, record: dict[str, Any]) -> None:
         """On due epochs, write the two statistics into ``record`` and warn on collapse."""
         epoch = int(record.get("epoch", 0))
         if not is_main_process() or (epoch % self.every and epoch != _total_epochs(sup)):
@@ -320,17 +389,20 @@ class HealthMonitor(Callback):
         record["embedding_std"] = stats["embedding_std"]
         record["effective_rank"] = stats["effective_rank"]
         if stats["collapsed"]:
-            message = (f"epoch {epoch}: representation collapse suspected - "
-                       + "; ".join(stats["reasons"]) + ". Try a lower learning rate, more "
-                       "weight decay or warm-up, a higher temperature, stronger augmentation, "
-                       "or check the method's predictor/stop-gradient.")
+            message = (
+                f"epoch {epoch}: representation collapse suspected - "
+                + "; ".join(stats["reasons"])
+                + ". Try a lower learning rate, more "
+                "weight decay or warm-up, a higher temperature, stronger augmentation, "
+                "or check the method's predictor/stop-gradient."
+            )
             self.warnings.append(message)
             if self.warn:
                 console.warn(message)
 
 
 # ---------------------------------------------------------------------------------- logging
-def run_config(sup: Any) -> Dict[str, Any]:
+def run_config(sup: Any) -> dict[str, Any]:
     """What a logger records as the run's configuration: the method, its saved
     hyper-parameters and the options the run resolved to (``sup.run_options``).
 
@@ -341,13 +413,18 @@ def run_config(sup: Any) -> Dict[str, Any]:
         A flat dict; values other than numbers, strings, bools and None are turned into
         strings. ``dataset_size`` is added when the run has a dataset.
     """
-    config: Dict[str, Any] = {"method": sup.method, **sup.hparams,
-                              "run_name": str(getattr(sup, "run_name", ""))}
+    config: dict[str, Any] = {
+        "method": sup.method,
+        **sup.hparams,
+        "run_name": str(getattr(sup, "run_name", "")),
+    }
     config.update(getattr(sup, "run_options", None) or {})
     if getattr(sup, "dataset", None) is not None:
         config["dataset_size"] = len(sup.dataset)
-    return {k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v))
-            for k, v in config.items()}
+    return {
+        k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v))
+        for k, v in config.items()
+    }
 
 
 class _RunLogger(Callback):
@@ -366,11 +443,10 @@ class _RunLogger(Callback):
         self._pending: Optional[tuple] = None  # (epoch record, global step at its end)
 
     # what subclasses write with
-    def _open(self, sup: Any, config: Dict[str, Any]) -> None:
+    def _open(self, sup: Any, config: dict[str, Any]) -> None:
         raise NotImplementedError
 
-    def _scalars(self, values: Dict[str, float], step: int, epoch: Optional[int] = None
-                 ) -> None:
+    def _scalars(self, values: dict[str, float], step: int, epoch: Optional[int] = None) -> None:
         raise NotImplementedError
 
     def _image(self, tag: str, image: torch.Tensor, step: int) -> None:
@@ -405,13 +481,18 @@ class _RunLogger(Callback):
     def _flush_record(self) -> None:
         if self._pending is not None and self.active:
             record, step = self._pending
-            values = {f"epoch/{key}": float(value) for key, value in record.items()
-                      if key != "epoch" and isinstance(value, (int, float))
-                      and not isinstance(value, bool) and math.isfinite(value)}
+            values = {
+                f"epoch/{key}": float(value)
+                for key, value in record.items()
+                if key != "epoch"
+                and isinstance(value, (int, float))
+                and not isinstance(value, bool)
+                and math.isfinite(value)
+            }
             self._scalars(values, step, epoch=int(record.get("epoch", 0)))
         self._pending = None
 
-    def on_step_end(self, sup: Any, step: int, metrics: Dict[str, float]) -> None:
+    def on_step_end(self, sup: Any, step: int, metrics: dict[str, float]) -> None:
         if not self.active:
             return
         self._flush_record()  # the previous epoch's record is complete by now
@@ -420,13 +501,13 @@ class _RunLogger(Callback):
             values["step/lr"] = sup.optimizer.param_groups[0]["lr"]
             self._scalars(values, step)
 
-    def on_epoch_end(self, sup: Any, record: Dict[str, Any]) -> None:
+    def on_epoch_end(self, sup: Any, record: dict[str, Any]) -> None:
         if not self.active:
             return
         self._flush_record()
         self._pending = (record, sup.global_step)  # later callbacks may still add values
 
-    def on_train_end(self, sup: Any, history: List[Dict[str, Any]]) -> None:
+    def on_train_end(self, sup: Any, history: list[dict[str, Any]]) -> None:
         if not self.active:
             return
         self._flush_record()
@@ -438,8 +519,10 @@ def _summary_writer() -> type:
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError as exc:  # torch raises this when tensorboard is missing
-        raise ImportError("TensorBoardLogger needs the 'tensorboard' package: pip install "
-                          "tensorboard (or pip install super_selfish[viz]).") from exc
+        raise ImportError(
+            "TensorBoardLogger needs the 'tensorboard' package: pip install "
+            "tensorboard (or pip install super_selfish[viz])."
+        ) from exc
     return SummaryWriter
 
 
@@ -471,9 +554,17 @@ class TensorBoardLogger(_RunLogger):
         ConfigError: ``every_n_steps`` is not a positive int.
     """
 
-    def __init__(self, log_dir: Optional[str] = None, every_n_steps: int = 10, *,
-                 preview: bool = True, embedding: bool = True, n_embedding: int = 500,
-                 embedding_data: Any = None, seed: int = 0):
+    def __init__(
+        self,
+        log_dir: Optional[str] = None,
+        every_n_steps: int = 10,
+        *,
+        preview: bool = True,
+        embedding: bool = True,
+        n_embedding: int = 500,
+        embedding_data: Any = None,
+        seed: int = 0,
+    ):
         self._writer_cls = _summary_writer()
         super().__init__(every_n_steps, preview, seed)
         self.log_dir = log_dir
@@ -481,16 +572,19 @@ class TensorBoardLogger(_RunLogger):
         self.embedding_data = embedding_data
         self.writer: Any = None
 
-    def _open(self, sup: Any, config: Dict[str, Any]) -> None:
-        folder = self.log_dir or str(store.run_dir(getattr(sup, "run_name", "store/base"))
-                                     / "tensorboard")
+    def _open(self, sup: Any, config: dict[str, Any]) -> None:
+        folder = self.log_dir or str(
+            store.run_dir(getattr(sup, "run_name", "store/base")) / "tensorboard"
+        )
         self.log_dir = folder
         self.writer = self._writer_cls(folder, purge_step=sup.global_step or None)
-        self.writer.add_text("hparams", "```\n" + json.dumps(config, indent=1, default=str)
-                             + "\n```", sup.global_step)
+        self.writer.add_text(
+            "hparams",
+            "```\n" + json.dumps(config, indent=1, default=str) + "\n```",
+            sup.global_step,
+        )
 
-    def _scalars(self, values: Dict[str, float], step: int, epoch: Optional[int] = None
-                 ) -> None:
+    def _scalars(self, values: dict[str, float], step: int, epoch: Optional[int] = None) -> None:
         for key, value in values.items():
             self.writer.add_scalar(key, value, step if epoch is None else epoch)
         if epoch is not None:
@@ -506,8 +600,7 @@ class TensorBoardLogger(_RunLogger):
 
     @torch.no_grad()
     def _log_embedding(self, sup: Any) -> None:
-        source = sup.dataset if self.embedding_data is None else data.dataset(
-            self.embedding_data)
+        source = sup.dataset if self.embedding_data is None else data.dataset(self.embedding_data)
         subset = _sample(source, self.n_embedding, self.seed)
         feats, labels = evaluate.extract_features(sup.get_backbone(), subset, 256)
         metadata = None
@@ -517,8 +610,13 @@ class TensorBoardLogger(_RunLogger):
         thumbs = subset.images
         if thumbs.shape[-1] > 32:
             thumbs = data.resize_uint8(thumbs, 32)
-        self.writer.add_embedding(feats, metadata=metadata, label_img=thumbs.float() / 255,
-                                  global_step=sup.global_step, tag="backbone")
+        self.writer.add_embedding(
+            feats,
+            metadata=metadata,
+            label_img=thumbs.float() / 255,
+            global_step=sup.global_step,
+            tag="backbone",
+        )
 
     def close(self) -> None:
         """Flush and close the event writer (nothing to do when none is open)."""
@@ -553,26 +651,38 @@ class WandbLogger(_RunLogger):
         MissingExtraError: ``wandb`` is not installed.
     """
 
-    def __init__(self, project: str = "super_selfish", name: Optional[str] = None, *,
-                 mode: Optional[str] = None, dir: Optional[str] = None,
-                 every_n_steps: int = 10, preview: bool = True, seed: int = 0,
-                 **init_kwargs: Any):
+    def __init__(
+        self,
+        project: str = "super_selfish",
+        name: Optional[str] = None,
+        *,
+        mode: Optional[str] = None,
+        dir: Optional[str] = None,
+        every_n_steps: int = 10,
+        preview: bool = True,
+        seed: int = 0,
+        **init_kwargs: Any,
+    ):
         self._wandb = require("wandb", "wandb", "WandbLogger")
         super().__init__(every_n_steps, preview, seed)
         self.project, self.name, self.mode, self.dir = project, name, mode, dir
         self.init_kwargs = init_kwargs
         self.run: Any = None
 
-    def _open(self, sup: Any, config: Dict[str, Any]) -> None:
+    def _open(self, sup: Any, config: dict[str, Any]) -> None:
         run_name = str(getattr(sup, "run_name", "store/base"))
         folder = self.dir or str(store.run_dir(run_name))
         os.makedirs(folder, exist_ok=True)
-        self.run = self._wandb.init(project=self.project, name=self.name or os.path.basename(
-            run_name), mode=self.mode, dir=folder, config=config,
-            **self.init_kwargs)
+        self.run = self._wandb.init(
+            project=self.project,
+            name=self.name or os.path.basename(run_name),
+            mode=self.mode,
+            dir=folder,
+            config=config,
+            **self.init_kwargs,
+        )
 
-    def _scalars(self, values: Dict[str, float], step: int, epoch: Optional[int] = None
-                 ) -> None:
+    def _scalars(self, values: dict[str, float], step: int, epoch: Optional[int] = None) -> None:
         if epoch is not None:
             values = {**values, "epoch": epoch}
         self.run.log(values, step=step)

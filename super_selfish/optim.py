@@ -3,10 +3,12 @@
 :data:`OPTIMIZERS` maps the names used by :mod:`super_selfish.recipes`, ``supervise(optimizer=
 "lars")`` and the CLI's ``--optimizer`` to a factory ``f(params, lr=..., **hyper)``.
 """
+
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Dict, Iterable, Optional, Tuple
+from collections.abc import Callable, Iterable
+from typing import Any, Optional
 
 import torch
 
@@ -40,15 +42,27 @@ class LARS(torch.optim.Optimizer):
         exclude_1d: leave biases and normalisation weights out of the adaptation.
     """
 
-    def __init__(self, params: Iterable[Any], lr: float, momentum: float = 0.9,
-                 weight_decay: float = 0.0, eta: float = 0.001, exclude_1d: bool = True):
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        eta: float = 0.001,
+        exclude_1d: bool = True,
+    ):
         validate.positive_number(lr, "lr")
-        check(validate.is_number(momentum) and 0.0 <= momentum < 1.0, "momentum", momentum,
-              "a number in [0, 1)")
+        check(
+            validate.is_number(momentum) and 0.0 <= momentum < 1.0,
+            "momentum",
+            momentum,
+            "a number in [0, 1)",
+        )
         validate.non_negative_number(weight_decay, "weight_decay")
         validate.positive_number(eta, "eta", " (the trust coefficient) such as 0.001")
-        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta,
-                        exclude_1d=exclude_1d)
+        defaults = dict(
+            lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, exclude_1d=exclude_1d
+        )
         super().__init__(params, defaults)
 
     @torch.no_grad()
@@ -67,9 +81,11 @@ class LARS(torch.optim.Optimizer):
                     update = update.add(p, alpha=group["weight_decay"])
                 if not (group["exclude_1d"] and p.ndim <= 1):
                     w_norm, u_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(update)
-                    trust = torch.where((w_norm > 0) & (u_norm > 0),
-                                        group["eta"] * w_norm / u_norm,
-                                        torch.ones_like(w_norm))
+                    trust = torch.where(
+                        (w_norm > 0) & (u_norm > 0),
+                        group["eta"] * w_norm / u_norm,
+                        torch.ones_like(w_norm),
+                    )
                     update = update.mul(trust)
                 state = self.state[p]
                 if "momentum_buffer" not in state:
@@ -81,12 +97,17 @@ class LARS(torch.optim.Optimizer):
 
 
 #: Optimizer names -> classes; :func:`factory` adds each recipe's momentum or betas.
-OPTIMIZERS: Dict[str, type] = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
-                               "sgd": torch.optim.SGD, "lars": LARS}
+OPTIMIZERS: dict[str, type] = {
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "sgd": torch.optim.SGD,
+    "lars": LARS,
+}
 
 
-def factory(name: str, momentum: float = 0.9, betas: Tuple[float, float] = (0.9, 0.999)
-            ) -> Callable[..., torch.optim.Optimizer]:
+def factory(
+    name: str, momentum: float = 0.9, betas: tuple[float, float] = (0.9, 0.999)
+) -> Callable[..., torch.optim.Optimizer]:
     """``f(params, lr=...)`` for optimizer ``name``: SGD and LARS with ``momentum``, Adam and
     AdamW with ``betas``.
 

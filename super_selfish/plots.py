@@ -10,14 +10,16 @@ t-SNE (van der Maaten & Hinton, 2008) is implemented here in torch because sciki
 a dependency: exact O(N^2) gradients, meant for up to a few thousand points; inputs are first
 reduced to 50 dimensions by PCA. ``method="pca"`` is the instant alternative.
 """
+
 from __future__ import annotations
 
 import csv
 import json
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 import torch
@@ -27,23 +29,41 @@ import torch.nn.functional as F
 from . import data, evaluate, store
 from .errors import ConfigError, DataError, check
 
-__all__ = ["tsne", "pca", "view_grid", "plot_history", "plot_embedding", "plot_augmentations",
-           "plot_comparison", "plot_run", "load_history", "metric_label", "plain_number"]
+__all__ = [
+    "tsne",
+    "pca",
+    "view_grid",
+    "plot_history",
+    "plot_embedding",
+    "plot_augmentations",
+    "plot_comparison",
+    "plot_run",
+    "load_history",
+    "metric_label",
+    "plain_number",
+]
 
 
 def _figure(n_panels: int = 1, width: float = 4.2, height: float = 3.2, cols: int = 3):
     try:
         from matplotlib.figure import Figure
     except ImportError as exc:
-        raise ImportError("Plotting needs matplotlib: pip install super_selfish[viz] "
-                          "(or pip install matplotlib).") from exc
+        raise ImportError(
+            "Plotting needs matplotlib: pip install super_selfish[viz] (or pip install matplotlib)."
+        ) from exc
     cols = max(1, min(cols, n_panels))
     rows = math.ceil(n_panels / cols)
     fig = Figure(figsize=(width * cols, height * rows))
     axes = [fig.add_subplot(rows, cols, i + 1) for i in range(n_panels)]
     # fixed margins: several times faster to draw than constrained/tight layout
-    fig.subplots_adjust(left=0.5 / (width * cols) + 0.04, right=0.98, top=1 - 0.45 / (
-        height * rows), bottom=0.75 / (height * rows), wspace=0.32, hspace=0.6)
+    fig.subplots_adjust(
+        left=0.5 / (width * cols) + 0.04,
+        right=0.98,
+        top=1 - 0.45 / (height * rows),
+        bottom=0.75 / (height * rows),
+        wspace=0.32,
+        hspace=0.6,
+    )
     return fig, axes
 
 
@@ -55,7 +75,7 @@ def _finish(fig: Any, path: Optional[Union[str, os.PathLike]]) -> Any:
 
 
 # ---------------------------------------------------------------------------------- history
-def load_history(source: Any) -> List[Dict[str, Any]]:
+def load_history(source: Any) -> list[dict[str, Any]]:
     """Epoch records from a list of dicts, a Supervisor, a ``history.json``/``.csv`` file, a
     run folder or a run name (``store/base`` -> ``store/base/history.json``).
 
@@ -75,14 +95,15 @@ def load_history(source: Any) -> List[Dict[str, Any]]:
         return source.history
     path = Path(source)
     if path.is_dir() or not path.suffix or path.suffix == ".pt":
-        folder = path if path.is_dir() and (path / "history.json").exists() \
-            else store.run_dir(path)
+        folder = path if path.is_dir() and (path / "history.json").exists() else store.run_dir(path)
         path = folder / "history.json"
         if not path.exists() and (folder / "history.csv").exists():
             path = folder / "history.csv"
     if not path.exists():
-        raise DataError(f"No history at {str(path)!r}: train with supervise(..., name=...) "
-                        "(which writes <run folder>/history.json) or pass the file.")
+        raise DataError(
+            f"No history at {str(path)!r}: train with supervise(..., name=...) "
+            "(which writes <run folder>/history.json) or pass the file."
+        )
     if path.suffix == ".csv":
         with open(path, newline="") as handle:
             return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(handle)]
@@ -100,15 +121,25 @@ def _number(value: str) -> Any:
 _SKIP = {"epoch", "seconds"}
 
 _LABELS = {
-    "loss": "training loss", "lr": "learning rate (end of epoch)",
+    "loss": "training loss",
+    "lr": "learning rate (end of epoch)",
     "images_per_s": "throughput (images/s)",
-    "seconds": "time (s)", "train_seconds": "training time (s)",
-    "eval_seconds": "evaluation time (s)", "peak_memory_mb": "peak memory (MB)",
-    "final_loss": "final training loss", "embedding_std": "embedding std",
-    "effective_rank": "effective rank", "epochs": "epochs", "steps": "steps",
+    "seconds": "time (s)",
+    "train_seconds": "training time (s)",
+    "eval_seconds": "evaluation time (s)",
+    "peak_memory_mb": "peak memory (MB)",
+    "final_loss": "final training loss",
+    "embedding_std": "embedding std",
+    "effective_rank": "effective rank",
+    "epochs": "epochs",
+    "steps": "steps",
 }
-_PROTOCOL_LABELS = {"knn": "kNN", "linear": "linear probe", "mlp": "MLP probe",
-                    "finetune": "fine-tuning"}
+_PROTOCOL_LABELS = {
+    "knn": "kNN",
+    "linear": "linear probe",
+    "mlp": "MLP probe",
+    "finetune": "fine-tuning",
+}
 
 
 def metric_label(key: str, k: Optional[int] = None) -> str:
@@ -127,10 +158,10 @@ def metric_label(key: str, k: Optional[int] = None) -> str:
         return _LABELS[key]
     for suffix, what in (("_accuracy", "accuracy"), ("_gain", "gain over untrained")):
         if key.endswith(suffix):
-            protocol = key[:-len(suffix)]
+            protocol = key[: -len(suffix)]
             fraction = ""
             if protocol.startswith("finetune_") and protocol.endswith("pct"):
-                fraction = f" ({protocol[len('finetune_'):-3].replace('_', '.')}% labels)"
+                fraction = f" ({protocol[len('finetune_') : -3].replace('_', '.')}% labels)"
                 protocol = "finetune"
             name = _PROTOCOL_LABELS.get(protocol, protocol.replace("_", " "))
             extra = f" (k={k})" if protocol == "knn" and k is not None else ""
@@ -179,8 +210,12 @@ def _epoch_axis(ax: Any, epochs: Sequence[float]) -> None:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
-def plot_history(source: Any, keys: Optional[Sequence[str]] = None,
-                 path: Optional[Union[str, os.PathLike]] = None, title: Optional[str] = None):
+def plot_history(
+    source: Any,
+    keys: Optional[Sequence[str]] = None,
+    path: Optional[Union[str, os.PathLike]] = None,
+    title: Optional[str] = None,
+):
     """One panel per quantity over epochs: loss, lr, throughput, monitor accuracies
     (``*_accuracy`` share a panel) and collapse statistics (``embedding_std``,
     ``effective_rank``). ``keys`` restricts the panels.
@@ -202,35 +237,46 @@ def plot_history(source: Any, keys: Optional[Sequence[str]] = None,
     history = load_history(source)
     if not history:
         raise DataError("history is empty: nothing to plot (train at least one epoch).")
-    numeric = [k for k in dict.fromkeys(k for r in history for k in r)
-               if k not in _SKIP and any(isinstance(r.get(k), (int, float))
-                                         and not isinstance(r.get(k), bool) for r in history)]
+    numeric = [
+        k
+        for k in dict.fromkeys(k for r in history for k in r)
+        if k not in _SKIP
+        and any(
+            isinstance(r.get(k), (int, float)) and not isinstance(r.get(k), bool) for r in history
+        )
+    ]
     if keys is not None:
         missing = [k for k in keys if k not in numeric]
         if missing:
             raise ConfigError(f"Invalid keys {missing}: the history holds {numeric}.")
         numeric = list(keys)
     accuracy = [k for k in numeric if k.endswith("_accuracy")]
-    panels: List[List[str]] = [[k] for k in numeric if k not in accuracy]
+    panels: list[list[str]] = [[k] for k in numeric if k not in accuracy]
     if accuracy:
         panels.insert(1, accuracy)
     fig, axes = _figure(len(panels))
     epochs = [r["epoch"] for r in history if isinstance(r.get("epoch"), (int, float))]
     for ax, group in zip(axes, panels):
         for key in group:
-            points = [(r["epoch"], r[key]) for r in history
-                      if isinstance(r.get(key), (int, float)) and "epoch" in r]
+            points = [
+                (r["epoch"], r[key])
+                for r in history
+                if isinstance(r.get(key), (int, float)) and "epoch" in r
+            ]
             if points:
                 xs, ys = zip(*points)
-                ax.plot(xs, ys, marker="o" if len(points) < 30 else None,
-                        label=metric_label(key))
+                ax.plot(xs, ys, marker="o" if len(points) < 30 else None, label=metric_label(key))
         ax.set_xlabel("epoch")
         if epochs:
             _epoch_axis(ax, epochs)
         ax.set_title(metric_label(group[0]) if len(group) == 1 else "accuracy")
         if group[0] == "lr":  # linear from 0: schedules end at 0, which a log scale hides
-            ax.set_ylim(bottom=0, top=max([r["lr"] for r in history if isinstance(
-                r.get("lr"), (int, float))] + [0.0]) * 1.1 or 1.0)
+            ax.set_ylim(
+                bottom=0,
+                top=max([r["lr"] for r in history if isinstance(r.get("lr"), (int, float))] + [0.0])
+                * 1.1
+                or 1.0,
+            )
         _plain_axis(ax.yaxis)
         if len(group) > 1 or group[0].endswith("_accuracy"):
             ax.legend(fontsize=8)
@@ -293,9 +339,15 @@ def _sq_distances(y: torch.Tensor) -> torch.Tensor:
     return (sq[:, None] + sq[None, :] - 2 * y @ y.t()).clamp_min(0)
 
 
-def tsne(features: torch.Tensor, n_components: int = 2, perplexity: float = 30.0,
-         iterations: int = 500, seed: int = 0, pca_dims: int = 50,
-         learning_rate: Optional[float] = None) -> torch.Tensor:
+def tsne(
+    features: torch.Tensor,
+    n_components: int = 2,
+    perplexity: float = 30.0,
+    iterations: int = 500,
+    seed: int = 0,
+    pca_dims: int = 50,
+    learning_rate: Optional[float] = None,
+) -> torch.Tensor:
     """Exact t-SNE in torch: (N, D) features -> (N, ``n_components``) coordinates.
 
     PCA to ``pca_dims`` first; perplexity-calibrated Gaussian affinities over the
@@ -326,8 +378,15 @@ def tsne(features: torch.Tensor, n_components: int = 2, perplexity: float = 30.0
         return _tsne(x, n_components, perplexity, iterations, seed, pca_dims, learning_rate)
 
 
-def _tsne(x: torch.Tensor, n_components: int, perplexity: float, iterations: int, seed: int,
-          pca_dims: int, learning_rate: Optional[float]) -> torch.Tensor:
+def _tsne(
+    x: torch.Tensor,
+    n_components: int,
+    perplexity: float,
+    iterations: int,
+    seed: int,
+    pca_dims: int,
+    learning_rate: Optional[float],
+) -> torch.Tensor:
     n = len(x)
     if x.shape[1] > pca_dims:
         x = pca(x, pca_dims).double()
@@ -362,11 +421,19 @@ def _subset_features(backbone: nn.Module, dataset: Any, n: int, seed: int):
     return feats, labels, list(ds.classes or [])
 
 
-def plot_embedding(source: Union[nn.Module, torch.Tensor], dataset: Any = None,
-                   labels: Optional[torch.Tensor] = None, *, n: int = 1000,
-                   method: str = "tsne", class_names: Optional[Sequence[str]] = None,
-                   seed: int = 0, path: Optional[Union[str, os.PathLike]] = None,
-                   title: Optional[str] = None, ax: Any = None):
+def plot_embedding(
+    source: Union[nn.Module, torch.Tensor],
+    dataset: Any = None,
+    labels: Optional[torch.Tensor] = None,
+    *,
+    n: int = 1000,
+    method: str = "tsne",
+    class_names: Optional[Sequence[str]] = None,
+    seed: int = 0,
+    path: Optional[Union[str, os.PathLike]] = None,
+    title: Optional[str] = None,
+    ax: Any = None,
+):
     """2-D map of embeddings coloured by label.
 
     ``source`` is a backbone (then ``n`` images of ``dataset``, drawn with ``seed``, are
@@ -415,19 +482,27 @@ def plot_embedding(source: Union[nn.Module, torch.Tensor], dataset: Any = None,
         for c in torch.unique(labels).tolist():
             mask = labels == c
             name = class_names[c] if class_names and c < len(class_names) else str(c)
-            ax.scatter(coords[mask, 0], coords[mask, 1], s=6, alpha=0.75,
-                       color=cmap(c % cmap.N), label=name)
+            ax.scatter(
+                coords[mask, 0],
+                coords[mask, 1],
+                s=6,
+                alpha=0.75,
+                color=cmap(c % cmap.N),
+                label=name,
+            )
         ax.legend(fontsize=7, markerscale=2, loc="best", frameon=False)
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(title or f"{method.upper() if method == 'pca' else 't-SNE'} of "
-                          f"{len(coords)} embeddings")
+    ax.set_title(
+        title or f"{method.upper() if method == 'pca' else 't-SNE'} of {len(coords)} embeddings"
+    )
     return _finish(fig, path)
 
 
 # ---------------------------------------------------------------------------------- augmentations
-def view_grid(views: Any, images: torch.Tensor, n_views: int = 4, seed: int = 0,
-              padding: int = 2) -> torch.Tensor:
+def view_grid(
+    views: Any, images: torch.Tensor, n_views: int = 4, seed: int = 0, padding: int = 2
+) -> torch.Tensor:
     """(3, H, W) float image in [0, 1]: one row per image, the original then ``n_views``
     augmented views, drawn with a generator seeded with ``seed``.
 
@@ -456,7 +531,7 @@ def view_grid(views: Any, images: torch.Tensor, n_views: int = 4, seed: int = 0,
         return torch.from_numpy(np.asarray(grid.convert("RGB")).copy()).permute(2, 0, 1) / 255.0
     if isinstance(views, str):
         views = augment.build(views, images.shape[-1])
-    made: List[torch.Tensor] = []
+    made: list[torch.Tensor] = []
     while len(made) < n_views:
         out = views(images, generator=generator)
         made.extend(out if isinstance(out, (list, tuple)) else [out])
@@ -466,8 +541,7 @@ def view_grid(views: Any, images: torch.Tensor, n_views: int = 4, seed: int = 0,
         if view.shape[1] == 1:
             view = view.expand(-1, 3, -1, -1)
         if view.shape[-2:] != images.shape[-2:]:
-            view = F.interpolate(view, size=images.shape[-2:], mode="bilinear",
-                                 align_corners=False)
+            view = F.interpolate(view, size=images.shape[-2:], mode="bilinear", align_corners=False)
         columns.append(view.clamp(0, 1))
     tiles = torch.stack(columns, 1).flatten(0, 1)  # row-major: image, then its views
     from torchvision.utils import make_grid
@@ -475,10 +549,15 @@ def view_grid(views: Any, images: torch.Tensor, n_views: int = 4, seed: int = 0,
     return make_grid(tiles, nrow=len(columns), padding=padding, pad_value=1.0)
 
 
-def plot_augmentations(views: Any, dataset: Any = "cifar10-sample", n_images: int = 6,
-                       n_views: int = 4, seed: int = 0,
-                       path: Optional[Union[str, os.PathLike]] = None,
-                       title: Optional[str] = None):
+def plot_augmentations(
+    views: Any,
+    dataset: Any = "cifar10-sample",
+    n_images: int = 6,
+    n_views: int = 4,
+    seed: int = 0,
+    path: Optional[Union[str, os.PathLike]] = None,
+    title: Optional[str] = None,
+):
     """Figure of :func:`view_grid` for ``n_images`` images of ``dataset`` (drawn with
     ``seed``); ``views`` is a preset name or a Views object.
 
@@ -540,7 +619,7 @@ COMPARISON_METRICS = ("train_seconds", "images_per_s", "peak_memory_mb")
 BASELINE_COLOUR = "0.6"
 
 
-def _comparison_title(records: Sequence[Dict[str, Any]], meta: Dict[str, Any]) -> str:
+def _comparison_title(records: Sequence[dict[str, Any]], meta: dict[str, Any]) -> str:
     """What was compared: dataset (images), image size, budget, batch size, backbone."""
     trained = [r for r in records if not _is_baseline(r)]
     budget = meta.get("budget") or next((r["budget"] for r in trained if "budget" in r), None)
@@ -550,26 +629,31 @@ def _comparison_title(records: Sequence[Dict[str, Any]], meta: Dict[str, Any]) -
         count = f", {meta['n_train']:,} images" if meta.get("n_train") else ""
         parts.append(f"{meta['dataset']}{count}")
     if size:
-        parts.append(f"{size} px" if isinstance(size, int) else
-                     "/".join(str(v) for v in size) + " px")
+        parts.append(
+            f"{size} px" if isinstance(size, int) else "/".join(str(v) for v in size) + " px"
+        )
     if budget:
         parts.append(f"{budget} per method")
     if meta.get("batch_size"):
         parts.append(f"batch {meta['batch_size']}")
-    backbone = meta.get("backbone") or next((r["backbone"] for r in trained
-                                             if "backbone" in r), None)
+    backbone = meta.get("backbone") or next(
+        (r["backbone"] for r in trained if "backbone" in r), None
+    )
     if backbone:
         parts.append(str(backbone))
     return "Comparison: " + ", ".join(parts) if parts else "Comparison"
 
 
-def _is_baseline(record: Dict[str, Any]) -> bool:
+def _is_baseline(record: dict[str, Any]) -> bool:
     return record.get("baseline") is not None and record.get("baseline") == record.get("method")
 
 
-def plot_comparison(table: Any, metrics: Optional[Sequence[str]] = None,
-                    path: Optional[Union[str, os.PathLike]] = None,
-                    title: Optional[str] = None):
+def plot_comparison(
+    table: Any,
+    metrics: Optional[Sequence[str]] = None,
+    path: Optional[Union[str, os.PathLike]] = None,
+    title: Optional[str] = None,
+):
     """Bar charts, one panel per metric, one bar per method (a ``ComparisonTable`` or a list
     of records). Default metrics: every ``*_accuracy`` column, then training time,
     throughput and peak memory.
@@ -600,12 +684,15 @@ def plot_comparison(table: Any, metrics: Optional[Sequence[str]] = None,
     columns = list(dict.fromkeys(k for r in records for k in r))
     if metrics is None:
         metrics = [k for k in columns if k.endswith("_accuracy")] + [
-            k for k in COMPARISON_METRICS if k in columns]
+            k for k in COMPARISON_METRICS if k in columns
+        ]
     losses = [m for m in metrics if "loss" in m]
     if losses:
-        raise ConfigError(f"Invalid metrics {losses}: each method minimises its own loss, so "
-                          "training losses of different methods are not comparable; plot each "
-                          "method's curve with plots.plot_history(table.histories[label]).")
+        raise ConfigError(
+            f"Invalid metrics {losses}: each method minimises its own loss, so "
+            "training losses of different methods are not comparable; plot each "
+            "method's curve with plots.plot_history(table.histories[label])."
+        )
     missing = [m for m in metrics if m not in columns]
     if missing:
         raise ConfigError(f"Invalid metrics {missing}: the comparison has {columns}.")
@@ -620,11 +707,13 @@ def plot_comparison(table: Any, metrics: Optional[Sequence[str]] = None,
         rows = [r for r in records if isinstance(r.get(metric), (int, float))]
         names = [str(r.get("method", i)) for i, r in enumerate(rows)]
         values = [float(r[metric]) for r in rows]
-        colours = [BASELINE_COLOUR if _is_baseline(r) else colour_of.get(n, palette(0))
-                   for n, r in zip(names, rows)]
+        colours = [
+            BASELINE_COLOUR if _is_baseline(r) else colour_of.get(n, palette(0))
+            for n, r in zip(names, rows)
+        ]
         bars = ax.bar(range(len(rows)), values, color=colours)
         accuracy = metric.endswith("_accuracy")
-        gain_key = metric[:-len("_accuracy")] + "_gain" if accuracy else None
+        gain_key = metric[: -len("_accuracy")] + "_gain" if accuracy else None
         labels = []
         for bar, record, value in zip(bars, rows, values):
             text = f"{value:.3f}" if accuracy else plain_number(value)
@@ -639,12 +728,14 @@ def plot_comparison(table: Any, metrics: Optional[Sequence[str]] = None,
         for base in (r for r in rows if _is_baseline(r) and accuracy):
             ax.axhline(base[metric], color="0.3", linestyle="--", linewidth=1, zorder=0)
         ax.set_xticks(range(len(rows)))
-        ax.set_xticklabels([f"{n}\n(baseline)" if _is_baseline(r) else n
-                            for n, r in zip(names, rows)], rotation=30, ha="right",
-                           fontsize=8)
-        ks = {r.get(metric[:-len("_accuracy")] + "_k") for r in rows} if accuracy else set()
-        ax.set_title(metric_label(metric, next(iter(ks)) if len(ks) == 1 else None),
-                     fontsize=10)
+        ax.set_xticklabels(
+            [f"{n}\n(baseline)" if _is_baseline(r) else n for n, r in zip(names, rows)],
+            rotation=30,
+            ha="right",
+            fontsize=8,
+        )
+        ks = {r.get(metric[: -len("_accuracy")] + "_k") for r in rows} if accuracy else set()
+        ax.set_title(metric_label(metric, next(iter(ks)) if len(ks) == 1 else None), fontsize=10)
         if accuracy:
             ax.set_ylim(0, min(1.0, max(values + [0.0]) * 1.25) or 1.0)
         else:
@@ -657,7 +748,7 @@ def plot_comparison(table: Any, metrics: Optional[Sequence[str]] = None,
 
 
 # ---------------------------------------------------------------------------------- a run
-def load_backbone(payload: Dict[str, Any]) -> Optional[nn.Module]:
+def load_backbone(payload: dict[str, Any]) -> Optional[nn.Module]:
     """The trained backbone of a checkpoint payload (``store.read(name)``), rebuilt from its
     registry name; ``None`` for a custom backbone module that cannot be rebuilt by name.
 
@@ -672,17 +763,28 @@ def load_backbone(payload: Dict[str, Any]) -> Optional[nn.Module]:
     hparams = payload.get("hparams", {})
     if hparams.get("backbone") not in backbones.available():
         return None
-    backbone = backbones.build(hparams["backbone"], norm=hparams.get("norm", "batch"),
-                               in_channels=hparams.get("in_channels", 3),
-                               probe_size=hparams.get("image_size") or 32)
+    backbone = backbones.build(
+        hparams["backbone"],
+        norm=hparams.get("norm", "batch"),
+        in_channels=hparams.get("in_channels", 3),
+        probe_size=hparams.get("image_size") or 32,
+    )
     prefix = "backbone."
-    backbone.load_state_dict({k[len(prefix):]: v for k, v in payload["state"].items()
-                              if k.startswith(prefix)})
+    backbone.load_state_dict(
+        {k[len(prefix) :]: v for k, v in payload["state"].items() if k.startswith(prefix)}
+    )
     return backbone.eval()
 
 
-def plot_run(name: str, dataset: Any = None, out_dir: Optional[Union[str, os.PathLike]] = None,
-             *, embedding: str = "tsne", n: int = 1000, seed: int = 0) -> List[Path]:
+def plot_run(
+    name: str,
+    dataset: Any = None,
+    out_dir: Optional[Union[str, os.PathLike]] = None,
+    *,
+    embedding: str = "tsne",
+    n: int = 1000,
+    seed: int = 0,
+) -> list[Path]:
     """Write ``history.png`` (curves), ``augmentations.png`` (the run's preset) and, with a
     labelled ``dataset``, ``embedding.png`` (t-SNE or PCA of the trained backbone) into the
     run folder (or ``out_dir``).
@@ -704,7 +806,7 @@ def plot_run(name: str, dataset: Any = None, out_dir: Optional[Union[str, os.Pat
     """
     folder = Path(out_dir) if out_dir is not None else store.run_dir(name)
     folder.mkdir(parents=True, exist_ok=True)
-    written: List[Path] = []
+    written: list[Path] = []
     payload = store.read(name) if store.checkpoint_path(name).exists() else None
     try:
         history = load_history(name)
@@ -728,15 +830,25 @@ def plot_run(name: str, dataset: Any = None, out_dir: Optional[Union[str, os.Pat
         except (KeyError, ValueError):  # a custom augmentation is not stored by name
             views = None
         if views is not None:
-            plot_augmentations(preset, data.dataset(dataset, size=size), seed=seed,
-                               path=folder / "augmentations.png")
+            plot_augmentations(
+                preset,
+                data.dataset(dataset, size=size),
+                seed=seed,
+                path=folder / "augmentations.png",
+            )
             written.append(folder / "augmentations.png")
     if dataset is not None:
         backbone = load_backbone(payload)
         if backbone is not None:
             ds = data.dataset(dataset, size=size)
-            plot_embedding(backbone, ds, n=n, method=embedding, seed=seed,
-                           path=folder / "embedding.png",
-                           title=f"{payload['method']} epoch {payload['epoch']}: {embedding}")
+            plot_embedding(
+                backbone,
+                ds,
+                n=n,
+                method=embedding,
+                seed=seed,
+                path=folder / "embedding.png",
+                title=f"{payload['method']} epoch {payload['epoch']}: {embedding}",
+            )
             written.append(folder / "embedding.png")
     return written

@@ -7,12 +7,14 @@ as the paper does), the warm-up clipped to a tenth of the run. Explicit argument
 The README's "Training recipes" table is generated from :data:`RECIPES`
 (:func:`markdown_table`).
 """
+
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Optional
 
 from . import optim, validate
 from .errors import check
@@ -54,7 +56,7 @@ class Recipe:
     scaling: str = "linear"
     weight_decay: float = 0.0
     momentum: float = 0.9
-    betas: Tuple[float, float] = (0.9, 0.999)
+    betas: tuple[float, float] = (0.9, 0.999)
     warmup_epochs: float = 0.0
     schedule: str = "cosine"
     paper: str = ""
@@ -62,8 +64,12 @@ class Recipe:
     factory: Optional[Callable[..., Any]] = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        check(self.factory is not None or self.optimizer in optim.OPTIMIZERS, "optimizer",
-              self.optimizer, f"one of {sorted(optim.OPTIMIZERS)}")
+        check(
+            self.factory is not None or self.optimizer in optim.OPTIMIZERS,
+            "optimizer",
+            self.optimizer,
+            f"one of {sorted(optim.OPTIMIZERS)}",
+        )
         validate.positive_number(self.lr, "lr")
         validate.positive_int(self.batch_size, "batch_size")
         check(self.scaling in SCALINGS, "scaling", self.scaling, f"one of {SCALINGS}")
@@ -108,10 +114,17 @@ class Recipe:
             return self.factory
         return optim.factory(self.optimizer, self.momentum, self.betas)
 
-    def resolve(self, batch_size: int, epochs: float, *, lr: Optional[float] = None,
-                optimizer: Any = None, weight_decay: Optional[float] = None,
-                warmup_epochs: Optional[float] = None, lr_scheduler: Any = None
-                ) -> Dict[str, Any]:
+    def resolve(
+        self,
+        batch_size: int,
+        epochs: float,
+        *,
+        lr: Optional[float] = None,
+        optimizer: Any = None,
+        weight_decay: Optional[float] = None,
+        warmup_epochs: Optional[float] = None,
+        lr_scheduler: Any = None,
+    ) -> dict[str, Any]:
         """The run's settings: each argument that is None comes from this recipe.
 
         Args:
@@ -152,9 +165,15 @@ class Recipe:
         if warmup_epochs is None:
             warmup_epochs = 0.0 if callable(lr_scheduler) else self.warmup_for(epochs)
             taken.append("warmup_epochs")
-        return {"lr": lr, "optimizer": optimizer, "optimizer_name": name,
-                "weight_decay": weight_decay, "warmup_epochs": warmup_epochs,
-                "lr_scheduler": lr_scheduler, "from_recipe": taken}
+        return {
+            "lr": lr,
+            "optimizer": optimizer,
+            "optimizer_name": name,
+            "weight_decay": weight_decay,
+            "warmup_epochs": warmup_epochs,
+            "lr_scheduler": lr_scheduler,
+            "from_recipe": taken,
+        }
 
     def _warn_if_off_scale(self, lr: float, batch_size: int) -> None:
         """Warn when an explicit ``lr`` is far from the scale of the recipe's optimizer.
@@ -168,9 +187,12 @@ class Recipe:
                 f"lr={lr:g} is used with the recipe's optimizer {self.optimizer!r}, whose rate at "
                 f"batch {batch_size} is {expected:g} ({lr / expected:.3g}x that). If lr was chosen "
                 f"for another optimizer, name it too (e.g. optimizer='adam'), or leave lr to None "
-                f"for the recipe's rate.", UserWarning, stacklevel=4)
+                f"for the recipe's rate.",
+                UserWarning,
+                stacklevel=4,
+            )
 
-    def describe(self) -> Dict[str, Any]:
+    def describe(self) -> dict[str, Any]:
         """The recipe as plain values (for checkpoints, histories and config files).
 
         Returns:
@@ -189,69 +211,209 @@ def _callable_name(fn: Any) -> str:
     return f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', type(fn).__name__)}"
 
 
-_ADAM_KEPT = ("the paper's optimizer and schedule are not reproduced; Adam at this library's "
-              "measured small-budget rate (benchmarks/methods_knn.py), cosine decay")
+_ADAM_KEPT = (
+    "the paper's optimizer and schedule are not reproduced; Adam at this library's "
+    "measured small-budget rate (benchmarks/methods_knn.py), cosine decay"
+)
 
 #: Every registered method's recipe (``super_selfish.methods.available()``).
-RECIPES: Dict[str, Recipe] = {
-    "simclr": Recipe("lars", 0.3, 256, "linear", 1e-6, warmup_epochs=10,
-                     paper="Chen et al. 2020 (SimCLR), Sec. 4 / App. B.1"),
-    "moco": Recipe("sgd", 0.03, 256, "linear", 1e-4,
-                   paper="Chen et al. 2020 (MoCo v2), cosine schedule",
-                   deviation="version=3 uses the same recipe (MoCo v3 trains with LARS/AdamW)"),
-    "byol": Recipe("lars", 0.2, 256, "linear", 1.5e-6, warmup_epochs=10,
-                   paper="Grill et al. 2020 (BYOL), Sec. 3.2 / App. C"),
-    "simsiam": Recipe("sgd", 0.05, 256, "linear", 1e-4,
-                      paper="Chen & He 2021 (SimSiam), Sec. 4",
-                      deviation="the predictor's learning rate decays like the rest (the paper "
-                                "keeps it fixed)"),
-    "barlow": Recipe("lars", 0.2, 256, "linear", 1.5e-6, warmup_epochs=10,
-                     paper="Zbontar et al. 2021 (Barlow Twins), Sec. 4",
-                     deviation="biases and norm weights use the weights' rate (the paper: "
-                               "0.0048 x batch/256)"),
-    "vicreg": Recipe("lars", 0.2, 256, "linear", 1e-6, warmup_epochs=10,
-                     paper="Bardes et al. 2022 (VICReg), App. C"),
-    "nnclr": Recipe("lars", 0.3, 256, "linear", 1e-6, warmup_epochs=10,
-                    paper="Dwibedi et al. 2021 (NNCLR), Sec. 4 (SimCLR's recipe)"),
-    "swav": Recipe("lars", 0.6, 256, "linear", 1e-6,
-                   paper="Caron et al. 2020 (SwAV), authors' batch-256 setting",
-                   deviation="cosine decays to 0 (the paper: to lr/1000)"),
-    "dino": Recipe("adamw", 5e-4, 256, "linear", 0.04, warmup_epochs=10,
-                   paper="Caron et al. 2021 (DINO), Sec. 4 / App. (ViT recipe)",
-                   deviation="constant weight decay (the paper: cosine 0.04 -> 0.4)"),
-    "mae": Recipe("adamw", 1.5e-4, 256, "linear", 0.05, betas=(0.9, 0.95), warmup_epochs=40,
-                  paper="He et al. 2022 (MAE), App. A.1"),
-    "instdisc": Recipe("sgd", 0.03, 256, "linear", 5e-4,
-                       paper="Wu et al. 2018 (instance discrimination), Sec. 4",
-                       deviation="cosine decay instead of the paper's steps"),
-    "pirl": Recipe("sgd", 0.12, 1024, "linear", 1e-4,
-                   paper="Misra & van der Maaten 2020 (PIRL), Sec. 4",
-                   deviation="cosine decay instead of the paper's steps"),
-    "cmc": Recipe("sgd", 0.03, 256, "linear", 1e-4,
-                  paper="Tian et al. 2020 (CMC), App. (ImageNet ResNet setting)",
-                  deviation="cosine decay instead of the paper's steps"),
-    "rotnet": Recipe("sgd", 0.1, 128, "linear", 5e-4,
-                     paper="Gidaris et al. 2018 (RotNet), CIFAR-10 setting",
-                     deviation="cosine decay instead of the paper's steps; no Nesterov"),
-    "jigsaw": Recipe("sgd", 0.01, 256, "linear", 5e-4,
-                     paper="Noroozi & Favaro 2016 (jigsaw), Sec. 4",
-                     deviation="cosine decay instead of the paper's steps"),
-    "context": Recipe("adam", 2e-4, 64, "none", 0.0, betas=(0.5, 0.999),
-                      paper="Pathak et al. 2016 (context encoders), authors' code"),
-    "bigan": Recipe("adam", 2e-4, 128, "none", 2.5e-5, betas=(0.5, 0.999),
-                    paper="Donahue et al. 2017 (BiGAN), Sec. 4",
-                    deviation="cosine decay (the paper: constant, then linear to 0)"),
-    "cpc": Recipe("adam", 1e-3, 256, "none", 0.0,
-                  paper="Henaff et al. 2020 (CPC v2)", deviation=_ADAM_KEPT),
-    "relpos": Recipe("adam", 1e-3, 256, "none", 0.0,
-                     paper="Doersch et al. 2015 (context prediction)", deviation=_ADAM_KEPT),
-    "exemplar": Recipe("adam", 3e-4, 256, "none", 0.0,
-                       paper="Dosovitskiy et al. 2014 (exemplar CNN)", deviation=_ADAM_KEPT),
-    "denoise": Recipe("adam", 3e-4, 256, "none", 0.0,
-                      paper="Vincent et al. 2008 (denoising autoencoders)", deviation=_ADAM_KEPT),
-    "splitbrain": Recipe("adam", 1e-3, 256, "none", 0.0,
-                         paper="Zhang et al. 2017 (split-brain autoencoders)",
-                         deviation=_ADAM_KEPT),
+RECIPES: dict[str, Recipe] = {
+    "simclr": Recipe(
+        "lars",
+        0.3,
+        256,
+        "linear",
+        1e-6,
+        warmup_epochs=10,
+        paper="Chen et al. 2020 (SimCLR), Sec. 4 / App. B.1",
+    ),
+    "moco": Recipe(
+        "sgd",
+        0.03,
+        256,
+        "linear",
+        1e-4,
+        paper="Chen et al. 2020 (MoCo v2), cosine schedule",
+        deviation="version=3 uses the same recipe (MoCo v3 trains with LARS/AdamW)",
+    ),
+    "byol": Recipe(
+        "lars",
+        0.2,
+        256,
+        "linear",
+        1.5e-6,
+        warmup_epochs=10,
+        paper="Grill et al. 2020 (BYOL), Sec. 3.2 / App. C",
+    ),
+    "simsiam": Recipe(
+        "sgd",
+        0.05,
+        256,
+        "linear",
+        1e-4,
+        paper="Chen & He 2021 (SimSiam), Sec. 4",
+        deviation="the predictor's learning rate decays like the rest (the paper keeps it fixed)",
+    ),
+    "barlow": Recipe(
+        "lars",
+        0.2,
+        256,
+        "linear",
+        1.5e-6,
+        warmup_epochs=10,
+        paper="Zbontar et al. 2021 (Barlow Twins), Sec. 4",
+        deviation="biases and norm weights use the weights' rate (the paper: 0.0048 x batch/256)",
+    ),
+    "vicreg": Recipe(
+        "lars",
+        0.2,
+        256,
+        "linear",
+        1e-6,
+        warmup_epochs=10,
+        paper="Bardes et al. 2022 (VICReg), App. C",
+    ),
+    "nnclr": Recipe(
+        "lars",
+        0.3,
+        256,
+        "linear",
+        1e-6,
+        warmup_epochs=10,
+        paper="Dwibedi et al. 2021 (NNCLR), Sec. 4 (SimCLR's recipe)",
+    ),
+    "swav": Recipe(
+        "lars",
+        0.6,
+        256,
+        "linear",
+        1e-6,
+        paper="Caron et al. 2020 (SwAV), authors' batch-256 setting",
+        deviation="cosine decays to 0 (the paper: to lr/1000)",
+    ),
+    "dino": Recipe(
+        "adamw",
+        5e-4,
+        256,
+        "linear",
+        0.04,
+        warmup_epochs=10,
+        paper="Caron et al. 2021 (DINO), Sec. 4 / App. (ViT recipe)",
+        deviation="constant weight decay (the paper: cosine 0.04 -> 0.4)",
+    ),
+    "mae": Recipe(
+        "adamw",
+        1.5e-4,
+        256,
+        "linear",
+        0.05,
+        betas=(0.9, 0.95),
+        warmup_epochs=40,
+        paper="He et al. 2022 (MAE), App. A.1",
+    ),
+    "instdisc": Recipe(
+        "sgd",
+        0.03,
+        256,
+        "linear",
+        5e-4,
+        paper="Wu et al. 2018 (instance discrimination), Sec. 4",
+        deviation="cosine decay instead of the paper's steps",
+    ),
+    "pirl": Recipe(
+        "sgd",
+        0.12,
+        1024,
+        "linear",
+        1e-4,
+        paper="Misra & van der Maaten 2020 (PIRL), Sec. 4",
+        deviation="cosine decay instead of the paper's steps",
+    ),
+    "cmc": Recipe(
+        "sgd",
+        0.03,
+        256,
+        "linear",
+        1e-4,
+        paper="Tian et al. 2020 (CMC), App. (ImageNet ResNet setting)",
+        deviation="cosine decay instead of the paper's steps",
+    ),
+    "rotnet": Recipe(
+        "sgd",
+        0.1,
+        128,
+        "linear",
+        5e-4,
+        paper="Gidaris et al. 2018 (RotNet), CIFAR-10 setting",
+        deviation="cosine decay instead of the paper's steps; no Nesterov",
+    ),
+    "jigsaw": Recipe(
+        "sgd",
+        0.01,
+        256,
+        "linear",
+        5e-4,
+        paper="Noroozi & Favaro 2016 (jigsaw), Sec. 4",
+        deviation="cosine decay instead of the paper's steps",
+    ),
+    "context": Recipe(
+        "adam",
+        2e-4,
+        64,
+        "none",
+        0.0,
+        betas=(0.5, 0.999),
+        paper="Pathak et al. 2016 (context encoders), authors' code",
+    ),
+    "bigan": Recipe(
+        "adam",
+        2e-4,
+        128,
+        "none",
+        2.5e-5,
+        betas=(0.5, 0.999),
+        paper="Donahue et al. 2017 (BiGAN), Sec. 4",
+        deviation="cosine decay (the paper: constant, then linear to 0)",
+    ),
+    "cpc": Recipe(
+        "adam", 1e-3, 256, "none", 0.0, paper="Henaff et al. 2020 (CPC v2)", deviation=_ADAM_KEPT
+    ),
+    "relpos": Recipe(
+        "adam",
+        1e-3,
+        256,
+        "none",
+        0.0,
+        paper="Doersch et al. 2015 (context prediction)",
+        deviation=_ADAM_KEPT,
+    ),
+    "exemplar": Recipe(
+        "adam",
+        3e-4,
+        256,
+        "none",
+        0.0,
+        paper="Dosovitskiy et al. 2014 (exemplar CNN)",
+        deviation=_ADAM_KEPT,
+    ),
+    "denoise": Recipe(
+        "adam",
+        3e-4,
+        256,
+        "none",
+        0.0,
+        paper="Vincent et al. 2008 (denoising autoencoders)",
+        deviation=_ADAM_KEPT,
+    ),
+    "splitbrain": Recipe(
+        "adam",
+        1e-3,
+        256,
+        "none",
+        0.0,
+        paper="Zhang et al. 2017 (split-brain autoencoders)",
+        deviation=_ADAM_KEPT,
+    ),
 }
 
 
@@ -291,15 +453,38 @@ def table_rows() -> list[list[str]]:
     rows = []
     for name in sorted(RECIPES):
         r = RECIPES[name]
-        hyper = (f"momentum {r.momentum:g}" if r.optimizer in ("sgd", "lars")
-                 else f"betas {r.betas[0]:g}/{r.betas[1]:g}")
-        rows.append([name, r.optimizer, _rate(r), f"{r.weight_decay:g}", hyper,
-                     f"{r.warmup_epochs:g}", r.schedule, r.paper, r.deviation or "-"])
+        hyper = (
+            f"momentum {r.momentum:g}"
+            if r.optimizer in ("sgd", "lars")
+            else f"betas {r.betas[0]:g}/{r.betas[1]:g}"
+        )
+        rows.append(
+            [
+                name,
+                r.optimizer,
+                _rate(r),
+                f"{r.weight_decay:g}",
+                hyper,
+                f"{r.warmup_epochs:g}",
+                r.schedule,
+                r.paper,
+                r.deviation or "-",
+            ]
+        )
     return rows
 
 
-TABLE_HEADER = ["method", "optimizer", "lr (b = batch size)", "weight decay",
-                "momentum / betas", "warm-up epochs", "schedule", "paper", "differs from paper"]
+TABLE_HEADER = [
+    "method",
+    "optimizer",
+    "lr (b = batch size)",
+    "weight decay",
+    "momentum / betas",
+    "warm-up epochs",
+    "schedule",
+    "paper",
+    "differs from paper",
+]
 
 
 def markdown_table() -> str:

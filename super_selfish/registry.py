@@ -16,10 +16,12 @@ Example::
 
     BACKBONES.get("convnet-smal")  # UnknownNameError: ... Did you mean 'convnet-small'?
 """
+
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Dict, Generic, Iterator, List, Optional, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, Optional, TypeVar
 
 from .errors import ConfigError, check, unknown_name
 
@@ -48,11 +50,12 @@ class Registry(Generic[T]):
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
-        self._entries: Dict[str, T] = {}
-        self._descriptions: Dict[str, str] = {}
+        self._entries: dict[str, T] = {}
+        self._descriptions: dict[str, str] = {}
 
-    def add(self, name: str, entry: T, description: Optional[str] = None, *,
-            replace: bool = False) -> T:
+    def add(
+        self, name: str, entry: T, description: Optional[str] = None, *, replace: bool = False
+    ) -> T:
         """Register ``entry`` under ``name``.
 
         Args:
@@ -68,18 +71,25 @@ class Registry(Generic[T]):
         Raises:
             ConfigError: ``name`` is empty, or taken and ``replace`` is False.
         """
-        check(isinstance(name, str) and name.strip() != "", "name", name,
-              f"a non-empty {self.kind} name")
+        check(
+            isinstance(name, str) and name.strip() != "",
+            "name",
+            name,
+            f"a non-empty {self.kind} name",
+        )
         if name in self._entries and not replace and self._entries[name] is not entry:
-            raise ConfigError(f"Invalid name={name!r}: a {self.kind} of that name is already "
-                              f"registered ({self._entries[name]!r}); pick another name, or "
-                              "pass replace=True to replace it.")
+            raise ConfigError(
+                f"Invalid name={name!r}: a {self.kind} of that name is already "
+                f"registered ({self._entries[name]!r}); pick another name, or "
+                "pass replace=True to replace it."
+            )
         self._entries[name] = entry
         self._descriptions[name] = first_line(entry) if description is None else description
         return entry
 
-    def register(self, name: str, description: Optional[str] = None, *,
-                 replace: bool = False) -> Callable[[T], T]:
+    def register(
+        self, name: str, description: Optional[str] = None, *, replace: bool = False
+    ) -> Callable[[T], T]:
         """Decorator form of :meth:`add`.
 
         Args:
@@ -128,11 +138,11 @@ class Registry(Generic[T]):
             raise unknown_name(self.kind, name, self._entries)
         return self._entries[name]
 
-    def available(self) -> List[str]:
+    def available(self) -> list[str]:
         """The registered names, sorted."""
         return sorted(self._entries)
 
-    def describe(self) -> Dict[str, str]:
+    def describe(self) -> dict[str, str]:
         """``{name: one-line description}``, sorted by name."""
         return {name: self._descriptions[name] for name in self.available()}
 

@@ -20,6 +20,7 @@ methods work. Local shards are counted (tar headers only) when the dataset is ma
 elsewhere need ``shard_sizes``. Images are decoded in the loader workers (or, with
 ``decode="device"``, JPEGs on the training device; see :mod:`super_selfish.decode`).
 """
+
 from __future__ import annotations
 
 import bisect
@@ -29,7 +30,8 @@ import os
 import random
 import re
 import tarfile
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from collections.abc import Iterator, Sequence
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -61,12 +63,17 @@ def is_shard_source(source: Any) -> bool:
     """
     if isinstance(source, (str, os.PathLike)):
         return os.fspath(source).endswith(SHARD_SUFFIXES)
-    return (isinstance(source, (list, tuple)) and len(source) > 0
-            and all(isinstance(s, (str, os.PathLike)) and os.fspath(s).endswith(SHARD_SUFFIXES)
-                    for s in source))
+    return (
+        isinstance(source, (list, tuple))
+        and len(source) > 0
+        and all(
+            isinstance(s, (str, os.PathLike)) and os.fspath(s).endswith(SHARD_SUFFIXES)
+            for s in source
+        )
+    )
 
 
-def _expand(source: Any) -> List[str]:
+def _expand(source: Any) -> list[str]:
     wds = require("webdataset", "webdataset", "Reading WebDataset shards")
     items = [source] if isinstance(source, (str, os.PathLike)) else list(source)
     return [url for item in items for url in wds.shardlists.expand_urls(os.fspath(item))]
@@ -74,21 +81,21 @@ def _expand(source: Any) -> List[str]:
 
 def _local_path(url: str) -> Optional[str]:
     """The file behind ``url`` when it is one on this machine, else None."""
-    path = url[len("file:"):] if url.startswith("file:") else url
+    path = url[len("file:") :] if url.startswith("file:") else url
     if _SCHEME.match(path) and not os.path.exists(path):
         return None
     return path if os.path.isfile(path) else None
 
 
-def _split_name(name: str) -> Tuple[Optional[str], Optional[str]]:
+def _split_name(name: str) -> tuple[Optional[str], Optional[str]]:
     """(sample key, extension) of a file in a shard, as WebDataset groups them."""
     match = re.match(r"^((?:.*/|)[^.]+)[.]([^/]*)$", name)
     return (match.group(1), match.group(2).lower()) if match else (None, None)
 
 
-def _member_table(path: str) -> List[Dict[str, Tuple[int, int]]]:
+def _member_table(path: str) -> list[dict[str, tuple[int, int]]]:
     """Every sample of a local shard as {extension: (byte offset, size)}; reads headers only."""
-    samples: List[Dict[str, Tuple[int, int]]] = []
+    samples: list[dict[str, tuple[int, int]]] = []
     key = None
     with tarfile.open(path) as tar:
         for member in tar:
@@ -106,7 +113,7 @@ def _member_table(path: str) -> List[Dict[str, Tuple[int, int]]]:
 
 def _shuffled(items: Iterator[Any], buffer_size: int, rng: random.Random) -> Iterator[Any]:
     """A shuffle buffer: each item waits among ``buffer_size`` others and leaves at random."""
-    buffer: List[Any] = []
+    buffer: list[Any] = []
     for item in items:
         if len(buffer) < buffer_size:
             buffer.append(item)
@@ -147,18 +154,27 @@ class ShardDataset(ImageDataset):
 
     streaming = True
 
-    def __init__(self, source: Any, *, size: Optional[int] = None, channels: int = 3,
-                 resize: str = "squash", decode: str = "cpu", image_key: Optional[str] = None,
-                 label_key: Optional[str] = None,
-                 shard_sizes: Optional[int | Sequence[int]] = None, shuffle_buffer: int = 1000):
+    def __init__(
+        self,
+        source: Any,
+        *,
+        size: Optional[int] = None,
+        channels: int = 3,
+        resize: str = "squash",
+        decode: str = "cpu",
+        image_key: Optional[str] = None,
+        label_key: Optional[str] = None,
+        shard_sizes: Optional[int | Sequence[int]] = None,
+        shuffle_buffer: int = 1000,
+    ):
         validate.positive_int(shuffle_buffer, "shuffle_buffer", " (samples)")
         self.urls = _expand(source)
         if not self.urls:
             raise DataError(f"WebDataset source {source!r} names no shards.")
         self.size, self.channels, self.resize, self.decode = size, channels, resize, decode
         self.shuffle_buffer = shuffle_buffer
-        self.classes: List[str] = []
-        self._table: Tuple[int, Optional[list]] = (-1, None)  # one shard's member table
+        self.classes: list[str] = []
+        self._table: tuple[int, Optional[list]] = (-1, None)  # one shard's member table
         sizes = self._shard_sizes(shard_sizes)
         self.offsets = [0, *itertools.accumulate(sizes)]
         if self.offsets[-1] == 0:
@@ -168,37 +184,53 @@ class ShardDataset(ImageDataset):
         self.label_key = self._pick_key(first, label_key, LABEL_KEYS, "label_key", False)
 
     # ------------------------------------------------------------------ layout
-    def _shard_sizes(self, shard_sizes: Any) -> List[int]:
+    def _shard_sizes(self, shard_sizes: Any) -> list[int]:
         n = len(self.urls)
         if shard_sizes is None:
             paths = [_local_path(url) for url in self.urls]
             missing = [url for url, path in zip(self.urls, paths) if path is None]
             if missing:
-                raise DataError(f"WebDataset shard {missing[0]!r} is not a local file, so its "
-                                "samples cannot be counted: pass shard_sizes=<samples per "
-                                "shard> (an int, or one per shard), e.g. the writer's maxcount, "
-                                "or check the path.")
+                raise DataError(
+                    f"WebDataset shard {missing[0]!r} is not a local file, so its "
+                    "samples cannot be counted: pass shard_sizes=<samples per "
+                    "shard> (an int, or one per shard), e.g. the writer's maxcount, "
+                    "or check the path."
+                )
             return [len(_member_table(path)) for path in paths]  # type: ignore[arg-type]
         if isinstance(shard_sizes, int) and not isinstance(shard_sizes, bool):
             shard_sizes = [shard_sizes] * n
-        check(isinstance(shard_sizes, (list, tuple)) and len(shard_sizes) == n
-              and all(isinstance(s, int) and s >= 0 for s in shard_sizes), "shard_sizes",
-              shard_sizes, f"a non-negative int or a list of {n} ints (one per shard)")
+        check(
+            isinstance(shard_sizes, (list, tuple))
+            and len(shard_sizes) == n
+            and all(isinstance(s, int) and s >= 0 for s in shard_sizes),
+            "shard_sizes",
+            shard_sizes,
+            f"a non-negative int or a list of {n} ints (one per shard)",
+        )
         return list(shard_sizes)
 
     @staticmethod
-    def _pick_key(sample: Dict[str, Any], given: Optional[str], candidates: Sequence[str],
-                  argument: str, required: bool) -> Optional[str]:
+    def _pick_key(
+        sample: dict[str, Any],
+        given: Optional[str],
+        candidates: Sequence[str],
+        argument: str,
+        required: bool,
+    ) -> Optional[str]:
         present = [k for k in sample if not k.startswith("__")]
         if given is not None:
             if given not in sample:
-                raise DataError(f"Invalid {argument}={given!r}: the first sample "
-                                f"({sample.get('__key__')!r}) has the keys {present}.")
+                raise DataError(
+                    f"Invalid {argument}={given!r}: the first sample "
+                    f"({sample.get('__key__')!r}) has the keys {present}."
+                )
             return given
         found = next((k for k in candidates if k in sample), None)
         if found is None and required:
-            raise DataError(f"WebDataset sample {sample.get('__key__')!r} has no image among "
-                            f"its keys {present}: pass image_column='<extension>'.")
+            raise DataError(
+                f"WebDataset sample {sample.get('__key__')!r} has no image among "
+                f"its keys {present}: pass image_column='<extension>'."
+            )
         return found
 
     @property
@@ -209,18 +241,18 @@ class ShardDataset(ImageDataset):
     def __len__(self) -> int:
         return self.offsets[-1]
 
-    def __getstate__(self) -> Dict[str, Any]:
+    def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_table"] = (-1, None)  # a cache, not worth sending to every worker
         return state
 
     # ------------------------------------------------------------------ reading
-    def _read_shard(self, shard: int) -> Iterator[Dict[str, Any]]:
+    def _read_shard(self, shard: int) -> Iterator[dict[str, Any]]:
         """The samples of one shard, in order, as {extension: bytes} (plus ``__key__``)."""
         wds = require("webdataset", "webdataset", "Reading WebDataset shards")
         yield from wds.tariterators.tarfile_samples([{"url": self.urls[shard]}])
 
-    def __getitem__(self, index: int) -> Tuple[torch.Tensor, int]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} is out of range for {len(self)} samples")
         shard = bisect.bisect_right(self.offsets, index) - 1
@@ -240,7 +272,7 @@ class ShardDataset(ImageDataset):
         image, label = self.decode_sample(sample, encoded=False)
         return image, label
 
-    def decode_sample(self, sample: Dict[str, Any], encoded: bool = True) -> Tuple[Any, int]:
+    def decode_sample(self, sample: dict[str, Any], encoded: bool = True) -> tuple[Any, int]:
         """(image, label) of a raw sample; with ``encoded`` and ``decode="device"``, JPEG
         bytes are left for the device (:class:`~super_selfish.decode.EncodedImage`).
 
@@ -257,17 +289,24 @@ class ShardDataset(ImageDataset):
         """
         data = sample.get(self.image_key)  # type: ignore[arg-type]
         if data is None:
-            raise DataError(f"WebDataset sample {sample.get('__key__')!r} from "
-                            f"{sample.get('__url__', 'a shard')!r} has no {self.image_key!r} "
-                            f"file (keys: {[k for k in sample if not k.startswith('__')]}).")
+            raise DataError(
+                f"WebDataset sample {sample.get('__key__')!r} from "
+                f"{sample.get('__url__', 'a shard')!r} has no {self.image_key!r} "
+                f"file (keys: {[k for k in sample if not k.startswith('__')]})."
+            )
         label = NO_LABEL
         if self.label_key is not None:
             label = int(sample[self.label_key].decode().strip())
         if self.image_key == "npy":
-            return to_uint8_image(np.load(io.BytesIO(data)), self.size, self.channels,
-                                  self.resize), label
-        if (encoded and self.decode == "device" and self.image_key in ("jpg", "jpeg")
-                and self.channels in (1, 3)):
+            return to_uint8_image(
+                np.load(io.BytesIO(data)), self.size, self.channels, self.resize
+            ), label
+        if (
+            encoded
+            and self.decode == "device"
+            and self.image_key in ("jpg", "jpeg")
+            and self.channels in (1, 3)
+        ):
             from .decode import EncodedImage
 
             raw = torch.frombuffer(bytearray(data), dtype=torch.uint8)
@@ -275,8 +314,9 @@ class ShardDataset(ImageDataset):
         with Image.open(io.BytesIO(data)) as image:
             return to_uint8_image(image, self.size, self.channels, self.resize), label
 
-    def samples(self, reader: int, readers: int, seed: int, shuffle: bool = True
-                ) -> Iterator[Tuple[int, Dict[str, Any]]]:
+    def samples(
+        self, reader: int, readers: int, seed: int, shuffle: bool = True
+    ) -> Iterator[tuple[int, dict[str, Any]]]:
         """Endless (index, raw sample) stream of reader ``reader`` of ``readers``.
 
         Pass after pass, the shards are ordered by ``seed`` and the pass number (the same
@@ -302,23 +342,28 @@ class ShardDataset(ImageDataset):
             if shuffle:
                 random.Random(f"shards-{seed}-{cycle}").shuffle(order)
             mine = order[reader::readers] if n >= readers else order
-            stream: Iterator[Tuple[int, Dict[str, Any]]] = (
+            stream: Iterator[tuple[int, dict[str, Any]]] = (
                 (self.offsets[shard] + position, sample)
-                for shard in mine for position, sample in enumerate(self._read_shard(shard)))
+                for shard in mine
+                for position, sample in enumerate(self._read_shard(shard))
+            )
             if n < readers:
                 stream = (item for k, item in enumerate(stream) if k % readers == reader)
             if shuffle:
-                stream = _shuffled(stream, self.shuffle_buffer,
-                                   random.Random(f"buffer-{seed}-{cycle}-{reader}"))
+                stream = _shuffled(
+                    stream, self.shuffle_buffer, random.Random(f"buffer-{seed}-{cycle}-{reader}")
+                )
             produced = 0
             for item in stream:
                 produced += 1
                 yield item
             if produced == 0:
-                raise DataError(f"WebDataset reader {reader} of {readers} got no samples from "
-                                f"shards {[self.urls[s] for s in mine][:3]}.")
+                raise DataError(
+                    f"WebDataset reader {reader} of {readers} got no samples from "
+                    f"shards {[self.urls[s] for s in mine][:3]}."
+                )
 
-    def stream(self, batch_size: int, shuffle: bool = True) -> "ShardStream":
+    def stream(self, batch_size: int, shuffle: bool = True) -> ShardStream:
         """The training stream of this process (see :class:`ShardStream`).
 
         Args:
@@ -358,7 +403,7 @@ class ShardStream(IterableDataset):
     def __len__(self) -> int:
         return len(self.shards) // self.world // self.batch_size * self.batch_size
 
-    def __iter__(self) -> Iterator[Tuple[int, Tuple[Any, int]]]:
+    def __iter__(self) -> Iterator[tuple[int, tuple[Any, int]]]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         batches = len(self.shards) // self.world // self.batch_size

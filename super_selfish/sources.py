@@ -4,10 +4,11 @@
 source comes from it: a Hugging Face dataset is recognised by the module of its type, a
 torchvision dataset by ``torchvision.datasets`` already being imported (the user made one).
 """
+
 from __future__ import annotations
 
 import sys
-from typing import Any, List, Optional, Tuple
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -64,9 +65,11 @@ def find_image_column(features: Any, hf: Any) -> str:
     for name in IMAGE_COLUMN_NAMES:
         if name in features:
             return name
-    raise DataError(f"Hugging Face dataset has no image column among {list(features)}: pass "
-                    "image_column='<name>' (a column of datasets.Image(), arrays or PIL "
-                    "images).")
+    raise DataError(
+        f"Hugging Face dataset has no image column among {list(features)}: pass "
+        "image_column='<name>' (a column of datasets.Image(), arrays or PIL "
+        "images)."
+    )
 
 
 def find_label_column(features: Any, hf: Any, image_column: str) -> Optional[str]:
@@ -113,39 +116,58 @@ class HuggingFaceDataset(ImageDataset):
             dataset, or labels that are neither integers nor strings.
     """
 
-    def __init__(self, source: Any, split: str = "train", *, image_column: Optional[str] = None,
-                 label_column: Optional[str] = None, size: Optional[int] = None,
-                 channels: int = 3, resize: str = "squash"):
+    def __init__(
+        self,
+        source: Any,
+        split: str = "train",
+        *,
+        image_column: Optional[str] = None,
+        label_column: Optional[str] = None,
+        size: Optional[int] = None,
+        channels: int = 3,
+        resize: str = "squash",
+    ):
         hf = require("datasets", "hf", "A Hugging Face dataset")
         if isinstance(source, hf.DatasetDict):
             if split not in source:
-                raise DataError(f"Invalid split={split!r} for this Hugging Face DatasetDict: "
-                                f"expected one of {list(source)}.")
+                raise DataError(
+                    f"Invalid split={split!r} for this Hugging Face DatasetDict: "
+                    f"expected one of {list(source)}."
+                )
             source = source[split]
         if isinstance(source, hf.IterableDataset):
-            raise DataError("Hugging Face IterableDataset (streaming=True) is not supported: "
-                            "load it without streaming, or write it to WebDataset .tar shards, "
-                            "which super_selfish streams.")
+            raise DataError(
+                "Hugging Face IterableDataset (streaming=True) is not supported: "
+                "load it without streaming, or write it to WebDataset .tar shards, "
+                "which super_selfish streams."
+            )
         if not isinstance(source, hf.Dataset):
-            raise DataError(f"Hugging Face object of type {type(source).__name__} is not "
-                            "supported: pass a datasets.Dataset or DatasetDict.")
+            raise DataError(
+                f"Hugging Face object of type {type(source).__name__} is not "
+                "supported: pass a datasets.Dataset or DatasetDict."
+            )
         if len(source) == 0:
             raise DataError("dataset is empty: pass a dataset with at least one image.")
         features = source.features
         for argument, column in (("image_column", image_column), ("label_column", label_column)):
             if column is not None and column not in features:
-                raise DataError(f"Invalid {argument}={column!r}: expected one of the dataset's "
-                                f"columns {list(features)}.")
+                raise DataError(
+                    f"Invalid {argument}={column!r}: expected one of the dataset's "
+                    f"columns {list(features)}."
+                )
         self.image_column = image_column or find_image_column(features, hf)
-        self.label_column = (label_column if label_column is not None
-                             else find_label_column(features, hf, self.image_column))
+        self.label_column = (
+            label_column
+            if label_column is not None
+            else find_label_column(features, hf, self.image_column)
+        )
         columns = [self.image_column] + ([self.label_column] if self.label_column else [])
         source = source.select_columns(columns)
         if not isinstance(features[self.image_column], hf.Image):
             source = source.with_format("numpy")  # arrays as arrays, not nested lists
         self.table = source  # .source names where an ImageDataset comes from
         self.size, self.channels, self.resize = size, channels, resize
-        self.classes: List[str] = []
+        self.classes: list[str] = []
         self._label_ids: Optional[dict] = None
         if self.label_column is not None:
             feature = features[self.label_column]
@@ -155,8 +177,10 @@ class HuggingFaceDataset(ImageDataset):
                 self.classes = sorted(source.unique(self.label_column))
                 self._label_ids = {name: i for i, name in enumerate(self.classes)}
             elif not (isinstance(feature, hf.Value) and "int" in feature.dtype):
-                raise DataError(f"label_column={self.label_column!r} holds {feature}: expected "
-                                "integer or string labels (or a ClassLabel).")
+                raise DataError(
+                    f"label_column={self.label_column!r} holds {feature}: expected "
+                    "integer or string labels (or a ClassLabel)."
+                )
 
     @property
     def has_labels(self) -> bool:
@@ -166,7 +190,7 @@ class HuggingFaceDataset(ImageDataset):
     def __len__(self) -> int:
         return len(self.table)
 
-    def __getitem__(self, index: int) -> Tuple[torch.Tensor, int]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         row = self.table[int(index)]
         image = row[self.image_column]
         if isinstance(image, list):
@@ -178,7 +202,7 @@ class HuggingFaceDataset(ImageDataset):
         return to_uint8_image(image, self.size, self.channels, self.resize), label
 
 
-def torchvision_arrays(source: Any) -> Optional[Tuple[Any, Any, List[str]]]:
+def torchvision_arrays(source: Any) -> Optional[tuple[Any, Any, list[str]]]:
     """(images, labels or None, classes) of a torchvision dataset that keeps every image in
     memory (CIFAR, MNIST, SVHN, STL-10, ...) and has no transform, else None.
 
@@ -199,8 +223,14 @@ def torchvision_arrays(source: Any) -> Optional[Tuple[Any, Any, List[str]]]:
     images = getattr(source, "data", None)
     if not isinstance(images, (np.ndarray, torch.Tensor)) or len(images) != len(source):
         return None
-    labels = next((getattr(source, name) for name in ("targets", "labels")
-                   if getattr(source, name, None) is not None), None)
+    labels = next(
+        (
+            getattr(source, name)
+            for name in ("targets", "labels")
+            if getattr(source, name, None) is not None
+        ),
+        None,
+    )
     if labels is not None:
         labels = np.asarray(labels)
         if labels.shape != (len(source),) or not np.issubdtype(labels.dtype, np.integer):

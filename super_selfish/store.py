@@ -6,6 +6,7 @@ asked for (``keep_last``, ``keep_best``), copies of older checkpoints made by :f
 Every file is created with the same permissions (``0o666`` less the process umask, as
 ``open()`` does), so a run's files are readable by the same people.
 """
+
 from __future__ import annotations
 
 import os
@@ -15,7 +16,7 @@ import shutil
 import time
 import zipfile
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Optional
 
 import torch
 
@@ -51,8 +52,9 @@ def run_dir(name: str | os.PathLike) -> Path:
     return path.with_suffix("")
 
 
-def run_name(method: str, stamp: float, suffix: int = 1,
-             folder: str | os.PathLike = DEFAULT_FOLDER) -> str:
+def run_name(
+    method: str, stamp: float, suffix: int = 1, folder: str | os.PathLike = DEFAULT_FOLDER
+) -> str:
     """``<folder>/<method>-<YYYYmmdd-HHMMSS>`` for the local time ``stamp`` (seconds since the
     epoch), with ``-<suffix>`` appended when ``suffix`` > 1.
 
@@ -69,9 +71,13 @@ def run_name(method: str, stamp: float, suffix: int = 1,
     return base if suffix <= 1 else f"{base}-{suffix}"
 
 
-def new_run_name(method: str, stamp: Optional[float] = None, *, reserve: bool = True,
-                 folder: str | os.PathLike = DEFAULT_FOLDER
-                 ) -> Tuple[str, int, Optional[Path]]:
+def new_run_name(
+    method: str,
+    stamp: Optional[float] = None,
+    *,
+    reserve: bool = True,
+    folder: str | os.PathLike = DEFAULT_FOLDER,
+) -> tuple[str, int, Optional[Path]]:
     """A run name no existing run uses: :func:`run_name` with the first free suffix.
 
     With ``reserve`` the run folder is created at once (``mkdir`` fails when it exists, so two
@@ -130,8 +136,9 @@ def peek_method(name: str | os.PathLike) -> Optional[str]:
         or names no method.
     """
     try:
-        payload = torch.load(checkpoint_path(name), map_location="cpu", weights_only=True,
-                             mmap=True)
+        payload = torch.load(
+            checkpoint_path(name), map_location="cpu", weights_only=True, mmap=True
+        )
     except Exception:  # any unreadable file: the caller says so
         return None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
@@ -140,7 +147,7 @@ def peek_method(name: str | os.PathLike) -> Optional[str]:
     return method if isinstance(method, str) else None
 
 
-def write(payload: Dict[str, Any], name: str | os.PathLike) -> Path:
+def write(payload: dict[str, Any], name: str | os.PathLike) -> Path:
     """Save ``payload`` atomically: temporary file, fsync, rename.
 
     Readers never see half a file; on any failure the temporary file is removed and the
@@ -178,8 +185,9 @@ def _new_temporary(path: Path) -> tuple[int, str]:
     while True:
         tmp = str(path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp"))
         try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
-                           0o666), tmp
+            return os.open(
+                tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666
+            ), tmp
         except FileExistsError:
             continue
 
@@ -195,7 +203,7 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def read(name: str | os.PathLike, map_location: Any = "cpu") -> Dict[str, Any]:
+def read(name: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
     """Load a checkpoint with ``weights_only=True``; anything unsafe or broken is refused.
 
     Args:
@@ -211,8 +219,10 @@ def read(name: str | os.PathLike, map_location: Any = "cpu") -> Dict[str, Any]:
     """
     path = checkpoint_path(name)
     if not path.exists():
-        raise CheckpointError(f"No checkpoint at {str(path)!r}: train with supervise(..., "
-                              f"name={str(path.with_suffix(''))!r}) first or check the name.")
+        raise CheckpointError(
+            f"No checkpoint at {str(path)!r}: train with supervise(..., "
+            f"name={str(path.with_suffix(''))!r}) first or check the name."
+        )
     _verify_archive(path, name)
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
@@ -220,19 +230,23 @@ def read(name: str | os.PathLike, map_location: Any = "cpu") -> Dict[str, Any]:
         raise CheckpointError(
             f"Checkpoint {str(path)!r} holds objects other than tensors and plain data (for "
             f"example a pickled function) and was refused, since loading it could run code: "
-            f"{exc}") from exc
+            f"{exc}"
+        ) from exc
     except Exception as exc:  # whatever torch trips over in a damaged archive
         raise _corrupted(path, name, f"{type(exc).__name__}: {exc}") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{str(path)!r} is not a super_selfish checkpoint (format "
-                              f"{FORMAT} expected).")
+        raise CheckpointError(
+            f"{str(path)!r} is not a super_selfish checkpoint (format {FORMAT} expected)."
+        )
     return payload
 
 
 def _corrupted(path: Path, name: str | os.PathLike, reason: str) -> CheckpointError:
-    return CheckpointError(f"Checkpoint {str(path)!r} is truncated or corrupted and cannot be "
-                           f"read ({reason}). Use an older kept checkpoint from "
-                           f"{str(run_dir(name) / 'checkpoints')!r} if there is one.")
+    return CheckpointError(
+        f"Checkpoint {str(path)!r} is truncated or corrupted and cannot be "
+        f"read ({reason}). Use an older kept checkpoint from "
+        f"{str(run_dir(name) / 'checkpoints')!r} if there is one."
+    )
 
 
 def _verify_archive(path: Path, name: str | os.PathLike) -> None:

@@ -14,13 +14,15 @@ then ``_on_fit_start``: a method's own set-up for the run, such as sizing its qu
 ``_update`` (backward and step). The loop and runtime live in :mod:`super_selfish.training`,
 checkpoints in :mod:`super_selfish.checkpoint`.
 """
+
 from __future__ import annotations
 
 import functools
 import inspect
 import math
 import os
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, Optional
 
 import torch
 import torch.nn as nn
@@ -36,8 +38,9 @@ from .training import PRECISIONS, Callback, TrainingLoop, validate_device
 SCHEDULES = ("constant", "cosine")
 #: Arguments of ``Supervisor.__init__`` (recorded by the base under their own keys) and those
 #: a subclass's ``__init__`` never records (the data, ``self``, ``*args``/``**kwargs``).
-_BASE_ARGUMENTS = frozenset({"self", "dataset", "backbone", "augment", "image_size", "norm",
-                             "seed", "in_channels"})
+_BASE_ARGUMENTS = frozenset(
+    {"self", "dataset", "backbone", "augment", "image_size", "norm", "seed", "in_channels"}
+)
 _VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
 
@@ -48,29 +51,41 @@ def _plain_value(value: Any) -> bool:
     return isinstance(value, (list, tuple)) and all(_plain_value(v) for v in value)
 
 
-def _validate_run_options(name: Any, optimizer: Any, grad_clip: Any, device: Any, seed: Any,
-                          callbacks: Any) -> None:
+def _validate_run_options(
+    name: Any, optimizer: Any, grad_clip: Any, device: Any, seed: Any, callbacks: Any
+) -> None:
     """Checks of ``supervise`` arguments beyond the numeric ones (before anything is built)."""
-    check(isinstance(name, (str, os.PathLike)) and os.fspath(name).strip() != ""
-          and os.path.basename(os.fspath(name).rstrip("/\\")) not in ("", ".", ".."),
-          "name", name, "a run name or path such as 'store/simclr' (the checkpoint is "
-          "<name>.pt)")
-    check(callable(optimizer), "optimizer", optimizer,
-          "a name (adam, adamw, sgd, lars) or a callable(params, lr=...) returning an "
-          "optimizer, e.g. torch.optim.Adam")
-    validate.positive_number(grad_clip, "grad_clip", " (a max gradient norm) such as 1.0",
-                             none="no clipping")
+    check(
+        isinstance(name, (str, os.PathLike))
+        and os.fspath(name).strip() != ""
+        and os.path.basename(os.fspath(name).rstrip("/\\")) not in ("", ".", ".."),
+        "name",
+        name,
+        "a run name or path such as 'store/simclr' (the checkpoint is <name>.pt)",
+    )
+    check(
+        callable(optimizer),
+        "optimizer",
+        optimizer,
+        "a name (adam, adamw, sgd, lars) or a callable(params, lr=...) returning an "
+        "optimizer, e.g. torch.optim.Adam",
+    )
+    validate.positive_number(
+        grad_clip, "grad_clip", " (a max gradient norm) such as 1.0", none="no clipping"
+    )
     validate.non_negative_int(seed, "seed", none="the supervisor's seed")
-    check(all(isinstance(cb, Callback) for cb in callbacks), "callbacks", callbacks,
-          "a sequence of super_selfish.Callback instances")
+    check(
+        all(isinstance(cb, Callback) for cb in callbacks),
+        "callbacks",
+        callbacks,
+        "a sequence of super_selfish.Callback instances",
+    )
     validate_device(device)
-
 
 
 def _unknown_argument(cls: type, name: str) -> Exception:
     """The error for ``cls(..., name=...)`` when no ``__init__`` in its hierarchy takes ``name``."""
     return unknown_name(f"{cls.__name__} argument", name, init_arguments(cls))
-
 
 
 def _callable_name(fn: Any) -> str:
@@ -88,12 +103,11 @@ def _registered(method: str) -> Optional[type]:
         return None
 
 
-def _remove_if_empty(folder: "os.PathLike[str]") -> None:
+def _remove_if_empty(folder: os.PathLike[str]) -> None:
     try:
         os.rmdir(folder)
     except OSError:  # not empty (a user's files, TensorBoard events) or already gone
         pass
-
 
 
 class Supervisor(TrainingLoop, Checkpointing, nn.Module):
@@ -128,16 +142,25 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
     #: A :class:`~super_selfish.recipes.Recipe` set in a class body replaces the registered one.
     default_recipe: Optional[recipes_module.Recipe] = None
     #: ``get_backbone(which=...)`` choices: role -> attribute holding that encoder.
-    backbone_roles: Dict[str, str] = {"online": "backbone"}
+    backbone_roles: dict[str, str] = {"online": "backbone"}
     #: The role ``get_backbone()`` returns without ``which``.
     default_backbone: str = "online"
     #: Channels of the images this method reads; None: the backbone's ``in_channels``. Methods
     #: that split colour themselves (CMC, split-brain: RGB into L and ab) set 3.
     data_channels: Optional[int] = None
 
-    def __init__(self, dataset: Any = None, backbone: str | nn.Module = "convnet-small", *,
-                 augment: Any = None, image_size: Optional[int] = None, norm: str = "batch",
-                 seed: Optional[int] = None, in_channels: int = 3, **unknown: Any):
+    def __init__(
+        self,
+        dataset: Any = None,
+        backbone: str | nn.Module = "convnet-small",
+        *,
+        augment: Any = None,
+        image_size: Optional[int] = None,
+        norm: str = "batch",
+        seed: Optional[int] = None,
+        in_channels: int = 3,
+        **unknown: Any,
+    ):
         super().__init__()
         if unknown:  # a misspelt option: name it and suggest the closest one (not a TypeError)
             raise _unknown_argument(type(self), next(iter(unknown)))
@@ -145,8 +168,11 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
             validate.non_negative_int(seed, "seed")
             torch.manual_seed(seed)
         self.seed = seed
-        validate.positive_int(in_channels, "in_channels", ": 3 for RGB, 1 for grayscale, 4 or "
-                              "more for multi-channel images")
+        validate.positive_int(
+            in_channels,
+            "in_channels",
+            ": 3 for RGB, 1 for grayscale, 4 or more for multi-channel images",
+        )
         channels = self.data_channels or in_channels
         self.dataset = data.dataset(dataset, channels=channels) if dataset is not None else None
         if self.dataset is not None:
@@ -154,29 +180,42 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
         if image_size is None:
             image_size = self._dataset_image_size() or 32
             if image_size < 8:
-                raise DataError(f"dataset images are {image_size}x{image_size} pixels: expected "
-                                "at least 8x8 (resize them with data.dataset(..., size=N) or "
-                                "pass image_size=N).")
+                raise DataError(
+                    f"dataset images are {image_size}x{image_size} pixels: expected "
+                    "at least 8x8 (resize them with data.dataset(..., size=N) or "
+                    "pass image_size=N)."
+                )
         validate.int_at_least(image_size, "image_size", 8, " pixels")
         self.image_size = image_size
-        self.backbone = backbones.build(backbone, norm=norm, in_channels=in_channels,
-                                        probe_size=image_size)
-        self.augment_name = augment if isinstance(augment, str) else (
-            self.default_augment if augment is None else type(augment).__name__)
-        self.views = (augment if augment is not None and not isinstance(augment, str)
-                      and callable(augment) else None)
+        self.backbone = backbones.build(
+            backbone, norm=norm, in_channels=in_channels, probe_size=image_size
+        )
+        self.augment_name = (
+            augment
+            if isinstance(augment, str)
+            else (self.default_augment if augment is None else type(augment).__name__)
+        )
+        self.views = (
+            augment
+            if augment is not None and not isinstance(augment, str) and callable(augment)
+            else None
+        )
         if self.views is None and self.augment_name is not None:
             self.views = self._build_views(augment or self.default_augment)
-        self.hparams: Dict[str, Any] = {
-            "backbone": self.backbone.name, "norm": norm, "image_size": image_size,
-            "augment": self.augment_name, "in_channels": in_channels}
-        self.history: List[Dict[str, Any]] = []
+        self.hparams: dict[str, Any] = {
+            "backbone": self.backbone.name,
+            "norm": norm,
+            "image_size": image_size,
+            "augment": self.augment_name,
+            "in_channels": in_channels,
+        }
+        self.history: list[dict[str, Any]] = []
         self.epoch = 0
         self.global_step = 0
         self._placed = False
         self._ddp: Optional[nn.Module] = None
         self._external_ddp = False  # data parallel under another loop (super_selfish.lightning)
-        self._step_metrics: Dict[str, float] = {}
+        self._step_metrics: dict[str, float] = {}
 
     # ------------------------------------------------------------------ set-up helpers
     def _build_views(self, spec: Any) -> Any:
@@ -188,14 +227,18 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
             return None
         height, width = self.dataset[0][0].shape[-2:]
         if height != width:
-            raise DataError(f"dataset images are {height}x{width}: pass a dataset of square "
-                            "images or resize them (data.dataset(..., size=N)).")
+            raise DataError(
+                f"dataset images are {height}x{width}: pass a dataset of square "
+                "images or resize them (data.dataset(..., size=N))."
+            )
         return int(height)
 
     def _check_labels(self, ds: data.ImageDataset) -> None:
         if self.needs_labels and not ds.has_labels:
-            raise DataError(f"{type(self).__name__} needs labels, but the dataset yields none: "
-                            "pass (images, labels) or a labelled Dataset.")
+            raise DataError(
+                f"{type(self).__name__} needs labels, but the dataset yields none: "
+                "pass (images, labels) or a labelled Dataset."
+            )
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Record a subclass's constructor arguments as hyper-parameters, automatically.
@@ -215,7 +258,7 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
         signature = inspect.signature(init)
 
         @functools.wraps(init)
-        def recording_init(self: "Supervisor", *args: Any, **kw: Any) -> None:
+        def recording_init(self: Supervisor, *args: Any, **kw: Any) -> None:
             init(self, *args, **kw)
             try:
                 bound = signature.bind(self, *args, **kw)
@@ -224,8 +267,7 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
             bound.apply_defaults()
             for name, value in bound.arguments.items():
                 kind = signature.parameters[name].kind
-                if (name not in _BASE_ARGUMENTS and kind not in _VARIADIC
-                        and _plain_value(value)):
+                if name not in _BASE_ARGUMENTS and kind not in _VARIADIC and _plain_value(value):
                     self.hparams.setdefault(name, value)
 
         recording_init._records_hparams = True  # type: ignore[attr-defined]
@@ -248,7 +290,7 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
         """The device of the supervisor's parameters."""
         return next(self.parameters()).device
 
-    def to(self, *args: Any, **kwargs: Any) -> "Supervisor":  # type: ignore[override]
+    def to(self, *args: Any, **kwargs: Any) -> Supervisor:  # type: ignore[override]
         """``nn.Module.to``, remembering that the user chose the placement (``supervise`` keeps it).
 
         Args:
@@ -283,9 +325,13 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
                 return recipes_module.RECIPES[method]
             if "default_lr" in vars(klass) or "default_optimizer" in vars(klass):
                 return recipes_module.Recipe(
-                    "custom", cls.default_lr, scaling="none", schedule="constant",
+                    "custom",
+                    cls.default_lr,
+                    scaling="none",
+                    schedule="constant",
                     factory=cls.default_optimizer,
-                    paper=f"{cls.__name__}.default_lr / default_optimizer")
+                    paper=f"{cls.__name__}.default_lr / default_optimizer",
+                )
         raise AssertionError("Supervisor defines default_lr")  # pragma: no cover
 
     def get_backbone(self, which: Optional[str] = None) -> backbones.Backbone:
@@ -306,13 +352,16 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
             roles["ema"] = "ema_backbone"
         which = self.default_backbone if which is None else which
         if which == "ema" and "ema" not in roles:
-            raise ConfigError("Invalid which='ema': this supervisor keeps no averaged backbone;"
-                              " train with supervise(..., ema=0.999) first.")
+            raise ConfigError(
+                "Invalid which='ema': this supervisor keeps no averaged backbone;"
+                " train with supervise(..., ema=0.999) first."
+            )
         check(which in roles, "which", which, f"one of {sorted(roles)}")
         return getattr(self, roles[which])
 
-    def export_backbone(self, path: str | os.PathLike, format: str = "torchscript",
-                        **options: Any) -> Any:
+    def export_backbone(
+        self, path: str | os.PathLike, format: str = "torchscript", **options: Any
+    ) -> Any:
         """Write the backbone for deployment and check the file against the live network.
 
         Args:
@@ -328,8 +377,14 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
         """
         from .export import export_backbone
 
-        return export_backbone(self.get_backbone(), path, format, image_size=self.image_size,
-                               in_channels=self.image_channels, **options)
+        return export_backbone(
+            self.get_backbone(),
+            path,
+            format,
+            image_size=self.image_size,
+            in_channels=self.image_channels,
+            **options,
+        )
 
     def log(self, **scalars: float) -> None:
         """Report extra per-step scalars (shown on the progress bar and in the history).
@@ -341,7 +396,7 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
         for key, value in scalars.items():
             self._step_metrics[key] = float(value)
 
-    def augment_views(self, images: torch.Tensor) -> List[torch.Tensor]:
+    def augment_views(self, images: torch.Tensor) -> list[torch.Tensor]:
         """This method's augmented float views of a uint8 batch, drawn from the run's generator.
 
         Runs outside any mixed-precision autocast: augmentations are float32 pixel maths (and
@@ -356,8 +411,9 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
         with torch.autocast(images.device.type, enabled=False):
             return self.views(images, generator=getattr(self, "_aug_gen", None))
 
-    def encode_views(self, views: Sequence[torch.Tensor], encoder: Optional[nn.Module] = None
-                     ) -> List[torch.Tensor]:
+    def encode_views(
+        self, views: Sequence[torch.Tensor], encoder: Optional[nn.Module] = None
+    ) -> list[torch.Tensor]:
         """Encode several views with one forward pass per view size (multi-crop friendly).
 
         Args:
@@ -368,7 +424,7 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
             One feature batch per view, in the order of ``views``.
         """
         encoder = self.backbone if encoder is None else encoder
-        out: List[Optional[torch.Tensor]] = [None] * len(views)
+        out: list[Optional[torch.Tensor]] = [None] * len(views)
         for size in dict.fromkeys(v.shape[-2:] for v in views):
             members = [i for i, v in enumerate(views) if v.shape[-2:] == size]
             features = encoder(torch.cat([views[i] for i in members])).chunk(len(members))
@@ -388,22 +444,38 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
         return self._forward(batch)
 
     # ------------------------------------------------------------------ the entry point
-    def supervise(self, lr: Optional[float] = None,
-                  optimizer: Optional[Callable[..., torch.optim.Optimizer]] = None,
-                  epochs: int = 10, batch_size: int = 256,
-                  shuffle: bool = True, num_workers: Optional[int] = None,
-                  name: Optional[str] = None,
-                  pretrained: bool = False, lr_scheduler: str | Callable[..., Any] | None = None,
-                  *, weight_decay: Optional[float] = None,
-                  warmup_epochs: Optional[float] = None, ema: Optional[float] = None,
-                  seed: Optional[int] = None, device: Optional[str | torch.device] = None,
-                  progress: bool = True, keep_last: int = 0, keep_best: bool = False,
-                  overwrite: bool = False, skip_nonfinite: bool = False,
-                  grad_clip: Optional[float] = None, precision: str = "fp32",
-                  channels_last: bool = False, compile: bool | Dict[str, Any] = False,
-                  distributed: Optional[bool] = None, sync_batchnorm: Optional[bool] = None,
-                  callbacks: Sequence[Callback] = (), save: bool = True,
-                  resume: Optional[bool] = None) -> List[Dict[str, Any]]:
+    def supervise(
+        self,
+        lr: Optional[float] = None,
+        optimizer: Optional[Callable[..., torch.optim.Optimizer]] = None,
+        epochs: int = 10,
+        batch_size: int = 256,
+        shuffle: bool = True,
+        num_workers: Optional[int] = None,
+        name: Optional[str] = None,
+        pretrained: bool = False,
+        lr_scheduler: str | Callable[..., Any] | None = None,
+        *,
+        weight_decay: Optional[float] = None,
+        warmup_epochs: Optional[float] = None,
+        ema: Optional[float] = None,
+        seed: Optional[int] = None,
+        device: Optional[str | torch.device] = None,
+        progress: bool = True,
+        keep_last: int = 0,
+        keep_best: bool = False,
+        overwrite: bool = False,
+        skip_nonfinite: bool = False,
+        grad_clip: Optional[float] = None,
+        precision: str = "fp32",
+        channels_last: bool = False,
+        compile: bool | dict[str, Any] = False,
+        distributed: Optional[bool] = None,
+        sync_batchnorm: Optional[bool] = None,
+        callbacks: Sequence[Callback] = (),
+        save: bool = True,
+        resume: Optional[bool] = None,
+    ) -> list[dict[str, Any]]:
         """Train; returns the per-epoch history (also written to ``<name>/history.*``).
 
         Files: ``<name>.pt`` is the run's one checkpoint, rewritten after every epoch;
@@ -484,29 +556,55 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
                 does not fit.
             DivergenceError: the loss or the weights became NaN/inf.
         """
-        self._validate_supervise(lr, epochs, batch_size, num_workers, weight_decay, precision,
-                                 keep_last, warmup_epochs, lr_scheduler)
-        check(ema is None or (validate.is_number(ema) and 0 < ema < 1), "ema", ema,
-              "None or a decay in (0, 1) such as 0.999")
-        check(not (callable(lr_scheduler) and warmup_epochs), "warmup_epochs", warmup_epochs,
-              "None or 0 with a callable lr_scheduler (the warm-up belongs to the built-in "
-              "'cosine' and 'constant' schedules)")
+        self._validate_supervise(
+            lr,
+            epochs,
+            batch_size,
+            num_workers,
+            weight_decay,
+            precision,
+            keep_last,
+            warmup_epochs,
+            lr_scheduler,
+        )
+        check(
+            ema is None or (validate.is_number(ema) and 0 < ema < 1),
+            "ema",
+            ema,
+            "None or a decay in (0, 1) such as 0.999",
+        )
+        check(
+            not (callable(lr_scheduler) and warmup_epochs),
+            "warmup_epochs",
+            warmup_epochs,
+            "None or 0 with a callable lr_scheduler (the warm-up belongs to the built-in "
+            "'cosine' and 'constant' schedules)",
+        )
         recipe = self.recipe()
-        resolved = recipe.resolve(batch_size, epochs, lr=lr, optimizer=optimizer,
-                                  weight_decay=weight_decay, warmup_epochs=warmup_epochs,
-                                  lr_scheduler=lr_scheduler)
+        resolved = recipe.resolve(
+            batch_size,
+            epochs,
+            lr=lr,
+            optimizer=optimizer,
+            weight_decay=weight_decay,
+            warmup_epochs=warmup_epochs,
+            lr_scheduler=lr_scheduler,
+        )
         lr, optimizer = resolved["lr"], resolved["optimizer"]
         weight_decay, warmup_epochs = resolved["weight_decay"], resolved["warmup_epochs"]
         lr_scheduler = resolved["lr_scheduler"]
         resuming = bool(pretrained or resume)
         if name is None and resuming:
             raise ConfigError(self._resume_needs_name())
-        _validate_run_options(name if name is not None else "default", optimizer, grad_clip,
-                              device, seed, callbacks)
+        _validate_run_options(
+            name if name is not None else "default", optimizer, grad_clip, device, seed, callbacks
+        )
         check(isinstance(keep_best, bool), "keep_best", keep_best, "True or False")
         if self.dataset is None:
-            raise DataError(f"{type(self).__name__} was built without a dataset: pass one, "
-                            f"e.g. {type(self).__name__}('cifar10-sample').")
+            raise DataError(
+                f"{type(self).__name__} was built without a dataset: pass one, "
+                f"e.g. {type(self).__name__}('cifar10-sample')."
+            )
         if name is not None and save and not resuming:
             self._check_overwrite(name, overwrite)
         self.base_lr = lr
@@ -517,76 +615,125 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
         self.interrupted = False
         self.save_checkpoints = save
         self.callbacks = list(callbacks)
-        self._setup_runtime(device, distributed, sync_batchnorm, precision, channels_last,
-                            compile)
+        self._setup_runtime(device, distributed, sync_batchnorm, precision, channels_last, compile)
         reserved = None
         if name is None:
             name, reserved = self._new_run_name(save)
         self.run_name = name
         if save and is_main_process():
-            console.info(f"{self.method} run {name}: checkpoint {store.checkpoint_path(name)} "
-                         f"(every epoch), history {store.run_dir(name)}/history.{{json,csv}}")
+            console.info(
+                f"{self.method} run {name}: checkpoint {store.checkpoint_path(name)} "
+                f"(every epoch), history {store.run_dir(name)}/history.{{json,csv}}"
+            )
         seed = self.seed if seed is None else seed
         self._seed_run(seed, self._ddp is not None)
         try:
             self._load_pretrained(name, bool(pretrained or resume))
-            self._init_data_optimizer(lr, optimizer, batch_size, shuffle, num_workers,
-                                      lr_scheduler, weight_decay=weight_decay,
-                                      warmup_epochs=warmup_epochs, epochs=epochs)
+            self._init_data_optimizer(
+                lr,
+                optimizer,
+                batch_size,
+                shuffle,
+                num_workers,
+                lr_scheduler,
+                weight_decay=weight_decay,
+                warmup_epochs=warmup_epochs,
+                epochs=epochs,
+            )
             self.run_options = {  # what this run resolved to (the CLI writes it to config.yaml)
-                "lr": lr, "optimizer": resolved["optimizer_name"],
-                "weight_decay": weight_decay, "warmup_epochs": warmup_epochs,
-                "lr_scheduler": lr_scheduler if isinstance(lr_scheduler, str)
-                else _callable_name(lr_scheduler), "epochs": epochs, "batch_size": batch_size,
-                "seed": seed, "precision": precision, "grad_clip": grad_clip, "ema": ema,
-                "recipe": recipe.describe(), "from_recipe": list(resolved["from_recipe"])}
-            self._train_options = dict(progress=progress, keep_last=keep_last,
-                                       keep_best=keep_best, skip_nonfinite=skip_nonfinite,
-                                       grad_clip=grad_clip)
+                "lr": lr,
+                "optimizer": resolved["optimizer_name"],
+                "weight_decay": weight_decay,
+                "warmup_epochs": warmup_epochs,
+                "lr_scheduler": lr_scheduler
+                if isinstance(lr_scheduler, str)
+                else _callable_name(lr_scheduler),
+                "epochs": epochs,
+                "batch_size": batch_size,
+                "seed": seed,
+                "precision": precision,
+                "grad_clip": grad_clip,
+                "ema": ema,
+                "recipe": recipe.describe(),
+                "from_recipe": list(resolved["from_recipe"]),
+            }
+            self._train_options = dict(
+                progress=progress,
+                keep_last=keep_last,
+                keep_best=keep_best,
+                skip_nonfinite=skip_nonfinite,
+                grad_clip=grad_clip,
+            )
             self._epochs(epochs, name)
         finally:
             self._teardown_runtime()
             if reserved is not None and not store.checkpoint_path(name).exists():
                 _remove_if_empty(reserved)  # a run that failed before its first checkpoint
         if save and is_main_process() and store.checkpoint_path(name).exists():
-            console.info(f"saved {store.checkpoint_path(name)} (epoch {self.epoch}) and "
-                         f"{store.run_dir(name)}/history.{{json,csv}}")
+            console.info(
+                f"saved {store.checkpoint_path(name)} (epoch {self.epoch}) and "
+                f"{store.run_dir(name)}/history.{{json,csv}}"
+            )
         return self.history
 
-    def _validate_supervise(self, lr: Optional[float], epochs: int, batch_size: int,
-                            num_workers: Optional[int],
-                            weight_decay: Optional[float], precision: str, keep_last: int,
-                            warmup_epochs: Optional[float], lr_scheduler: Any) -> None:
+    def _validate_supervise(
+        self,
+        lr: Optional[float],
+        epochs: int,
+        batch_size: int,
+        num_workers: Optional[int],
+        weight_decay: Optional[float],
+        precision: str,
+        keep_last: int,
+        warmup_epochs: Optional[float],
+        lr_scheduler: Any,
+    ) -> None:
         recipe = "the method's recipe"
         validate.positive_number(lr, "lr", " such as 1e-3", none=recipe)
         validate.non_negative_int(epochs, "epochs")
         validate.int_at_least(batch_size, "batch_size", 2)
-        validate.non_negative_int(num_workers, "num_workers", none="automatic: 0 for in-memory "
-                                  "data, else data.default_num_workers()")
+        validate.non_negative_int(
+            num_workers,
+            "num_workers",
+            none="automatic: 0 for in-memory data, else data.default_num_workers()",
+        )
         validate.non_negative_number(weight_decay, "weight_decay", none=recipe)
         check(precision in PRECISIONS, "precision", precision, f"one of {PRECISIONS}")
         validate.non_negative_int(keep_last, "keep_last")
         validate.non_negative_number(warmup_epochs, "warmup_epochs", none=recipe)
-        check(lr_scheduler is None or callable(lr_scheduler) or (isinstance(lr_scheduler, str)
-                                                                 and lr_scheduler in SCHEDULES),
-              "lr_scheduler", lr_scheduler,
-              f"None, one of {SCHEDULES} or a callable(optimizer) returning a scheduler")
+        check(
+            lr_scheduler is None
+            or callable(lr_scheduler)
+            or (isinstance(lr_scheduler, str) and lr_scheduler in SCHEDULES),
+            "lr_scheduler",
+            lr_scheduler,
+            f"None, one of {SCHEDULES} or a callable(optimizer) returning a scheduler",
+        )
 
     # ------------------------------------------------------------------ hooks
     def _load_pretrained(self, name: str, pretrained: bool) -> None:
         """Restore weights, buffers and the epoch from ``name`` when ``pretrained``."""
-        self._resume_state: Optional[Dict[str, Any]] = None
+        self._resume_state: Optional[dict[str, Any]] = None
         self._resume_step = 0
-        self._resume_losses: List[float] = []
+        self._resume_losses: list[float] = []
         if pretrained:
             if self._ddp is not None:
                 dist_utils.barrier()  # every process waits until rank 0 has written the file
             self._resume_state = self.load(name).checkpoint
 
-    def _init_data_optimizer(self, lr: float, optimizer: Callable[..., torch.optim.Optimizer],
-                             batch_size: int, shuffle: bool, num_workers: Optional[int],
-                             lr_scheduler: Any, *, weight_decay: float = 0.0,
-                             warmup_epochs: float = 0.0, epochs: int = 1) -> None:
+    def _init_data_optimizer(
+        self,
+        lr: float,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        batch_size: int,
+        shuffle: bool,
+        num_workers: Optional[int],
+        lr_scheduler: Any,
+        *,
+        weight_decay: float = 0.0,
+        warmup_epochs: float = 0.0,
+        epochs: int = 1,
+    ) -> None:
         """Build the loader, the optimizer over every trainable part, and the scheduler.
 
         Then :meth:`_on_fit_start` (the method's own set-up for this run), then, when
@@ -611,29 +758,46 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
             # a new order each epoch through set_epoch); batch_size is per process.
             share = len(self.dataset) // world_size()
             if share < batch_size:
-                raise DataError(f"batch_size={batch_size} per process is larger than each "
-                                f"process's share of the dataset ({len(self.dataset)} images / "
-                                f"{world_size()} processes = {share}): use batch_size <= {share}.")
-            sampler = DistributedSampler(self.dataset, shuffle=shuffle, drop_last=True,
-                                         seed=self._data_gen.initial_seed())
-        self.loader = data.BatchLoader(self.dataset, batch_size, shuffle=shuffle,
-                                       drop_last=True, num_workers=num_workers,
-                                       generator=self._data_gen, sampler=sampler,
-                                       pin_memory=self.device.type == "cuda")
+                raise DataError(
+                    f"batch_size={batch_size} per process is larger than each "
+                    f"process's share of the dataset ({len(self.dataset)} images / "
+                    f"{world_size()} processes = {share}): use batch_size <= {share}."
+                )
+            sampler = DistributedSampler(
+                self.dataset, shuffle=shuffle, drop_last=True, seed=self._data_gen.initial_seed()
+            )
+        self.loader = data.BatchLoader(
+            self.dataset,
+            batch_size,
+            shuffle=shuffle,
+            drop_last=True,
+            num_workers=num_workers,
+            generator=self._data_gen,
+            sampler=sampler,
+            pin_memory=self.device.type == "cuda",
+        )
         params = self._param_groups(weight_decay)
         self.optimizer = optimizer(params, lr=lr)
         total = max(1, epochs * len(self.loader))
         self.total_steps = total
-        self.scheduler = self._make_scheduler(lr_scheduler, total,
-                                              int(warmup_epochs * len(self.loader)))
-        self._on_fit_start(batch_size, epochs=epochs, lr=lr, optimizer=optimizer,
-                           weight_decay=weight_decay)
+        self.scheduler = self._make_scheduler(
+            lr_scheduler, total, int(warmup_epochs * len(self.loader))
+        )
+        self._on_fit_start(
+            batch_size, epochs=epochs, lr=lr, optimizer=optimizer, weight_decay=weight_decay
+        )
         if self._resume_state is not None:
             self._restore_training_state(self._resume_state)
 
-    def _on_fit_start(self, batch_size: int, *, epochs: int, lr: float,
-                      optimizer: Callable[..., torch.optim.Optimizer],
-                      weight_decay: float) -> None:
+    def _on_fit_start(
+        self,
+        batch_size: int,
+        *,
+        epochs: int,
+        lr: float,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        weight_decay: float,
+    ) -> None:
         """A method's set-up for the run about to start; does nothing by default.
 
         Called by :meth:`_init_data_optimizer` once the loader, optimizer and scheduler exist
@@ -649,7 +813,7 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
             weight_decay: the run's weight decay.
         """
 
-    def _param_groups(self, weight_decay: float) -> List[Dict[str, Any]]:
+    def _param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
         """Trainable parameters; biases and norm weights get no weight decay."""
         decay, no_decay = [], []
         for p in self.parameters():
@@ -657,8 +821,10 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
                 (no_decay if p.ndim <= 1 else decay).append(p)
         if not decay and not no_decay:
             raise ConfigError(f"{type(self).__name__} has no trainable parameters.")
-        return [{"params": decay, "weight_decay": weight_decay},
-                {"params": no_decay, "weight_decay": 0.0}]
+        return [
+            {"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
 
     def _make_scheduler(self, kind: Any, total: int, warmup: int) -> Any:
         if callable(kind):
@@ -683,13 +849,20 @@ class Supervisor(TrainingLoop, Checkpointing, nn.Module):
         """
         momentum.ema_update(self.ema_backbone, self.backbone, self._ema, copy_buffers=True)
 
-    def _recipe_record(self) -> Dict[str, Any]:
+    def _recipe_record(self) -> dict[str, Any]:
         """What each history record says about the run's recipe (``run_options``)."""
         options = getattr(self, "run_options", None) or {}
-        return {"base_lr": options.get("lr"), "optimizer": options.get("optimizer"),
+        return (
+            {
+                "base_lr": options.get("lr"),
+                "optimizer": options.get("optimizer"),
                 "weight_decay": options.get("weight_decay"),
                 "warmup_epochs": options.get("warmup_epochs"),
-                "lr_scheduler": options.get("lr_scheduler")} if options else {}
+                "lr_scheduler": options.get("lr_scheduler"),
+            }
+            if options
+            else {}
+        )
 
     def _forward(self, batch: data.Batch) -> torch.Tensor:
         """Return the loss of one batch. Every method overrides this."""

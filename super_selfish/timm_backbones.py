@@ -11,11 +11,12 @@ transformers get the training ``image_size`` (``img_size``) and accept other siz
 file (``.pth``, ``.bin`` or ``.safetensors`` of the timm model) may be loaded with
 :func:`from_timm`; timm drops its classifier and adapts the stem to ``in_channels``.
 """
+
 from __future__ import annotations
 
 import ast
 import os
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Optional
 from urllib.parse import parse_qsl, urlencode
 
 import torch
@@ -28,7 +29,7 @@ from .extras import require
 PREFIX = "timm/"
 
 
-def parse_name(name: str) -> Tuple[str, Dict[str, Any]]:
+def parse_name(name: str) -> tuple[str, dict[str, Any]]:
     """``"timm/<model>?key=value&..."`` to (model, options); values are Python literals.
 
     Args:
@@ -37,8 +38,8 @@ def parse_name(name: str) -> Tuple[str, Dict[str, Any]]:
     Returns:
         ``(model, options)``; a value that is no Python literal stays a string.
     """
-    model, _, query = name[len(PREFIX):].partition("?")
-    options: Dict[str, Any] = {}
+    model, _, query = name[len(PREFIX) :].partition("?")
+    options: dict[str, Any] = {}
     for key, text in parse_qsl(query, keep_blank_values=True):
         try:
             options[key] = ast.literal_eval(text)
@@ -47,7 +48,7 @@ def parse_name(name: str) -> Tuple[str, Dict[str, Any]]:
     return model, options
 
 
-def backbone_name(model: str, options: Dict[str, Any]) -> str:
+def backbone_name(model: str, options: dict[str, Any]) -> str:
     """The registry name of a timm model built with ``options`` (inverse of :func:`parse_name`).
 
     Args:
@@ -81,8 +82,9 @@ class TimmBody(nn.Module):
     def feature_map(self, images: torch.Tensor) -> torch.Tensor:
         """The unpooled map (N, C, h, w) of convolutional models, else the pooled features."""
         features = self.model.forward_features(images)
-        return features if features.ndim == 4 else self.model.forward_head(features,
-                                                                           pre_logits=True)
+        return (
+            features if features.ndim == 4 else self.model.forward_head(features, pre_logits=True)
+        )
 
 
 class TimmViTBody(TimmBody):
@@ -101,7 +103,7 @@ class TimmViTBody(TimmBody):
         """Token width (timm's ``embed_dim``)."""
         return int(self.model.embed_dim)
 
-    def grid(self, images: torch.Tensor) -> Tuple[int, int]:
+    def grid(self, images: torch.Tensor) -> tuple[int, int]:
         """Patch rows and columns of ``images``, after checking that the size fits.
 
         Args:
@@ -115,12 +117,17 @@ class TimmViTBody(TimmBody):
         """
         height, width = images.shape[-2:]
         p = self.patch_size
-        check(height % p == 0 and width % p == 0, "image size", (height, width),
-              f"height and width divisible by the ViT patch size {p}")
+        check(
+            height % p == 0 and width % p == 0,
+            "image size",
+            (height, width),
+            f"height and width divisible by the ViT patch size {p}",
+        )
         return height // p, width // p
 
-    def encode_visible(self, images: torch.Tensor, keep: Optional[torch.Tensor] = None
-                       ) -> torch.Tensor:
+    def encode_visible(
+        self, images: torch.Tensor, keep: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
         """Encode only the patches ``keep`` ((N, K) indices, row-major), or all when None.
 
         Position codes are resampled to the input's grid.
@@ -140,13 +147,17 @@ class TimmViTBody(TimmBody):
         tokens = m.patch_embed(images)
         tokens = tokens.reshape(tokens.shape[0], -1, tokens.shape[-1])
         n_prefix = m.num_prefix_tokens
-        prefix = [t.expand(len(tokens), -1, -1) for t in (m.cls_token, m.reg_token)
-                  if t is not None]
+        prefix = [
+            t.expand(len(tokens), -1, -1) for t in (m.cls_token, m.reg_token) if t is not None
+        ]
         if m.pos_embed is not None:
             embedded_prefix = 0 if m.no_embed_class else n_prefix
-            pos = resample_abs_pos_embed(m.pos_embed, new_size=grid,
-                                         old_size=m.patch_embed.grid_size,
-                                         num_prefix_tokens=embedded_prefix)
+            pos = resample_abs_pos_embed(
+                m.pos_embed,
+                new_size=grid,
+                old_size=m.patch_embed.grid_size,
+                num_prefix_tokens=embedded_prefix,
+            )
             tokens = tokens + pos[:, embedded_prefix:]
             if embedded_prefix:
                 prefix = [torch.cat(prefix, dim=1) + pos[:, :embedded_prefix]]
@@ -169,14 +180,23 @@ def _replace_norm_act(module: nn.Module, norm: str) -> None:
         if isinstance(child, BatchNormAct2d):
             channels = child.num_features
             groups = 1 if norm == "layer" else _largest_divisor(channels, 32)
-            setattr(module, child_name, nn.Sequential(nn.GroupNorm(groups, channels),
-                                                      child.drop, child.act))
+            setattr(
+                module,
+                child_name,
+                nn.Sequential(nn.GroupNorm(groups, channels), child.drop, child.act),
+            )
         else:
             _replace_norm_act(child, norm)
 
 
-def create(model_name: str, *, in_channels: int = 3, image_size: Optional[int] = None,
-           weights: Optional[str | os.PathLike] = None, **options: Any) -> nn.Module:
+def create(
+    model_name: str,
+    *,
+    in_channels: int = 3,
+    image_size: Optional[int] = None,
+    weights: Optional[str | os.PathLike] = None,
+    **options: Any,
+) -> nn.Module:
     """``timm.create_model`` without classifier and without downloads.
 
     Vision transformers get ``img_size=image_size``, ``dynamic_img_size=True`` and
@@ -201,7 +221,7 @@ def create(model_name: str, *, in_channels: int = 3, image_size: Optional[int] =
     timm = require("timm", "timm", f"backbone='timm/{model_name}'")
     if not timm.is_model(model_name):
         raise unknown_name("timm model", model_name, timm.list_models())
-    kwargs: Dict[str, Any] = dict(num_classes=0, in_chans=in_channels, **options)
+    kwargs: dict[str, Any] = dict(num_classes=0, in_chans=in_channels, **options)
     if weights is not None:
         path = os.fspath(weights)
         check(os.path.isfile(path), "weights", path, "the path of an existing weights file")
@@ -210,21 +230,35 @@ def create(model_name: str, *, in_channels: int = 3, image_size: Optional[int] =
         kwargs["pretrained"] = False
     # Transformers: built for the training size, and any other size runs too (DINO's local
     # crops; inputs padded to a multiple of the patch size). Other models take none of these.
-    attempts = [{"img_size": image_size, "dynamic_img_size": True, "dynamic_img_pad": True},
-                {"img_size": image_size}, {}] if image_size else [{}]
+    attempts = (
+        [
+            {"img_size": image_size, "dynamic_img_size": True, "dynamic_img_pad": True},
+            {"img_size": image_size},
+            {},
+        ]
+        if image_size
+        else [{}]
+    )
     for extra in attempts:
         try:
             return timm.create_model(model_name, **{**extra, **kwargs})
         except TypeError as exc:
             if not extra or not any(key in str(exc) for key in extra):
-                raise ConfigError(f"timm could not build {model_name!r} with {kwargs}: "
-                                  f"{exc}") from exc
+                raise ConfigError(
+                    f"timm could not build {model_name!r} with {kwargs}: {exc}"
+                ) from exc
     raise AssertionError("unreachable: the last attempt has no extra arguments")
 
 
-def from_timm(model_name: str, *, weights: Optional[str | os.PathLike] = None,
-              in_channels: int = 3, image_size: int = 32, norm: str = "batch",
-              **options: Any) -> Backbone:
+def from_timm(
+    model_name: str,
+    *,
+    weights: Optional[str | os.PathLike] = None,
+    in_channels: int = 3,
+    image_size: int = 32,
+    norm: str = "batch",
+    **options: Any,
+) -> Backbone:
     """A :class:`~super_selfish.backbones.Backbone` from a timm model.
 
     Args:
@@ -248,8 +282,9 @@ def from_timm(model_name: str, *, weights: Optional[str | os.PathLike] = None,
         UnknownNameError: timm has no such model.
         ConfigError: ``weights`` is not a file, or timm refuses the options.
     """
-    model = create(model_name, in_channels=in_channels, image_size=image_size, weights=weights,
-                   **options)
+    model = create(
+        model_name, in_channels=in_channels, image_size=image_size, weights=weights, **options
+    )
     if norm != "batch":
         _replace_norm_act(model, norm)
         replace_batch_norm(model, norm)
@@ -260,12 +295,20 @@ def from_timm(model_name: str, *, weights: Optional[str | os.PathLike] = None,
     mean, std = (cfg.get("mean"), cfg.get("std")) if in_channels == 3 else (None, None)
     if mean is not None and len(mean) != in_channels:
         mean = std = None
-    return Backbone(body, in_channels=in_channels, mean=mean, std=std,
-                    name=backbone_name(model_name, options), probe_size=image_size, norm=norm)
+    return Backbone(
+        body,
+        in_channels=in_channels,
+        mean=mean,
+        std=std,
+        name=backbone_name(model_name, options),
+        probe_size=image_size,
+        norm=norm,
+    )
 
 
-def build(name: str, *, norm: str = "batch", in_channels: int = 3,
-          probe_size: int = 32) -> Backbone:
+def build(
+    name: str, *, norm: str = "batch", in_channels: int = 3, probe_size: int = 32
+) -> Backbone:
     """The backbone for a ``"timm/<model>[?options]"`` name (see :func:`parse_name`).
 
     Args:
@@ -278,5 +321,6 @@ def build(name: str, *, norm: str = "batch", in_channels: int = 3,
         The :class:`~super_selfish.backbones.Backbone`.
     """
     model_name, options = parse_name(name)
-    return from_timm(model_name, in_channels=in_channels, image_size=probe_size, norm=norm,
-                     **options)
+    return from_timm(
+        model_name, in_channels=in_channels, image_size=probe_size, norm=norm, **options
+    )

@@ -7,6 +7,7 @@ what a run needs around the model (device placement, process group and SyncBatch
 channels-last, ``torch.compile``, the AMP scaler). Methods never override these; they override
 the hooks in :mod:`super_selfish.supervisor`.
 """
+
 from __future__ import annotations
 
 import csv
@@ -15,8 +16,9 @@ import math
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 import torch.nn as nn
@@ -50,12 +52,19 @@ def validate_device(device: Any) -> None:
     except (RuntimeError, TypeError, ValueError):
         parsed = None
     check(parsed is not None, "device", device, "None, 'cpu', 'cuda' or 'cuda:N'")
-    check(parsed.type != "cuda" or torch.cuda.is_available(), "device", device,
-          "'cpu' (no CUDA device is available here)")
+    check(
+        parsed.type != "cuda" or torch.cuda.is_available(),
+        "device",
+        device,
+        "'cpu' (no CUDA device is available here)",
+    )
     count = torch.cuda.device_count() if parsed.type == "cuda" else 0
-    check(parsed.type != "cuda" or parsed.index is None or parsed.index < count, "device",
-          device, f"'cpu' or 'cuda:N' with N < {count} (CUDA devices here)")
-
+    check(
+        parsed.type != "cuda" or parsed.index is None or parsed.index < count,
+        "device",
+        device,
+        f"'cpu' or 'cuda:N' with N < {count} (CUDA devices here)",
+    )
 
 
 def default_device() -> torch.device:
@@ -69,9 +78,12 @@ def default_device() -> torch.device:
 
 def _to_channels_last(_module: nn.Module, args: tuple) -> tuple:
     """Forward pre-hook: 4-d inputs of the backbone body in channels-last memory format."""
-    return tuple(a.contiguous(memory_format=torch.channels_last)
-                 if isinstance(a, torch.Tensor) and a.ndim == 4 else a for a in args)
-
+    return tuple(
+        a.contiguous(memory_format=torch.channels_last)
+        if isinstance(a, torch.Tensor) and a.ndim == 4
+        else a
+        for a in args
+    )
 
 
 class Callback:
@@ -80,14 +92,14 @@ class Callback:
     Every hook receives the supervisor being trained and does nothing by default.
     """
 
-    def on_train_start(self, sup: "Supervisor") -> None:
+    def on_train_start(self, sup: Supervisor) -> None:
         """Called once the run is set up (model, data, optimizer), before the first step.
 
         Args:
             sup: the supervisor being trained.
         """
 
-    def on_step_end(self, sup: "Supervisor", step: int, metrics: Dict[str, float]) -> None:
+    def on_step_end(self, sup: Supervisor, step: int, metrics: dict[str, float]) -> None:
         """Called after each optimizer step.
 
         Args:
@@ -96,7 +108,7 @@ class Callback:
             metrics: the step's scalars (the loss and whatever the method logs).
         """
 
-    def on_epoch_end(self, sup: "Supervisor", record: Dict[str, Any]) -> None:
+    def on_epoch_end(self, sup: Supervisor, record: dict[str, Any]) -> None:
         """Called at the end of each epoch, before the record is written to the history.
 
         Args:
@@ -104,7 +116,7 @@ class Callback:
             record: the epoch's record (epoch, loss, lr, ...); callbacks may add fields.
         """
 
-    def on_train_end(self, sup: "Supervisor", history: List[Dict[str, Any]]) -> None:
+    def on_train_end(self, sup: Supervisor, history: list[dict[str, Any]]) -> None:
         """Called once after the last epoch (not when a signal stops the run early).
 
         Args:
@@ -120,7 +132,7 @@ class _StopRequest:
         self.signal: Optional[int] = None
 
     @contextmanager
-    def installed(self) -> Iterator["_StopRequest"]:
+    def installed(self) -> Iterator[_StopRequest]:
         if threading.current_thread() is not threading.main_thread():
             yield self
             return
@@ -144,6 +156,7 @@ class TrainingLoop:
     """Epochs, steps, history and the runtime around them (a mixin of ``Supervisor``)."""
 
     if TYPE_CHECKING:  # the Supervisor's attributes, for type checkers reading the mixin alone
+
         def __getattr__(self, name: str) -> Any: ...
 
     def _seed_run(self, seed: Optional[int], distributed: bool) -> None:
@@ -155,14 +168,21 @@ class TrainingLoop:
         if seed is None and distributed:
             data_seed = dist_utils.broadcast_int(data_seed)
         self._data_gen = torch.Generator().manual_seed(data_seed)
-        self._aug_gen = torch.Generator().manual_seed(self._data_gen.initial_seed() + 1
-                                                      + _RANK_SEED_STRIDE * rank())
+        self._aug_gen = torch.Generator().manual_seed(
+            self._data_gen.initial_seed() + 1 + _RANK_SEED_STRIDE * rank()
+        )
         if seed is not None:
             torch.manual_seed(seed + 2 + _RANK_SEED_STRIDE * rank())
 
-    def _setup_runtime(self, device: Any, distributed: Optional[bool],
-                       sync_batchnorm: Optional[bool], precision: str, channels_last: bool,
-                       compile: bool | Dict[str, Any]) -> None:
+    def _setup_runtime(
+        self,
+        device: Any,
+        distributed: Optional[bool],
+        sync_batchnorm: Optional[bool],
+        precision: str,
+        channels_last: bool,
+        compile: bool | dict[str, Any],
+    ) -> None:
         """Device, process group, SyncBN, channels-last, compile, AMP scaler and DDP wrapper.
 
         Runs before the optimizer is built: SyncBN conversion keeps the same Parameter objects,
@@ -173,8 +193,9 @@ class TrainingLoop:
         if distributed is None:  # automatic under torchrun (WORLD_SIZE > 1) or a user's group
             distributed = dist_utils.launched_distributed()
         if distributed:
-            if device is None or (torch.device(device).type == "cuda"
-                                  and torch.device(device).index is None):
+            if device is None or (
+                torch.device(device).type == "cuda" and torch.device(device).index is None
+            ):
                 device = dist_utils.local_device()  # cuda:LOCAL_RANK, else the CPU
             dist_utils.init_from_env(device)
         if device is not None:
@@ -185,7 +206,8 @@ class TrainingLoop:
             self.to(memory_format=torch.channels_last)
             if getattr(self, "_channels_last_hook", None) is None:
                 self._channels_last_hook = self.backbone.body.register_forward_pre_hook(
-                    _to_channels_last)
+                    _to_channels_last
+                )
         if compile and not getattr(self, "_compiled", False):
             # In place (nn.Module.compile): parameter names, hence checkpoints, are unchanged.
             self.backbone.body.compile(**(compile if isinstance(compile, dict) else {}))
@@ -242,9 +264,12 @@ class TrainingLoop:
                     losses = list(getattr(self, "_resume_losses", []))
                 self._epoch_losses = losses
                 bar = console.progress_bar(
-                    total=len(self.loader), initial=skip, leave=False,
+                    total=len(self.loader),
+                    initial=skip,
+                    leave=False,
                     desc=f"{self.method} epoch {epoch + 1}/{epochs}",
-                    disable=not (self._train_options["progress"] and is_main_process()))
+                    disable=not (self._train_options["progress"] and is_main_process()),
+                )
                 for step, batch in enumerate(self.loader):
                     if step < skip:
                         continue
@@ -253,18 +278,19 @@ class TrainingLoop:
                         losses.append(loss)
                         n_images += len(batch.images) * world_size()
                     elapsed = time.perf_counter() - started
-                    bar.set_postfix(loss=f"{loss if loss is not None else float('nan'):.4f}",
-                                    lr=f"{self.optimizer.param_groups[0]['lr']:.2e}",
-                                    img_s=f"{n_images / max(elapsed, 1e-9):.0f}",
-                                    refresh=False)
+                    bar.set_postfix(
+                        loss=f"{loss if loss is not None else float('nan'):.4f}",
+                        lr=f"{self.optimizer.param_groups[0]['lr']:.2e}",
+                        img_s=f"{n_images / max(elapsed, 1e-9):.0f}",
+                        refresh=False,
+                    )
                     bar.update(1)
                     stop_now = stop.signal is not None
                     if self._ddp is not None:  # every process stops after the same step
                         stop_now = dist_utils.any_process(stop_now)
                     if stop_now:
                         bar.close()
-                        self._stop_for_signal(name, epoch, step + 1,
-                                              stop.signal or signal.SIGTERM)
+                        self._stop_for_signal(name, epoch, step + 1, stop.signal or signal.SIGTERM)
                         return
                 bar.close()
                 skip = 0
@@ -283,10 +309,13 @@ class TrainingLoop:
             finite = dist_utils.all_processes(finite)
         if not finite:
             if self._train_options["skip_nonfinite"]:
-                self._check_finite_state(f"epoch {epoch + 1}, step {step + 1}",
-                                         parameters_only=True)
-                console.warn(f"non-finite loss at epoch {epoch + 1}, step {step + 1}: "
-                             "batch skipped (skip_nonfinite=True)")
+                self._check_finite_state(
+                    f"epoch {epoch + 1}, step {step + 1}", parameters_only=True
+                )
+                console.warn(
+                    f"non-finite loss at epoch {epoch + 1}, step {step + 1}: "
+                    "batch skipped (skip_nonfinite=True)"
+                )
                 self.optimizer.zero_grad(set_to_none=True)
                 return None
             raise DivergenceError(
@@ -294,7 +323,8 @@ class TrainingLoop:
                 f"{self.global_step + 1}). Likely causes: a learning rate too high (now "
                 f"{self.optimizer.param_groups[0]['lr']:.3g}), a temperature too low, or bad "
                 "pixels in the data. The last good checkpoint was kept; pass "
-                "skip_nonfinite=True to skip such batches instead.")
+                "skip_nonfinite=True to skip such batches instead."
+            )
         self._update(loss)
         if getattr(self, "_ema", None) is not None:
             self._update_ema()  # supervise(ema=...): the Polyak average of the backbone
@@ -315,15 +345,17 @@ class TrainingLoop:
                 f"{', '.join(bad[:3])}). Likely causes: a learning rate too high (now "
                 f"{self.optimizer.param_groups[0]['lr']:.3g}), a temperature too low, or "
                 "exploding gradients (try grad_clip=1.0). Nothing was saved; the last good "
-                "checkpoint was kept.")
+                "checkpoint was kept."
+            )
 
-    def _end_epoch(self, epoch: int, losses: List[float], n_images: int, seconds: float,
-                   name: str) -> None:
+    def _end_epoch(
+        self, epoch: int, losses: list[float], n_images: int, seconds: float, name: str
+    ) -> None:
         self._check_finite_state(f"the end of epoch {epoch + 1}")
         loss_sum, loss_count = sum(losses), len(losses)
         if self._splits_data():  # the epoch loss is the mean over every process's steps
             loss_sum, loss_count = dist_utils.all_reduce_sum(loss_sum, loss_count)
-        record: Dict[str, Any] = {
+        record: dict[str, Any] = {
             "epoch": epoch + 1,
             "loss": loss_sum / loss_count if loss_count else float("nan"),
             "lr": self.optimizer.param_groups[0]["lr"],
@@ -337,16 +369,27 @@ class TrainingLoop:
         self.history.append(record)
         if is_main_process():
             quiet = set(self._recipe_record())  # the same every epoch: in the history only
-            console.info(", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                                   for k, v in record.items() if k not in quiet))
+            console.info(
+                ", ".join(
+                    f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                    for k, v in record.items()
+                    if k not in quiet
+                )
+            )
         if self.save_checkpoints:
             self.save(name)
             if is_main_process():
-                best = min((r["loss"] for r in self.history if math.isfinite(r["loss"])),
-                           default=math.inf)  # an epoch whose batches were all skipped is NaN
-                store.keep(name, epoch + 1, self._train_options["keep_last"],
-                           is_best=self._train_options["keep_best"]
-                           and math.isfinite(record["loss"]) and record["loss"] <= best)
+                best = min(
+                    (r["loss"] for r in self.history if math.isfinite(r["loss"])), default=math.inf
+                )  # an epoch whose batches were all skipped is NaN
+                store.keep(
+                    name,
+                    epoch + 1,
+                    self._train_options["keep_last"],
+                    is_best=self._train_options["keep_best"]
+                    and math.isfinite(record["loss"])
+                    and record["loss"] <= best,
+                )
                 self._write_history(name)
             if self._ddp is not None:
                 dist_utils.barrier()  # nobody reads the run folder before rank 0 is done
@@ -371,7 +414,9 @@ class TrainingLoop:
             if self._ddp is not None:
                 dist_utils.barrier()
         self._resume_step_to_save = 0
-        console.warn(f"stopped by {signal.Signals(signum).name} at epoch {epoch + 1}, step "
-                     f"{next_step}; resumable checkpoint written to "
-                     f"{store.checkpoint_path(name)}. Continue with "
-                     f"supervise(..., name={name!r}, pretrained=True).")
+        console.warn(
+            f"stopped by {signal.Signals(signum).name} at epoch {epoch + 1}, step "
+            f"{next_step}; resumable checkpoint written to "
+            f"{store.checkpoint_path(name)}. Continue with "
+            f"supervise(..., name={name!r}, pretrained=True)."
+        )

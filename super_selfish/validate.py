@@ -1,6 +1,7 @@
 """The argument checks every module shares: each raises :class:`ConfigError` naming the
 argument, the value received and what is expected (through :func:`errors.check`).
 """
+
 from __future__ import annotations
 
 import math
@@ -18,8 +19,7 @@ def is_number(value: Any) -> bool:
     Returns:
         True for a finite, non-bool int or float.
     """
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value))
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def is_int(value: Any) -> bool:
@@ -42,8 +42,9 @@ def _require(ok: bool, value: Any, argument: str, expected: str, none: Optional[
     check(ok, argument, value, expected)
 
 
-def positive_int(value: Any, argument: str, example: str = "", *,
-                 none: Optional[str] = None) -> None:
+def positive_int(
+    value: Any, argument: str, example: str = "", *, none: Optional[str] = None
+) -> None:
     """Require an int > 0.
 
     Args:
@@ -58,8 +59,9 @@ def positive_int(value: Any, argument: str, example: str = "", *,
     _require(is_int(value) and value > 0, value, argument, f"a positive int{example}", none)
 
 
-def non_negative_int(value: Any, argument: str, example: str = "", *,
-                     none: Optional[str] = None) -> None:
+def non_negative_int(
+    value: Any, argument: str, example: str = "", *, none: Optional[str] = None
+) -> None:
     """Require an int >= 0.
 
     Args:
@@ -74,8 +76,9 @@ def non_negative_int(value: Any, argument: str, example: str = "", *,
     _require(is_int(value) and value >= 0, value, argument, f"a non-negative int{example}", none)
 
 
-def int_at_least(value: Any, argument: str, minimum: int, example: str = "", *,
-                 none: Optional[str] = None) -> None:
+def int_at_least(
+    value: Any, argument: str, minimum: int, example: str = "", *, none: Optional[str] = None
+) -> None:
     """Require an int >= ``minimum``.
 
     Args:
@@ -88,8 +91,13 @@ def int_at_least(value: Any, argument: str, minimum: int, example: str = "", *,
     Raises:
         ConfigError: ``value`` is smaller than ``minimum`` or not an int.
     """
-    _require(is_int(value) and value >= minimum, value, argument,
-             f"an int of at least {minimum}{example}", none)
+    _require(
+        is_int(value) and value >= minimum,
+        value,
+        argument,
+        f"an int of at least {minimum}{example}",
+        none,
+    )
 
 
 def int_in_range(value: Any, argument: str, low: int, high: int, example: str = "") -> None:
@@ -105,12 +113,17 @@ def int_in_range(value: Any, argument: str, low: int, high: int, example: str = 
     Raises:
         ConfigError: ``value`` is outside the range or not an int.
     """
-    check(is_int(value) and low <= value <= high, argument, value,
-          f"an int from {low} to {high}{example}")
+    check(
+        is_int(value) and low <= value <= high,
+        argument,
+        value,
+        f"an int from {low} to {high}{example}",
+    )
 
 
-def positive_number(value: Any, argument: str, example: str = "", *,
-                    none: Optional[str] = None) -> None:
+def positive_number(
+    value: Any, argument: str, example: str = "", *, none: Optional[str] = None
+) -> None:
     """Require a finite number > 0.
 
     Args:
@@ -122,12 +135,14 @@ def positive_number(value: Any, argument: str, example: str = "", *,
     Raises:
         ConfigError: ``value`` is not a finite positive number.
     """
-    _require(is_number(value) and value > 0, value, argument,
-             f"a positive finite number{example}", none)
+    _require(
+        is_number(value) and value > 0, value, argument, f"a positive finite number{example}", none
+    )
 
 
-def non_negative_number(value: Any, argument: str, example: str = "", *,
-                        none: Optional[str] = None) -> None:
+def non_negative_number(
+    value: Any, argument: str, example: str = "", *, none: Optional[str] = None
+) -> None:
     """Require a finite number >= 0.
 
     Args:
@@ -139,8 +154,9 @@ def non_negative_number(value: Any, argument: str, example: str = "", *,
     Raises:
         ConfigError: ``value`` is negative, infinite or not a number.
     """
-    _require(is_number(value) and value >= 0, value, argument,
-             f"a non-negative number{example}", none)
+    _require(
+        is_number(value) and value >= 0, value, argument, f"a non-negative number{example}", none
+    )
 
 
 def probability(value: Any, argument: str, example: str = "") -> None:
@@ -154,8 +170,7 @@ def probability(value: Any, argument: str, example: str = "") -> None:
     Raises:
         ConfigError: ``value`` is not a number in [0, 1].
     """
-    check(is_number(value) and 0.0 <= value <= 1.0, argument, value,
-          f"a number in [0, 1]{example}")
+    check(is_number(value) and 0.0 <= value <= 1.0, argument, value, f"a number in [0, 1]{example}")
 
 
 def fraction(value: Any, argument: str, example: str = "") -> None:
@@ -169,12 +184,12 @@ def fraction(value: Any, argument: str, example: str = "") -> None:
     Raises:
         ConfigError: ``value`` is not a number in (0, 1].
     """
-    check(is_number(value) and 0.0 < value <= 1.0, argument, value,
-          f"a number in (0, 1]{example}")
+    check(is_number(value) and 0.0 < value <= 1.0, argument, value, f"a number in (0, 1]{example}")
 
 
-def temperature(value: Any, argument: str = "temperature",
-                example: str = " such as 0.1 or 0.2") -> None:
+def temperature(
+    value: Any, argument: str = "temperature", example: str = " such as 0.1 or 0.2"
+) -> None:
     """Require a positive softmax temperature.
 
     Args:

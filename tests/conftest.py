@@ -2,6 +2,7 @@
 ``tests/augment`` for ``super_selfish/augment``, ...); test file names are unique across folders
 (pytest's default import mode, no ``__init__.py``). ``toys.py`` (tiny supervisors and datasets)
 is importable from every folder: this file puts ``tests/`` on ``sys.path``."""
+
 from __future__ import annotations
 
 import sys

@@ -1,4 +1,5 @@
 """Lab conversion (super_selfish.color) against scikit-image, the reference implementation."""
+
 import numpy as np
 import pytest
 import torch
@@ -22,8 +23,9 @@ def test_to_lab_matches_scikit_image():
 def test_from_lab_inverts_scikit_image_lab():
     torch.manual_seed(1)
     rgb = torch.rand(2, 3, 8, 8)
-    reference = np.stack([skimage_color.rgb2lab(im.permute(1, 2, 0).numpy().astype(np.float64))
-                          for im in rgb])
+    reference = np.stack(
+        [skimage_color.rgb2lab(im.permute(1, 2, 0).numpy().astype(np.float64)) for im in rgb]
+    )
     raw = torch.from_numpy(reference).permute(0, 3, 1, 2).float()
     scaled = torch.cat([raw[:, :1] / 100.0, (raw[:, 1:] + 128.0) / 255.0], dim=1)
     assert torch.allclose(color.from_lab(scaled), rgb, atol=2e-3)

@@ -1,5 +1,6 @@
 """The one Registry behind methods and backbones: decorator registration, clashes refused,
 descriptions, "did you mean"."""
+
 import pytest
 import torch.nn as nn
 

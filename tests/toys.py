@@ -1,5 +1,6 @@
 """Helpers shared by the tests: tiny supervisors that need no augmentation pipeline (fast,
 exact), subsets of the bundled CIFAR-10 sample and state snapshots."""
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -38,6 +39,7 @@ class ToyRotation(Supervisor):
 
     def _forward(self, batch):
         turns = batch.index % 4
-        images = torch.stack([torch.rot90(x, int(k), dims=(1, 2))
-                              for x, k in zip(batch.images, turns)])
+        images = torch.stack(
+            [torch.rot90(x, int(k), dims=(1, 2)) for x, k in zip(batch.images, turns)]
+        )
         return F.cross_entropy(self.head(self.backbone(images)), turns)

@@ -14,7 +14,8 @@ MATMUL_BLUR_SIDE = 128
 @lru_cache(maxsize=64)
 def blur_matrix(size: int, sigma: float, kernel: int, device: torch.device) -> torch.Tensor:
     """The (size, size) matrix of a 1-D Gaussian blur with replicated borders (cached:
-    foveation asks for the same few sigmas batch after batch)."""
+    foveation asks for the same few sigmas batch after batch).
+    """
     taps = get_gaussian_kernel1d(kernel, sigma, device=device)
     rows = torch.arange(size, device=device)[:, None]
     columns = (rows + torch.arange(kernel, device=device) - kernel // 2).clamp(0, size - 1)
@@ -24,7 +25,8 @@ def blur_matrix(size: int, sigma: float, kernel: int, device: torch.device) -> t
 
 def separable(images: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
     """Apply the (H', H) matrix ``rows`` down and the (W', W) matrix ``columns`` across each
-    (H, W) image: (..., H', W')."""
+    (H, W) image: (..., H', W').
+    """
     return rows @ images @ columns.T
 
 

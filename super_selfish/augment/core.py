@@ -9,9 +9,10 @@ the CPU and on a GPU.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from functools import lru_cache
-from typing import ClassVar, NamedTuple, Sequence
+from typing import ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -103,7 +104,8 @@ def as_float_images(images: torch.Tensor) -> torch.Tensor:
 
 def luminance(images: torch.Tensor) -> torch.Tensor:
     """(N, 1, H, W) brightness of a float batch: the luma of RGB, the channel itself for
-    grayscale, the mean over the channels otherwise."""
+    grayscale, the mean over the channels otherwise.
+    """
     if images.shape[1] == 3:
         weights = torch.tensor(LUMA, device=images.device, dtype=images.dtype)
         return torch.einsum("c,nchw->nhw", weights, images)[:, None]
@@ -120,13 +122,15 @@ def resize(images: torch.Tensor, size: Size) -> torch.Tensor:
 @lru_cache(maxsize=32)
 def pixel_coordinates(length: int, device: torch.device) -> torch.Tensor:
     """The ``grid_sample`` coordinates of the pixel centres along an axis of ``length`` pixels
-    (align_corners=False: -1 and 1 are the outer edges, not the outer pixel centres)."""
+    (align_corners=False: -1 and 1 are the outer edges, not the outer pixel centres).
+    """
     return (torch.arange(length, device=device) + 0.5) * (2 / length) - 1
 
 
 def check_generator(generator: torch.Generator | None) -> None:
     """Reject non-CPU generators: parameters are drawn on the CPU so that every device sees the
-    same ones."""
+    same ones.
+    """
     if generator is not None and (
         not isinstance(generator, torch.Generator) or generator.device.type != "cpu"
     ):
@@ -149,7 +153,8 @@ def on_device(params: Params, device: torch.device) -> Params:
 
 def still_owned(before: torch.Tensor, after: torch.Tensor, owned: bool) -> bool:
     """Whether a pipeline may overwrite ``after``, the output of an op run on ``before``: a new
-    dense tensor is its own, an unchanged one keeps its status, an expanded one is read-only."""
+    dense tensor is its own, an unchanged one keeps its status, an expanded one is read-only.
+    """
     return after.is_contiguous() and (owned if after is before else True)
 
 
@@ -162,7 +167,7 @@ OPS: Registry[type] = Registry("augmentation op")
 class Applied(NamedTuple):
     """What one op did to a batch: which images it changed and with which parameters."""
 
-    op: "Op"
+    op: Op
     applied: torch.Tensor  # bool (N,), CPU
     params: Params  # CPU tensors with leading dimension N
 
@@ -186,7 +191,8 @@ class Op:
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         """Register a subclass that names itself in :data:`OPS` (a subclass that keeps its
-        parent's name, e.g. to change a default, is not a new op)."""
+        parent's name, e.g. to change a default, is not a new op).
+        """
         super().__init_subclass__(**kwargs)
         if cls.__dict__.get("name"):
             OPS.add(cls.__dict__["name"], cls)
@@ -220,7 +226,7 @@ class Op:
         """
         return None
 
-    def absorbs(self, following: "Op") -> bool:
+    def absorbs(self, following: Op) -> bool:
         """Whether this op can also do the work of ``following``, run right after it, in its own
         pass over the pixels (a crop mirrors through its sampling grid, sparing a flip pass).
 
@@ -235,7 +241,8 @@ class Op:
 
     def move_points(self, points: torch.Tensor, params: Params) -> torch.Tensor | None:
         """Where (N, 2) normalised points (x, y) of the input land in the output of this op,
-        for images it changed; None when it cannot say (the preview then drops its marks)."""
+        for images it changed; None when it cannot say (the preview then drops its marks).
+        """
         return None if self.resamples else points
 
     def draw(
@@ -245,7 +252,8 @@ class Op:
         where: torch.Tensor | None = None,
     ) -> Applied:
         """All of the op's randomness: which images it changes (only among ``where`` when given)
-        and their parameters."""
+        and their parameters.
+        """
         chosen = torch.rand(images.shape[0], generator=generator) < self.p
         if where is not None:
             chosen &= where

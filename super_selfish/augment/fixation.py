@@ -7,8 +7,9 @@ Fixations are returned in ``grid_sample`` coordinates of the image they are draw
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, ClassVar, Union
+from typing import ClassVar, Union
 
 import torch
 import torch.nn.functional as F
@@ -209,7 +210,8 @@ class FixationOp(Op):
         self, images: torch.Tensor, generator: torch.Generator | None, count: int = 1
     ) -> torch.Tensor:
         """Fixations for every image, on the CPU: (N, 2) normalised (x, y), or (N, count, 2)
-        independent draws per image when ``count`` > 1 (the saliency maps are computed once)."""
+        independent draws per image when ``count`` > 1 (the saliency maps are computed once).
+        """
         n, _, height, width = images.shape
         limit = 1.0 - self.margin
         if self.fixation == "uniform":

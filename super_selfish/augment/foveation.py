@@ -36,7 +36,8 @@ PYRAMID_WEIGHT_FLOOR = 1e-3
 @lru_cache(maxsize=64)
 def halving_matrix(size: int, out: int, margin: int, device: torch.device) -> torch.Tensor:
     """The (out, size) matrix that averages pairs of a signal padded by replication, ``margin``
-    pixels before and as many as ``out`` needs after: padding and 2x pooling in one product."""
+    pixels before and as many as ``out`` needs after: padding and 2x pooling in one product.
+    """
     columns = torch.arange(out, device=device)[:, None] * 2 - margin
     columns = (columns + torch.arange(2, device=device)).clamp(0, size - 1)
     matrix = torch.zeros(out, size, device=device)
@@ -48,7 +49,8 @@ def upsampling_matrix(
     size: int, times: int, start: int, out: int, device: torch.device
 ) -> torch.Tensor:
     """Rows ``start`` to ``start + out`` of ``times`` bilinear x2 upsamplings of a ``size``-pixel
-    signal (align_corners=False, edges replicated: the numbers of ``F.interpolate``)."""
+    signal (align_corners=False, edges replicated: the numbers of ``F.interpolate``).
+    """
     matrix = torch.eye(size, device=device)
     for _ in range(times):
         old = torch.arange(matrix.shape[0], device=device)
@@ -62,7 +64,8 @@ def upsampling_matrix(
 
 def raised_cosine(x: torch.Tensor) -> torch.Tensor:
     """1 for |x| <= 1/4, a cos² ramp down to 0 at |x| = 3/4, then 0: copies shifted by whole
-    numbers sum to one (cos² + sin²)."""
+    numbers sum to one (cos² + sin²).
+    """
     # 0 on the plateau, pi/2 where the window has ended.
     ramp = (x.abs() - 0.25).mul_(math.pi).clamp_(0, math.pi / 2)
     return ramp.cos_().square_()
@@ -84,7 +87,8 @@ def truncated_kernel_std(sigma: torch.Tensor, truncate: float) -> torch.Tensor:
     """The standard deviation of a sampled Gaussian of std ``sigma`` cut to an odd kernel of
     int(2 x ``truncate`` x sigma) taps (the study's int(3 sigma) for ``truncate=1.5``) and
     renormalised: the blur such a kernel actually applies, up to a few percent narrower than
-    sigma for wide truncation and about 0.74 sigma at 1.5."""
+    sigma for wide truncation and about 0.74 sigma at 1.5.
+    """
     half = (2 * truncate * sigma).floor().div(2).floor()  # odd size int(2 t s) (+1): half-width
     taps = torch.arange(int(half.max().item()) + 1, dtype=sigma.dtype, device=sigma.device)
     weight = torch.exp(-taps.square() / (2 * sigma[..., None].square().clamp_min(1e-12)))
@@ -96,7 +100,8 @@ def pixel_centres(
     count: int, device: torch.device, block: int = 1, margin: int = 0
 ) -> torch.Tensor:
     """Centres of ``count`` pixels that each cover ``block`` image pixels, the first starting
-    ``margin`` pixels before the image, in image pixel coordinates (0 is the image's edge)."""
+    ``margin`` pixels before the image, in image pixel coordinates (0 is the image's edge).
+    """
     return torch.arange(count, device=device) * block + block / 2 - margin
 
 
@@ -176,7 +181,8 @@ class BlurPyramid:
 
     def collapse(self, octaves: dict[int, torch.Tensor]) -> torch.Tensor:
         """The sum, at octave 1, of tensors given at octaves >= 1: each is added to the
-        upsampled sum of the coarser ones, so there is one x2 upsampling per octave."""
+        upsampled sum of the coarser ones, so there is one x2 upsampling per octave.
+        """
         total = None
         for m in range(self.deepest, 0, -1):
             if total is not None:
@@ -247,7 +253,8 @@ class Foveation(FixationOp):
 
     def level_coordinate(self, sigma: torch.Tensor) -> torch.Tensor:
         """Position of ``sigma`` on the blur ladder: 0 is sharp, level k >= 1 has sigma
-        ``SMALLEST_LEVEL_SIGMA * 2 ** ((k - 1) / levels_per_octave)``; linear in sigma below 1."""
+        ``SMALLEST_LEVEL_SIGMA * 2 ** ((k - 1) / levels_per_octave)``; linear in sigma below 1.
+        """
         relative = sigma / SMALLEST_LEVEL_SIGMA
         octaves = torch.log2(relative.clamp(min=1.0))
         return relative.clamp(max=1.0) + self.levels_per_octave * octaves
@@ -260,7 +267,8 @@ class Foveation(FixationOp):
 
     def ring_coordinates(self, radius: torch.Tensor, count: int) -> torch.Tensor:
         """The blur-ladder coordinates (N, count) of rings 0 (the fovea, sharp) to count - 1 of
-        each image: ring n >= 1 is blurred by kerW_coef x its centre eccentricity."""
+        each image: ring n >= 1 is blurred by kerW_coef x its centre eccentricity.
+        """
         ring = torch.arange(count, device=radius.device)
         sigma = self.kerW_coef * radius[:, None] * torch.exp(ring * self.spacing)
         if self.truncate is not None:
@@ -272,7 +280,8 @@ class Foveation(FixationOp):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """:func:`ring_blend` at the points (x, y) (pixel coordinates of the image) of each
         image: the inner ring index (N, h * w) and the two ring weights (N, 1, h, w), for h, w
-        the lengths of y and x."""
+        the lengths of y and x.
+        """
         squared = (x - centre[:, :1, None]).square() + (y[:, None] - centre[:, 1:, None]).square()
         # u = log(distance / radius) / spacing, from the squared distance.
         offset = (radius.log() / -self.spacing).view(-1, 1, 1)
@@ -286,7 +295,8 @@ class Foveation(FixationOp):
     ) -> torch.Tensor:
         """The weight (N, 1, h, w) of a blur level at the points of ``rings``: the level's share
         of each ring, ``shares`` (N, rings), looked up for the two rings there and mixed by their
-        weights. Two small gathers replace a dozen full-size ops per level."""
+        weights. Two small gathers replace a dozen full-size ops per level.
+        """
         inner, inner_weight, outer_weight = rings
         inner_share = shares.gather(1, inner).view_as(inner_weight)
         outer_share = shares[:, 1:].gather(1, inner).view_as(inner_weight)
@@ -353,7 +363,8 @@ class Foveation(FixationOp):
         """The weighted mean, at full resolution, of ladder levels ``first`` and up, whose
         ``shares`` of the rings are given: each level is weighted at its own octave, with the
         weights as an extra channel, the octaves are collapsed with one x2 upsampling each, and the
-        mean is taken at octave 1, a quarter of the pixels, and then upsampled."""
+        mean is taken at octave 1, a quarter of the pixels, and then upsampled.
+        """
         sums: dict[int, torch.Tensor] = {}
         rings = {}
         for index in range(shares.shape[-1]):

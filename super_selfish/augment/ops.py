@@ -124,7 +124,8 @@ class RandomResizedCrop(FixationOp):
 
     def _fallback(self, image_size: Size) -> tuple[float, float]:
         """The whole image narrowed to the nearest allowed aspect ratio, as (width, height)
-        fractions (torchvision's fallback)."""
+        fractions (torchvision's fallback).
+        """
         height, width = image_size
         aspect = min(max(width / height, self.ratio[0]), self.ratio[1])
         return min(1.0, aspect * height / width), min(1.0, width / (aspect * height))
@@ -175,7 +176,8 @@ class RandomResizedCrop(FixationOp):
         image_size: Size,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The study's boxes (see ``boundary``) from (N, A, 2) fixations and (N, A) sizes, and
-        each image's fixation: the accepted draw's, or the image centre for the fallback."""
+        each image's fixation: the accepted draw's, or the image centre for the fallback.
+        """
         centre = (fixation + 1) / 2
         left, top = centre[..., 0] - box_width / 2, centre[..., 1] - box_height / 2
         overlap = (torch.minimum(left + box_width, torch.ones(())) - left.clamp_min(0)).clamp_min(
@@ -192,9 +194,7 @@ class RandomResizedCrop(FixationOp):
         left, top = left.clamp_min(0), top.clamp_min(0)
         box_width = torch.minimum(box_width, 1 - left)
         box_height = torch.minimum(box_height, 1 - top)
-        chosen = torch.stack(
-            [first_valid(fixation[..., k], accepted) for k in range(2)], dim=1
-        )
+        chosen = torch.stack([first_valid(fixation[..., k], accepted) for k in range(2)], dim=1)
         chosen = torch.where(found[:, None], chosen, 0.0)
         box = torch.stack(
             [left + box_width / 2, top + box_height / 2, box_width, box_height], dim=1
@@ -403,10 +403,14 @@ class ColorJitter(Op):
 
     def _brightness_contrast(self, images: torch.Tensor, params: Params) -> torch.Tensor:
         """Images that are not RGB (grayscale, multi-channel): brightness scales every channel
-        and contrast blends with the image's mean; saturation and hue have no meaning there."""
+        and contrast blends with the image's mean; saturation and hue have no meaning there.
+        """
         if self._factor_range("saturation") != (1.0, 1.0) or self._hue_range() != (0.0, 0.0):
-            note_once("colour-jitter", "color_jitter: saturation and hue are skipped for images "
-                      "that are not RGB; brightness and contrast apply to every channel.")
+            note_once(
+                "colour-jitter",
+                "color_jitter: saturation and hue are skipped for images "
+                "that are not RGB; brightness and contrast apply to every channel.",
+            )
         n = images.shape[0]
         brightness, contrast = params["brightness"], params["contrast"]
         mean = images.mean(dim=(1, 2, 3))
@@ -418,7 +422,8 @@ class ColorJitter(Op):
 @dataclass(frozen=True, kw_only=True, repr=False)
 class Grayscale(Op):
     """Replace colour by luminance (kept as 3 identical channels); images that are not RGB
-    are left as they are (with a one-time note)."""
+    are left as they are (with a one-time note).
+    """
 
     name: ClassVar[str] = "grayscale"
     per_image: ClassVar[bool] = True
@@ -427,8 +432,10 @@ class Grayscale(Op):
     def transform(self, images: torch.Tensor, params: Params, size: Size) -> torch.Tensor:
         n, channels, height, width = images.shape
         if channels != 3:
-            note_once("grayscale-op", "grayscale: skipped for images that are not RGB "
-                      f"({channels} channel(s)).")
+            note_once(
+                "grayscale-op",
+                f"grayscale: skipped for images that are not RGB ({channels} channel(s)).",
+            )
             return images
         luma = torch.tensor(LUMA, device=images.device) @ images.reshape(n, 3, -1)
         return luma.view(n, 1, height, width).expand(-1, 3, -1, -1)
@@ -436,7 +443,8 @@ class Grayscale(Op):
 
 def reflected_blur_matrices(taps: torch.Tensor, size: int) -> torch.Tensor:
     """(N, size, size) matrices that blur a length-``size`` signal with each row of the (N, k)
-    ``taps``, the signal mirrored at its ends (without repeating the edge sample)."""
+    ``taps``, the signal mirrored at its ends (without repeating the edge sample).
+    """
     n, kernel = taps.shape
     positions = torch.arange(size, device=taps.device)
     sources = positions[:, None] + torch.arange(kernel, device=taps.device) - kernel // 2

@@ -7,7 +7,7 @@ ops run on the small output images.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -117,8 +117,12 @@ def simclr(
     small = max(size) <= SMALL_IMAGE
     if jitter is None:
         strength = (0.5 if small else 1.0) if color_strength is None else color_strength
-        check(isinstance(strength, (int, float)) and 0 <= strength <= 1.25,
-              "color_strength", strength, "a number in [0, 1.25] (the paper: 0.5 or 1.0)")
+        check(
+            isinstance(strength, (int, float)) and 0 <= strength <= 1.25,
+            "color_strength",
+            strength,
+            "a number in [0, 1.25] (the paper: 0.5 or 1.0)",
+        )
         jitter = (0.8 * strength, 0.8 * strength, 0.8 * strength, 0.2 * strength)
     blur_p = (0.0 if small else 0.5) if blur_p is None else blur_p
     ops = [
@@ -394,7 +398,8 @@ def simclr_magnif(
     0.05-0.35, no blur: the final setting of the study), with this library's SimCLR colour
     strength. Magnification runs first, so saliency fixations are computed on exactly the image
     being magnified and the colour ops run on the small output (``study_magnif`` is the study's
-    order and colour)."""
+    order and colour).
+    """
     ops = [
         Magnification(
             fov=fov,
@@ -434,7 +439,8 @@ def simclr_foveation(
 ) -> Views:
     """SimCLR with foveated blur in place of the Gaussian blur (the study's foveation defaults,
     full Gaussian kernels) after a plain random resized crop; the fixation is drawn on the
-    cropped, flipped view it blurs (``study_foveation`` is the study's run)."""
+    cropped, flipped view it blurs (``study_foveation`` is the study's run).
+    """
     ops = [
         RandomResizedCrop(scale=scale),
         *kept(HorizontalFlip(p=flip_p)),
@@ -463,7 +469,8 @@ def simclr_foveation(
 
 def flat_map(images: torch.Tensor) -> torch.Tensor:
     """A flat log-saliency map per image: fixations uniform over the image (the study's
-    ``--sal_control``)."""
+    ``--sal_control``).
+    """
     return images.new_zeros(images.shape[0], 1, 1)
 
 
@@ -474,11 +481,15 @@ def study_colour(jitter: Jitter = STUDY_JITTER) -> list[Op]:
 
 def study_crop(fixation: str | None, temperature: float) -> Op:
     """The study's crop: torchvision's RandomResizedCrop, or its saliency-density cropper
-    (centre drawn from the map, 30 draws, boxes moved inward at the top/left edges)."""
+    (centre drawn from the map, 30 draws, boxes moved inward at the top/left edges).
+    """
     if fixation is None:
         return RandomResizedCrop(scale=(0.08, 1.0), ratio=RATIO)
     return RandomResizedCrop(
-        scale=(0.08, 1.0), ratio=RATIO, fixation=fixation, temperature=temperature,
+        scale=(0.08, 1.0),
+        ratio=RATIO,
+        fixation=fixation,
+        temperature=temperature,
         boundary="study",
     )
 
@@ -498,7 +509,8 @@ def study_crop_runs(
     resized crop 0.08-1, flip, jitter (0.8, 0.8, 0.8, 0.2) p 0.8, grayscale 0.2, Gaussian blur on
     every image, sigma 0.1-2, kernel 10% of the side); ``study_saliency_crop`` replaces the crop
     by its saliency-density cropper (T = 1.5, the default of its ``run_salcrop.py``),
-    ``study_flat_crop`` by that cropper on a flat map (its ``--sal_control``)."""
+    ``study_flat_crop`` by that cropper on a flat map (its ``--sal_control``).
+    """
     ops = [
         study_crop(fixation, temperature),
         *study_colour(),
@@ -520,12 +532,14 @@ def study_foveation(
     """The study's foveation run (``run_salcrop.py --foveation --disable_blur``): its saliency
     crop (``crop_fixation=None`` for the plain crop), flip, colour, then foveated blur with the
     study's defaults (area 0.01-0.5, kerW_coef 0.06, spacing 0.2, fixation border 12 px, kernels
-    truncated at 1.5 sigma) in place of the Gaussian blur."""
+    truncated at 1.5 sigma) in place of the Gaussian blur.
+    """
     ops = [
         study_crop(crop_fixation, temperature),
         *study_colour(),
-        Foveation(fovea_area=fovea_area, kerW_coef=kerW_coef, spacing=0.2, border=12.0,
-                  truncate=1.5),
+        Foveation(
+            fovea_area=fovea_area, kerW_coef=kerW_coef, spacing=0.2, border=12.0, truncate=1.5
+        ),
     ]
     return repeated(ops, size, n_views)
 
@@ -546,11 +560,16 @@ def study_magnif(
     0.05-0.35, fixation border 16 px, no blur), in its order: flip, colour, then magnification.
     ``study_magnif_saliency`` draws the fixation from saliency (``--sal_sample``, T = 1.5),
     computed on the flipped, colour-jittered image it magnifies (the study read the map of the
-    original image, so after a flip its fixation missed the salient spot)."""
+    original image, so after a flip its fixation missed the salient spot).
+    """
     ops = [
         *study_colour(),
         Magnification(
-            fov=fov, K=K, cover_ratio=cover_ratio, border=16.0, fixation=fixation,
+            fov=fov,
+            K=K,
+            cover_ratio=cover_ratio,
+            border=16.0,
+            fixation=fixation,
             temperature=temperature,
         ),
     ]

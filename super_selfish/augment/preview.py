@@ -23,7 +23,8 @@ def view_columns(
     views: Views, images: torch.Tensor, n_views: int, generator: torch.Generator | None
 ) -> list[tuple[torch.Tensor, list[torch.Tensor]]]:
     """``n_views`` augmented copies of ``images`` (cycling through the views), each with the
-    fixations its ops placed, as (N, 2) normalised positions in the view (NaN where none)."""
+    fixations its ops placed, as (N, 2) normalised positions in the view (NaN where none).
+    """
     columns = []
     while len(columns) < n_views:
         for pipeline in views.pipelines[: n_views - len(columns)]:
@@ -51,7 +52,8 @@ def fixation_marks(records: list[Applied]) -> list[torch.Tensor]:
 
 def to_cells(images: torch.Tensor, cell: Size) -> torch.Tensor:
     """Resize a [0, 1] batch to the display cell, as uint8 (N, H, W, 3) on the CPU
-    (grayscale shown as gray, images of more channels by their first three)."""
+    (grayscale shown as gray, images of more channels by their first three).
+    """
     images = images.detach().float().cpu()
     images = images[:, :3] if images.shape[1] >= 3 else images[:, :1].expand(-1, 3, -1, -1)
     if tuple(images.shape[-2:]) != cell:
@@ -79,8 +81,7 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
-def _with_labels(grid: Image.Image, title: str, columns: list[str], cell_width: int
-                 ) -> Image.Image:
+def _with_labels(grid: Image.Image, title: str, columns: list[str], cell_width: int) -> Image.Image:
     """The grid under a header: the title, then each column's name centred over it."""
     font = _font(max(11, min(16, cell_width // 6)))
     draw = ImageDraw.Draw(grid)
@@ -159,12 +160,14 @@ def preview(
                         width=2,
                     )
     shown: list[Size] = [(int(out.shape[-2]), int(out.shape[-1])) for out, _ in columns]
-    enlarged = " (shown enlarged)" if any(one != (height, width) for one in shown) or zoom > 1 \
-        else ""
+    enlarged = (
+        " (shown enlarged)" if any(one != (height, width) for one in shown) or zoom > 1 else ""
+    )
     original = tuple(images.shape[-2:])
-    title = title or (f"{name}: {describe_sizes(shown)}{enlarged}; originals "
-                      + (f"{original[0]} px" if original[0] == original[1]
-                         else f"{original[0]}x{original[1]} px"))
+    title = title or (
+        f"{name}: {describe_sizes(shown)}{enlarged}; originals "
+        + (f"{original[0]} px" if original[0] == original[1] else f"{original[0]}x{original[1]} px")
+    )
     names = ["original", *(f"view {i + 1}" for i in range(n_views))]
     if labels:
         grid = _with_labels(grid, title, names, cell[1])

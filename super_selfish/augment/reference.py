@@ -22,16 +22,15 @@ from kornia.filters import gaussian_blur2d
 
 def quad_radius(radius: np.ndarray, fov: float, K: float) -> np.ndarray:
     """The study's radial_quad map f(r): r inside ``fov``, quadratic outside."""
-    return np.where(
-        radius < fov, radius, (radius + K) ** 2 / (2 * (fov + K)) + fov - (fov + K) / 2
-    )
+    return np.where(radius < fov, radius, (radius + K) ** 2 / (2 * (fov + K)) + fov - (fov + K) / 2)
 
 
 def magnify_one(
     image: torch.Tensor, fixation: tuple[int, int], cover: float, fov: float, K: float
 ) -> torch.Tensor:
     """Cortical magnification (radial_quad) of one (C, H, W) image of even size, output the
-    same size, fixation (x, y) integer pixels; ``fov``, ``K`` in output pixels."""
+    same size, fixation (x, y) integer pixels; ``fov``, ``K`` in output pixels.
+    """
     _, height, width = image.shape
     x, y = fixation
     farthest = math.hypot(max(height - y, y), max(width - x, x))
@@ -50,7 +49,8 @@ def magnify_one(
 
 def magnify_cover_factor(height: int, width: int, fov: float, K: float) -> float:
     """The factor c_study / c_op that makes :func:`magnify_one` zoom as much as the batched op:
-    (max f over the pixel centres / f at the output's corner)²."""
+    (max f over the pixel centres / f at the output's corner)².
+    """
     gy, gx = np.mgrid[-height // 2 + 0.5 : height // 2 + 0.5, -width // 2 + 0.5 : width // 2 + 0.5]
     pixel_max = quad_radius(np.hypot(gx, gy), fov, K).max()
     corner = quad_radius(np.array(math.hypot(height / 2, width / 2)), fov, K)
@@ -74,7 +74,8 @@ def foveate_one(
     full-resolution blur per ring as the study: ring n (from 0) is centred at
     rho e^{(n + 1) spacing} and blurred with sigma = kerW_coef x that radius, by a kernel of
     int(3 sigma) taps (made odd) with reflected borders; the number of rings reaches the
-    farthest corner pixel."""
+    farthest corner pixel.
+    """
     _, height, width = image.shape
     rho = math.sqrt(height * width * fovea_area / math.pi)
     x, y = fixation
@@ -96,7 +97,8 @@ def foveate_one(
 
 def saliency_density(log_density: torch.Tensor, temperature: float, border: int) -> torch.Tensor:
     """The study's fixation density on an (H, W) map: exp((s - max s) / T), zero within
-    ``border`` pixels of the edges (unnormalised; the study draws a pixel with multinomial)."""
+    ``border`` pixels of the edges (unnormalised; the study draws a pixel with multinomial).
+    """
     density = torch.exp((log_density - log_density.max()) / temperature)
     if border > 0:
         inside = torch.zeros_like(density)
@@ -115,7 +117,8 @@ def saliency_crop_box(
     the size of ``density``, without padding: up to 30 draws of a centre pixel (from
     ``density``), an area and an aspect; the first box whose overlap with the image lies
     strictly inside ``scale`` is moved inward past the top/left edges and cut at the
-    bottom/right ones; if none, the centre crop."""
+    bottom/right ones; if none, the centre crop.
+    """
     height, width = density.shape
     area = height * width
     log_ratio = (math.log(ratio[0]), math.log(ratio[1]))

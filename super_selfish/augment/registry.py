@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
-from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar, Union
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar, Union
 
 from ..errors import ConfigError, check
 from ..registry import Registry, first_line
@@ -66,7 +67,8 @@ def _check_keywords(owner: str, noun: str, given: Iterable[str], valid: Sequence
 
 def op_from_spec(spec: OpSpec) -> Op:
     """Turn an op, an op name (``"hflip"``) or a dict (``{"name": "solarize", "p": 0.2}``) into
-    an op."""
+    an op.
+    """
     if isinstance(spec, Op):
         return spec
     if isinstance(spec, str):

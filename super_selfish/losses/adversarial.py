@@ -1,4 +1,5 @@
 """The standard GAN objective with logits (Goodfellow et al., 2014), non-saturating form."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """Barlow Twins redundancy-reduction loss (Zbontar et al., 2021)."""
+
 from __future__ import annotations
 
 import torch

@@ -1,8 +1,10 @@
 """InfoNCE over a grid of patch codes (Contrastive Predictive Coding, van den Oord et al. 2018;
-Hénaff et al. 2019, "Data-Efficient Image Recognition with Contrastive Predictive Coding")."""
+Hénaff et al. 2019, "Data-Efficient Image Recognition with Contrastive Predictive Coding").
+"""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -31,8 +33,12 @@ class CPCLoss(nn.Module):
     def __init__(self, steps: Sequence[int] = (1, 2, 3)):
         super().__init__()
         steps = tuple(int(k) for k in steps)
-        check(len(steps) > 0 and all(k >= 1 for k in steps), "steps", steps,
-              "a non-empty sequence of positive row offsets, e.g. (1, 2, 3)")
+        check(
+            len(steps) > 0 and all(k >= 1 for k in steps),
+            "steps",
+            steps,
+            "a non-empty sequence of positive row offsets, e.g. (1, 2, 3)",
+        )
         self.steps = steps
 
     def forward(self, predictions: Sequence[torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
@@ -48,8 +54,12 @@ class CPCLoss(nn.Module):
         Raises:
             ConfigError: the number of maps, their shapes or the grid height do not fit ``steps``.
         """
-        check(len(predictions) == len(self.steps), "predictions", len(predictions),
-              f"one prediction map per step {self.steps}")
+        check(
+            len(predictions) == len(self.steps),
+            "predictions",
+            len(predictions),
+            f"one prediction map per step {self.steps}",
+        )
         with torch.autocast(targets.device.type, enabled=False):
             return self._loss(predictions, targets)
 
@@ -60,9 +70,13 @@ class CPCLoss(nn.Module):
         grid_index = torch.arange(n * h * w, device=targets.device).view(n, h, w)
         losses = []
         for k, pred in zip(self.steps, predictions):
-            check(pred.shape == targets.shape, "prediction shape", tuple(pred.shape),
-                  f"the target shape {tuple(targets.shape)}")
-            queries = pred[:, :, :h - k].permute(0, 2, 3, 1).reshape(-1, d).float()
+            check(
+                pred.shape == targets.shape,
+                "prediction shape",
+                tuple(pred.shape),
+                f"the target shape {tuple(targets.shape)}",
+            )
+            queries = pred[:, :, : h - k].permute(0, 2, 3, 1).reshape(-1, d).float()
             labels = grid_index[:, k:].reshape(-1)
             losses.append(F.cross_entropy(queries @ candidates.t(), labels))
         return torch.stack(losses).mean()

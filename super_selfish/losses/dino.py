@@ -1,7 +1,8 @@
 """Self-distillation with centering and sharpening (DINO, Caron et al. 2021)."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -41,8 +42,9 @@ class DINOLoss(nn.Module):
         self.center_momentum = float(center_momentum)
         self.register_buffer("center", torch.zeros(1, out_dim))
 
-    def forward(self, student: Sequence[torch.Tensor], teacher: Sequence[torch.Tensor],
-                teacher_temp: float) -> torch.Tensor:
+    def forward(
+        self, student: Sequence[torch.Tensor], teacher: Sequence[torch.Tensor], teacher_temp: float
+    ) -> torch.Tensor:
         """The loss over every (teacher view, other student view) pair; then updates the centre.
 
         Args:
@@ -54,8 +56,12 @@ class DINOLoss(nn.Module):
             The scalar loss.
         """
         validate.temperature(teacher_temp, "teacher_temp", " such as 0.04")
-        check(len(student) >= len(teacher) and len(student) >= 2, "student views", len(student),
-              f"at least the {len(teacher)} teacher (global) views, and at least 2")
+        check(
+            len(student) >= len(teacher) and len(student) >= 2,
+            "student views",
+            len(student),
+            f"at least the {len(teacher)} teacher (global) views, and at least 2",
+        )
         teacher = [t.detach().float() for t in teacher]
         targets = [F.softmax((t - self.center) / teacher_temp, dim=-1) for t in teacher]
         log_probs = [F.log_softmax(s.float() / self.student_temp, dim=-1) for s in student]

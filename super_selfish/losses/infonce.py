@@ -1,4 +1,5 @@
 """InfoNCE with explicit negatives (MoCo v1/v2 queue) or in-batch keys (MoCo v3, NNCLR)."""
+
 from __future__ import annotations
 
 from typing import Optional
@@ -37,8 +38,9 @@ class InfoNCELoss(nn.Module):
         self.temperature = float(temperature)
         self.gather = gather
 
-    def forward(self, query: torch.Tensor, key: torch.Tensor,
-                negatives: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(
+        self, query: torch.Tensor, key: torch.Tensor, negatives: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
         """The mean InfoNCE loss of the batch.
 
         Args:

@@ -3,6 +3,7 @@
 Used by instance discrimination, PIRL and CMC: a query is scored against its positive (its own
 memory-bank row) and ``n`` negatives drawn from the bank.
 """
+
 from __future__ import annotations
 
 import math
@@ -53,8 +54,9 @@ class MemoryBankNCELoss(nn.Module):
         self._z_ready = False
         super()._load_from_state_dict(*args, **kwargs)
 
-    def scores(self, query: torch.Tensor, positive: torch.Tensor,
-               negatives: torch.Tensor) -> torch.Tensor:
+    def scores(
+        self, query: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor
+    ) -> torch.Tensor:
         """Scaled cosine scores of each query against its positive and its negatives.
 
         Args:
@@ -69,8 +71,9 @@ class MemoryBankNCELoss(nn.Module):
         keys = torch.cat([positive.float()[:, None], negatives.float()], dim=1)
         return torch.einsum("bd,bkd->bk", query, keys) / self.temperature
 
-    def forward(self, query: torch.Tensor, positive: torch.Tensor,
-                negatives: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, query: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor
+    ) -> torch.Tensor:
         """The mean loss of the batch (NCE or softmax, computed in float32).
 
         Args:
@@ -81,8 +84,12 @@ class MemoryBankNCELoss(nn.Module):
         Returns:
             The scalar loss.
         """
-        check(negatives.ndim == 3 and negatives.shape[0] == query.shape[0], "negatives",
-              tuple(negatives.shape), f"(batch {query.shape[0]}, n, dim)")
+        check(
+            negatives.ndim == 3 and negatives.shape[0] == query.shape[0],
+            "negatives",
+            tuple(negatives.shape),
+            f"(batch {query.shape[0]}, n, dim)",
+        )
         with torch.autocast(query.device.type, enabled=False):  # 1/0.07 needs float32
             return self._loss(self.scores(query, positive, negatives), negatives.shape[1])
 
@@ -100,9 +107,10 @@ class MemoryBankNCELoss(nn.Module):
 
     @torch.no_grad()
     def _estimate_log_z(self, logits: torch.Tensor) -> None:
-        """log Z = log(n_items * mean(exp(scores))), averaged over processes."""
-        estimate = (torch.logsumexp(logits.flatten(), 0) - math.log(logits.numel())
-                    + math.log(self.n_items))
+        """Log Z = log(n_items * mean(exp(scores))), averaged over processes."""
+        estimate = (
+            torch.logsumexp(logits.flatten(), 0) - math.log(logits.numel()) + math.log(self.n_items)
+        )
         if is_distributed():
             dist.all_reduce(estimate)
             estimate /= world_size()

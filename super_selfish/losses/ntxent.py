@@ -1,7 +1,6 @@
 """NT-Xent, the normalised-temperature cross entropy of SimCLR (Chen et al., 2020)."""
-from __future__ import annotations
 
-from typing import Dict, Tuple
+from __future__ import annotations
 
 import torch
 import torch.nn as nn
@@ -27,10 +26,11 @@ class NTXentLoss(nn.Module):
         validate.temperature(temperature, example=" such as 0.1 or 0.5")
         self.temperature = float(temperature)
         self.gather = gather
-        self._targets: Dict[Tuple[int, int, torch.device], torch.Tensor] = {}
+        self._targets: dict[tuple[int, int, torch.device], torch.Tensor] = {}
 
-    def _positive_index(self, n_local: int, offset: int, n_total: int,
-                        device: torch.device) -> torch.Tensor:
+    def _positive_index(
+        self, n_local: int, offset: int, n_total: int, device: torch.device
+    ) -> torch.Tensor:
         """Column of each local row's positive, built once per batch layout."""
         key = (n_local, offset, device)
         if key not in self._targets:
@@ -62,7 +62,11 @@ class NTXentLoss(nn.Module):
         queries = torch.cat([z1, z2])
         logits = queries @ keys.t() / self.temperature
         # A sample is never its own negative: mask the self-similarity entry.
-        self_index = torch.cat([torch.arange(n_local, device=z1.device) + offset,
-                                torch.arange(n_local, device=z1.device) + offset + n_total])
+        self_index = torch.cat(
+            [
+                torch.arange(n_local, device=z1.device) + offset,
+                torch.arange(n_local, device=z1.device) + offset + n_total,
+            ]
+        )
         logits[torch.arange(2 * n_local, device=z1.device), self_index] = float("-inf")
         return F.cross_entropy(logits, self._positive_index(n_local, offset, n_total, z1.device))

@@ -1,4 +1,5 @@
 """Reconstruction losses of the autoencoding methods (context encoder, MAE)."""
+
 from __future__ import annotations
 
 import torch

@@ -1,7 +1,9 @@
 """Swapped prediction of online cluster assignments (SwAV, Caron et al. 2020)."""
+
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 import torch
 import torch.distributed as dist
@@ -73,8 +75,9 @@ class SwAVLoss(nn.Module):
         sinkhorn_iterations: paper: 3.
     """
 
-    def __init__(self, temperature: float = 0.1, epsilon: float = 0.05,
-                 sinkhorn_iterations: int = 3):
+    def __init__(
+        self, temperature: float = 0.1, epsilon: float = 0.05, sinkhorn_iterations: int = 3
+    ):
         super().__init__()
         validate.temperature(temperature, example=" such as 0.1")
         validate.positive_number(epsilon, "epsilon", " such as 0.05")
@@ -82,8 +85,12 @@ class SwAVLoss(nn.Module):
         self.epsilon = float(epsilon)
         self.sinkhorn_iterations = int(sinkhorn_iterations)
 
-    def forward(self, scores: Sequence[torch.Tensor], n_assign: int = 2,
-                queue_scores: Optional[Sequence[Optional[torch.Tensor]]] = None) -> torch.Tensor:
+    def forward(
+        self,
+        scores: Sequence[torch.Tensor],
+        n_assign: int = 2,
+        queue_scores: Optional[Sequence[Optional[torch.Tensor]]] = None,
+    ) -> torch.Tensor:
         """The swapped-prediction loss of a batch.
 
         Args:
@@ -95,8 +102,12 @@ class SwAVLoss(nn.Module):
             The scalar loss.
         """
         n_views = len(scores)
-        check(n_views >= 2 and 1 <= n_assign <= n_views, "n_assign", n_assign,
-              f"between 1 and the number of views ({n_views}, at least 2)")
+        check(
+            n_views >= 2 and 1 <= n_assign <= n_views,
+            "n_assign",
+            n_assign,
+            f"between 1 and the number of views ({n_views}, at least 2)",
+        )
         log_probs = [F.log_softmax(s.float() / self.temperature, dim=1) for s in scores]
         total = 0.0
         for i in range(n_assign):
@@ -105,7 +116,7 @@ class SwAVLoss(nn.Module):
                 extra = queue_scores[i] if queue_scores is not None else None
                 if extra is not None and len(extra):
                     batch = torch.cat([extra.detach().to(batch.dtype), batch])
-                q = sinkhorn(batch, self.epsilon, self.sinkhorn_iterations)[-len(scores[i]):]
+                q = sinkhorn(batch, self.epsilon, self.sinkhorn_iterations)[-len(scores[i]) :]
             sub = sum(-(q * log_probs[v]).sum(dim=1).mean() for v in range(n_views) if v != i)
             total = total + sub / (n_views - 1)
         return total / n_assign

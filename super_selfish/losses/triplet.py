@@ -1,5 +1,7 @@
 """Triplet loss with semi-hard negative mining inside the batch (Schroff et al., 2015,
-FaceNet), as used for Exemplar training in Kolesnikov et al. (2019)."""
+FaceNet), as used for Exemplar training in Kolesnikov et al. (2019).
+"""
+
 from __future__ import annotations
 
 import torch
@@ -57,8 +59,12 @@ class SemiHardTripletLoss(nn.Module):
         Returns:
             The scalar loss.
         """
-        check(embeddings.dim() == 2 and len(embeddings) == len(labels), "embeddings",
-              tuple(embeddings.shape), f"a (M, D) tensor with one row per label ({len(labels)})")
+        check(
+            embeddings.dim() == 2 and len(embeddings) == len(labels),
+            "embeddings",
+            tuple(embeddings.shape),
+            f"a (M, D) tensor with one row per label ({len(labels)})",
+        )
         if self.normalize:
             embeddings = F.normalize(embeddings, dim=1)
         dist = pairwise_distances(embeddings.float(), self.squared)
@@ -70,8 +76,7 @@ class SemiHardTripletLoss(nn.Module):
         neg_sorted, _ = torch.where(negative, dist, torch.full_like(dist, float("inf"))).sort(1)
         n_neg = negative.sum(1, keepdim=True)  # (M, 1)
         # First negative strictly farther than each positive: d(a, n) > d(a, p).
-        first_farther = torch.searchsorted(neg_sorted.contiguous(), dist.contiguous(),
-                                           right=True)
+        first_farther = torch.searchsorted(neg_sorted.contiguous(), dist.contiguous(), right=True)
         has_semi_hard = first_farther < n_neg
         farthest = (n_neg - 1).clamp(min=0).expand(m, m)
         chosen = torch.where(has_semi_hard, first_farther, farthest)

@@ -1,7 +1,6 @@
 """VICReg: variance-invariance-covariance regularisation (Bardes, Ponce & LeCun, 2022)."""
-from __future__ import annotations
 
-from typing import Dict
+from __future__ import annotations
 
 import torch
 import torch.nn as nn
@@ -42,17 +41,28 @@ class VICRegLoss(nn.Module):
         gather: variance and covariance over the embeddings of every process.
     """
 
-    def __init__(self, invariance: float = 25.0, variance: float = 25.0, covariance: float = 1.0,
-                 gamma: float = 1.0, eps: float = 1e-4, gather: bool = True):
+    def __init__(
+        self,
+        invariance: float = 25.0,
+        variance: float = 25.0,
+        covariance: float = 1.0,
+        gamma: float = 1.0,
+        eps: float = 1e-4,
+        gather: bool = True,
+    ):
         super().__init__()
-        for name, value in (("invariance", invariance), ("variance", variance),
-                            ("covariance", covariance), ("gamma", gamma)):
+        for name, value in (
+            ("invariance", invariance),
+            ("variance", variance),
+            ("covariance", covariance),
+            ("gamma", gamma),
+        ):
             validate.non_negative_number(value, name)
         validate.positive_number(eps, "eps", " such as 1e-4")
         self.invariance, self.variance, self.covariance = invariance, variance, covariance
         self.gamma, self.eps = gamma, eps
         self.gather = gather
-        self.terms: Dict[str, torch.Tensor] = {}
+        self.terms: dict[str, torch.Tensor] = {}
 
     def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
         """The weighted sum of the three terms (also kept in :attr:`terms`).
@@ -71,10 +81,15 @@ class VICRegLoss(nn.Module):
             invariance = F.mse_loss(z1, z2)
             if self.gather:
                 z1, z2 = gather_with_grad(z1), gather_with_grad(z2)
-            variance = (_variance(z1, self.gamma, self.eps)
-                        + _variance(z2, self.gamma, self.eps)) / 2
+            variance = (
+                _variance(z1, self.gamma, self.eps) + _variance(z2, self.gamma, self.eps)
+            ) / 2
             covariance = _covariance(z1) + _covariance(z2)
-        self.terms = {"invariance": invariance.detach(), "variance": variance.detach(),
-                      "covariance": covariance.detach()}
-        return (self.invariance * invariance + self.variance * variance
-                + self.covariance * covariance)
+        self.terms = {
+            "invariance": invariance.detach(),
+            "variance": variance.detach(),
+            "covariance": covariance.detach(),
+        }
+        return (
+            self.invariance * invariance + self.variance * variance + self.covariance * covariance
+        )

@@ -1,7 +1,8 @@
 """Pieces shared by the memory-bank methods (instance discrimination, PIRL, CMC)."""
+
 from __future__ import annotations
 
-from typing import Any, List, Optional, Tuple
+from typing import Any, Optional
 
 import torch
 
@@ -13,11 +14,16 @@ from ..supervisor import Supervisor
 
 def bank_size(dataset: Any, requested: Optional[int]) -> int:
     """One row per dataset image; ``requested`` (or 2 without a dataset: the size is then
-    taken from the checkpoint when loading)."""
+    taken from the checkpoint when loading).
+    """
     if dataset is not None:
         n = len(dataset)
-        check(requested is None or requested == n, "memory_size", requested,
-              f"None or the dataset size {n} (one memory-bank row per image)")
+        check(
+            requested is None or requested == n,
+            "memory_size",
+            requested,
+            f"None or the dataset size {n} (one memory-bank row per image)",
+        )
         check(n >= 2, "dataset size", n, "at least 2 images for a memory bank")
         return n
     if requested is not None:
@@ -26,11 +32,16 @@ def bank_size(dataset: Any, requested: Optional[int]) -> int:
     return 2
 
 
-def make_bank(dataset: Any, dim: int, momentum: float,
-              requested: Optional[int] = None) -> MemoryBank:
+def make_bank(
+    dataset: Any, dim: int, momentum: float, requested: Optional[int] = None
+) -> MemoryBank:
     """One bank row per dataset image; built without a dataset, it takes the saved size."""
-    return MemoryBank(bank_size(dataset, requested), dim, momentum,
-                      resizable=dataset is None and requested is None)
+    return MemoryBank(
+        bank_size(dataset, requested),
+        dim,
+        momentum,
+        resizable=dataset is None and requested is None,
+    )
 
 
 def n_negatives(requested: int, n_items: int) -> int:
@@ -55,16 +66,18 @@ class MemoryBankSupervisor(Supervisor):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self._pending_bank: List[Tuple[MemoryBank, torch.Tensor, torch.Tensor]] = []
+        self._pending_bank: list[tuple[MemoryBank, torch.Tensor, torch.Tensor]] = []
 
-    def _defer_bank_update(self, bank: MemoryBank, index: torch.Tensor,
-                           features: torch.Tensor) -> None:
+    def _defer_bank_update(
+        self, bank: MemoryBank, index: torch.Tensor, features: torch.Tensor
+    ) -> None:
         self._pending_bank.append((bank, index, features.detach()))
 
     def _negatives(self, bank: MemoryBank, index: torch.Tensor, n: int) -> torch.Tensor:
         """(B, n, dim) bank rows, never the query's own, drawn from the run's generator."""
-        return bank.negatives(index, n_negatives(n, bank.items.shape[0]),
-                              generator=getattr(self, "_aug_gen", None))
+        return bank.negatives(
+            index, n_negatives(n, bank.items.shape[0]), generator=getattr(self, "_aug_gen", None)
+        )
 
     def _update(self, loss: torch.Tensor) -> None:
         super()._update(loss)

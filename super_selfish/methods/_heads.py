@@ -6,9 +6,11 @@ paper's head; a module is used as it is: trained, saved and restored like the bu
 Rebuild a run trained with a module of your own with
 ``from_checkpoint(name, projector=<the same kind of module>)``.
 """
+
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
+from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -17,9 +19,14 @@ from torch.nn.parameter import is_lazy
 from ..errors import check
 
 
-def resolve(sup: nn.Module, argument: str, given: Optional[nn.Module],
-            build: Callable[[], nn.Module], expects: str = "",
-            in_dim: Optional[int] = None) -> nn.Module:
+def resolve(
+    sup: nn.Module,
+    argument: str,
+    given: Optional[nn.Module],
+    build: Callable[[], nn.Module],
+    expects: str = "",
+    in_dim: Optional[int] = None,
+) -> nn.Module:
     """``given`` when it is a module (recorded in ``hparams["custom_heads"]``), else ``build()``.
 
     Args:
@@ -39,8 +46,12 @@ def resolve(sup: nn.Module, argument: str, given: Optional[nn.Module],
     """
     if given is None:
         return build()
-    check(isinstance(given, nn.Module), argument, type(given).__name__,
-          f"None (the paper's {argument}) or an nn.Module{' ' + expects if expects else ''}")
+    check(
+        isinstance(given, nn.Module),
+        argument,
+        type(given).__name__,
+        f"None (the paper's {argument}) or an nn.Module{' ' + expects if expects else ''}",
+    )
     if in_dim is not None and any(is_lazy(p) for p in given.parameters()):
         output_dim(given, in_dim)
     custom = sup.hparams.setdefault("custom_heads", [])
@@ -67,9 +78,12 @@ def output_dim(module: nn.Module, in_dim: int) -> int:
     return int(out.shape[-1])
 
 
-def check_width(argument: str, module: nn.Module, in_dim: int, expected: int,
-                setting: str) -> None:
+def check_width(argument: str, module: nn.Module, in_dim: int, expected: int, setting: str) -> None:
     """Check that a user head returns ``expected`` values per image (a size set elsewhere)."""
     width = output_dim(module, in_dim)
-    check(width == expected, argument, f"a module returning {width} values",
-          f"a module returning {expected} values per image ({setting})")
+    check(
+        width == expected,
+        argument,
+        f"a module returning {width} values",
+        f"a module returning {expected} values per image ({setting})",
+    )

@@ -1,4 +1,5 @@
 """Pieces shared by the joint-embedding methods: checks and auto-sized queues."""
+
 from __future__ import annotations
 
 import math
@@ -45,9 +46,13 @@ def fit_queue(queue: Queue, batch_size: int, argument: str, multiple: bool = Tru
     size = queue.size
     if not queue.resizable:
         if multiple:
-            check(size % batch == 0, argument, size,
-                  f"a multiple of the global batch size {batch} (e.g. "
-                  f"{max(batch, size // batch * batch)})")
+            check(
+                size % batch == 0,
+                argument,
+                size,
+                f"a multiple of the global batch size {batch} (e.g. "
+                f"{max(batch, size // batch * batch)})",
+            )
         else:
             check(size >= batch, argument, size, f"at least the global batch size {batch}")
         return size
@@ -57,7 +62,8 @@ def fit_queue(queue: Queue, batch_size: int, argument: str, multiple: bool = Tru
             raise ConfigError(
                 f"Invalid {argument}={size} (restored from the checkpoint): expected a multiple "
                 f"of the global batch size {batch}; resume with the batch size of the first "
-                f"run or pass {argument} explicitly and train from scratch.")
+                f"run or pass {argument} explicitly and train from scratch."
+            )
         init = torch.randn(target, queue.items.shape[1], device=queue.items.device)
         queue.items = F.normalize(init, dim=1).to(queue.items.dtype)
         queue.pointer.zero_()

@@ -1,4 +1,5 @@
 """The base of the methods that keep momentum (EMA) copies of online modules: BYOL, MoCo, DINO."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -34,8 +35,15 @@ class MomentumSupervisor(Supervisor):
         momentum_schedule: ``"constant"`` or ``"cosine"``.
     """
 
-    def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
-                 momentum: float = 0.996, momentum_schedule: str = "cosine", **kwargs: Any):
+    def __init__(
+        self,
+        dataset: Any = None,
+        backbone: Any = "convnet-small",
+        *,
+        momentum: float = 0.996,
+        momentum_schedule: str = "cosine",
+        **kwargs: Any,
+    ):
         ema.check_momentum(momentum, momentum_schedule)
         super().__init__(dataset, backbone, **kwargs)
         self.momentum = float(momentum)
@@ -54,8 +62,12 @@ class MomentumSupervisor(Supervisor):
             ConfigError: a name does not hold an ``nn.Module``.
         """
         for name in names:
-            check(isinstance(getattr(self, name, None), nn.Module), "momentum copy", name,
-                  "the name of an nn.Module attribute built before add_momentum_copies")
+            check(
+                isinstance(getattr(self, name, None), nn.Module),
+                "momentum copy",
+                name,
+                "the name of an nn.Module attribute built before add_momentum_copies",
+            )
             setattr(self, f"momentum_{name}", ema.frozen_copy(getattr(self, name)))
         self._momentum_names += names
 
@@ -77,8 +89,9 @@ class MomentumSupervisor(Supervisor):
         Returns:
             The coefficient used.
         """
-        m = ema.momentum_at(self.momentum, self.momentum_schedule, self.global_step,
-                            getattr(self, "total_steps", 1))
+        m = ema.momentum_at(
+            self.momentum, self.momentum_schedule, self.global_step, getattr(self, "total_steps", 1)
+        )
         for online, copy in self.momentum_pairs():
             ema.ema_update(copy, online, m)
         self.current_momentum = m
@@ -91,8 +104,7 @@ class MomentumSupervisor(Supervisor):
         self._momentum_step()
 
 
-def _rename_legacy_copies(sup: nn.Module, state_dict: dict[str, Any], prefix: str,
-                          *_: Any) -> None:
+def _rename_legacy_copies(sup: nn.Module, state_dict: dict[str, Any], prefix: str, *_: Any) -> None:
     """Load pre-hook: ``target_<name>.*`` / ``teacher_<name>.*`` keys of older checkpoints
     become ``momentum_<name>.*``.
     """
@@ -100,6 +112,6 @@ def _rename_legacy_copies(sup: nn.Module, state_dict: dict[str, Any], prefix: st
         for old in _LEGACY_PREFIXES:
             head = f"{prefix}{old}{name}."
             for key in [k for k in state_dict if k.startswith(head)]:
-                new = f"{prefix}momentum_{name}.{key[len(head):]}"
+                new = f"{prefix}momentum_{name}.{key[len(head) :]}"
                 state_dict.setdefault(new, state_dict[key])
                 del state_dict[key]

@@ -11,10 +11,12 @@ schedule), and overrides :meth:`_update` with the usual GAN step order:
 
 Both optimizers are written to and restored from checkpoints.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Optional
 
 import torch
 import torch.nn as nn
@@ -37,10 +39,12 @@ def frozen(module: nn.Module) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
-def _groups(params: List[nn.Parameter], weight_decay: float) -> List[Dict[str, Any]]:
+def _groups(params: list[nn.Parameter], weight_decay: float) -> list[dict[str, Any]]:
     """Decay for matrices and kernels, none for biases and norm weights (as the base class)."""
-    return [{"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
-            {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+    return [
+        {"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
+    ]
 
 
 class AdversarialSupervisor(Supervisor):
@@ -58,11 +62,11 @@ class AdversarialSupervisor(Supervisor):
     optimizer_d: Optional[torch.optim.Optimizer] = None
 
     # ------------------------------------------------------------------ optimizers
-    def _adversary_parameters(self) -> List[nn.Parameter]:
+    def _adversary_parameters(self) -> list[nn.Parameter]:
         disc = getattr(self, "discriminator", None)
         return [] if disc is None else [p for p in disc.parameters() if p.requires_grad]
 
-    def _param_groups(self, weight_decay: float) -> List[Dict[str, Any]]:
+    def _param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
         """The main optimizer's parameters: everything trainable except the discriminator."""
         excluded = {id(p) for p in self._adversary_parameters()}
         params = [p for p in self.parameters() if p.requires_grad and id(p) not in excluded]
@@ -70,18 +74,28 @@ class AdversarialSupervisor(Supervisor):
             raise ConfigError(f"{type(self).__name__} has no trainable parameters.")
         return _groups(params, weight_decay)
 
-    def _on_fit_start(self, batch_size: int, *, lr: float,
-                      optimizer: Callable[..., torch.optim.Optimizer],
-                      weight_decay: float, **run: Any) -> None:
+    def _on_fit_start(
+        self,
+        batch_size: int,
+        *,
+        lr: float,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        weight_decay: float,
+        **run: Any,
+    ) -> None:
         """The discriminator's optimizer (same factory, rate and decay), before a resumed
-        run's optimizer states are restored."""
+        run's optimizer states are restored.
+        """
         if self._ddp is not None:
-            raise ConfigError(f"{type(self).__name__} does not support distributed training "
-                              "yet (its discriminator step is outside DistributedDataParallel):"
-                              " run it on one process (distributed=False).")
+            raise ConfigError(
+                f"{type(self).__name__} does not support distributed training "
+                "yet (its discriminator step is outside DistributedDataParallel):"
+                " run it on one process (distributed=False)."
+            )
         disc_params = self._adversary_parameters()
-        self.optimizer_d = (optimizer(_groups(disc_params, weight_decay), lr=lr)
-                            if disc_params else None)
+        self.optimizer_d = (
+            optimizer(_groups(disc_params, weight_decay), lr=lr) if disc_params else None
+        )
         self._sync_discriminator_lr()
 
     def _sync_discriminator_lr(self) -> None:
@@ -105,8 +119,10 @@ class AdversarialSupervisor(Supervisor):
         if torch.isfinite(value.detach()).all():
             return True
         if self._train_options.get("skip_nonfinite"):
-            console.warn(f"non-finite {what} at global step {self.global_step + 1}: step "
-                         "skipped (skip_nonfinite=True)")
+            console.warn(
+                f"non-finite {what} at global step {self.global_step + 1}: step "
+                "skipped (skip_nonfinite=True)"
+            )
             self.optimizer.zero_grad(set_to_none=True)
             self.optimizer_d.zero_grad(set_to_none=True)
             self._pending = None
@@ -116,7 +132,8 @@ class AdversarialSupervisor(Supervisor):
             f"{self.global_step + 1}. Likely causes: a learning rate too high (now "
             f"{self.optimizer.param_groups[0]['lr']:.3g}) or a discriminator that "
             "overpowers the generator; lower lr or adversarial_weight, or pass "
-            "skip_nonfinite=True to skip such steps.")
+            "skip_nonfinite=True to skip such steps."
+        )
 
     def _update(self, loss: torch.Tensor) -> None:
         if getattr(self, "discriminator", None) is None or self.optimizer_d is None:
@@ -146,13 +163,13 @@ class AdversarialSupervisor(Supervisor):
         self.log(d_loss=float(d_loss.detach()), g_loss=float(g_loss.detach()))
 
     # ------------------------------------------------------------------ checkpoints
-    def _checkpoint_payload(self) -> Dict[str, Any]:
+    def _checkpoint_payload(self) -> dict[str, Any]:
         payload = super()._checkpoint_payload()
         if self.optimizer_d is not None:
             payload["optimizer_d"] = self.optimizer_d.state_dict()
         return payload
 
-    def _restore_training_state(self, payload: Dict[str, Any]) -> None:
+    def _restore_training_state(self, payload: dict[str, Any]) -> None:
         super()._restore_training_state(payload)
         if self.optimizer_d is not None and "optimizer_d" in payload:
             self.optimizer_d.load_state_dict(payload["optimizer_d"])

@@ -1,5 +1,7 @@
 """Barlow Twins (Zbontar et al., 2021, "Barlow Twins: Self-Supervised Learning via Redundancy
-Reduction")."""
+Reduction").
+"""
+
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -39,16 +41,28 @@ class BarlowTwinsSupervisor(Supervisor):
     default_augment = "barlow"
     default_lr = 3e-4
 
-    def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
-                 projection_dim: int = 2048, hidden_dim: int = 2048, lambd: float = 5e-3,
-                 projector: Optional[nn.Module] = None, **kwargs: Any):
+    def __init__(
+        self,
+        dataset: Any = None,
+        backbone: Any = "convnet-small",
+        *,
+        projection_dim: int = 2048,
+        hidden_dim: int = 2048,
+        lambd: float = 5e-3,
+        projector: Optional[nn.Module] = None,
+        **kwargs: Any,
+    ):
         _joint.check_positive_int(projection_dim, "projection_dim")
         _joint.check_positive_int(hidden_dim, "hidden_dim")
         criterion = BarlowTwinsLoss(lambd)
         super().__init__(dataset, backbone, **kwargs)
-        self.projector = _heads.resolve(self, "projector", projector, lambda: MLPHead(
-            [self.backbone.feature_dim, hidden_dim, hidden_dim, projection_dim]),
-            in_dim=self.backbone.feature_dim)
+        self.projector = _heads.resolve(
+            self,
+            "projector",
+            projector,
+            lambda: MLPHead([self.backbone.feature_dim, hidden_dim, hidden_dim, projection_dim]),
+            in_dim=self.backbone.feature_dim,
+        )
         self.criterion = criterion
 
     def _forward(self, batch: Batch) -> torch.Tensor:

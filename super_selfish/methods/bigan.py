@@ -1,4 +1,5 @@
 """BiGAN (Donahue et al., 2017, "Adversarial Feature Learning")."""
+
 from __future__ import annotations
 
 import functools
@@ -52,27 +53,58 @@ class BiGANSupervisor(AdversarialSupervisor):
     default_lr = 2e-4
     default_optimizer = functools.partial(torch.optim.Adam, betas=(0.5, 0.999))
 
-    def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
-                 latent_dim: int = 128, prior: str = "gaussian", generator_channels: int = 256,
-                 encoder_head: Optional[nn.Module] = None, generator: Optional[nn.Module] = None,
-                 discriminator: Optional[nn.Module] = None, **kwargs: Any):
+    def __init__(
+        self,
+        dataset: Any = None,
+        backbone: Any = "convnet-small",
+        *,
+        latent_dim: int = 128,
+        prior: str = "gaussian",
+        generator_channels: int = 256,
+        encoder_head: Optional[nn.Module] = None,
+        generator: Optional[nn.Module] = None,
+        discriminator: Optional[nn.Module] = None,
+        **kwargs: Any,
+    ):
         validate.positive_int(latent_dim, "latent_dim")
         check(prior in PRIORS, "prior", prior, f"one of {PRIORS}")
         super().__init__(dataset, backbone, **kwargs)
         channels = self.backbone.in_channels
         self.latent_dim, self.prior = latent_dim, prior
-        self.encoder_head = _heads.resolve(self, "encoder_head", encoder_head, lambda: MLPHead(
-            [self.backbone.feature_dim, latent_dim], norm="none"))
+        self.encoder_head = _heads.resolve(
+            self,
+            "encoder_head",
+            encoder_head,
+            lambda: MLPHead([self.backbone.feature_dim, latent_dim], norm="none"),
+        )
         if encoder_head is not None:
-            _heads.check_width("encoder_head", self.encoder_head, self.backbone.feature_dim,
-                               latent_dim, "latent_dim")
-        self.generator = _heads.resolve(self, "generator", generator, lambda: LatentGenerator(
-            latent_dim, self.image_size, channels, channels=generator_channels,
-            norm=self.hparams["norm"]), "mapping (N, latent_dim) codes to images in [0, 1]")
+            _heads.check_width(
+                "encoder_head",
+                self.encoder_head,
+                self.backbone.feature_dim,
+                latent_dim,
+                "latent_dim",
+            )
+        self.generator = _heads.resolve(
+            self,
+            "generator",
+            generator,
+            lambda: LatentGenerator(
+                latent_dim,
+                self.image_size,
+                channels,
+                channels=generator_channels,
+                norm=self.hparams["norm"],
+            ),
+            "mapping (N, latent_dim) codes to images in [0, 1]",
+        )
         self.discriminator = _heads.resolve(
-            self, "discriminator", discriminator,
+            self,
+            "discriminator",
+            discriminator,
             lambda: JointDiscriminator(channels, latent_dim),
-            "scoring (images, codes) pairs with one logit each")
+            "scoring (images, codes) pairs with one logit each",
+        )
         self.adversarial = AdversarialLoss()
         self._pending = None
 
@@ -96,13 +128,15 @@ class BiGANSupervisor(AdversarialSupervisor):
         z = self.sample_latent(len(real), real.device)
         fake = self.generator(z)
         self._pending = (real, codes, z, fake)
-        return self.adversarial.discriminator(self.discriminator(real, codes.detach()),
-                                              self.discriminator(fake.detach(), z))
+        return self.adversarial.discriminator(
+            self.discriminator(real, codes.detach()), self.discriminator(fake.detach(), z)
+        )
 
     def _discriminator_loss(self, loss: torch.Tensor) -> torch.Tensor:
         return loss  # _forward scored the detached pairs with the current D
 
     def _generator_loss(self, loss: torch.Tensor) -> torch.Tensor:
         real, codes, z, fake = self._pending
-        return (self.adversarial(self.discriminator(real, codes), real=False)
-                + self.adversarial(self.discriminator(fake, z), real=True))
+        return self.adversarial(self.discriminator(real, codes), real=False) + self.adversarial(
+            self.discriminator(fake, z), real=True
+        )

@@ -1,5 +1,7 @@
 """BYOL (Grill et al., 2020, "Bootstrap Your Own Latent: A New Approach to Self-Supervised
-Learning")."""
+Learning").
+"""
+
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -41,24 +43,46 @@ class BYOLSupervisor(MomentumSupervisor):
     """
 
     default_augment = "byol"
-    backbone_roles = {"online": "backbone", "momentum": "momentum_backbone",
-                      "target": "momentum_backbone"}
+    backbone_roles = {
+        "online": "backbone",
+        "momentum": "momentum_backbone",
+        "target": "momentum_backbone",
+    }
     default_lr = 3e-4
 
-    def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
-                 projection_dim: int = 256, hidden_dim: int = 4096, momentum: float = 0.996,
-                 momentum_schedule: str = "cosine", projector: Optional[nn.Module] = None,
-                 predictor: Optional[nn.Module] = None, **kwargs: Any):
+    def __init__(
+        self,
+        dataset: Any = None,
+        backbone: Any = "convnet-small",
+        *,
+        projection_dim: int = 256,
+        hidden_dim: int = 4096,
+        momentum: float = 0.996,
+        momentum_schedule: str = "cosine",
+        projector: Optional[nn.Module] = None,
+        predictor: Optional[nn.Module] = None,
+        **kwargs: Any,
+    ):
         _joint.check_positive_int(projection_dim, "projection_dim")
         _joint.check_positive_int(hidden_dim, "hidden_dim")
-        super().__init__(dataset, backbone, momentum=momentum,
-                         momentum_schedule=momentum_schedule, **kwargs)
-        self.projector = _heads.resolve(self, "projector", projector, lambda: MLPHead(
-            [self.backbone.feature_dim, hidden_dim, projection_dim]))
+        super().__init__(
+            dataset, backbone, momentum=momentum, momentum_schedule=momentum_schedule, **kwargs
+        )
+        self.projector = _heads.resolve(
+            self,
+            "projector",
+            projector,
+            lambda: MLPHead([self.backbone.feature_dim, hidden_dim, projection_dim]),
+        )
         if projector is not None:  # the predictor maps projections to projections
             projection_dim = _heads.output_dim(self.projector, self.backbone.feature_dim)
-        self.predictor = _heads.resolve(self, "predictor", predictor, lambda: MLPHead(
-            [projection_dim, hidden_dim, projection_dim]), in_dim=projection_dim)
+        self.predictor = _heads.resolve(
+            self,
+            "predictor",
+            predictor,
+            lambda: MLPHead([projection_dim, hidden_dim, projection_dim]),
+            in_dim=projection_dim,
+        )
         self.add_momentum_copies("backbone", "projector")
         self.criterion = NegativeCosineLoss(mode="squared")
 

@@ -1,5 +1,7 @@
 """Contrastive multiview coding (Tian, Krishnan & Isola, 2019, "Contrastive Multiview
-Coding"), with the L and ab channels of Lab colour as the two views."""
+Coding"), with the L and ab channels of Lab colour as the two views.
+"""
+
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -20,7 +22,8 @@ from .registry import register
 
 class LabEncoder(nn.Module):
     """RGB images (uint8 or float in [0, 1]) to ``[f_L(L), f_ab(ab)]``: both CMC encoders'
-    features of the image's Lab channels, concatenated (``feature_dim`` = sum of both)."""
+    features of the image's Lab channels, concatenated (``feature_dim`` = sum of both).
+    """
 
     def __init__(self, l_encoder: nn.Module, ab_encoder: nn.Module):
         super().__init__()
@@ -71,35 +74,61 @@ class ContrastiveMultiviewCodingSupervisor(_bank.MemoryBankSupervisor):
     default_augment = "simclr"
     data_channels = 3  # RGB images, split into L and ab here
 
-    def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
-                 temperature: float = 0.07, feature_dim: int = 128, n_negatives: int = 4096,
-                 bank_momentum: float = 0.5, loss: str = "softmax",
-                 memory_size: Optional[int] = None, head: Optional[nn.Module] = None,
-                 ab_head: Optional[nn.Module] = None, **kwargs: Any):
+    def __init__(
+        self,
+        dataset: Any = None,
+        backbone: Any = "convnet-small",
+        *,
+        temperature: float = 0.07,
+        feature_dim: int = 128,
+        n_negatives: int = 4096,
+        bank_momentum: float = 0.5,
+        loss: str = "softmax",
+        memory_size: Optional[int] = None,
+        head: Optional[nn.Module] = None,
+        ab_head: Optional[nn.Module] = None,
+        **kwargs: Any,
+    ):
         _joint.check_temperature(temperature)
         _joint.check_positive_int(feature_dim, "feature_dim")
         _joint.check_positive_int(n_negatives, "n_negatives")
         # 1 is what CMC records for its L encoder, so from_checkpoint passes it back
         in_channels = kwargs.pop("in_channels", 1)
-        check(in_channels == 1, "in_channels", in_channels,
-              "not set: CMC's encoders take 1 (L) and 2 (ab) channels")
+        check(
+            in_channels == 1,
+            "in_channels",
+            in_channels,
+            "not set: CMC's encoders take 1 (L) and 2 (ab) channels",
+        )
         pair = isinstance(backbone, (tuple, list))
-        check(isinstance(backbone, str) or (pair and len(backbone) == 2), "backbone", backbone,
-              "a registered backbone name or a pair (l_module, ab_module) taking 1 and 2 "
-              "channels: CMC builds one encoder per colour view")
-        l_net, ab_net = (backbone if pair else (backbone, backbone))
+        check(
+            isinstance(backbone, str) or (pair and len(backbone) == 2),
+            "backbone",
+            backbone,
+            "a registered backbone name or a pair (l_module, ab_module) taking 1 and 2 "
+            "channels: CMC builds one encoder per colour view",
+        )
+        l_net, ab_net = backbone if pair else (backbone, backbone)
         super().__init__(dataset, l_net, in_channels=1, **kwargs)
-        self.ab_backbone = backbones.build(ab_net, norm=self.hparams["norm"], in_channels=2,
-                                           probe_size=self.image_size)
-        self.head = _heads.resolve(self, "head", head,
-                                   lambda: MLPHead([self.backbone.feature_dim, feature_dim]))
+        self.ab_backbone = backbones.build(
+            ab_net, norm=self.hparams["norm"], in_channels=2, probe_size=self.image_size
+        )
+        self.head = _heads.resolve(
+            self, "head", head, lambda: MLPHead([self.backbone.feature_dim, feature_dim])
+        )
         if head is not None:  # the memory banks and the ab head take its width
             feature_dim = _heads.output_dim(self.head, self.backbone.feature_dim)
-        self.ab_head = _heads.resolve(self, "ab_head", ab_head,
-                                      lambda: MLPHead([self.ab_backbone.feature_dim, feature_dim]))
+        self.ab_head = _heads.resolve(
+            self, "ab_head", ab_head, lambda: MLPHead([self.ab_backbone.feature_dim, feature_dim])
+        )
         if ab_head is not None:
-            _heads.check_width("ab_head", self.ab_head, self.ab_backbone.feature_dim,
-                               feature_dim, "the L head's width, feature_dim")
+            _heads.check_width(
+                "ab_head",
+                self.ab_head,
+                self.ab_backbone.feature_dim,
+                feature_dim,
+                "the L head's width, feature_dim",
+            )
         self.memory = _bank.make_bank(self.dataset, feature_dim, bank_momentum, memory_size)
         self.ab_memory = _bank.make_bank(self.dataset, feature_dim, bank_momentum, memory_size)
         n_items = self.memory.items.shape[0]
@@ -110,8 +139,15 @@ class ContrastiveMultiviewCodingSupervisor(_bank.MemoryBankSupervisor):
 
     def _build_views(self, spec: Any) -> Any:
         if spec == "simclr":
-            return augment.build("simclr", self.image_size, n_views=1, scale=(0.2, 1.0),
-                                 jitter_p=0.0, gray_p=0.0, blur_p=0.0)
+            return augment.build(
+                "simclr",
+                self.image_size,
+                n_views=1,
+                scale=(0.2, 1.0),
+                jitter_p=0.0,
+                gray_p=0.0,
+                blur_p=0.0,
+            )
         return super()._build_views(spec)
 
     def get_backbone(self) -> LabEncoder:  # type: ignore[override]
@@ -123,10 +159,14 @@ class ContrastiveMultiviewCodingSupervisor(_bank.MemoryBankSupervisor):
         z_l = F.normalize(self.head(self.backbone(lab[:, :1])), dim=1)
         z_ab = F.normalize(self.ab_head(self.ab_backbone(lab[:, 1:])), dim=1)
         index = batch.index
-        loss_l = self.criterion(z_l, self.ab_memory.items[index],
-                                self._negatives(self.ab_memory, index, self.n_negatives))
-        loss_ab = self.ab_criterion(z_ab, self.memory.items[index],
-                                    self._negatives(self.memory, index, self.n_negatives))
+        loss_l = self.criterion(
+            z_l,
+            self.ab_memory.items[index],
+            self._negatives(self.ab_memory, index, self.n_negatives),
+        )
+        loss_ab = self.ab_criterion(
+            z_ab, self.memory.items[index], self._negatives(self.memory, index, self.n_negatives)
+        )
         self.log(loss_l=float(loss_l.detach()), loss_ab=float(loss_ab.detach()))
         self._defer_bank_update(self.memory, index, z_l)
         self._defer_bank_update(self.ab_memory, index, z_ab)

@@ -1,7 +1,9 @@
 """Context encoder (Pathak et al., 2016, "Context Encoders: Feature Learning by Inpainting")."""
+
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, Optional
 
 import torch
 import torch.nn as nn
@@ -46,29 +48,63 @@ class ContextSupervisor(AdversarialSupervisor):
     default_augment = "none"
     default_lr = 3e-4
 
-    def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
-                 n_blocks: int = 5, block_size: Sequence[float] = (0.1, 0.3),
-                 adversarial_weight: float = 0.001, outside_weight: float = 0.0,
-                 decoder: Optional[nn.Module] = None,
-                 discriminator: Optional[nn.Module] = None, **kwargs: Any):
+    def __init__(
+        self,
+        dataset: Any = None,
+        backbone: Any = "convnet-small",
+        *,
+        n_blocks: int = 5,
+        block_size: Sequence[float] = (0.1, 0.3),
+        adversarial_weight: float = 0.001,
+        outside_weight: float = 0.0,
+        decoder: Optional[nn.Module] = None,
+        discriminator: Optional[nn.Module] = None,
+        **kwargs: Any,
+    ):
         validate.positive_int(n_blocks, "n_blocks")
-        check(len(block_size) == 2 and 0 < block_size[0] <= block_size[1] <= 1, "block_size",
-              block_size, "a (low, high) pair of fractions of the image side in (0, 1]")
-        validate.non_negative_number(adversarial_weight, "adversarial_weight",
-                                     " (0 disables the discriminator)")
-        check(discriminator is None or adversarial_weight > 0, "discriminator",
-              type(discriminator).__name__, "None with adversarial_weight=0 (no adversarial "
-              "term), or pass adversarial_weight > 0")
+        check(
+            len(block_size) == 2 and 0 < block_size[0] <= block_size[1] <= 1,
+            "block_size",
+            block_size,
+            "a (low, high) pair of fractions of the image side in (0, 1]",
+        )
+        validate.non_negative_number(
+            adversarial_weight, "adversarial_weight", " (0 disables the discriminator)"
+        )
+        check(
+            discriminator is None or adversarial_weight > 0,
+            "discriminator",
+            type(discriminator).__name__,
+            "None with adversarial_weight=0 (no adversarial term), or pass adversarial_weight > 0",
+        )
         super().__init__(dataset, backbone, **kwargs)
         self.n_blocks, self.block_size = n_blocks, (float(block_size[0]), float(block_size[1]))
         self.adversarial_weight = float(adversarial_weight)
         channels = self.backbone.in_channels
-        self.decoder = _heads.resolve(self, "decoder", decoder, lambda: decoders.for_backbone(
-            self.backbone, self.image_size, channels, norm=self.hparams["norm"],
-            output="sigmoid"), "called as decoder(feature_map, size=(H, W)) and returning images")
-        self.discriminator = _heads.resolve(
-            self, "discriminator", discriminator, lambda: ConvDiscriminator(channels),
-            "returning one real/fake logit per image") if adversarial_weight > 0 else None
+        self.decoder = _heads.resolve(
+            self,
+            "decoder",
+            decoder,
+            lambda: decoders.for_backbone(
+                self.backbone,
+                self.image_size,
+                channels,
+                norm=self.hparams["norm"],
+                output="sigmoid",
+            ),
+            "called as decoder(feature_map, size=(H, W)) and returning images",
+        )
+        self.discriminator = (
+            _heads.resolve(
+                self,
+                "discriminator",
+                discriminator,
+                lambda: ConvDiscriminator(channels),
+                "returning one real/fake logit per image",
+            )
+            if adversarial_weight > 0
+            else None
+        )
         self.reconstruction = MaskedMSELoss(outside_weight)
         self.adversarial = AdversarialLoss()
         self._pending = None
@@ -105,8 +141,9 @@ class ContextSupervisor(AdversarialSupervisor):
 
     def _discriminator_loss(self, loss: torch.Tensor) -> torch.Tensor:
         real, fake = self._pending
-        return self.adversarial.discriminator(self.discriminator(real),
-                                              self.discriminator(fake.detach()))
+        return self.adversarial.discriminator(
+            self.discriminator(real), self.discriminator(fake.detach())
+        )
 
     def _generator_loss(self, loss: torch.Tensor) -> torch.Tensor:
         _, fake = self._pending

@@ -1,5 +1,7 @@
 """Denoising autoencoder (Vincent et al., 2008, "Extracting and Composing Robust Features
-with Denoising Autoencoders")."""
+with Denoising Autoencoders").
+"""
+
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -40,18 +42,35 @@ class DenoiseSupervisor(Supervisor):
     default_augment = "none"
     default_lr = 3e-4
 
-    def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
-                 noise: str = "mask", p: float = 0.5, std: float = 0.2,
-                 decoder: Optional[nn.Module] = None, **kwargs: Any):
+    def __init__(
+        self,
+        dataset: Any = None,
+        backbone: Any = "convnet-small",
+        *,
+        noise: str = "mask",
+        p: float = 0.5,
+        std: float = 0.2,
+        decoder: Optional[nn.Module] = None,
+        **kwargs: Any,
+    ):
         check(noise in NOISES, "noise", noise, f"one of {NOISES}")
         check(0 <= p < 1, "p", p, "a masking fraction in [0, 1)")
         validate.non_negative_number(std, "std", " (the noise standard deviation)")
         super().__init__(dataset, backbone, **kwargs)
         self.noise, self.p, self.std = noise, float(p), float(std)
-        self.decoder = _heads.resolve(self, "decoder", decoder, lambda: decoders.for_backbone(
-            self.backbone, self.image_size, self.backbone.in_channels,
-            norm=self.hparams["norm"], output="sigmoid"),
-            "called as decoder(feature_map, size=(H, W)) and returning images")
+        self.decoder = _heads.resolve(
+            self,
+            "decoder",
+            decoder,
+            lambda: decoders.for_backbone(
+                self.backbone,
+                self.image_size,
+                self.backbone.in_channels,
+                norm=self.hparams["norm"],
+                output="sigmoid",
+            ),
+            "called as decoder(feature_map, size=(H, W)) and returning images",
+        )
 
     def corrupt(self, images: torch.Tensor) -> torch.Tensor:
         """Noisy copy of float images in [0, 1] (drawn from the global RNG, seeded per run)."""

@@ -1,5 +1,7 @@
 """DINO: self-distillation with no labels (Caron et al., 2021, "Emerging Properties in
-Self-Supervised Vision Transformers")."""
+Self-Supervised Vision Transformers").
+"""
+
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -28,9 +30,16 @@ class DINOHead(nn.Module):
     the scale ``g`` is fixed to 1 (not trained), as in the paper's default.
     """
 
-    def __init__(self, in_dim: int, out_dim: int = 4096, hidden_dim: int = 2048,
-                 bottleneck_dim: int = 256, n_layers: int = 3, norm_last_layer: bool = True,
-                 norm: str = "batch"):
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int = 4096,
+        hidden_dim: int = 2048,
+        bottleneck_dim: int = 256,
+        n_layers: int = 3,
+        norm_last_layer: bool = True,
+        norm: str = "batch",
+    ):
         super().__init__()
         validate.positive_int(n_layers, "n_layers")
         dims = [in_dim] + [hidden_dim] * (n_layers - 1) + [bottleneck_dim]
@@ -90,35 +99,72 @@ class DINOSupervisor(MomentumSupervisor):
     """
 
     default_augment = "dino"
-    backbone_roles = {"teacher": "momentum_backbone", "momentum": "momentum_backbone",
-                      "student": "backbone", "online": "backbone"}
+    backbone_roles = {
+        "teacher": "momentum_backbone",
+        "momentum": "momentum_backbone",
+        "student": "backbone",
+        "online": "backbone",
+    }
     default_backbone = "teacher"
 
-    def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
-                 out_dim: int = 4096, hidden_dim: int = 2048, bottleneck_dim: int = 256,
-                 n_layers: int = 3, norm_last_layer: bool = True, momentum: float = 0.996,
-                 student_temp: float = 0.1, teacher_temp: float = 0.04,
-                 warmup_teacher_temp: float = 0.04, warmup_teacher_temp_epochs: float = 0,
-                 center_momentum: float = 0.9, n_global: int = 2, head_norm: str = "batch",
-                 freeze_last_layer_steps: Optional[int] = None,
-                 head: Optional[nn.Module] = None, **kwargs: Any):
-        for name, value in (("out_dim", out_dim), ("hidden_dim", hidden_dim),
-                            ("bottleneck_dim", bottleneck_dim), ("n_global", n_global)):
+    def __init__(
+        self,
+        dataset: Any = None,
+        backbone: Any = "convnet-small",
+        *,
+        out_dim: int = 4096,
+        hidden_dim: int = 2048,
+        bottleneck_dim: int = 256,
+        n_layers: int = 3,
+        norm_last_layer: bool = True,
+        momentum: float = 0.996,
+        student_temp: float = 0.1,
+        teacher_temp: float = 0.04,
+        warmup_teacher_temp: float = 0.04,
+        warmup_teacher_temp_epochs: float = 0,
+        center_momentum: float = 0.9,
+        n_global: int = 2,
+        head_norm: str = "batch",
+        freeze_last_layer_steps: Optional[int] = None,
+        head: Optional[nn.Module] = None,
+        **kwargs: Any,
+    ):
+        for name, value in (
+            ("out_dim", out_dim),
+            ("hidden_dim", hidden_dim),
+            ("bottleneck_dim", bottleneck_dim),
+            ("n_global", n_global),
+        ):
             _joint.check_positive_int(value, name)
         _joint.check_temperature(student_temp, "student_temp")
         _joint.check_temperature(teacher_temp, "teacher_temp")
         _joint.check_temperature(warmup_teacher_temp, "warmup_teacher_temp")
-        validate.non_negative_number(warmup_teacher_temp_epochs, "warmup_teacher_temp_epochs",
-                                     " of epochs")
+        validate.non_negative_number(
+            warmup_teacher_temp_epochs, "warmup_teacher_temp_epochs", " of epochs"
+        )
         check(head_norm in ("batch", "none"), "head_norm", head_norm, "'batch' or 'none'")
-        check(freeze_last_layer_steps is None or (isinstance(freeze_last_layer_steps, int)
-                                                  and freeze_last_layer_steps >= 0),
-              "freeze_last_layer_steps", freeze_last_layer_steps,
-              "None (one epoch) or a non-negative int")
+        check(
+            freeze_last_layer_steps is None
+            or (isinstance(freeze_last_layer_steps, int) and freeze_last_layer_steps >= 0),
+            "freeze_last_layer_steps",
+            freeze_last_layer_steps,
+            "None (one epoch) or a non-negative int",
+        )
         super().__init__(dataset, backbone, momentum=momentum, **kwargs)
-        self.head = _heads.resolve(self, "head", head, lambda: DINOHead(
-            self.backbone.feature_dim, out_dim, hidden_dim, bottleneck_dim, n_layers,
-            norm_last_layer, head_norm))
+        self.head = _heads.resolve(
+            self,
+            "head",
+            head,
+            lambda: DINOHead(
+                self.backbone.feature_dim,
+                out_dim,
+                hidden_dim,
+                bottleneck_dim,
+                n_layers,
+                norm_last_layer,
+                head_norm,
+            ),
+        )
         if head is not None:  # the centre has its width
             out_dim = _heads.output_dim(self.head, self.backbone.feature_dim)
         self.add_momentum_copies("backbone", "head")  # the teacher
@@ -151,12 +197,16 @@ class DINOSupervisor(MomentumSupervisor):
     # ------------------------------------------------------------------ training step
     def _forward(self, batch: Batch) -> torch.Tensor:
         views = self.augment_views(batch.images)
-        check(len(views) >= max(2, self.n_global), "augment views", len(views),
-              f"at least 2 and at least n_global={self.n_global} (global crops first, then "
-              "local crops)")
+        check(
+            len(views) >= max(2, self.n_global),
+            "augment views",
+            len(views),
+            f"at least 2 and at least n_global={self.n_global} (global crops first, then "
+            "local crops)",
+        )
         student = self.head(torch.cat(self.encode_views(views))).chunk(len(views))
         with torch.no_grad():
-            globals_ = views[:self.n_global]
+            globals_ = views[: self.n_global]
             teacher = self.momentum_head(
                 torch.cat(self.encode_views(globals_, self.momentum_backbone))
             ).chunk(len(globals_))

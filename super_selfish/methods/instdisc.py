@@ -1,5 +1,7 @@
 """Instance discrimination (Wu, Xiong, Yu & Lin, 2018, "Unsupervised Feature Learning via
-Non-Parametric Instance Discrimination")."""
+Non-Parametric Instance Discrimination").
+"""
+
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -53,18 +55,29 @@ class InstanceDiscriminationSupervisor(_bank.MemoryBankSupervisor):
 
     default_augment = "simclr"
 
-    def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
-                 temperature: float = 0.07, feature_dim: int = 128, n_negatives: int = 4096,
-                 bank_momentum: float = 0.5, loss: str = "softmax", proximal: float = 0.0,
-                 memory_size: Optional[int] = None, head: Optional[nn.Module] = None,
-                 **kwargs: Any):
+    def __init__(
+        self,
+        dataset: Any = None,
+        backbone: Any = "convnet-small",
+        *,
+        temperature: float = 0.07,
+        feature_dim: int = 128,
+        n_negatives: int = 4096,
+        bank_momentum: float = 0.5,
+        loss: str = "softmax",
+        proximal: float = 0.0,
+        memory_size: Optional[int] = None,
+        head: Optional[nn.Module] = None,
+        **kwargs: Any,
+    ):
         _joint.check_temperature(temperature)
         _joint.check_positive_int(feature_dim, "feature_dim")
         _joint.check_positive_int(n_negatives, "n_negatives")
         validate.non_negative_number(proximal, "proximal", " (a weight; 0 = off)")
         super().__init__(dataset, backbone, **kwargs)
-        self.head = _heads.resolve(self, "head", head,
-                                   lambda: MLPHead([self.backbone.feature_dim, feature_dim]))
+        self.head = _heads.resolve(
+            self, "head", head, lambda: MLPHead([self.backbone.feature_dim, feature_dim])
+        )
         if head is not None:  # the memory bank takes its width
             feature_dim = _heads.output_dim(self.head, self.backbone.feature_dim)
         self.memory = _bank.make_bank(self.dataset, feature_dim, bank_momentum, memory_size)
@@ -74,9 +87,16 @@ class InstanceDiscriminationSupervisor(_bank.MemoryBankSupervisor):
 
     def _build_views(self, spec: Any) -> Any:
         if spec == "simclr":
-            return augment.build("simclr", self.image_size, n_views=1, scale=(0.2, 1.0),
-                                 jitter=(0.4, 0.4, 0.4, 0.4), jitter_p=1.0, gray_p=0.2,
-                                 blur_p=0.0)
+            return augment.build(
+                "simclr",
+                self.image_size,
+                n_views=1,
+                scale=(0.2, 1.0),
+                jitter=(0.4, 0.4, 0.4, 0.4),
+                jitter_p=1.0,
+                gray_p=0.2,
+                blur_p=0.0,
+            )
         return super()._build_views(spec)
 
     def _forward(self, batch: Batch) -> torch.Tensor:

@@ -1,5 +1,7 @@
 """Jigsaw puzzles (Noroozi & Favaro, 2016, "Unsupervised Learning of Visual Representations
-by Solving Jigsaw Puzzles"), with the context-free network (CFN)."""
+by Solving Jigsaw Puzzles"), with the context-free network (CFN).
+"""
+
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -50,12 +52,22 @@ class JigsawSupervisor(Supervisor):
 
     default_augment = "none"
 
-    def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
-                 grid: Optional[int] = None, n_permutations: Optional[int] = None,
-                 permutation_seed: int = 0, tile_fraction: float = 0.85,
-                 brightness: float = 0.4, contrast: float = 0.4, grayscale: float = 0.3,
-                 hidden_dim: int = 1024, predictor: Optional[nn.Module] = None,
-                 **kwargs: Any):
+    def __init__(
+        self,
+        dataset: Any = None,
+        backbone: Any = "convnet-small",
+        *,
+        grid: Optional[int] = None,
+        n_permutations: Optional[int] = None,
+        permutation_seed: int = 0,
+        tile_fraction: float = 0.85,
+        brightness: float = 0.4,
+        contrast: float = 0.4,
+        grayscale: float = 0.3,
+        hidden_dim: int = 1024,
+        predictor: Optional[nn.Module] = None,
+        **kwargs: Any,
+    ):
         super().__init__(dataset, backbone, **kwargs)
         if grid is None:
             grid = 2 if self.image_size < 64 else 3
@@ -64,23 +76,42 @@ class JigsawSupervisor(Supervisor):
         if n_permutations is None:
             n_permutations = DEFAULT_PERMUTATIONS.get(grid, 100)
         self.grid = grid
-        self.cell, self.tile_size = tiling.tile_geometry(self.image_size, grid, tile_fraction,
-                                                         min_tile=4)
-        for name, value in (("brightness", brightness), ("contrast", contrast),
-                            ("grayscale", grayscale)):
-            check(0 <= value < 1 or (name == "grayscale" and value == 1), name, value,
-                  "a number in [0, 1)")
+        self.cell, self.tile_size = tiling.tile_geometry(
+            self.image_size, grid, tile_fraction, min_tile=4
+        )
+        for name, value in (
+            ("brightness", brightness),
+            ("contrast", contrast),
+            ("grayscale", grayscale),
+        ):
+            check(
+                0 <= value < 1 or (name == "grayscale" and value == 1),
+                name,
+                value,
+                "a number in [0, 1)",
+            )
         self.colour = dict(brightness=brightness, contrast=contrast, grayscale=grayscale)
-        self.register_buffer("permutations", tiling.hamming_permutations(
-            n_tiles, n_permutations, permutation_seed))
-        feature_dim = tiling.tile_feature_dim(self.backbone, self.tile_size,
-                                              image_size=self.image_size)
+        self.register_buffer(
+            "permutations", tiling.hamming_permutations(n_tiles, n_permutations, permutation_seed)
+        )
+        feature_dim = tiling.tile_feature_dim(
+            self.backbone, self.tile_size, image_size=self.image_size
+        )
         validate.positive_int(hidden_dim, "hidden_dim")
-        self.classifier = _heads.resolve(self, "predictor", predictor, lambda: MLPHead(
-            [n_tiles * feature_dim, hidden_dim, n_permutations]))
+        self.classifier = _heads.resolve(
+            self,
+            "predictor",
+            predictor,
+            lambda: MLPHead([n_tiles * feature_dim, hidden_dim, n_permutations]),
+        )
         if predictor is not None:
-            _heads.check_width("predictor", self.classifier, n_tiles * feature_dim,
-                               n_permutations, "one logit per permutation, n_permutations")
+            _heads.check_width(
+                "predictor",
+                self.classifier,
+                n_tiles * feature_dim,
+                n_permutations,
+                "one logit per permutation, n_permutations",
+            )
         self._record_hparams(grid=grid, n_permutations=n_permutations, tile_size=self.tile_size)
 
     def make_puzzles(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,7 +1,9 @@
 """MoCo: momentum contrast (He et al., 2020, "Momentum Contrast for Unsupervised Visual
 Representation Learning"; Chen et al., 2020, "Improved Baselines with Momentum Contrastive
 Learning" (v2); Chen, Xie & He, 2021, "An Empirical Study of Training Self-Supervised Vision
-Transformers" (v3))."""
+Transformers" (v3)).
+"""
+
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -22,8 +24,9 @@ QUEUE_CAP = 65536
 QUEUE_DATASET_FRACTION = 10
 
 
-def shuffle_permutation(n: int, groups: int, generator: Optional[torch.Generator] = None
-                        ) -> torch.Tensor:
+def shuffle_permutation(
+    n: int, groups: int, generator: Optional[torch.Generator] = None
+) -> torch.Tensor:
     """Order in which the ``n`` key images are fed to the key encoder for shuffle-BN.
 
     Queries are encoded in ``groups`` contiguous chunks (each one batch-norm group, like one
@@ -31,11 +34,16 @@ def shuffle_permutation(n: int, groups: int, generator: Optional[torch.Generator
     shuffled, then its members are dealt round-robin over the key chunks, so every key chunk
     draws evenly from all query groups and never coincides with one (``n // groups >= 2``).
     """
-    check(isinstance(groups, int) and groups >= 1 and n % groups == 0, "shuffle_groups", groups,
-          f"a positive divisor of the batch size {n}")
+    check(
+        isinstance(groups, int) and groups >= 1 and n % groups == 0,
+        "shuffle_groups",
+        groups,
+        f"a positive divisor of the batch size {n}",
+    )
     size = n // groups
-    members = torch.stack([torch.randperm(size, generator=generator) + g * size
-                           for g in range(groups)])  # row g: query group g, shuffled
+    members = torch.stack(
+        [torch.randperm(size, generator=generator) + g * size for g in range(groups)]
+    )  # row g: query group g, shuffled
     return members.t().reshape(-1)  # [g0 m0, g1 m0, ..., g0 m1, g1 m1, ...]
 
 
@@ -83,74 +91,128 @@ class MomentumContrastSupervisor(MomentumSupervisor):
     """
 
     default_augment = "moco_v2"
-    backbone_roles = {"online": "backbone", "query": "backbone",
-                      "momentum": "momentum_backbone", "key": "momentum_backbone"}
+    backbone_roles = {
+        "online": "backbone",
+        "query": "backbone",
+        "momentum": "momentum_backbone",
+        "key": "momentum_backbone",
+    }
     default_lr = 3e-4
 
-    def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
-                 version: int = 2, temperature: Optional[float] = None,
-                 projection_dim: Optional[int] = None, hidden_dim: Optional[int] = None,
-                 queue_size: Optional[int] = None, momentum: Optional[float] = None,
-                 momentum_schedule: Optional[str] = None,
-                 shuffle_groups: Optional[int] = None, projector: Optional[nn.Module] = None,
-                 predictor: Optional[nn.Module] = None, **kwargs: Any):
+    def __init__(
+        self,
+        dataset: Any = None,
+        backbone: Any = "convnet-small",
+        *,
+        version: int = 2,
+        temperature: Optional[float] = None,
+        projection_dim: Optional[int] = None,
+        hidden_dim: Optional[int] = None,
+        queue_size: Optional[int] = None,
+        momentum: Optional[float] = None,
+        momentum_schedule: Optional[str] = None,
+        shuffle_groups: Optional[int] = None,
+        projector: Optional[nn.Module] = None,
+        predictor: Optional[nn.Module] = None,
+        **kwargs: Any,
+    ):
         check(version in (2, 3), "version", version, "2 (MoCo v2) or 3 (MoCo v3)")
         v3 = version == 3
         temperature = (1.0 if v3 else 0.2) if temperature is None else temperature
         projection_dim = (256 if v3 else 128) if projection_dim is None else projection_dim
         hidden_dim = (4096 if v3 else 2048) if hidden_dim is None else hidden_dim
         momentum = (0.99 if v3 else 0.999) if momentum is None else momentum
-        momentum_schedule = ("cosine" if v3 else "constant") if momentum_schedule is None \
-            else momentum_schedule
+        momentum_schedule = (
+            ("cosine" if v3 else "constant") if momentum_schedule is None else momentum_schedule
+        )
         if shuffle_groups is None:  # no batch statistics to leak without BatchNorm
             shuffle_groups = 2 if not v3 and kwargs.get("norm", "batch") == "batch" else 1
         _joint.check_temperature(temperature)
         _joint.check_positive_int(projection_dim, "projection_dim")
         _joint.check_positive_int(hidden_dim, "hidden_dim")
         _joint.check_positive_int(shuffle_groups, "shuffle_groups")
-        check(not (v3 and queue_size is not None), "queue_size", queue_size,
-              "None with version=3 (MoCo v3 uses the keys of the batch, no queue)")
+        check(
+            not (v3 and queue_size is not None),
+            "queue_size",
+            queue_size,
+            "None with version=3 (MoCo v3 uses the keys of the batch, no queue)",
+        )
         if v3 and kwargs.get("augment") is None:
             self.default_augment = "byol"
-        super().__init__(dataset, backbone, momentum=momentum,
-                         momentum_schedule=momentum_schedule, **kwargs)
+        super().__init__(
+            dataset, backbone, momentum=momentum, momentum_schedule=momentum_schedule, **kwargs
+        )
         self.version = version
         self.shuffle_groups = shuffle_groups
         feature_dim = self.backbone.feature_dim
-        check(v3 or predictor is None, "predictor", type(predictor).__name__,
-              "None with version=2 (MoCo v2 has no predictor; version=3 has one)")
-        self.projector = _heads.resolve(self, "projector", projector, lambda: MLPHead(
-            [feature_dim, hidden_dim, projection_dim], last_norm=True) if v3 else MLPHead(
-            [feature_dim, hidden_dim, projection_dim], norm="none"))
+        check(
+            v3 or predictor is None,
+            "predictor",
+            type(predictor).__name__,
+            "None with version=2 (MoCo v2 has no predictor; version=3 has one)",
+        )
+        self.projector = _heads.resolve(
+            self,
+            "projector",
+            projector,
+            lambda: (
+                MLPHead([feature_dim, hidden_dim, projection_dim], last_norm=True)
+                if v3
+                else MLPHead([feature_dim, hidden_dim, projection_dim], norm="none")
+            ),
+        )
         if projector is not None:  # the queue and the predictor take its width
             projection_dim = _heads.output_dim(self.projector, feature_dim)
-        self.predictor: Optional[nn.Module] = _heads.resolve(
-            self, "predictor", predictor,
-            lambda: MLPHead([projection_dim, hidden_dim, projection_dim]),
-            in_dim=projection_dim) if v3 else None
+        self.predictor: Optional[nn.Module] = (
+            _heads.resolve(
+                self,
+                "predictor",
+                predictor,
+                lambda: MLPHead([projection_dim, hidden_dim, projection_dim]),
+                in_dim=projection_dim,
+            )
+            if v3
+            else None
+        )
         self.add_momentum_copies("backbone", "projector")
-        cap = QUEUE_CAP if self.dataset is None else max(
-            1, min(QUEUE_CAP, len(self.dataset) // QUEUE_DATASET_FRACTION))
-        self.queue = None if v3 else _joint.make_queue(
-            _joint.initial_queue_size(queue_size, cap, None, "queue_size"),
-            projection_dim, auto=queue_size is None)
+        cap = (
+            QUEUE_CAP
+            if self.dataset is None
+            else max(1, min(QUEUE_CAP, len(self.dataset) // QUEUE_DATASET_FRACTION))
+        )
+        self.queue = (
+            None
+            if v3
+            else _joint.make_queue(
+                _joint.initial_queue_size(queue_size, cap, None, "queue_size"),
+                projection_dim,
+                auto=queue_size is None,
+            )
+        )
         self.criterion = InfoNCELoss(temperature)
         self._pending_keys: Optional[torch.Tensor] = None
-        self._record_hparams(temperature=temperature, projection_dim=projection_dim,
-                             hidden_dim=hidden_dim, shuffle_groups=shuffle_groups,
-                             queue_size=None if v3 else self.queue.size)  # resolved values
+        self._record_hparams(
+            temperature=temperature,
+            projection_dim=projection_dim,
+            hidden_dim=hidden_dim,
+            shuffle_groups=shuffle_groups,
+            queue_size=None if v3 else self.queue.size,
+        )  # resolved values
 
     # ------------------------------------------------------------------ set-up
     def _on_fit_start(self, batch_size: int, **run: Any) -> None:
         self._check_groups(batch_size)
         if self.queue is not None:
-            self._record_hparams(queue_size=_joint.fit_queue(self.queue, batch_size,
-                                                             "queue_size"))
+            self._record_hparams(queue_size=_joint.fit_queue(self.queue, batch_size, "queue_size"))
 
     def _check_groups(self, batch_size: int) -> None:
         g = self.shuffle_groups
-        check(g == 1 or (batch_size % g == 0 and batch_size // g >= 2), "shuffle_groups", g,
-              f"a divisor of the batch size {batch_size} leaving at least 2 images per group")
+        check(
+            g == 1 or (batch_size % g == 0 and batch_size // g >= 2),
+            "shuffle_groups",
+            g,
+            f"a divisor of the batch size {batch_size} leaving at least 2 images per group",
+        )
 
     # ------------------------------------------------------------------ encoders
     def _online(self, x: torch.Tensor) -> torch.Tensor:
@@ -164,9 +226,9 @@ class MomentumContrastSupervisor(MomentumSupervisor):
         return torch.cat([self._online(chunk) for chunk in x.chunk(self.shuffle_groups)])
 
     @torch.no_grad()
-    def _keys(self, x: torch.Tensor, generator: Optional[torch.Generator] = None
-              ) -> torch.Tensor:
+    def _keys(self, x: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """Momentum-encoder embeddings in the order of ``x``, encoded with shuffle-BN."""
+
         def encode(images: torch.Tensor) -> torch.Tensor:
             return self.momentum_projector(self.momentum_backbone(images))
 

@@ -1,5 +1,7 @@
 """NNCLR (Dwibedi et al., 2021, "With a Little Help from My Friends: Nearest-Neighbor
-Contrastive Learning of Visual Representations")."""
+Contrastive Learning of Visual Representations").
+"""
+
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -47,35 +49,64 @@ class NNCLRSupervisor(Supervisor):
     default_augment = "byol"
     default_lr = 3e-4
 
-    def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
-                 temperature: float = 0.1, projection_dim: int = 256, hidden_dim: int = 2048,
-                 predictor_hidden_dim: int = 4096, support_set_size: Optional[int] = None,
-                 projector: Optional[nn.Module] = None, predictor: Optional[nn.Module] = None,
-                 **kwargs: Any):
+    def __init__(
+        self,
+        dataset: Any = None,
+        backbone: Any = "convnet-small",
+        *,
+        temperature: float = 0.1,
+        projection_dim: int = 256,
+        hidden_dim: int = 2048,
+        predictor_hidden_dim: int = 4096,
+        support_set_size: Optional[int] = None,
+        projector: Optional[nn.Module] = None,
+        predictor: Optional[nn.Module] = None,
+        **kwargs: Any,
+    ):
         _joint.check_temperature(temperature)
-        for name, value in (("projection_dim", projection_dim), ("hidden_dim", hidden_dim),
-                            ("predictor_hidden_dim", predictor_hidden_dim)):
+        for name, value in (
+            ("projection_dim", projection_dim),
+            ("hidden_dim", hidden_dim),
+            ("predictor_hidden_dim", predictor_hidden_dim),
+        ):
             _joint.check_positive_int(value, name)
         if support_set_size is not None:
             _joint.check_positive_int(support_set_size, "support_set_size")
         super().__init__(dataset, backbone, **kwargs)
-        self.projector = _heads.resolve(self, "projector", projector, lambda: MLPHead(
-            [self.backbone.feature_dim, hidden_dim, hidden_dim, projection_dim], last_norm=True))
+        self.projector = _heads.resolve(
+            self,
+            "projector",
+            projector,
+            lambda: MLPHead(
+                [self.backbone.feature_dim, hidden_dim, hidden_dim, projection_dim], last_norm=True
+            ),
+        )
         if projector is not None:  # the predictor and the support set take its width
             projection_dim = _heads.output_dim(self.projector, self.backbone.feature_dim)
-        self.predictor = _heads.resolve(self, "predictor", predictor, lambda: MLPHead(
-            [projection_dim, predictor_hidden_dim, projection_dim]), in_dim=projection_dim)
+        self.predictor = _heads.resolve(
+            self,
+            "predictor",
+            predictor,
+            lambda: MLPHead([projection_dim, predictor_hidden_dim, projection_dim]),
+            in_dim=projection_dim,
+        )
         self.support_set = _joint.make_queue(
-            _joint.initial_queue_size(support_set_size, SUPPORT_CAP, self.dataset,
-                                      "support_set_size"),
-            projection_dim, auto=support_set_size is None)
+            _joint.initial_queue_size(
+                support_set_size, SUPPORT_CAP, self.dataset, "support_set_size"
+            ),
+            projection_dim,
+            auto=support_set_size is None,
+        )
         self.criterion = InfoNCELoss(temperature)
         self._pending: Optional[torch.Tensor] = None
         self._record_hparams(support_set_size=self.support_set.size)
 
     def _on_fit_start(self, batch_size: int, **run: Any) -> None:
-        self._record_hparams(support_set_size=_joint.fit_queue(
-            self.support_set, batch_size, "support_set_size", multiple=False))
+        self._record_hparams(
+            support_set_size=_joint.fit_queue(
+                self.support_set, batch_size, "support_set_size", multiple=False
+            )
+        )
 
     @torch.no_grad()
     def nearest_neighbour(self, z: torch.Tensor) -> torch.Tensor:

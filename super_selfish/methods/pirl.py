@@ -1,5 +1,7 @@
 """PIRL: pretext-invariant representation learning (Misra & van der Maaten, 2020,
-"Self-Supervised Learning of Pretext-Invariant Representations")."""
+"Self-Supervised Learning of Pretext-Invariant Representations").
+"""
+
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -60,13 +62,25 @@ class PIRLSupervisor(_bank.MemoryBankSupervisor):
 
     default_augment = "pirl"
 
-    def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
-                 temperature: float = 0.07, feature_dim: int = 128, n_negatives: int = 32000,
-                 bank_momentum: float = 0.5, lam: float = 0.5, loss: str = "softmax",
-                 grid: Optional[int] = None, tile_jitter: bool = True,
-                 memory_size: Optional[int] = None, head: Optional[nn.Module] = None,
-                 tile_head: Optional[nn.Module] = None, jigsaw_head: Optional[nn.Module] = None,
-                 **kwargs: Any):
+    def __init__(
+        self,
+        dataset: Any = None,
+        backbone: Any = "convnet-small",
+        *,
+        temperature: float = 0.07,
+        feature_dim: int = 128,
+        n_negatives: int = 32000,
+        bank_momentum: float = 0.5,
+        lam: float = 0.5,
+        loss: str = "softmax",
+        grid: Optional[int] = None,
+        tile_jitter: bool = True,
+        memory_size: Optional[int] = None,
+        head: Optional[nn.Module] = None,
+        tile_head: Optional[nn.Module] = None,
+        jigsaw_head: Optional[nn.Module] = None,
+        **kwargs: Any,
+    ):
         _joint.check_temperature(temperature)
         _joint.check_positive_int(feature_dim, "feature_dim")
         _joint.check_positive_int(n_negatives, "n_negatives")
@@ -79,15 +93,24 @@ class PIRLSupervisor(_bank.MemoryBankSupervisor):
         self.head = _heads.resolve(self, "head", head, lambda: MLPHead([dim, feature_dim]))
         if head is not None:  # the memory bank and the jigsaw branch take its width
             feature_dim = _heads.output_dim(self.head, dim)
-        self.tile_head = _heads.resolve(self, "tile_head", tile_head,
-                                        lambda: MLPHead([dim, feature_dim]))
-        tile_dim = _heads.output_dim(self.tile_head, dim) if tile_head is not None \
-            else feature_dim
-        self.jigsaw_head = _heads.resolve(self, "jigsaw_head", jigsaw_head, lambda: MLPHead(
-            [self.grid * self.grid * tile_dim, feature_dim]))
+        self.tile_head = _heads.resolve(
+            self, "tile_head", tile_head, lambda: MLPHead([dim, feature_dim])
+        )
+        tile_dim = _heads.output_dim(self.tile_head, dim) if tile_head is not None else feature_dim
+        self.jigsaw_head = _heads.resolve(
+            self,
+            "jigsaw_head",
+            jigsaw_head,
+            lambda: MLPHead([self.grid * self.grid * tile_dim, feature_dim]),
+        )
         if jigsaw_head is not None:
-            _heads.check_width("jigsaw_head", self.jigsaw_head, self.grid * self.grid * tile_dim,
-                               feature_dim, "the image branch's width, feature_dim")
+            _heads.check_width(
+                "jigsaw_head",
+                self.jigsaw_head,
+                self.grid * self.grid * tile_dim,
+                feature_dim,
+                "the image branch's width, feature_dim",
+            )
         self.memory = _bank.make_bank(self.dataset, feature_dim, bank_momentum, memory_size)
         n_items = self.memory.items.shape[0]
         self.criterion = MemoryBankNCELoss(n_items, temperature, loss)  # f(I) vs m_I

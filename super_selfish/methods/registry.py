@@ -1,9 +1,12 @@
 """The method registry (name -> Supervisor class) used by the CLI, ``compare()`` and benchmarks."""
+
 from __future__ import annotations
 
-from typing import Callable, Dict, List, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from ..registry import METHODS
+
 T = TypeVar("T", bound=type)
 
 
@@ -26,11 +29,11 @@ def get(name: str) -> type:
     return METHODS.get(name)
 
 
-def available() -> List[str]:
+def available() -> list[str]:
     """The registered method names, sorted."""
     return METHODS.available()
 
 
-def describe() -> Dict[str, str]:
+def describe() -> dict[str, str]:
     """``{method name: the first line of its class docstring}``."""
     return METHODS.describe()

@@ -1,8 +1,10 @@
 """Relative patch position (Doersch, Gupta & Efros, 2015, "Unsupervised Visual
-Representation Learning by Context Prediction")."""
+Representation Learning by Context Prediction").
+"""
+
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
+from typing import Any, Optional
 
 import torch
 import torch.nn as nn
@@ -64,43 +66,62 @@ class RelativePositionSupervisor(Supervisor):
 
     default_augment = "none"
 
-    def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
-                 patch_fraction: Optional[float] = None, jitter_fraction: float = 0.05,
-                 colour_dropping: bool = True, hidden_dim: int = 1024,
-                 predictor: Optional[nn.Module] = None, **kwargs: Any):
+    def __init__(
+        self,
+        dataset: Any = None,
+        backbone: Any = "convnet-small",
+        *,
+        patch_fraction: Optional[float] = None,
+        jitter_fraction: float = 0.05,
+        colour_dropping: bool = True,
+        hidden_dim: int = 1024,
+        predictor: Optional[nn.Module] = None,
+        **kwargs: Any,
+    ):
         super().__init__(dataset, backbone, **kwargs)
         if patch_fraction is None:
             patch_fraction = default_patch_fraction(self.image_size)
-        self.cell, self.patch_size = tiling.tile_geometry(self.image_size, GRID, patch_fraction,
-                                                          min_tile=4)
-        check(0 <= jitter_fraction < 0.5, "jitter_fraction", jitter_fraction,
-              "a number in [0, 0.5)")
+        self.cell, self.patch_size = tiling.tile_geometry(
+            self.image_size, GRID, patch_fraction, min_tile=4
+        )
+        check(
+            0 <= jitter_fraction < 0.5, "jitter_fraction", jitter_fraction, "a number in [0, 0.5)"
+        )
         self.jitter = max(1, round(jitter_fraction * self.cell)) if jitter_fraction > 0 else 0
         self.colour_dropping = bool(colour_dropping)
-        feature_dim = tiling.tile_feature_dim(self.backbone, self.patch_size,
-                                              image_size=self.image_size)
+        feature_dim = tiling.tile_feature_dim(
+            self.backbone, self.patch_size, image_size=self.image_size
+        )
         validate.positive_int(hidden_dim, "hidden_dim")
-        self.classifier = _heads.resolve(self, "predictor", predictor, lambda: MLPHead(
-            [2 * feature_dim, hidden_dim, len(NEIGHBOURS)]))
+        self.classifier = _heads.resolve(
+            self,
+            "predictor",
+            predictor,
+            lambda: MLPHead([2 * feature_dim, hidden_dim, len(NEIGHBOURS)]),
+        )
         if predictor is not None:
-            _heads.check_width("predictor", self.classifier, 2 * feature_dim,
-                               len(NEIGHBOURS), "one logit per neighbour position")
+            _heads.check_width(
+                "predictor",
+                self.classifier,
+                2 * feature_dim,
+                len(NEIGHBOURS),
+                "one logit per neighbour position",
+            )
         self._record_hparams(patch_fraction=patch_fraction, patch_size=self.patch_size)
 
-    def make_pairs(self, images: torch.Tensor
-                   ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def make_pairs(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Centre patches, neighbour patches ``(N, C, p, p)`` and labels ``(N,)`` in 0..7."""
         gen = getattr(self, "_aug_gen", None)
-        tiles = tiling.cut_tiles(images, GRID, self.patch_size, jitter=self.jitter,
-                                 generator=gen)
+        tiles = tiling.cut_tiles(images, GRID, self.patch_size, jitter=self.jitter, generator=gen)
         labels = torch.randint(0, len(NEIGHBOURS), (len(images),), generator=gen)
         labels = labels.to(images.device)
         neighbour_tile = torch.tensor(NEIGHBOURS, device=images.device)[labels]
         rows = torch.arange(len(images), device=images.device)
         centre, neighbour = tiles[:, CENTRE], tiles[rows, neighbour_tile]
         if self.colour_dropping:
-            centre, neighbour = tiling.drop_colour(torch.stack([centre, neighbour]),
-                                                   generator=gen).unbind(0)
+            centre, neighbour = tiling.drop_colour(
+                torch.stack([centre, neighbour]), generator=gen
+            ).unbind(0)
         return centre, neighbour, labels
 
     def _forward(self, batch: Batch) -> torch.Tensor:

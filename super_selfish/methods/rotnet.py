@@ -1,8 +1,10 @@
 """RotNet (Gidaris, Singh & Komodakis, 2018, "Unsupervised Representation Learning by
-Predicting Image Rotations")."""
+Predicting Image Rotations").
+"""
+
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
+from typing import Any, Optional
 
 import torch
 import torch.nn as nn
@@ -17,7 +19,7 @@ from .registry import register
 N_ROTATIONS = 4
 
 
-def rotate_batch(images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+def rotate_batch(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """All four rotations of every image: ``(4N, C, H, W)`` and labels ``(4N,)``.
 
     Label ``k`` means the image was turned by ``k * 90`` degrees counter-clockwise
@@ -56,15 +58,30 @@ class RotateNetSupervisor(Supervisor):
 
     default_augment = "rotation"
 
-    def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
-                 hidden_dim: Optional[int] = 1024, predictor: Optional[nn.Module] = None,
-                 **kwargs: Any):
+    def __init__(
+        self,
+        dataset: Any = None,
+        backbone: Any = "convnet-small",
+        *,
+        hidden_dim: Optional[int] = 1024,
+        predictor: Optional[nn.Module] = None,
+        **kwargs: Any,
+    ):
         super().__init__(dataset, backbone, **kwargs)
-        self.classifier = _heads.resolve(self, "predictor", predictor, lambda: MLPHead(
-            _classifier_dims(self.backbone.feature_dim, hidden_dim, N_ROTATIONS)))
+        self.classifier = _heads.resolve(
+            self,
+            "predictor",
+            predictor,
+            lambda: MLPHead(_classifier_dims(self.backbone.feature_dim, hidden_dim, N_ROTATIONS)),
+        )
         if predictor is not None:
-            _heads.check_width("predictor", self.classifier, self.backbone.feature_dim,
-                               N_ROTATIONS, "one logit per rotation")
+            _heads.check_width(
+                "predictor",
+                self.classifier,
+                self.backbone.feature_dim,
+                N_ROTATIONS,
+                "one logit per rotation",
+            )
 
     def _forward(self, batch: Batch) -> torch.Tensor:
         images = self.augment_views(batch.images)[0]

@@ -1,5 +1,7 @@
 """SimCLR (Chen et al., 2020, "A Simple Framework for Contrastive Learning of Visual
-Representations")."""
+Representations").
+"""
+
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -37,15 +39,27 @@ class SimCLRSupervisor(Supervisor):
     default_augment = "simclr"
     default_lr = 3e-4
 
-    def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
-                 temperature: float = 0.5, projection_dim: int = 128, hidden_dim: int = 2048,
-                 color_strength: Optional[float] = None,
-                 projector: Optional[nn.Module] = None, **kwargs: Any):
+    def __init__(
+        self,
+        dataset: Any = None,
+        backbone: Any = "convnet-small",
+        *,
+        temperature: float = 0.5,
+        projection_dim: int = 128,
+        hidden_dim: int = 2048,
+        color_strength: Optional[float] = None,
+        projector: Optional[nn.Module] = None,
+        **kwargs: Any,
+    ):
         self.color_strength = color_strength
         super().__init__(dataset, backbone, **kwargs)
-        self.projector = _heads.resolve(self, "projector", projector, lambda: MLPHead(
-            [self.backbone.feature_dim, hidden_dim, projection_dim]),
-            in_dim=self.backbone.feature_dim)
+        self.projector = _heads.resolve(
+            self,
+            "projector",
+            projector,
+            lambda: MLPHead([self.backbone.feature_dim, hidden_dim, projection_dim]),
+            in_dim=self.backbone.feature_dim,
+        )
         self.criterion = NTXentLoss(temperature)
 
     def _build_views(self, spec: Any) -> Any:

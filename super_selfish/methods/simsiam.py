@@ -1,4 +1,5 @@
 """SimSiam (Chen & He, 2021, "Exploring Simple Siamese Representation Learning")."""
+
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -44,23 +45,40 @@ class SimSiamSupervisor(Supervisor):
     default_augment = "simsiam"
     default_lr = 3e-4
 
-    def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
-                 projection_dim: int = 2048, hidden_dim: int = 2048,
-                 predictor_hidden_dim: int = 512, projector_layers: int = 3,
-                 projector: Optional[nn.Module] = None, predictor: Optional[nn.Module] = None,
-                 **kwargs: Any):
-        for name, value in (("projection_dim", projection_dim), ("hidden_dim", hidden_dim),
-                            ("predictor_hidden_dim", predictor_hidden_dim),
-                            ("projector_layers", projector_layers)):
+    def __init__(
+        self,
+        dataset: Any = None,
+        backbone: Any = "convnet-small",
+        *,
+        projection_dim: int = 2048,
+        hidden_dim: int = 2048,
+        predictor_hidden_dim: int = 512,
+        projector_layers: int = 3,
+        projector: Optional[nn.Module] = None,
+        predictor: Optional[nn.Module] = None,
+        **kwargs: Any,
+    ):
+        for name, value in (
+            ("projection_dim", projection_dim),
+            ("hidden_dim", hidden_dim),
+            ("predictor_hidden_dim", predictor_hidden_dim),
+            ("projector_layers", projector_layers),
+        ):
             _joint.check_positive_int(value, name)
         super().__init__(dataset, backbone, **kwargs)
         dims = [self.backbone.feature_dim] + [hidden_dim] * (projector_layers - 1)
-        self.projector = _heads.resolve(self, "projector", projector,
-                                        lambda: MLPHead(dims + [projection_dim], last_norm=True))
+        self.projector = _heads.resolve(
+            self, "projector", projector, lambda: MLPHead(dims + [projection_dim], last_norm=True)
+        )
         if projector is not None:  # the predictor maps projections to projections
             projection_dim = _heads.output_dim(self.projector, self.backbone.feature_dim)
-        self.predictor = _heads.resolve(self, "predictor", predictor, lambda: MLPHead(
-            [projection_dim, predictor_hidden_dim, projection_dim]), in_dim=projection_dim)
+        self.predictor = _heads.resolve(
+            self,
+            "predictor",
+            predictor,
+            lambda: MLPHead([projection_dim, predictor_hidden_dim, projection_dim]),
+            in_dim=projection_dim,
+        )
         self.criterion = NegativeCosineLoss(mode="cosine", stop_gradient=True)
 
     def _forward(self, batch: Batch) -> torch.Tensor:

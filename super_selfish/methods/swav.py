@@ -1,9 +1,11 @@
 """SwAV: swapping assignments between views (Caron et al., 2020, "Unsupervised Learning of
-Visual Features by Contrasting Cluster Assignments")."""
+Visual Features by Contrasting Cluster Assignments").
+"""
+
 from __future__ import annotations
 
 import math
-from typing import Any, List, Optional, Tuple
+from typing import Any, Optional
 
 import torch
 import torch.nn as nn
@@ -62,40 +64,75 @@ class SwAVSupervisor(Supervisor):
 
     default_augment = "swav"
 
-    def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
-                 n_prototypes: int = 3000, projection_dim: int = 128, hidden_dim: int = 2048,
-                 temperature: float = 0.1, epsilon: float = 0.05, sinkhorn_iterations: int = 3,
-                 n_assign: int = 2, queue_length: Optional[int] = None,
-                 queue_start_epoch: Optional[int] = None,
-                 freeze_prototypes_steps: Optional[int] = None,
-                 projector: Optional[nn.Module] = None, **kwargs: Any):
-        for name, value in (("n_prototypes", n_prototypes), ("projection_dim", projection_dim),
-                            ("hidden_dim", hidden_dim), ("n_assign", n_assign),
-                            ("sinkhorn_iterations", sinkhorn_iterations)):
+    def __init__(
+        self,
+        dataset: Any = None,
+        backbone: Any = "convnet-small",
+        *,
+        n_prototypes: int = 3000,
+        projection_dim: int = 128,
+        hidden_dim: int = 2048,
+        temperature: float = 0.1,
+        epsilon: float = 0.05,
+        sinkhorn_iterations: int = 3,
+        n_assign: int = 2,
+        queue_length: Optional[int] = None,
+        queue_start_epoch: Optional[int] = None,
+        freeze_prototypes_steps: Optional[int] = None,
+        projector: Optional[nn.Module] = None,
+        **kwargs: Any,
+    ):
+        for name, value in (
+            ("n_prototypes", n_prototypes),
+            ("projection_dim", projection_dim),
+            ("hidden_dim", hidden_dim),
+            ("n_assign", n_assign),
+            ("sinkhorn_iterations", sinkhorn_iterations),
+        ):
             _joint.check_positive_int(value, name)
         _joint.check_temperature(temperature)
         _joint.check_temperature(epsilon, "epsilon")
-        validate.non_negative_int(queue_length, "queue_length", " (0 = no queue)",
-                                  none="the paper's queue, scaled to the run")
-        validate.non_negative_int(queue_start_epoch, "queue_start_epoch",
-                                  none="min(15, ceil(epochs / 20))")
-        check(freeze_prototypes_steps is None or (isinstance(freeze_prototypes_steps, int)
-                                                  and freeze_prototypes_steps >= 0),
-              "freeze_prototypes_steps", freeze_prototypes_steps,
-              "None (one epoch) or a non-negative int")
+        validate.non_negative_int(
+            queue_length,
+            "queue_length",
+            " (0 = no queue)",
+            none="the paper's queue, scaled to the run",
+        )
+        validate.non_negative_int(
+            queue_start_epoch, "queue_start_epoch", none="min(15, ceil(epochs / 20))"
+        )
+        check(
+            freeze_prototypes_steps is None
+            or (isinstance(freeze_prototypes_steps, int) and freeze_prototypes_steps >= 0),
+            "freeze_prototypes_steps",
+            freeze_prototypes_steps,
+            "None (one epoch) or a non-negative int",
+        )
         super().__init__(dataset, backbone, **kwargs)
-        self.projector = _heads.resolve(self, "projector", projector, lambda: MLPHead(
-            [self.backbone.feature_dim, hidden_dim, projection_dim]))
+        self.projector = _heads.resolve(
+            self,
+            "projector",
+            projector,
+            lambda: MLPHead([self.backbone.feature_dim, hidden_dim, projection_dim]),
+        )
         if projector is not None:  # the prototypes and the queues take its width
             projection_dim = _heads.output_dim(self.projector, self.backbone.feature_dim)
         self.prototypes = nn.Linear(projection_dim, n_prototypes, bias=False)
         self.normalize_prototypes()
         self.criterion = SwAVLoss(temperature, epsilon, sinkhorn_iterations)
         auto = queue_length is None
-        size = _joint.initial_queue_size(queue_length, QUEUE_LENGTH, self.dataset,
-                                         "queue_length") if auto else queue_length
-        self.queues = nn.ModuleList(_joint.make_queue(size, projection_dim, auto=auto)
-                                    for _ in range(n_assign)) if size > 0 else None
+        size = (
+            _joint.initial_queue_size(queue_length, QUEUE_LENGTH, self.dataset, "queue_length")
+            if auto
+            else queue_length
+        )
+        self.queues = (
+            nn.ModuleList(
+                _joint.make_queue(size, projection_dim, auto=auto) for _ in range(n_assign)
+            )
+            if size > 0
+            else None
+        )
         self.n_assign = n_assign
         self.queue_length = queue_length
         self.queue_start_epoch = queue_start_epoch
@@ -103,7 +140,7 @@ class SwAVSupervisor(Supervisor):
         self._queue_used = self.queues is not None
         self._queue_announced = False
         self.freeze_prototypes_steps = freeze_prototypes_steps
-        self._pending_queue: List[Tuple[nn.Module, torch.Tensor]] = []
+        self._pending_queue: list[tuple[nn.Module, torch.Tensor]] = []
 
     @torch.no_grad()
     def normalize_prototypes(self) -> None:
@@ -121,11 +158,15 @@ class SwAVSupervisor(Supervisor):
 
     def _fit_queues(self, batch_size: int, epochs: int) -> None:
         """At the start of a run: whether the queue is used, from which epoch, and its size."""
-        self._queue_start = (min(QUEUE_START_EPOCH, math.ceil(epochs / 20))
-                             if self.queue_start_epoch is None else self.queue_start_epoch)
+        self._queue_start = (
+            min(QUEUE_START_EPOCH, math.ceil(epochs / 20))
+            if self.queue_start_epoch is None
+            else self.queue_start_epoch
+        )
         # The automatic queue is the paper's remedy for small batches only.
         self._queue_used = self.queues is not None and (
-            self.queue_length is not None or batch_size * world_size() < QUEUE_BELOW_BATCH)
+            self.queue_length is not None or batch_size * world_size() < QUEUE_BELOW_BATCH
+        )
         self._queue_announced = False
         for queue in self.queues if self._queue_used else ():
             _joint.fit_queue(queue, batch_size, "queue_length", multiple=False)
@@ -133,12 +174,16 @@ class SwAVSupervisor(Supervisor):
     def _forward(self, batch: Batch) -> torch.Tensor:
         self.normalize_prototypes()
         views = self.augment_views(batch.images)
-        check(len(views) >= max(2, self.n_assign), "augment views", len(views),
-              f"at least 2 and at least n_assign={self.n_assign} (global crops first)")
+        check(
+            len(views) >= max(2, self.n_assign),
+            "augment views",
+            len(views),
+            f"at least 2 and at least n_assign={self.n_assign} (global crops first)",
+        )
         z = F.normalize(self.projector(torch.cat(self.encode_views(views))), dim=1)
         scores = self.prototypes(z).chunk(len(views))
         embeddings = z.detach().chunk(len(views))
-        queue_scores: Optional[List[Optional[torch.Tensor]]] = None
+        queue_scores: Optional[list[Optional[torch.Tensor]]] = None
         if self.queues is not None and self._queue_used:
             queue_scores = []
             started = self.epoch >= self._queue_start
@@ -150,9 +195,11 @@ class SwAVSupervisor(Supervisor):
                     self._pending_queue.append((queue, embeddings[i]))
             active = all(q is not None for q in queue_scores)
             if active and not self._queue_announced and is_main_process():
-                console.info(f"swav: queue of {self.queues[0].size} embeddings per global "
-                             f"crop active from epoch {self.epoch + 1}, step "
-                             f"{self.global_step + 1}")
+                console.info(
+                    f"swav: queue of {self.queues[0].size} embeddings per global "
+                    f"crop active from epoch {self.epoch + 1}, step "
+                    f"{self.global_step + 1}"
+                )
             self._queue_announced = self._queue_announced or active
             self.log(queue_active=float(active))
         return self.criterion(list(scores), self.n_assign, queue_scores)

@@ -1,5 +1,7 @@
 """VICReg (Bardes, Ponce & LeCun, 2022, "VICReg: Variance-Invariance-Covariance
-Regularization for Self-Supervised Learning")."""
+Regularization for Self-Supervised Learning").
+"""
+
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -38,17 +40,32 @@ class VICRegSupervisor(Supervisor):
     default_augment = "barlow"
     default_lr = 3e-4
 
-    def __init__(self, dataset: Any = None, backbone: Any = "convnet-small", *,
-                 projection_dim: int = 2048, hidden_dim: int = 2048, invariance: float = 25.0,
-                 variance: float = 25.0, covariance: float = 1.0, gamma: float = 1.0,
-                 eps: float = 1e-4, projector: Optional[nn.Module] = None, **kwargs: Any):
+    def __init__(
+        self,
+        dataset: Any = None,
+        backbone: Any = "convnet-small",
+        *,
+        projection_dim: int = 2048,
+        hidden_dim: int = 2048,
+        invariance: float = 25.0,
+        variance: float = 25.0,
+        covariance: float = 1.0,
+        gamma: float = 1.0,
+        eps: float = 1e-4,
+        projector: Optional[nn.Module] = None,
+        **kwargs: Any,
+    ):
         _joint.check_positive_int(projection_dim, "projection_dim")
         _joint.check_positive_int(hidden_dim, "hidden_dim")
         criterion = VICRegLoss(invariance, variance, covariance, gamma, eps)
         super().__init__(dataset, backbone, **kwargs)
-        self.projector = _heads.resolve(self, "projector", projector, lambda: MLPHead(
-            [self.backbone.feature_dim, hidden_dim, hidden_dim, projection_dim]),
-            in_dim=self.backbone.feature_dim)
+        self.projector = _heads.resolve(
+            self,
+            "projector",
+            projector,
+            lambda: MLPHead([self.backbone.feature_dim, hidden_dim, hidden_dim, projection_dim]),
+            in_dim=self.backbone.feature_dim,
+        )
         self.criterion = criterion
 
     def _forward(self, batch: Batch) -> torch.Tensor:

@@ -158,8 +158,9 @@ def test_op_gives_the_same_result_on_cuda(op):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("name", ["simclr_magnif", "study_saliency_crop", "study_foveation",
-                                  "study_magnif_saliency"])
+@pytest.mark.parametrize(
+    "name", ["simclr_magnif", "study_saliency_crop", "study_foveation", "study_magnif_saliency"]
+)
 def test_preset_views_stay_on_cuda_and_match_cpu(name):
     views, images = A.build(name, 32), textured(8)
     on_gpu = views(images.cuda(), seeded(1))
@@ -424,8 +425,7 @@ def test_repr_lists_every_op_and_parameter():
         assert piece in text
     magnif = repr(A.build("simclr_magnif_saliency", 32))
     assert (
-        "Magnification(p=1.0, fixation='saliency', temperature=1.0, standardize=True, "
-        "border=16.0"
+        "Magnification(p=1.0, fixation='saliency', temperature=1.0, standardize=True, border=16.0"
     ) in magnif
     assert "fov=30.0, K=20.0, cover_ratio=(0.05, 0.35), form='radial_quad')" in magnif
 
@@ -496,8 +496,10 @@ def test_ops_register_themselves_once_and_refuse_a_taken_name():
             return 1 - images
 
     try:
-        assert torch.equal(A.build(["test_invert"], 4, n_views=1)(torch.zeros(1, 3, 4, 4))[0],
-                           torch.ones(1, 3, 4, 4))
+        assert torch.equal(
+            A.build(["test_invert"], 4, n_views=1)(torch.zeros(1, 3, 4, 4))[0],
+            torch.ones(1, 3, 4, 4),
+        )
         with pytest.raises(ConfigError, match="augmentation op of that name is already"):
             type("Flip", (A.Op,), {"name": "hflip"})
     finally:

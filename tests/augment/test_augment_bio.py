@@ -323,7 +323,7 @@ def salient_square_scenes(n: int, size: int = 96) -> tuple[torch.Tensor, torch.T
     """Textured scenes with one 6-px square each, and the squares' centres (x, y) in px."""
     generator = seeded(5)
     blotches = F.interpolate(torch.rand(n, 3, 6, 6, generator=generator), size=size, mode="bicubic")
-    images = (0.25 + 0.4 * blotches + 0.15 * torch.rand(n, 1, size, size, generator=generator))
+    images = 0.25 + 0.4 * blotches + 0.15 * torch.rand(n, 1, size, size, generator=generator)
     corner = torch.randint(22, size - 28, (n, 2), generator=generator)
     for i, (x, y) in enumerate(corner.tolist()):
         images[i, :, y : y + 6, x : x + 6] = float(i % 2)
@@ -382,7 +382,10 @@ def test_study_presets_are_the_studys_runs():
     for name in ("study_baseline", "study_saliency_crop", "study_foveation", "study_magnif"):
         jitter = next(op for op in ops_of(name) if isinstance(op, A.ColorJitter))
         assert (jitter.brightness, jitter.contrast, jitter.saturation, jitter.hue) == (
-            0.8, 0.8, 0.8, 0.2
+            0.8,
+            0.8,
+            0.8,
+            0.2,
         )
     for name in ("study_baseline", "study_saliency_crop"):
         (blur,) = [op for op in ops_of(name) if isinstance(op, A.GaussianBlur)]

@@ -1,5 +1,6 @@
 """Backbones: every registered backbone at 32 and 96 px, user modules, norm choice, CombinedNet,
 inputs that would give silently different features, torchvision classifiers removed."""
+
 from __future__ import annotations
 
 import pytest
@@ -24,8 +25,14 @@ def test_every_registry_backbone_runs_32_and_96_px(name):
         with torch.no_grad():
             out = net(torch.randint(0, 256, (2, 3, size, size), dtype=torch.uint8))
         assert out.shape == (2, net.feature_dim)
-    expected = {"convnet-small": 256, "resnet18": 512, "resnet50": 2048,
-                "cifar-resnet18": 512, "efficientnet-b0": 1280, "efficientnet-b7": 2560}
+    expected = {
+        "convnet-small": 256,
+        "resnet18": 512,
+        "resnet50": 2048,
+        "cifar-resnet18": 512,
+        "efficientnet-b0": 1280,
+        "efficientnet-b7": 2560,
+    }
     if name in expected:
         assert net.feature_dim == expected[name]
 
@@ -51,22 +58,31 @@ def test_combined_net_freezes_backbone():
     assert net.head.weight.grad is not None
 
 
-
 # --------------------------------------------------------------------- 10. backbone input
 def test_backbone_refuses_inputs_that_give_silently_different_features(ds):
     backbone = backbones.build("convnet-small").eval()
     x = ds.images[:4]
     assert torch.allclose(backbone(x), backbone(x.float() / 255))
-    normalised = (x.float() / 255 - torch.tensor(backbones.IMAGENET_MEAN).view(1, 3, 1, 1)) \
-        / torch.tensor(backbones.IMAGENET_STD).view(1, 3, 1, 1)
-    cases = [(x.float(), "divide by 255"), (normalised, "normalised already"),
-             (x.permute(0, 2, 3, 1), "permute(0, 3, 1, 2)"), (x[0].float() / 255, "x[None]"),
-             (x.long(), "dtype torch.int64")]
+    normalised = (
+        x.float() / 255 - torch.tensor(backbones.IMAGENET_MEAN).view(1, 3, 1, 1)
+    ) / torch.tensor(backbones.IMAGENET_STD).view(1, 3, 1, 1)
+    cases = [
+        (x.float(), "divide by 255"),
+        (normalised, "normalised already"),
+        (x.permute(0, 2, 3, 1), "permute(0, 3, 1, 2)"),
+        (x[0].float() / 255, "x[None]"),
+        (x.long(), "dtype torch.int64"),
+    ]
     probe = CombinedNet(backbone, nn.Linear(backbone.feature_dim, 10), freeze_backbone=True)
     for bad, fix in cases:
         for model in (backbone, probe):
-            with pytest.raises(DataError, match=fix.replace("(", r"\(").replace(")", r"\)")
-                               .replace("[", r"\[").replace("]", r"\]")):
+            with pytest.raises(
+                DataError,
+                match=fix.replace("(", r"\(")
+                .replace(")", r"\)")
+                .replace("[", r"\[")
+                .replace("]", r"\]"),
+            ):
                 model(bad)
     # training mode: the range is checked on the first calls, then no longer
     backbone.train()
@@ -88,6 +104,7 @@ def test_torchvision_classifier_is_removed(capsys):
     err = capsys.readouterr().err
     assert "classifier fc (Linear 512 -> 1000) was replaced" in err
     assert "classifier.3 (Linear 1024 -> 1000)" in err
+
     class Mine(nn.Module):  # not torchvision: its fc is the user's, left alone
         def __init__(self):
             super().__init__()

@@ -1,5 +1,6 @@
 """The command line, called in-process (``cli.main([...])``): eval of a run, train's rate, bad
 values refused before any work, errors, help, method options, configs, recipe flags."""
+
 from __future__ import annotations
 
 import io
@@ -23,9 +24,11 @@ def ds() -> data.TensorImageDataset:
 def test_from_checkpoint_refuses_another_method_and_cli_eval_scores_a_run(tmp_path, capsys):
     from super_selfish import cli
     from super_selfish.methods import RotateNetSupervisor
+
     name = str(tmp_path / "run")
     SimCLRSupervisor(sample_subset(64), seed=0, temperature=0.2).supervise(
-        epochs=1, batch_size=32, name=name, progress=False)
+        epochs=1, batch_size=32, name=name, progress=False
+    )
     assert Supervisor.from_checkpoint(name).hparams["temperature"] == 0.2
     with pytest.raises(CheckpointError, match="simclr"):
         RotateNetSupervisor.from_checkpoint(name)
@@ -40,26 +43,45 @@ def test_cli_train_uses_the_methods_recipe_lr_unless_given(tmp_path):
     from PIL import Image
 
     from super_selfish import InstanceDiscriminationSupervisor, cli
+
     folder = tmp_path / "images" / "any"
     folder.mkdir(parents=True)
     for i, image in enumerate(sample_subset(24).images):
         Image.fromarray(image.permute(1, 2, 0).numpy()).save(folder / f"{i}.png")
     runs = {"default": [], "given": ["--lr", "2e-3"]}
     for run, extra in runs.items():
-        assert cli.main(["train", "instdisc", "--dataset", str(tmp_path / "images"), "--epochs",
-                         "1", "--batch-size", "8", "--schedule", "constant", "--name",
-                         str(tmp_path / run), *extra]) == 0
+        assert (
+            cli.main(
+                [
+                    "train",
+                    "instdisc",
+                    "--dataset",
+                    str(tmp_path / "images"),
+                    "--epochs",
+                    "1",
+                    "--batch-size",
+                    "8",
+                    "--schedule",
+                    "constant",
+                    "--name",
+                    str(tmp_path / run),
+                    *extra,
+                ]
+            )
+            == 0
+        )
     lrs = [json.loads((tmp_path / run / "history.json").read_text())[-1]["lr"] for run in runs]
     assert lrs == [pytest.approx(InstanceDiscriminationSupervisor.recipe().lr_for(8)), 2e-3]
-
 
 
 # --------------------------------------------------------------------- 14. CLI behaviour
 def test_cli_refuses_bad_values_before_any_work(capsys, monkeypatch):
     monkeypatch.setattr(data, "dataset", lambda *a, **k: pytest.fail("data was loaded"))
-    for argv, flag in ((["--device", "gpu"], "argument --device"),
-                       (["--epochs", "-1"], "argument --epochs"),
-                       (["--lr", "0"], "argument --lr")):
+    for argv, flag in (
+        (["--device", "gpu"], "argument --device"),
+        (["--epochs", "-1"], "argument --epochs"),
+        (["--lr", "0"], "argument --lr"),
+    ):
         with pytest.raises(SystemExit) as exit_info:
             cli.main(["train", "simclr", *argv])
         assert exit_info.value.code == 2 and flag in capsys.readouterr().err
@@ -74,9 +96,12 @@ def test_cli_errors_use_flag_names_and_colour_only_on_a_terminal(capsys, monkeyp
     assert cli.main(["eval", "--name", "/no/such/run"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("[error] ") and "\x1b[" not in err
-    assert cli._flagged("Invalid size=0: expected a positive int.",
-                        cli.build_parser().commands["train"]) == \
-        "Invalid --size 0: expected a positive int."
+    assert (
+        cli._flagged(
+            "Invalid size=0: expected a positive int.", cli.build_parser().commands["train"]
+        )
+        == "Invalid --size 0: expected a positive int."
+    )
 
     class Terminal(io.StringIO):
         def isatty(self):
@@ -109,8 +134,10 @@ def test_cli_version_and_every_help_shows_defaults(capsys):
 def test_method_options_are_parsed_and_checked():
     from super_selfish.methods import MomentumContrastSupervisor as MoCo
 
-    assert cli.method_options(MoCo, ["temperature=0.2", "queue_size=4096"]) == \
-        {"temperature": 0.2, "queue_size": 4096}
+    assert cli.method_options(MoCo, ["temperature=0.2", "queue_size=4096"]) == {
+        "temperature": 0.2,
+        "queue_size": 4096,
+    }
     assert cli.method_options(MoCo, ["temperature=1"]) == {"temperature": 1.0}
     with pytest.raises(UnknownNameError, match="Did you mean 'queue_size'"):
         cli.method_options(MoCo, ["queue_sise=4096"])
@@ -124,15 +151,39 @@ def test_method_options_are_parsed_and_checked():
 
 
 def test_cli_config_is_written_and_repeats_the_run_and_embed_writes_features(
-        ds, tmp_path, monkeypatch, capsys):
+    ds, tmp_path, monkeypatch, capsys
+):
     monkeypatch.chdir(tmp_path)
     write_images(tmp_path / "imgs" / "a", ds.images[:8])
     write_images(tmp_path / "imgs" / "b", ds.images[8:16])
-    argv = ["train", "simclr", "--dataset", "imgs", "--epochs", "1", "--batch-size", "8",
-            "--set", "temperature=0.2", "hidden_dim=64", "projection_dim=16",
-            "--augment", "byol", "--lr", "2e-3", "--weight-decay", "1e-4",
-            "--schedule", "constant", "--warmup-epochs", "0.5", "--keep-last", "1",
-            "--image-size", "24"]
+    argv = [
+        "train",
+        "simclr",
+        "--dataset",
+        "imgs",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--set",
+        "temperature=0.2",
+        "hidden_dim=64",
+        "projection_dim=16",
+        "--augment",
+        "byol",
+        "--lr",
+        "2e-3",
+        "--weight-decay",
+        "1e-4",
+        "--schedule",
+        "constant",
+        "--warmup-epochs",
+        "0.5",
+        "--keep-last",
+        "1",
+        "--image-size",
+        "24",
+    ]
     assert cli.main(argv) == 0
     (first,) = sorted((tmp_path / "store").glob("simclr-*.pt"))
     written = yaml.safe_load((first.with_suffix("") / "config.yaml").read_text())
@@ -153,8 +204,20 @@ def test_cli_config_is_written_and_repeats_the_run_and_embed_writes_features(
     assert history[0]["lr"] == pytest.approx(2e-3)
 
     out = tmp_path / "feats.npy"
-    assert cli.main(["embed", "--name", str(runs[0].with_suffix("")), "--dataset", "imgs",
-                     "--out", str(out)]) == 0
+    assert (
+        cli.main(
+            [
+                "embed",
+                "--name",
+                str(runs[0].with_suffix("")),
+                "--dataset",
+                "imgs",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     features, labels = np.load(out), np.load(tmp_path / "feats.labels.npy")
     assert features.shape == (16, 256) and labels.tolist() == [0] * 8 + [1] * 8
     sup = Supervisor.from_checkpoint(str(runs[0].with_suffix("")))
@@ -174,21 +237,59 @@ def test_cli_passes_recipe_flags_only_when_given_and_wires_monitors(ds, tmp_path
         return []
 
     monkeypatch.setattr(SimCLRSupervisor, "supervise", fake_supervise)
-    base = ["train", "simclr", "--dataset", str(tmp_path / "imgs"), "--batch-size", "8",
-            "--set", "hidden_dim=64", "projection_dim=16"]
+    base = [
+        "train",
+        "simclr",
+        "--dataset",
+        str(tmp_path / "imgs"),
+        "--batch-size",
+        "8",
+        "--set",
+        "hidden_dim=64",
+        "projection_dim=16",
+    ]
     assert cli.main(base) == 0
     assert not {"lr", "optimizer", "weight_decay", "warmup_epochs", "lr_scheduler"} & set(calls[0])
-    assert cli.main([*base, "--lr", "0.1", "--optimizer", "sgd", "--schedule", "cosine",
-                     "--warmup-epochs", "2", "--weight-decay", "0", "--knn-every", "2",
-                     "--health", "--tensorboard", "--keep-best"]) == 0
+    assert (
+        cli.main(
+            [
+                *base,
+                "--lr",
+                "0.1",
+                "--optimizer",
+                "sgd",
+                "--schedule",
+                "cosine",
+                "--warmup-epochs",
+                "2",
+                "--weight-decay",
+                "0",
+                "--knn-every",
+                "2",
+                "--health",
+                "--tensorboard",
+                "--keep-best",
+            ]
+        )
+        == 0
+    )
     given = calls[1]
-    assert (given["lr"], given["lr_scheduler"], given["warmup_epochs"],
-            given["weight_decay"], given["keep_best"]) == (0.1, "cosine", 2.0, 0.0, True)
+    assert (
+        given["lr"],
+        given["lr_scheduler"],
+        given["warmup_epochs"],
+        given["weight_decay"],
+        given["keep_best"],
+    ) == (0.1, "cosine", 2.0, 0.0, True)
     assert given["optimizer"] == "sgd"  # by name: the recipe builds it with its momentum
     kinds = [type(cb) for cb in given["callbacks"]]
     assert kinds[1:] == [monitors.KNNMonitor, monitors.HealthMonitor, monitors.TensorBoardLogger]
     assert given["callbacks"][1].every == 2
     flat = tmp_path / "flat"
     write_images(flat, ds.images[:8])
-    assert cli.main(["train", "simclr", "--dataset", str(flat), "--batch-size", "8",
-                     "--knn-every", "1"]) == 2  # unlabelled data: no kNN monitor
+    assert (
+        cli.main(
+            ["train", "simclr", "--dataset", str(flat), "--batch-size", "8", "--knn-every", "1"]
+        )
+        == 2
+    )  # unlabelled data: no kNN monitor

@@ -1,5 +1,6 @@
 """Datasets: the bundled CIFAR-10 sample, the conversion of arrays and tensors, image folders
 (splits, hidden folders, dropped and corrupt images)."""
+
 from __future__ import annotations
 
 import pytest
@@ -31,7 +32,6 @@ def test_dataset_inputs_are_converted():
     ds = data.dataset((gray_float, torch.arange(4)), size=12)
     assert ds.images.shape == (4, 3, 12, 12) and ds.has_labels
     assert torch.equal(ds.images[:, 0], ds.images[:, 1])
-
 
 
 # --------------------------------------------------------------------- 8. folders
@@ -75,7 +75,7 @@ def test_corrupt_image_is_named_before_training_or_skipped(ds, tmp_path, capsys)
     folder = tmp_path / "imgs" / "any"
     write_images(folder, ds.images[:6], ext=".jpg")
     raw = (folder / "3.jpg").read_bytes()
-    (folder / "3.jpg").write_bytes(raw[:len(raw) // 2])  # a truncated download
+    (folder / "3.jpg").write_bytes(raw[: len(raw) // 2])  # a truncated download
     (folder / "5.png").write_bytes(b"not an image")
     with pytest.raises(DataError, match=r"2 of 7 images.*3\.jpg.*5\.png.*skip_bad_images=True"):
         data.dataset(str(tmp_path / "imgs"))

@@ -1,5 +1,6 @@
 """docs/architecture.md's worked example (a backbone, a loss and a method added) runs as written
 and prints what the page shows."""
+
 from __future__ import annotations
 
 import re

@@ -1,4 +1,5 @@
 """The example notebook runs end to end on a CPU and shows the comparison table and plots."""
+
 from __future__ import annotations
 
 import os
@@ -31,11 +32,13 @@ def test_compare_methods_notebook_executes(tmp_path, monkeypatch):
     for module in ("ipykernel", "matplotlib", "pandas"):
         pytest.importorskip(module)
     # the kernel imports this checkout and runs in a scratch folder
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
-        p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p))
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    )
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                                     resources={"metadata": {"path": str(tmp_path)}})
+    client = nbclient.NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
     client.execute()  # raises CellExecutionError on any failing cell
 
     from super_selfish import methods
@@ -46,10 +49,12 @@ def test_compare_methods_notebook_executes(tmp_path, monkeypatch):
     lines = text.splitlines()
     header = next(line for line in lines if line.startswith("| method"))
     columns = [c.strip() for c in header.strip("|").split("|")]
-    assert columns[:5] == ["method", "knn_accuracy", "linear_accuracy", "knn_gain",
-                           "linear_gain"]
-    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")]
-            for line in lines[lines.index(header) + 2:] if line.startswith("| ")}
+    assert columns[:5] == ["method", "knn_accuracy", "linear_accuracy", "knn_gain", "linear_gain"]
+    rows = {
+        line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")]
+        for line in lines[lines.index(header) + 2 :]
+        if line.startswith("| ")
+    }
     assert list(rows)[:1] == ["untrained"] and all(m in rows for m in wanted)
     # each method on its own recipe: no single lr forced on all (the notes would name it)
     note = next(line for line in lines if line.startswith("- every method:"))
@@ -59,8 +64,9 @@ def test_compare_methods_notebook_executes(tmp_path, monkeypatch):
     errors = _texts(nb, "stderr")
     assert "epoch 1/1" in errors  # the progress bars rendered (as text: no ipywidgets here)
     assert "Warning" not in errors and "IProgress" not in errors, errors
-    images = sum("image/png" in out.get("data", {}) for cell in nb.cells
-                 for out in cell.get("outputs", []))
+    images = sum(
+        "image/png" in out.get("data", {}) for cell in nb.cells for out in cell.get("outputs", [])
+    )
     assert images >= 4  # comparison bars, history curves, t-SNE, augmentation grid
     assert not list(tmp_path.glob("store*"))  # the demo writes no checkpoints
 

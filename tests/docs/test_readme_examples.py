@@ -1,5 +1,6 @@
 """The README's "Use with ..." examples run as written (in a scratch folder), print what the
 README shows after them, and every run they name writes a finite first-epoch loss."""
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,7 @@ def use_with_examples() -> list:
         for i, (language, code) in enumerate(blocks):
             if language == "python":
                 after = blocks[i + 1] if i + 1 < len(blocks) else None
-                examples.append((title, code, after[1] if after and after[0] == "text"
-                                 else None))
+                examples.append((title, code, after[1] if after and after[0] == "text" else None))
     return examples
 
 
@@ -34,13 +34,23 @@ EXAMPLES = use_with_examples()
 
 def test_every_integration_has_a_use_with_example():
     titles = {title for title, _, _ in EXAMPLES}
-    for name in ("timm", "Hugging Face", "torchvision", "WebDataset", "folders",
-                 "Lightning", "Weights & Biases", "ONNX", "multi-channel"):
+    for name in (
+        "timm",
+        "Hugging Face",
+        "torchvision",
+        "WebDataset",
+        "folders",
+        "Lightning",
+        "Weights & Biases",
+        "ONNX",
+        "multi-channel",
+    ):
         assert any(name in title for title in titles), name
 
 
-@pytest.mark.parametrize("title, code, shown", EXAMPLES,
-                         ids=[title.replace("Use with ", "") for title, _, _ in EXAMPLES])
+@pytest.mark.parametrize(
+    "title, code, shown", EXAMPLES, ids=[title.replace("Use with ", "") for title, _, _ in EXAMPLES]
+)
 def test_readme_example_runs_as_written(title, code, shown, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("WANDB_SILENT", "true")

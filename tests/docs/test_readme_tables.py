@@ -1,5 +1,6 @@
 """The README and test.py stay current as methods are added: test.py's usage examples cover
 every registered method; the benchmark table lists each method's default rate."""
+
 from __future__ import annotations
 
 
@@ -9,9 +10,13 @@ def test_usage_examples_in_test_py_cover_every_registered_method():
     from pathlib import Path
 
     from super_selfish import methods
+
     source = (Path(__file__).resolve().parents[2] / "test.py").read_text()
-    listed = next(node.value for node in ast.walk(ast.parse(source))
-                  if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "ALL")
+    listed = next(
+        node.value
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "ALL"
+    )
     names = [element.value for element in listed.elts]
     assert sorted(names) == methods.available()
     for name in names:  # every listed method has its own example branch
@@ -23,9 +28,13 @@ def test_readme_benchmark_lists_each_methods_default_lr():
     from pathlib import Path
 
     from super_selfish import methods
+
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    section = readme[readme.index("### Every method against random initialisation"):]
-    rows = [line.strip("|").split("|") for line in section.splitlines()
-            if line.startswith("| ") and "default lr" not in line][:len(methods.available())]
+    section = readme[readme.index("### Every method against random initialisation") :]
+    rows = [
+        line.strip("|").split("|")
+        for line in section.splitlines()
+        if line.startswith("| ") and "default lr" not in line
+    ][: len(methods.available())]
     listed = {cells[0].strip(): float(cells[2]) for cells in rows}
     assert listed == {name: methods.get(name).default_lr for name in methods.available()}

@@ -1,4 +1,5 @@
 """Evaluation protocols (kNN, linear, MLP, fine-tuning, low-label) and compare()."""
+
 from __future__ import annotations
 
 import copy
@@ -10,13 +11,12 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from toys import ToyRotation, snapshot
 
 from super_selfish import cli, data, evaluate
 from super_selfish.compare import ComparisonTable, compare, parse_budget
 from super_selfish.errors import ConfigError
 from super_selfish.methods import registry
-
-from toys import ToyRotation, snapshot
 
 N_CLASSES = 4
 
@@ -68,9 +68,11 @@ def test_frozen_probes_separable_then_chance_and_backbone_untouched(sets, protoc
     backbone = FlatBN().train()  # left in train mode on purpose: probes must switch to eval
     before = state(backbone)
     kind, _, opt = protocol.partition("-")
-    run = {"knn": lambda tr: evaluate.knn_accuracy(backbone, tr, test, k=20),
-           "linear": lambda tr: evaluate.linear_probe(backbone, tr, test, optimizer=opt),
-           "mlp": lambda tr: evaluate.mlp_probe(backbone, tr, test, epochs=30)}[kind]
+    run = {
+        "knn": lambda tr: evaluate.knn_accuracy(backbone, tr, test, k=20),
+        "linear": lambda tr: evaluate.linear_probe(backbone, tr, test, optimizer=opt),
+        "mlp": lambda tr: evaluate.mlp_probe(backbone, tr, test, epochs=30),
+    }[kind]
     accuracy = run(train)
     assert isinstance(accuracy, float) and accuracy >= 0.98
     chance = run(shuffled(train))
@@ -97,8 +99,9 @@ def test_knn_matches_a_brute_force_reference():
 
 def test_details_describe_the_protocol(sets):
     train, test = sets
-    result = evaluate.knn_accuracy(FlatBN(), train, test, k=7, temperature=0.05,
-                                   return_details=True)
+    result = evaluate.knn_accuracy(
+        FlatBN(), train, test, k=7, temperature=0.05, return_details=True
+    )
     assert isinstance(result, evaluate.ProbeResult) and float(result) == result.accuracy
     assert "k=7" in result.description and "temperature=0.05" in result.description
     assert (result.n_train, result.n_test, result.n_classes) == (400, 200, 4)
@@ -108,10 +111,10 @@ def test_details_describe_the_protocol(sets):
 def test_lr_sweep_uses_only_the_training_set(sets):
     train, test = sets
     grid = (1e-4, 1e-2, 1.0)
-    a = evaluate.linear_probe(FlatBN(), train, test, epochs=20, lr_sweep=grid,
-                              return_details=True)
-    b = evaluate.linear_probe(FlatBN(), train, shuffled(test), epochs=20, lr_sweep=grid,
-                              return_details=True)
+    a = evaluate.linear_probe(FlatBN(), train, test, epochs=20, lr_sweep=grid, return_details=True)
+    b = evaluate.linear_probe(
+        FlatBN(), train, shuffled(test), epochs=20, lr_sweep=grid, return_details=True
+    )
     assert a.sweep == b.sweep and a.settings["lr"] == b.settings["lr"]  # test set irrelevant
     assert set(a.sweep) == set(grid) and a.settings["lr"] == max(a.sweep, key=a.sweep.get)
     assert "validation split of the training set" in a.description
@@ -149,27 +152,43 @@ def test_fine_tune_trains_a_copy_and_leaves_the_caller_untouched(sets):
         p.requires_grad_(False)  # e.g. a frozen momentum encoder: the copy is trained anyway
     before = state(backbone)
     rng = torch.get_rng_state()
-    result = evaluate.fine_tune(backbone, train, test, epochs=30, lr=1e-2, batch_size=64,
-                                augment=None, return_details=True)
+    result = evaluate.fine_tune(
+        backbone, train, test, epochs=30, lr=1e-2, batch_size=64, augment=None, return_details=True
+    )
     assert result.accuracy >= 0.95
     assert same_state(before, state(backbone)) and not backbone.training
     assert all(not p.requires_grad and p.grad is None for p in backbone.parameters())
     assert torch.equal(rng, torch.get_rng_state())  # global RNG untouched
-    again = evaluate.fine_tune(backbone, train, test, epochs=30, lr=1e-2, batch_size=64,
-                               augment=None)
+    again = evaluate.fine_tune(
+        backbone, train, test, epochs=30, lr=1e-2, batch_size=64, augment=None
+    )
     assert again == result.accuracy  # deterministic for a seed
-    low = evaluate.fine_tune(backbone, train, test, epochs=5, lr=1e-2, label_fraction=0.1,
-                             augment=None, return_details=True)
+    low = evaluate.fine_tune(
+        backbone,
+        train,
+        test,
+        epochs=5,
+        lr=1e-2,
+        label_fraction=0.1,
+        augment=None,
+        return_details=True,
+    )
     assert low.n_train == 40 and "0.1 label subset (40 of 400" in low.description
     assert 0.0 <= low.accuracy <= 1.0
 
 
 def test_run_protocols_keys_and_errors(sets):
     train, test = sets
-    results = evaluate.run_protocols(FlatBN(), train, test,
-                                     {"knn": {"k": 20}, "linear": {"epochs": 20,
-                                                                   "optimizer": "lbfgs"},
-                                      "finetune-10%": {"epochs": 1, "augment": None}})
+    results = evaluate.run_protocols(
+        FlatBN(),
+        train,
+        test,
+        {
+            "knn": {"k": 20},
+            "linear": {"epochs": 20, "optimizer": "lbfgs"},
+            "finetune-10%": {"epochs": 1, "augment": None},
+        },
+    )
     assert list(results) == ["knn_accuracy", "linear_accuracy", "finetune_10pct_accuracy"]
     assert results["knn_accuracy"].accuracy >= 0.98
     assert results["finetune_10pct_accuracy"].settings["label_fraction"] == 0.1
@@ -198,23 +217,45 @@ def tiny_body():
 def cifar():
     train = data.materialize(data.dataset("cifar10-sample"))
     test = data.materialize(data.dataset("cifar10-sample", "test"))
-    pick = lambda ds, n: ds.subset(  # noqa: E731
-        torch.randperm(len(ds), generator=torch.Generator().manual_seed(0))[:n])
+
+    def pick(ds, n):
+        return ds.subset(torch.randperm(len(ds), generator=torch.Generator().manual_seed(0))[:n])
+
     return pick(train, 64), pick(test, 32)
 
 
-FIELDS = {"method", "knn_accuracy", "linear_accuracy", "final_loss", "epochs", "steps", "lr",
-          "train_seconds", "images_per_s", "peak_memory_mb", "eval_seconds", "backbone",
-          "budget", "seed"}
+FIELDS = {
+    "method",
+    "knn_accuracy",
+    "linear_accuracy",
+    "final_loss",
+    "epochs",
+    "steps",
+    "lr",
+    "train_seconds",
+    "images_per_s",
+    "peak_memory_mb",
+    "eval_seconds",
+    "backbone",
+    "budget",
+    "seed",
+}
 
 
 def test_compare_records_and_same_seed_same_numbers(cifar):
     train, test = cifar
     body = tiny_body()
     run = lambda baseline=True: compare(  # noqa: E731
-        [ToyRotation, ToyFlip], train, backbone=body, budget=dict(epochs=2),
-        eval={"knn": {"k": 3}, "linear": {"epochs": 10}}, test_dataset=test, batch_size=16,
-        lr=1e-2, baseline=baseline)
+        [ToyRotation, ToyFlip],
+        train,
+        backbone=body,
+        budget=dict(epochs=2),
+        eval={"knn": {"k": 3}, "linear": {"epochs": 10}},
+        test_dataset=test,
+        batch_size=16,
+        lr=1e-2,
+        baseline=baseline,
+    )
     rng = torch.get_rng_state()
     table = run()
     assert torch.equal(rng, torch.get_rng_state())
@@ -231,7 +272,8 @@ def test_compare_records_and_same_seed_same_numbers(cifar):
         assert record["baseline"] == "untrained" and record["knn_k"] == 3
         for protocol in ("knn", "linear"):
             assert record[f"{protocol}_gain"] == pytest.approx(
-                record[f"{protocol}_accuracy"] - untrained[f"{protocol}_accuracy"])
+                record[f"{protocol}_accuracy"] - untrained[f"{protocol}_accuracy"]
+            )
     assert table.best("knn_accuracy")["method"] != "untrained"
     for record in trained:
         assert FIELDS <= set(record)
@@ -252,8 +294,7 @@ def test_compare_records_and_same_seed_same_numbers(cifar):
             assert a[key] == b[key], key
     markdown = table.to_markdown()
     header = [cell.strip() for cell in markdown.splitlines()[0].strip("|").split("|")]
-    assert header[:5] == ["method", "knn_accuracy", "linear_accuracy", "knn_gain",
-                          "linear_gain"]
+    assert header[:5] == ["method", "knn_accuracy", "linear_accuracy", "knn_gain", "linear_gain"]
     assert markdown.splitlines()[2].startswith("| untrained ")
     assert f"{trained[0]['knn_gain']:+.4f}" in markdown.splitlines()[3]
     assert "weighted kNN (k=3" in markdown and repr(table) == markdown
@@ -278,13 +319,25 @@ def test_compare_gives_each_starting_network_its_own_baseline(cifar):
     train, test = cifar
     body = tiny_body()
     with pytest.warns(evaluate.KNNWarning) as caught:  # k=8, but only 4 dogs in 64 images
-        table = compare([ToyRotation, ToyFlip, ToyOtherStart], train, backbone=body, budget=1,
-                        eval={"knn": {"k": 8}}, test_dataset=test, batch_size=16)
+        table = compare(
+            [ToyRotation, ToyFlip, ToyOtherStart],
+            train,
+            backbone=body,
+            budget=1,
+            eval={"knn": {"k": 8}},
+            test_dataset=test,
+            batch_size=16,
+        )
     assert len(caught) == 1 and "Use k below 4" in str(caught[0].message)  # once, not 5 times
     assert sum("Use k below 4" in note for note in table.notes) == 1
     names = [r["method"] for r in table]
-    assert names == ["untrained (for toy-rotation, toy-flip)", "untrained (for toy-other-start)",
-                     "toy-rotation", "toy-flip", "toy-other-start"]
+    assert names == [
+        "untrained (for toy-rotation, toy-flip)",
+        "untrained (for toy-other-start)",
+        "toy-rotation",
+        "toy-flip",
+        "toy-other-start",
+    ]
     shared, other = table.baselines
     for record in table[2:]:
         base = other if record["method"] == "toy-other-start" else shared
@@ -300,8 +353,9 @@ def test_compare_without_lr_uses_each_methods_default(cifar):
         method = "slow-flip"
         default_lr = 3e-4
 
-    table = compare([ToyRotation, SlowFlip], cifar[0], backbone=tiny_body(), budget=1, eval=(),
-                    batch_size=16)
+    table = compare(
+        [ToyRotation, SlowFlip], cifar[0], backbone=tiny_body(), budget=1, eval=(), batch_size=16
+    )
     assert [r["lr"] for r in table] == [1e-3, 3e-4]
     assert [table.histories[m][-1]["lr"] for m in ("toy-rotation", "slow-flip")] == [1e-3, 3e-4]
     assert "each method's default lr" in table.to_markdown()
@@ -309,8 +363,15 @@ def test_compare_without_lr_uses_each_methods_default(cifar):
 
 def test_compare_time_budget_stops_after_the_step(cifar, tmp_path):
     train, _ = cifar
-    table = compare({"a": ToyRotation}, train, backbone=tiny_body(), budget="0.001s", eval=(),
-                    batch_size=16, name=str(tmp_path / "cmp"))
+    table = compare(
+        {"a": ToyRotation},
+        train,
+        backbone=tiny_body(),
+        budget="0.001s",
+        eval=(),
+        batch_size=16,
+        name=str(tmp_path / "cmp"),
+    )
     record = table[0]
     assert record["steps"] == 1 and record["epochs"] == 0.25 and record["budget"] == "0.001 s"
     assert "knn_accuracy" not in record
@@ -345,9 +406,27 @@ def toy_rotation_registered():
 
 def test_cli_compare_prints_the_table(toy_rotation_registered, monkeypatch, capsys, tmp_path):
     out = tmp_path / "cmp"
-    code = cli.main(["compare", "toy-rotation", "--dataset", "cifar10-sample", "--epochs", "1",
-                     "--max-images", "48", "--batch-size", "16", "--eval", "knn", "--k", "3",
-                     "--quiet", "--out", str(out)])
+    code = cli.main(
+        [
+            "compare",
+            "toy-rotation",
+            "--dataset",
+            "cifar10-sample",
+            "--epochs",
+            "1",
+            "--max-images",
+            "48",
+            "--batch-size",
+            "16",
+            "--eval",
+            "knn",
+            "--k",
+            "3",
+            "--quiet",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     rows = [line.split("|")[1].strip() for line in printed.splitlines() if line.startswith("|")]
@@ -359,8 +438,11 @@ def test_cli_compare_prints_the_table(toy_rotation_registered, monkeypatch, caps
     assert payload["meta"]["n_train"] == 48 and payload["meta"]["image_size"] == 32
     assert (out / "comparison.png").exists()
     seen = {}
-    monkeypatch.setattr(sys.modules["super_selfish.compare"], "compare",
-                        lambda *args, **kwargs: seen.update(kwargs) or ComparisonTable())
+    monkeypatch.setattr(
+        sys.modules["super_selfish.compare"],
+        "compare",
+        lambda *args, **kwargs: seen.update(kwargs) or ComparisonTable(),
+    )
     assert cli.main(["compare", "toy-rotation", "--no-baseline", "--eval", "knn", "linear"]) == 0
     assert seen["baseline"] is False and seen["eval"] == {"knn": {"k": 200}, "linear": {}}
 
@@ -386,14 +468,16 @@ def test_knn_warns_when_k_reaches_the_smallest_class_and_records_k(sets):
         evaluate.check_knn_k(1, torch.tensor([0, 0, 1]))
 
 
-def test_cli_eval_scores_a_run_on_the_data_it_was_trained_on(toy_rotation_registered, monkeypatch,
-                                                             capsys, tmp_path):
+def test_cli_eval_scores_a_run_on_the_data_it_was_trained_on(
+    toy_rotation_registered, monkeypatch, capsys, tmp_path
+):
     from PIL import Image
 
     from super_selfish import Supervisor, store
 
-    images = torch.randint(0, 256, (18, 16, 16, 3), generator=torch.Generator().manual_seed(0),
-                           dtype=torch.uint8)
+    images = torch.randint(
+        0, 256, (18, 16, 16, 3), generator=torch.Generator().manual_seed(0), dtype=torch.uint8
+    )
     for i, image in enumerate(images):  # imgs/train: 4 per class, imgs/test: 2 per class
         folder = tmp_path / "imgs" / ("train" if i < 12 else "test") / f"class{i % 3}"
         folder.mkdir(parents=True, exist_ok=True)
@@ -403,12 +487,21 @@ def test_cli_eval_scores_a_run_on_the_data_it_was_trained_on(toy_rotation_regist
     assert rooted == {"source": str(tmp_path / "imgs"), "split": "train", "image_size": 16}
     run = evaluate.run_data(rooted)
     assert (run.source, run.train_split, run.test_split, len(run.train), len(run.test)) == (
-        str(tmp_path / "imgs"), "train", "test", 12, 6)
+        str(tmp_path / "imgs"),
+        "train",
+        "test",
+        12,
+        6,
+    )
     name = str(tmp_path / "run")
     ToyRotation(data.dataset(str(train_folder)), seed=0).supervise(
-        epochs=1, batch_size=4, name=name, progress=False)
-    assert store.read(name)["data"] == {"source": str(train_folder), "split": None,
-                                        "image_size": 16}
+        epochs=1, batch_size=4, name=name, progress=False
+    )
+    assert store.read(name)["data"] == {
+        "source": str(train_folder),
+        "split": None,
+        "image_size": 16,
+    }
     capsys.readouterr()
     assert cli.main(["eval", "--name", name, "--k", "4"]) == 0
     err = capsys.readouterr().err
@@ -417,20 +510,22 @@ def test_cli_eval_scores_a_run_on_the_data_it_was_trained_on(toy_rotation_regist
     assert "weighted kNN (k=4, temperature=0.1)" in err
     assert "[warning]" in err and "kNN with k=4" in err and "k=2" in err  # 4 per class
     with pytest.warns(evaluate.KNNWarning):
-        expected = evaluate.knn_accuracy(Supervisor.from_checkpoint(name).get_backbone(),
-                                         str(train_folder), str(tmp_path / "imgs" / "test"), k=4)
+        expected = evaluate.knn_accuracy(
+            Supervisor.from_checkpoint(name).get_backbone(),
+            str(train_folder),
+            str(tmp_path / "imgs" / "test"),
+            k=4,
+        )
     assert f"kNN accuracy {expected:.4f} (k=4) on {tmp_path / 'imgs'} split 'test'" in err
     assert cli.main(["eval", "--name", name, "--k", "3", "--size", "12"]) == 0
     assert "scored, 12 px" in capsys.readouterr().err
     memory = str(tmp_path / "memory")  # in-memory images: no source, eval asks for one
-    ToyRotation(images[:8], seed=0).supervise(epochs=1, batch_size=4, name=memory,
-                                              progress=False)
+    ToyRotation(images[:8], seed=0).supervise(epochs=1, batch_size=4, name=memory, progress=False)
     assert store.read(memory)["data"] == {"source": None, "split": None, "image_size": 16}
     assert cli.main(["eval", "--name", memory]) == 2
     assert "--dataset" in capsys.readouterr().err
     named = data.dataset("cifar10-sample", "test")
-    assert data.provenance(named) == {"source": "cifar10-sample", "split": "test",
-                                      "image_size": 32}
+    assert data.provenance(named) == {"source": "cifar10-sample", "split": "test", "image_size": 32}
     assert data.provenance(data.materialize(named))["source"] == "cifar10-sample"
     assert data.provenance(named.subset(torch.arange(4)))["source"] is None
     wrapped = data.dataset(torch.utils.data.TensorDataset(images[:2].permute(0, 3, 1, 2)))
@@ -455,8 +550,11 @@ class MeanColour(nn.Module):
         self.norm = nn.BatchNorm1d(3)
 
     def forward(self, x):
-        return self.norm(x.float().mean(dim=(2, 3)) if x.dtype != torch.uint8
-                         else x.float().mean(dim=(2, 3)) / 255)
+        return self.norm(
+            x.float().mean(dim=(2, 3))
+            if x.dtype != torch.uint8
+            else x.float().mean(dim=(2, 3)) / 255
+        )
 
 
 @pytest.mark.parametrize("protocol", ["knn", "linear"])
@@ -465,8 +563,10 @@ def test_probes_separable_vs_random_labels(protocol):
     train, test = (images[:200], labels[:200]), (images[200:], labels[200:])
     backbone = MeanColour()
     bn_before = snapshot(backbone)
-    run = {"knn": lambda tr, te: evaluate.knn_accuracy(backbone, tr, te, k=10),
-           "linear": lambda tr, te: evaluate.linear_probe(backbone, tr, te, epochs=30)}[protocol]
+    run = {
+        "knn": lambda tr, te: evaluate.knn_accuracy(backbone, tr, te, k=10),
+        "linear": lambda tr, te: evaluate.linear_probe(backbone, tr, te, epochs=30),
+    }[protocol]
     assert run(train, test) > 0.97
     shuffled = labels[torch.randperm(300, generator=torch.Generator().manual_seed(1))]
     chance = run((images[:200], shuffled[:200]), (images[200:], shuffled[200:]))

@@ -21,6 +21,7 @@ references computed here. Scenarios:
 * ``nan`` / ``stop``  a non-finite loss or a SIGTERM on rank 1 only: both ranks skip / stop
   after the same step (otherwise DDP would hang).
 """
+
 from __future__ import annotations
 
 import functools
@@ -31,7 +32,7 @@ import subprocess
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any
 
 import pytest
 import torch
@@ -58,7 +59,7 @@ def sample_subset(n: int, seed: int = 0) -> data.TensorImageDataset:
     return ds.subset(torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:n])
 
 
-def fixed_views(images: torch.Tensor, generator: Any = None) -> List[torch.Tensor]:
+def fixed_views(images: torch.Tensor, generator: Any = None) -> list[torch.Tensor]:
     """Deterministic 'augmentation': the image and its mirror image."""
     x = images.float() / 255
     return [x, x.flip(-1)]
@@ -69,8 +70,8 @@ class Recorder(Callback):
 
     def __init__(self, grad_steps: int = 0):
         self.norm_type = ""
-        self.losses: List[float] = []
-        self.grads: List[Dict[str, torch.Tensor]] = []
+        self.losses: list[float] = []
+        self.grads: list[dict[str, torch.Tensor]] = []
         self.grad_steps = grad_steps
 
     def on_train_start(self, sup):
@@ -79,28 +80,34 @@ class Recorder(Callback):
     def on_step_end(self, sup, step, metrics):
         self.losses.append(metrics["loss"])
         if len(self.grads) < self.grad_steps:  # p.grad still holds this step's (averaged) grads
-            self.grads.append({n: p.grad.detach().clone() for n, p in sup.named_parameters()
-                               if p.grad is not None})
+            self.grads.append(
+                {
+                    n: p.grad.detach().clone()
+                    for n, p in sup.named_parameters()
+                    if p.grad is not None
+                }
+            )
 
 
-def params(module: nn.Module) -> Dict[str, torch.Tensor]:
+def params(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
-def cosine(a: Dict[str, torch.Tensor], b: Dict[str, torch.Tensor]) -> float:
+def cosine(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
     """Cosine similarity of two gradients, all parameters flattened into one vector."""
     x = torch.cat([a[k].double().flatten() for k in sorted(a)])
     y = torch.cat([b[k].double().flatten() for k in sorted(a)])
     return float(F.cosine_similarity(x, y, dim=0))
 
 
-def all_close(a: Dict[str, torch.Tensor], b: Dict[str, torch.Tensor], rtol: float = 1e-4,
-              atol: float = 1e-5) -> bool:
+def all_close(
+    a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], rtol: float = 1e-4, atol: float = 1e-5
+) -> bool:
     assert a.keys() == b.keys()
     return all(torch.allclose(a[k].double(), b[k].double(), rtol=rtol, atol=atol) for k in a)
 
 
-def max_rel_diff(a: Dict[str, torch.Tensor], b: Dict[str, torch.Tensor]) -> float:
+def max_rel_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
     assert a.keys() == b.keys()
     worst = 0.0
     for k in a:
@@ -109,21 +116,36 @@ def max_rel_diff(a: Dict[str, torch.Tensor], b: Dict[str, torch.Tensor]) -> floa
     return worst
 
 
-def run_equivalence(batch_size: int, name: str, **options: Any) -> Dict[str, Any]:
+def run_equivalence(batch_size: int, name: str, **options: Any) -> dict[str, Any]:
     """SimCLR, 2 SGD steps on 32 images with deterministic views, in data order."""
     torch.manual_seed(0)
     sup = SimCLRSupervisor(sample_subset(32), seed=0, augment=fixed_views, **SMALL)
     rec = Recorder(grad_steps=1)
-    sup.supervise(lr=0.1, optimizer=torch.optim.SGD, epochs=1, batch_size=batch_size,
-                  shuffle=False, name=name, progress=False, callbacks=[rec], save=False,
-                  **options)
-    return {"losses": rec.losses, "grads": rec.grads[0], "state": params(sup),
-            "bn_type": rec.norm_type, "bn_type_after": type(sup.backbone.body[0][1]).__name__,
-            "ddp_after": sup._ddp is not None, "sup": sup}
+    sup.supervise(
+        lr=0.1,
+        optimizer=torch.optim.SGD,
+        epochs=1,
+        batch_size=batch_size,
+        shuffle=False,
+        name=name,
+        progress=False,
+        callbacks=[rec],
+        save=False,
+        **options,
+    )
+    return {
+        "losses": rec.losses,
+        "grads": rec.grads[0],
+        "state": params(sup),
+        "bn_type": rec.norm_type,
+        "bn_type_after": type(sup.backbone.body[0][1]).__name__,
+        "ddp_after": sup._ddp is not None,
+        "sup": sup,
+    }
 
 
 # ------------------------------------------------------------------------------ worker side
-def _scenario_equiv(out: Path) -> Dict[str, Any]:
+def _scenario_equiv(out: Path) -> dict[str, Any]:
     result = run_equivalence(8, str(out / "equiv"))
     del result["sup"]
     return result
@@ -137,8 +159,8 @@ class IndexRecordingSimCLR(SimCLRSupervisor):
         return super()._forward(batch)
 
 
-def _scenario_train(out: Path) -> Dict[str, Any]:
-    writes: List[str] = []
+def _scenario_train(out: Path) -> dict[str, Any]:
+    writes: list[str] = []
     real_write = store.write
 
     def counting_write(payload, name):
@@ -150,31 +172,54 @@ def _scenario_train(out: Path) -> Dict[str, Any]:
         sup = IndexRecordingSimCLR(sample_subset(32), seed=0, **SMALL)
         sup.seen = []
         rec = Recorder()
-        history = sup.supervise(lr=1e-3, epochs=2, batch_size=8, name=str(out / "train"),
-                                progress=False, callbacks=[rec])
+        history = sup.supervise(
+            lr=1e-3,
+            epochs=2,
+            batch_size=8,
+            name=str(out / "train"),
+            progress=False,
+            callbacks=[rec],
+        )
     finally:
         store.write = real_write
-    return {"writes": writes, "seen": sup.seen, "losses": rec.losses, "history": history,
-            "state": params(sup), "global_step": sup.global_step,
-            "sampler": type(sup.loader.sampler).__name__}
+    return {
+        "writes": writes,
+        "seen": sup.seen,
+        "losses": rec.losses,
+        "history": history,
+        "state": params(sup),
+        "global_step": sup.global_step,
+        "sampler": type(sup.loader.sampler).__name__,
+    }
 
 
-def _scenario_moco(out: Path) -> Dict[str, Any]:
+def _scenario_moco(out: Path) -> dict[str, Any]:
     from super_selfish.methods import MomentumContrastSupervisor
 
     class QueueRecorder(Callback):
         def __init__(self):
-            self.queues: List[torch.Tensor] = []
+            self.queues: list[torch.Tensor] = []
 
         def on_step_end(self, sup, step, metrics):
-            self.queues.append(torch.cat([sup.queue.items.clone(),
-                                          sup.queue.pointer.view(1, 1).float().expand(1, 32)]))
+            self.queues.append(
+                torch.cat(
+                    [sup.queue.items.clone(), sup.queue.pointer.view(1, 1).float().expand(1, 32)]
+                )
+            )
 
-    sup = MomentumContrastSupervisor(sample_subset(48), seed=0, hidden_dim=64,
-                                     projection_dim=32, queue_size=32)
+    sup = MomentumContrastSupervisor(
+        sample_subset(48), seed=0, hidden_dim=64, projection_dim=32, queue_size=32
+    )
     rec = QueueRecorder()
-    sup.supervise(lr=1e-3, epochs=1, batch_size=8, name=str(out / "moco"), progress=False,
-                  callbacks=[rec], save=False)
+    sup.supervise(
+        lr=1e-3,
+        epochs=1,
+        batch_size=8,
+        name=str(out / "moco"),
+        progress=False,
+        callbacks=[rec],
+        save=False,
+    )
     return {"queues": rec.queues, "state": params(sup)}
 
 
@@ -184,7 +229,7 @@ def queue_keys(rank: int, step: int) -> torch.Tensor:
     return F.normalize(torch.randn(2, 4, generator=g), dim=1)
 
 
-def _scenario_queue(out: Path) -> Dict[str, Any]:
+def _scenario_queue(out: Path) -> dict[str, Any]:
     torch.manual_seed(0)  # same random initial rows everywhere
     queue = Queue(6, 4)
     states = []
@@ -194,18 +239,21 @@ def _scenario_queue(out: Path) -> Dict[str, Any]:
     return {"states": states}
 
 
-def grad_inputs(rank: int) -> Dict[str, torch.Tensor]:
+def grad_inputs(rank: int) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(7 + rank)
-    return {"x": torch.randn(3, 5, generator=g), "v": torch.randn(5, generator=g),
-            "bn_in": torch.randn(4, 3, 2, 2, generator=g) * 2 + 1,
-            "bn_w": torch.randn(4, 3, 2, 2, generator=g)}
+    return {
+        "x": torch.randn(3, 5, generator=g),
+        "v": torch.randn(5, generator=g),
+        "bn_in": torch.randn(4, 3, 2, 2, generator=g) * 2 + 1,
+        "bn_w": torch.randn(4, 3, 2, 2, generator=g),
+    }
 
 
 def gather_loss(all_x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return ((all_x @ v).tanh() ** 2).sum() + all_x.pow(3).mean()
 
 
-def _scenario_grad(out: Path) -> Dict[str, Any]:
+def _scenario_grad(out: Path) -> dict[str, Any]:
     r = dist_utils.rank()
     inp = grad_inputs(r)
     x = inp["x"].clone().requires_grad_(True)
@@ -225,10 +273,19 @@ def _scenario_grad(out: Path) -> Dict[str, Any]:
     local = torch.arange(4.0).view(4, 1) + 10 * r
     shuffled, unshuffle = dist_utils.batch_shuffle(local, torch.Generator().manual_seed(r))
     restored = dist_utils.batch_unshuffle(shuffled * 2, unshuffle)
-    return {"x_grad": x.grad, "y_grad": y.grad, "bn_type": type(bn).__name__,
-            "bn_out": bn_out.detach(), "bn_x_grad": bx.grad, "bn_w_grad": bn.weight.grad,
-            "bn_b_grad": bn.bias.grad, "bn_running": (bn.running_mean, bn.running_var),
-            "shuffled": shuffled, "unshuffle": unshuffle, "restored": restored}
+    return {
+        "x_grad": x.grad,
+        "y_grad": y.grad,
+        "bn_type": type(bn).__name__,
+        "bn_out": bn_out.detach(),
+        "bn_x_grad": bx.grad,
+        "bn_w_grad": bn.weight.grad,
+        "bn_b_grad": bn.bias.grad,
+        "bn_running": (bn.running_mean, bn.running_var),
+        "shuffled": shuffled,
+        "unshuffle": unshuffle,
+        "restored": restored,
+    }
 
 
 class NaNOnRank1(SimCLRSupervisor):
@@ -242,11 +299,19 @@ class NaNOnRank1(SimCLRSupervisor):
         return loss
 
 
-def _scenario_nan(out: Path) -> Dict[str, Any]:
+def _scenario_nan(out: Path) -> dict[str, Any]:
     sup = NaNOnRank1(sample_subset(32), seed=0, **SMALL)
     rec = Recorder()
-    sup.supervise(lr=1e-3, epochs=1, batch_size=4, name=str(out / "nan"), progress=False,
-                  callbacks=[rec], skip_nonfinite=True, save=False)
+    sup.supervise(
+        lr=1e-3,
+        epochs=1,
+        batch_size=4,
+        name=str(out / "nan"),
+        progress=False,
+        callbacks=[rec],
+        skip_nonfinite=True,
+        save=False,
+    )
     return {"global_step": sup.global_step, "state": params(sup), "n_steps": len(rec.losses)}
 
 
@@ -256,17 +321,28 @@ class TermOnRank1(Callback):
             os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _scenario_stop(out: Path) -> Dict[str, Any]:
+def _scenario_stop(out: Path) -> dict[str, Any]:
     sup = SimCLRSupervisor(sample_subset(32), seed=0, **SMALL)
-    sup.supervise(lr=1e-3, epochs=1, batch_size=4, name=str(out / "stop"), progress=False,
-                  callbacks=[TermOnRank1()])
-    return {"global_step": sup.global_step, "interrupted": sup.interrupted,
-            "state": params(sup)}
+    sup.supervise(
+        lr=1e-3,
+        epochs=1,
+        batch_size=4,
+        name=str(out / "stop"),
+        progress=False,
+        callbacks=[TermOnRank1()],
+    )
+    return {"global_step": sup.global_step, "interrupted": sup.interrupted, "state": params(sup)}
 
 
-SCENARIOS = {"equiv": _scenario_equiv, "train": _scenario_train, "moco": _scenario_moco,
-             "queue": _scenario_queue, "grad": _scenario_grad, "nan": _scenario_nan,
-             "stop": _scenario_stop}
+SCENARIOS = {
+    "equiv": _scenario_equiv,
+    "train": _scenario_train,
+    "moco": _scenario_moco,
+    "queue": _scenario_queue,
+    "grad": _scenario_grad,
+    "nan": _scenario_nan,
+    "stop": _scenario_stop,
+}
 
 
 def _worker(out: Path) -> None:
@@ -276,8 +352,10 @@ def _worker(out: Path) -> None:
     # The group is joined from torchrun's environment; supervise() then finds it (and would
     # have joined it itself, through the same function, had we not).
     assert dist_utils.init_from_env(timeout=datetime.timedelta(seconds=60))
-    results: Dict[str, Any] = {"world_size": dist_utils.world_size(),
-                               "backend": torch.distributed.get_backend()}
+    results: dict[str, Any] = {
+        "world_size": dist_utils.world_size(),
+        "backend": torch.distributed.get_backend(),
+    }
     for name, scenario in SCENARIOS.items():
         try:
             results[name] = scenario(out)
@@ -298,27 +376,37 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def one_proc(tmp_path_factory) -> Dict[str, Any]:
+def one_proc(tmp_path_factory) -> dict[str, Any]:
     """The single-process reference: batch 16 (= 2 processes x 8), fp32."""
     return run_equivalence(16, str(tmp_path_factory.mktemp("one") / "run"))
 
 
 @pytest.fixture(scope="module")
-def two_procs(tmp_path_factory) -> Dict[str, Any]:
+def two_procs(tmp_path_factory) -> dict[str, Any]:
     if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
         pytest.skip("this torch build has no gloo backend")
     out = tmp_path_factory.mktemp("ddp")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO) + os.pathsep
-           + os.environ.get("PYTHONPATH", "")}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(Path(__file__).resolve()), str(out)]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(Path(__file__).resolve()),
+        str(out),
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=WORKER_TIMEOUT_S)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     ranks = [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]
     return {"out": out, "ranks": ranks, "stderr": proc.stderr}
 
 
-def scenario(two_procs: Dict[str, Any], name: str) -> List[Dict[str, Any]]:
+def scenario(two_procs: dict[str, Any], name: str) -> list[dict[str, Any]]:
     per_rank = [r[name] for r in two_procs["ranks"]]
     for r, res in enumerate(per_rank):
         assert "error" not in res, f"rank {r}, scenario {name}:\n{res['error']}"
@@ -389,14 +477,18 @@ def test_one_process_resumes_a_two_process_checkpoint(two_procs):
     saved = store.read(name)
     sup = SimCLRSupervisor(sample_subset(32), seed=0, **SMALL)
     # The same global batch (2 x 8) on one process.
-    history = sup.supervise(lr=1e-3, epochs=3, batch_size=16, name=name, pretrained=True,
-                            progress=False)
+    history = sup.supervise(
+        lr=1e-3, epochs=3, batch_size=16, name=name, pretrained=True, progress=False
+    )
     assert [r["epoch"] for r in history] == [1, 2, 3]
     assert sup.global_step == 4 + 2
     assert torch.isfinite(torch.tensor(history[-1]["loss"]))
     assert sup._ddp is None and type(sup.backbone.body[0][1]) is nn.BatchNorm2d
-    moved = [k for k, v in params(sup).items() if v.is_floating_point()
-             and not torch.equal(v, saved["state"][k])]
+    moved = [
+        k
+        for k, v in params(sup).items()
+        if v.is_floating_point() and not torch.equal(v, saved["state"][k])
+    ]
     assert moved  # training continued from the checkpoint's weights
 
 
@@ -492,8 +584,11 @@ def test_convert_sync_batchnorm_keeps_parameter_objects():
     dist_utils.convert_sync_batchnorm(alias)
     assert isinstance(net[1], dist_utils.SyncBatchNorm) and alias["b"] is net[1]
     assert isinstance(net[2][0], dist_utils.SyncBatchNorm)
-    assert {id(p) for p in alias.parameters()} == before == {
-        id(p) for g in optimizer.param_groups for p in g["params"]}
+    assert (
+        {id(p) for p in alias.parameters()}
+        == before
+        == {id(p) for g in optimizer.param_groups for p in g["params"]}
+    )
     assert {id(b) for b in alias.buffers()} == bufs
     top = dist_utils.convert_sync_batchnorm(nn.BatchNorm2d(2))  # top level: a new module
     assert isinstance(top, dist_utils.SyncBatchNorm)
@@ -540,13 +635,21 @@ def test_augmentations_run_in_float32_under_bf16_autocast(tmp_path):
     """Views are made outside autocast: elastic deformation (exemplar preset) only takes
     float32, and the views must not be rounded to bf16 before the backbone casts them."""
     from super_selfish.methods import ExemplarSupervisor
+
     sup = ExemplarSupervisor(sample_subset(16).images, seed=0, loss="classification")
     seen = []
     original = sup.views
-    sup.views = lambda images, generator=None: seen.append(
-        views := original(images, generator=generator)) or views
-    history = sup.supervise(epochs=1, batch_size=8, precision="bf16", save=False,
-                            name=str(tmp_path / "bf16"), progress=False)
+    sup.views = lambda images, generator=None: (
+        seen.append(views := original(images, generator=generator)) or views
+    )
+    history = sup.supervise(
+        epochs=1,
+        batch_size=8,
+        precision="bf16",
+        save=False,
+        name=str(tmp_path / "bf16"),
+        progress=False,
+    )
     assert torch.isfinite(torch.tensor(history[0]["loss"]))
     assert seen and all(v.dtype == torch.float32 for views in seen for v in views)
 
@@ -561,27 +664,55 @@ def test_channels_last_matches_fp32_and_fp16_uses_a_grad_scaler(one_proc, tmp_pa
     assert cosine(one_proc["grads"], cl["grads"]) > 0.9999
     fp16 = SimCLRSupervisor(sample_subset(16), seed=0, augment=fixed_views, **SMALL)
     rec = Recorder()
-    fp16.supervise(lr=1e-3, epochs=1, batch_size=8, precision="fp16", save=False,
-                   name=str(tmp_path / "fp16"), progress=False, callbacks=[rec])
+    fp16.supervise(
+        lr=1e-3,
+        epochs=1,
+        batch_size=8,
+        precision="fp16",
+        save=False,
+        name=str(tmp_path / "fp16"),
+        progress=False,
+        callbacks=[rec],
+    )
     assert fp16._scaler.is_enabled() and fp16._scaler.get_scale() > 1
-    assert fp16.global_step == 2 and all(abs(x - one_proc["losses"][0]) < 1.0
-                                         for x in rec.losses)
+    assert fp16.global_step == 2 and all(abs(x - one_proc["losses"][0]) < 1.0 for x in rec.losses)
 
 
 def test_compile_keeps_checkpoint_keys(tmp_path):
     sup = SimCLRSupervisor(sample_subset(16), seed=0, **SMALL)
     keys = set(sup.state_dict())
-    sup.supervise(lr=1e-3, epochs=1, batch_size=8, compile={"backend": "eager"},
-                  name=str(tmp_path / "c"), progress=False)
+    sup.supervise(
+        lr=1e-3,
+        epochs=1,
+        batch_size=8,
+        compile={"backend": "eager"},
+        name=str(tmp_path / "c"),
+        progress=False,
+    )
     assert set(sup.state_dict()) == keys  # nn.Module.compile is in place: no "_orig_mod."
     assert set(store.read(str(tmp_path / "c"))["state"]) == keys
     assert sup.global_step == 2
 
 
 def test_example_script_runs_on_one_process(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(sys, "argv", ["train_ddp.py", "--subset", "16", "--epochs", "1",
-                                      "--batch-size", "8", "--hidden-dim", "64",
-                                      "--name", str(tmp_path / "example"), "--no-progress"])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "train_ddp.py",
+            "--subset",
+            "16",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--hidden-dim",
+            "64",
+            "--name",
+            str(tmp_path / "example"),
+            "--no-progress",
+        ],
+    )
     runpy.run_path(str(REPO / "examples" / "train_ddp.py"), run_name="__main__")
     saved = store.read(str(tmp_path / "example"))
     assert saved["method"] == "simclr" and saved["epoch"] == 1

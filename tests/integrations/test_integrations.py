@@ -1,6 +1,7 @@
 """The ecosystem: optional extras, timm backbones, Hugging Face / torchvision / WebDataset data,
 loading (workers, resize, device decoding), exported backbones, 1- and 4-channel images,
 Lightning and Weights & Biases. Every integration runs with the real library."""
+
 from __future__ import annotations
 
 import glob
@@ -16,15 +17,24 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from super_selfish import (BYOLSupervisor, DINOSupervisor, MAESupervisor, SimCLRSupervisor,
-                           Supervisor, backbones, data, evaluate)
+from super_selfish import (
+    BYOLSupervisor,
+    DINOSupervisor,
+    MAESupervisor,
+    SimCLRSupervisor,
+    Supervisor,
+    backbones,
+    data,
+    evaluate,
+)
 from super_selfish.errors import DataError
 from super_selfish.extras import MissingExtraError
 
 
 def tiny_body(in_channels: int = 3) -> nn.Module:
-    return nn.Sequential(nn.Conv2d(in_channels, 8, 3, 2, 1), nn.BatchNorm2d(8), nn.ReLU(),
-                         nn.Conv2d(8, 16, 3, 2, 1))
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 8, 3, 2, 1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 16, 3, 2, 1)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +45,11 @@ def sample():
 
 
 def moved(before: dict, after: nn.Module, prefix: str) -> bool:
-    return any(not torch.equal(before[k], v) for k, v in after.state_dict().items()
-               if k.startswith(prefix) and v.is_floating_point())
+    return any(
+        not torch.equal(before[k], v)
+        for k, v in after.state_dict().items()
+        if k.startswith(prefix) and v.is_floating_point()
+    )
 
 
 def snapshot(module: nn.Module) -> dict:
@@ -56,8 +69,12 @@ def test_a_missing_extra_names_the_extra_to_install(monkeypatch, tmp_path):
         ("hf", lambda: data.dataset(table)),
         ("webdataset", lambda: data.dataset(str(tmp_path / "train-{000..001}.tar"))),
         ("wandb", lambda: importlib.import_module("super_selfish.monitors").WandbLogger()),
-        ("onnx", lambda: SimCLRSupervisor(backbone=tiny_body()).export_backbone(
-            tmp_path / "b.onnx", "onnx")),
+        (
+            "onnx",
+            lambda: SimCLRSupervisor(backbone=tiny_body()).export_backbone(
+                tmp_path / "b.onnx", "onnx"
+            ),
+        ),
         ("lightning", lambda: importlib.import_module("super_selfish.lightning")),
     ]
     for extra, use in checks:
@@ -67,24 +84,30 @@ def test_a_missing_extra_names_the_extra_to_install(monkeypatch, tmp_path):
 
 # ------------------------------------------------------------------------------ timm
 def test_timm_cnn_backbone_drops_the_classifier_infers_features_and_loads_local_weights(
-        sample, tmp_path):
+    sample, tmp_path
+):
     import timm
 
     reference = timm.create_model("test_efficientnet", num_classes=10)  # with a classifier
     torch.save(reference.state_dict(), tmp_path / "weights.pth")
-    backbone = backbones.from_timm("test_efficientnet", weights=tmp_path / "weights.pth",
-                                   image_size=32)
+    backbone = backbones.from_timm(
+        "test_efficientnet", weights=tmp_path / "weights.pth", image_size=32
+    )
     model = backbone.body.model
     assert backbone.name == "timm/test_efficientnet"
     assert model.num_classes == 0 and isinstance(model.get_classifier(), nn.Identity)
     assert backbone.feature_dim == model.num_features == reference.num_features
     loaded = model.state_dict()
-    assert all(torch.equal(loaded[k], v) for k, v in reference.state_dict().items()
-               if not k.startswith("classifier"))
+    assert all(
+        torch.equal(loaded[k], v)
+        for k, v in reference.state_dict().items()
+        if not k.startswith("classifier")
+    )
     images = sample.images[:4]
     with torch.no_grad():  # features are timm's own pooled, classifier-free features
         expected = reference.eval().forward_head(
-            reference.forward_features(backbone.eval().prepare(images)), pre_logits=True)
+            reference.forward_features(backbone.eval().prepare(images)), pre_logits=True
+        )
         assert torch.allclose(backbone(images), expected, atol=1e-5)
     assert backbone.feature_map(images).shape[:2] == (4, backbone.map_channels)
     backbones.save(backbone, tmp_path / "backbone.pt")  # a timm name rebuilds from the file
@@ -94,7 +117,8 @@ def test_timm_cnn_backbone_drops_the_classifier_infers_features_and_loads_local_
     grouped = backbones.build("timm/test_efficientnet", norm="group")  # BatchNormAct ->
     assert not any(isinstance(m, nn.BatchNorm2d) for m in grouped.modules())  # GroupNorm + act
     assert sum(isinstance(m, nn.GroupNorm) for m in grouped.modules()) == sum(
-        isinstance(m, nn.BatchNorm2d) for m in backbone.modules())
+        isinstance(m, nn.BatchNorm2d) for m in backbone.modules()
+    )
     # (the README's timm example trains a timm CNN and a timm ViT with MAE)
 
 
@@ -107,8 +131,9 @@ def test_timm_vit_takes_image_and_patch_size_and_trains_with_mae_and_dino(sample
     images = torch.rand(2, 3, 32, 32)
     with torch.no_grad():
         everything = vit.encode_visible(images)
-        assert torch.allclose(everything[:, 0], vit.model.forward_features(images)[:, 0],
-                              atol=1e-5)  # all patches: timm's own class token
+        assert torch.allclose(
+            everything[:, 0], vit.model.forward_features(images)[:, 0], atol=1e-5
+        )  # all patches: timm's own class token
         visible = vit.encode_visible(images, torch.tensor([[0, 5, 63], [1, 2, 3]]))
     assert visible.shape == (2, 1 + 3, vit.dim)  # class token, then the kept patches
     loss = mae(data.Batch(sample.images[:4], sample.labels[:4], torch.arange(4)))
@@ -118,9 +143,15 @@ def test_timm_vit_takes_image_and_patch_size_and_trains_with_mae_and_dino(sample
 
     from super_selfish import augment
 
-    dino = DINOSupervisor(sample.subset(torch.arange(16)), name, out_dim=64, hidden_dim=32,
-                          bottleneck_dim=16, augment=augment.build("dino", 32, n_local=2),
-                          seed=0)
+    dino = DINOSupervisor(
+        sample.subset(torch.arange(16)),
+        name,
+        out_dim=64,
+        hidden_dim=32,
+        bottleneck_dim=16,
+        augment=augment.build("dino", 32, n_local=2),
+        seed=0,
+    )
     assert {tuple(s) for s in dino.views.sizes} == {(32, 32), (14, 14)}  # 14: not a multiple
     before = snapshot(dino)
     dino.supervise(epochs=1, batch_size=8, progress=False, save=False)  # EMA from step 2
@@ -132,17 +163,25 @@ def test_hugging_face_dataset_columns_by_type_or_by_name(tmp_path):
     import datasets as hf
 
     images = np.random.default_rng(0).integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)
-    features = hf.Features({"id": hf.Value("int64"), "picture": hf.Image(),
-                            "kind": hf.ClassLabel(names=["cat", "dog"])})
-    table = hf.Dataset.from_dict({"id": list(range(6)), "picture": list(images),
-                                  "kind": [0, 1, 1, 0, 1, 0]}, features=features)
+    features = hf.Features(
+        {
+            "id": hf.Value("int64"),
+            "picture": hf.Image(),
+            "kind": hf.ClassLabel(names=["cat", "dog"]),
+        }
+    )
+    table = hf.Dataset.from_dict(
+        {"id": list(range(6)), "picture": list(images), "kind": [0, 1, 1, 0, 1, 0]},
+        features=features,
+    )
     ds = data.dataset(hf.DatasetDict({"train": table, "test": table.select([0])}))
     assert (ds.image_column, ds.label_column, ds.classes) == ("picture", "kind", ["cat", "dog"])
     assert len(ds) == 6 and ds.has_labels
     image, label = ds[2]
     assert torch.equal(image, torch.from_numpy(images[2]).permute(2, 0, 1)) and label == 1
-    assert len(data.dataset(hf.DatasetDict({"train": table, "test": table.select([0])}),
-                            "test")) == 1
+    assert (
+        len(data.dataset(hf.DatasetDict({"train": table, "test": table.select([0])}), "test")) == 1
+    )
     plain = hf.Dataset.from_dict({"img": list(images[:, :, :, 0]), "target": [5, 4, 3, 2, 1, 0]})
     named = data.dataset(plain, image_column="img", channels=1)  # label: an int "target"
     assert named.label_column == "target" and named[1][1] == 4
@@ -180,8 +219,12 @@ def test_torchvision_datasets_in_memory_at_once_and_item_by_item(tmp_path):
     assert isinstance(ds, data.TensorImageDataset)  # read from .data at once, no PIL
     assert torch.equal(ds.images[:, 0], torch.from_numpy(images))
     assert ds.labels.tolist() == [3, 1, 4, 1, 5] and ds.classes[3].startswith("3")
-    fake = torchvision.datasets.FakeData(size=4, image_size=(3, 12, 12), num_classes=2,
-                                         transform=torchvision.transforms.PILToTensor())
+    fake = torchvision.datasets.FakeData(
+        size=4,
+        image_size=(3, 12, 12),
+        num_classes=2,
+        transform=torchvision.transforms.PILToTensor(),
+    )
     per_item = data.dataset(fake)
     assert isinstance(per_item, data.ConvertedDataset) and per_item[0][0].shape == (3, 12, 12)
     assert torch.equal(per_item[1][0], fake[1][0])
@@ -197,8 +240,9 @@ def _write_shards(folder, n_shards: int, per_shard: int, size: int = 12) -> np.n
             for i in range(shard * per_shard, (shard + 1) * per_shard):
                 png = io.BytesIO()
                 Image.fromarray(images[i]).save(png, "PNG")
-                writer.write({"__key__": f"{i:06d}", "png": png.getvalue(),
-                              "cls": str(i % 3).encode()})
+                writer.write(
+                    {"__key__": f"{i:06d}", "png": png.getvalue(), "cls": str(i % 3).encode()}
+                )
     return images
 
 
@@ -218,8 +262,7 @@ class IndexRecorder(Supervisor):
         return self.head(self.backbone(batch.images)).pow(2).mean()
 
 
-def test_webdataset_shards_stream_each_sample_once_per_epoch_split_by_process_and_worker(
-        tmp_path):
+def test_webdataset_shards_stream_each_sample_once_per_epoch_split_by_process_and_worker(tmp_path):
     images = _write_shards(tmp_path, n_shards=4, per_shard=6)
     ds = data.dataset(str(tmp_path / "train-{000..003}.tar"))
     assert len(ds) == 24 and ds.streaming and ds.has_labels and ds.image_key == "png"
@@ -227,8 +270,11 @@ def test_webdataset_shards_stream_each_sample_once_per_epoch_split_by_process_an
     assert torch.equal(image, torch.from_numpy(images[13]).permute(2, 0, 1)) and label == 1
 
     # 2 processes x 2 workers = 4 readers of one shard each: together, every sample once
-    taken = [index for reader in range(4)
-             for index, _ in __import__("itertools").islice(ds.samples(reader, 4, seed=5), 6)]
+    taken = [
+        index
+        for reader in range(4)
+        for index, _ in __import__("itertools").islice(ds.samples(reader, 4, seed=5), 6)
+    ]
     assert sorted(taken) == list(range(24))
     per_rank = []
     for rank in range(2):  # what each process's stream yields (no workers here)
@@ -364,8 +410,12 @@ def test_grayscale_and_four_channel_images_train_without_becoming_rgb(sample, ca
     from super_selfish.augment import ColorJitter, Grayscale
 
     x = torch.rand(2, 1, 8, 8)
-    params = {"brightness": torch.tensor([1.2, 0.9]), "contrast": torch.tensor([0.5, 1.5]),
-              "saturation": torch.ones(2), "hue": torch.zeros(2)}
+    params = {
+        "brightness": torch.tensor([1.2, 0.9]),
+        "contrast": torch.tensor([0.5, 1.5]),
+        "saturation": torch.ones(2),
+        "hue": torch.zeros(2),
+    }
     b, c = params["brightness"].view(2, 1, 1, 1), params["contrast"].view(2, 1, 1, 1)
     expected = (b * c * x + (1 - c) * b * x.mean(dim=(1, 2, 3), keepdim=True)).clamp(0, 1)
     assert torch.allclose(ColorJitter().transform(x, params, (8, 8)), expected)
@@ -389,20 +439,25 @@ def test_lightning_trains_to_the_same_weights_as_supervise(sample, method):
     options = dict(backbone=tiny_body(), hidden_dim=32, seed=0)
     reference = method(images, **options)
     initial = snapshot(reference)
-    reference.supervise(epochs=2, batch_size=8, lr_scheduler="cosine", warmup_epochs=0.5,
-                        progress=False, save=False)
+    reference.supervise(
+        epochs=2, batch_size=8, lr_scheduler="cosine", warmup_epochs=0.5, progress=False, save=False
+    )
     options["backbone"] = tiny_body()
     sup = method(images, **options)
-    trainer = lightning.Trainer(max_epochs=2, accelerator="cpu", logger=False,
-                                enable_checkpointing=False, enable_progress_bar=False,
-                                enable_model_summary=False)
+    trainer = lightning.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(SupervisorModule(sup, batch_size=8, lr_scheduler="cosine", warmup_epochs=0.5))
     assert trainer.global_step == sup.global_step == reference.global_step == 4
     assert moved(initial, reference, "backbone.")
     for key, value in reference.state_dict().items():  # EMA copies and BN buffers included
         assert torch.allclose(sup.state_dict()[key].float(), value.float(), atol=1e-6), key
-    assert [r["loss"] for r in sup.history] == pytest.approx([r["loss"] for r in
-                                                              reference.history])
+    assert [r["loss"] for r in sup.history] == pytest.approx([r["loss"] for r in reference.history])
 
 
 # ------------------------------------------------------------------------------ W&B
@@ -412,8 +467,9 @@ def read_wandb_records(folder) -> list:
     import time
 
     for _ in range(300):
-        records = _wandb_records(glob.glob(f"{folder}/**/offline-run-*/run-*.wandb",
-                                           recursive=True)[0])
+        records = _wandb_records(
+            glob.glob(f"{folder}/**/offline-run-*/run-*.wandb", recursive=True)[0]
+        )
         if records and records[-1].WhichOneof("record_type") == "exit":
             return records
         time.sleep(0.1)
@@ -430,10 +486,10 @@ def _wandb_records(path) -> list:
         if block - position % block < 7:  # block trailer
             position += block - position % block
             continue
-        _, length, kind = struct.unpack("<IHB", raw[position:position + 7])
+        _, length, kind = struct.unpack("<IHB", raw[position : position + 7])
         if length == 0 and kind == 0:
             break
-        partial += raw[position + 7:position + 7 + length]
+        partial += raw[position + 7 : position + 7 + length]
         position += 7 + length
         if kind in (1, 4):  # a full record, or the last piece of one
             records.append(pb.Record.FromString(partial))
@@ -441,8 +497,9 @@ def _wandb_records(path) -> list:
     return records
 
 
-def test_wandb_logger_writes_scalars_the_augmentation_grid_and_the_config(sample, tmp_path,
-                                                                          monkeypatch):
+def test_wandb_logger_writes_scalars_the_augmentation_grid_and_the_config(
+    sample, tmp_path, monkeypatch
+):
     import json
 
     from super_selfish.monitors import WandbLogger
@@ -450,21 +507,32 @@ def test_wandb_logger_writes_scalars_the_augmentation_grid_and_the_config(sample
     monkeypatch.setenv("WANDB_SILENT", "true")
     sup = SimCLRSupervisor(sample, backbone=tiny_body(), hidden_dim=16, seed=0)
     logger = WandbLogger(mode="offline", every_n_steps=1)
-    history = sup.supervise(epochs=1, batch_size=16, progress=False, name=str(tmp_path / "run"),
-                            callbacks=[logger])
+    history = sup.supervise(
+        epochs=1, batch_size=16, progress=False, name=str(tmp_path / "run"), callbacks=[logger]
+    )
     records = read_wandb_records(tmp_path / "run")
-    rows = [{item.key or "/".join(item.nested_key): json.loads(item.value_json)
-             for item in r.history.item}
-            for r in records if r.WhichOneof("record_type") == "history"]
+    rows = [
+        {
+            item.key or "/".join(item.nested_key): json.loads(item.value_json)
+            for item in r.history.item
+        }
+        for r in records
+        if r.WhichOneof("record_type") == "history"
+    ]
     losses = [row["step/loss"] for row in rows if "step/loss" in row]
     assert [row["_step"] for row in rows if "step/loss" in row] == [1, 2]
     epoch_row = next(row for row in rows if "epoch/loss" in row)
     assert epoch_row["epoch"] == 1 and epoch_row["epoch/loss"] == pytest.approx(
-        history[0]["loss"]) == pytest.approx(sum(losses) / 2)
+        history[0]["loss"]
+    ) == pytest.approx(sum(losses) / 2)
     image = next(row for row in rows if "augmentations/_type" in row)
     assert image["augmentations/_type"] == "image-file" and image["_step"] == 0
     assert glob.glob(str(tmp_path / "run" / "**" / "augmentations_*.png"), recursive=True)
-    config = {u.key: json.loads(u.value_json) for r in records
-              if r.WhichOneof("record_type") == "run" for u in r.run.config.update}
+    config = {
+        u.key: json.loads(u.value_json)
+        for r in records
+        if r.WhichOneof("record_type") == "run"
+        for u in r.run.config.update
+    }
     assert config["method"] == "simclr" and config["batch_size"] == 16
     assert config["temperature"] == 0.5 and config["lr"] == sup.base_lr

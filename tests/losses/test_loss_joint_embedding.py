@@ -1,6 +1,7 @@
 """Joint-embedding losses against per-sample references: InfoNCE (queue, per-query and in-batch
 negatives), negative cosine (stop-gradient), Barlow Twins, VICReg, and their statistics over
 every process's embeddings."""
+
 from __future__ import annotations
 
 import math
@@ -28,8 +29,11 @@ def _log_softmax_first(logits):
 
 def test_infonce_queue_against_reference():
     g = torch.Generator().manual_seed(0)
-    q, k, negs = torch.randn(5, 4, generator=g), torch.randn(5, 4, generator=g), \
-        torch.randn(7, 4, generator=g)
+    q, k, negs = (
+        torch.randn(5, 4, generator=g),
+        torch.randn(5, 4, generator=g),
+        torch.randn(7, 4, generator=g),
+    )
     per_query = torch.randn(5, 3, 4, generator=g)
     t = 0.2
     shared, own = 0.0, 0.0
@@ -52,7 +56,7 @@ def test_infonce_in_batch_against_reference():
     expected = 0.0
     for i in range(6):
         logits = [_dot(_unit(q[i]), _unit(k[j])) / t for j in range(6)]
-        logits = [logits[i]] + logits[:i] + logits[i + 1:]
+        logits = [logits[i]] + logits[:i] + logits[i + 1 :]
         expected -= _log_softmax_first(logits) / 6
     assert InfoNCELoss(t)(q, k).item() == pytest.approx(expected, rel=1e-5)
 
@@ -86,7 +90,7 @@ def test_barlow_against_reference():
     for i in range(d):
         for j in range(d):
             c = sum(a[i][s] * b[j][s] for s in range(n)) / n
-            expected += (1 - c) ** 2 if i == j else lambd * c ** 2
+            expected += (1 - c) ** 2 if i == j else lambd * c**2
     assert BarlowTwinsLoss(lambd)(z1, z2).item() == pytest.approx(expected, rel=1e-5)
 
 
@@ -110,15 +114,18 @@ def test_vicreg_against_reference():
         for i in range(d):
             for j in range(d):
                 if i != j:
-                    c = sum((float(z[b, i]) - means[i]) * (float(z[b, j]) - means[j])
-                            for b in range(n)) / (n - 1)
-                    total += c ** 2
+                    c = sum(
+                        (float(z[b, i]) - means[i]) * (float(z[b, j]) - means[j]) for b in range(n)
+                    ) / (n - 1)
+                    total += c**2
         return total / d
 
-    invariance = sum((float(z1[b, j]) - float(z2[b, j])) ** 2
-                     for b in range(n) for j in range(d)) / (n * d)
-    expected = (25 * invariance + 25 * (var_term(z1) + var_term(z2)) / 2
-                + 1 * (cov_term(z1) + cov_term(z2)))
+    invariance = sum(
+        (float(z1[b, j]) - float(z2[b, j])) ** 2 for b in range(n) for j in range(d)
+    ) / (n * d)
+    expected = (
+        25 * invariance + 25 * (var_term(z1) + var_term(z2)) / 2 + 1 * (cov_term(z1) + cov_term(z2))
+    )
     loss = VICRegLoss()
     assert loss(z1, z2).item() == pytest.approx(expected, rel=1e-5)
     assert loss.terms["invariance"].item() == pytest.approx(invariance, rel=1e-5)
@@ -148,8 +155,9 @@ def test_losses_use_the_embeddings_of_every_process(monkeypatch):
     o1, o2 = other[(6, 5), float(z1.sum())], other[(6, 5), float(z2.sum())]
     full = VICRegLoss(gather=False)
     full(torch.cat([o1, z1]), torch.cat([o2, z2]))
-    expected = (25 * F.mse_loss(z1, z2) + 25 * full.terms["variance"]
-                + full.terms["covariance"])  # invariance stays per process
+    expected = (
+        25 * F.mse_loss(z1, z2) + 25 * full.terms["variance"] + full.terms["covariance"]
+    )  # invariance stays per process
     assert vic.item() == pytest.approx(expected.item(), rel=1e-6)
 
     q, k = torch.randn(4, 3, generator=g), torch.randn(4, 3, generator=g)

@@ -1,6 +1,7 @@
 """Memory-bank, predictive and clustering losses against references: NCE (Z estimated once) and
 its softmax form, CPC's InfoNCE over grid positions, DINO's loss and centre, Sinkhorn and SwAV
 (with a queue)."""
+
 from __future__ import annotations
 
 import pytest
@@ -40,8 +41,9 @@ def test_nce_loss_matches_reference():
     ref2 = -(torch.log(h2[:, 0]) + torch.log(1 - h2[:, 1:]).sum(1)).mean()
     assert value2.item() == pytest.approx(ref2.item(), rel=1e-4)
     soft = MemoryBankNCELoss(n_items, t, "softmax")(q, pos, neg)
-    assert soft.item() == pytest.approx(F.cross_entropy(s / t, torch.zeros(b).long()).item(),
-                                        rel=1e-5)
+    assert soft.item() == pytest.approx(
+        F.cross_entropy(s / t, torch.zeros(b).long()).item(), rel=1e-5
+    )
 
 
 def test_cpc_loss_matches_reference():
@@ -56,8 +58,14 @@ def test_cpc_loss_matches_reference():
         for b in range(n):
             for i in range(g - k):
                 for j in range(g):
-                    logits = torch.stack([pred[b, :, i, j] @ targets[c, :, y, x]
-                                          for c in range(n) for y in range(g) for x in range(g)])
+                    logits = torch.stack(
+                        [
+                            pred[b, :, i, j] @ targets[c, :, y, x]
+                            for c in range(n)
+                            for y in range(g)
+                            for x in range(g)
+                        ]
+                    )
                     true = b * g * g + (i + k) * g + j
                     terms.append(torch.logsumexp(logits, 0) - logits[true])
         per_step.append(torch.stack(terms).mean())
@@ -110,8 +118,11 @@ def test_sinkhorn_marginals_and_swav_loss_match_reference():
     total = 0.0
     for i in range(2):
         code = naive_sinkhorn(views[i], 0.05, 3).float()
-        sub = sum(-(code * torch.log_softmax(views[v] / 0.1, dim=1)).sum(1).mean()
-                  for v in range(4) if v != i)
+        sub = sum(
+            -(code * torch.log_softmax(views[v] / 0.1, dim=1)).sum(1).mean()
+            for v in range(4)
+            if v != i
+        )
         total += sub / 3
     assert value.item() == pytest.approx((total / 2).item(), rel=1e-4)
     # A queue joins Sinkhorn; only the batch's codes are used.
@@ -120,7 +131,10 @@ def test_sinkhorn_marginals_and_swav_loss_match_reference():
     total = 0.0
     for i in range(2):
         code = naive_sinkhorn(torch.cat([queue, views[i]]), 0.05, 3)[-b:].float()
-        sub = sum(-(code * torch.log_softmax(views[v] / 0.1, dim=1)).sum(1).mean()
-                  for v in range(4) if v != i)
+        sub = sum(
+            -(code * torch.log_softmax(views[v] / 0.1, dim=1)).sum(1).mean()
+            for v in range(4)
+            if v != i
+        )
         total += sub / 3
     assert with_queue.item() == pytest.approx((total / 2).item(), rel=1e-4)

@@ -1,4 +1,5 @@
 """NT-Xent (SimCLR's loss) against a per-sample reference."""
+
 from __future__ import annotations
 
 import torch

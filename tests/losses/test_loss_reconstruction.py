@@ -1,5 +1,6 @@
 """Reconstruction and adversarial losses against their formulas: masked MSE (with a weight for
 the unmasked pixels) and the GAN losses of generator and discriminator."""
+
 from __future__ import annotations
 
 import torch
@@ -20,5 +21,6 @@ def test_masked_mse_and_adversarial_losses_match_formulas():
     real, fake = torch.randn(5), torch.randn(5)
     adv = AdversarialLoss()
     assert torch.allclose(adv(fake, real=True), -F.logsigmoid(fake).mean())
-    assert torch.allclose(adv.discriminator(real, fake),
-                          -F.logsigmoid(real).mean() - F.logsigmoid(-fake).mean())
+    assert torch.allclose(
+        adv.discriminator(real, fake), -F.logsigmoid(real).mean() - F.logsigmoid(-fake).mean()
+    )

@@ -1,4 +1,5 @@
 """The semi-hard triplet loss (Exemplar) against a brute-force reference."""
+
 from __future__ import annotations
 
 import pytest
@@ -42,8 +43,7 @@ def test_semi_hard_triplet_falls_back_to_farthest_negative_and_has_gradients():
     emb = torch.tensor([[1.0, 0.0], [-1.0, 0.1], [1.0, 0.3], [1.0, -0.2]], requires_grad=True)
     labels = torch.tensor([0, 0, 1, 2])
     loss = SemiHardTripletLoss(0.2)(emb, labels)
-    assert loss.item() == pytest.approx(brute_force_semi_hard(emb.detach(), labels, 0.2),
-                                        abs=1e-5)
+    assert loss.item() == pytest.approx(brute_force_semi_hard(emb.detach(), labels, 0.2), abs=1e-5)
     loss.backward()
     assert torch.isfinite(emb.grad).all() and emb.grad.abs().sum() > 0
     # Two views per image, as Exemplar uses it: coincident views give zero distance, no NaN.

@@ -1,4 +1,5 @@
 """Autoencoding and generative methods: denoise, context, splitbrain, mae, bigan."""
+
 from __future__ import annotations
 
 import math
@@ -19,11 +20,17 @@ from super_selfish.methods.splitbrain import quantize_ab, quantize_l
 METHODS = {
     "denoise": ("DenoiseSupervisor", "resnet18", ["backbone", "decoder"]),
     "context": ("ContextSupervisor", "resnet18", ["backbone", "decoder", "discriminator"]),
-    "splitbrain": ("SplitBrainSupervisor", "resnet18",
-                   ["backbone", "backbone_ab", "decoder_l", "decoder_ab"]),
+    "splitbrain": (
+        "SplitBrainSupervisor",
+        "resnet18",
+        ["backbone", "backbone_ab", "decoder_l", "decoder_ab"],
+    ),
     "mae": ("MAESupervisor", "vit-tiny", ["backbone", "decoder"]),
-    "bigan": ("BiGANSupervisor", "resnet18",
-              ["backbone", "encoder_head", "generator", "discriminator"]),
+    "bigan": (
+        "BiGANSupervisor",
+        "resnet18",
+        ["backbone", "encoder_head", "generator", "discriminator"],
+    ),
 }
 
 
@@ -71,8 +78,9 @@ def test_epoch_parts_move_and_checkpoint_restores_everything(name, cifar64, tmp_
     torch.manual_seed(0)
     sup = cls(cifar64, _small_backbone(name), seed=0)
     before = {part: _snapshot(getattr(sup, part)) for part in parts}
-    history = sup.supervise(lr=1e-3, epochs=1, batch_size=32, progress=False, device="cpu",
-                            name=str(tmp_path / "run"))
+    history = sup.supervise(
+        lr=1e-3, epochs=1, batch_size=32, progress=False, device="cpu", name=str(tmp_path / "run")
+    )
     assert len(history) == 1 and math.isfinite(history[0]["loss"])
     assert sup.global_step == 2
     for part in parts:  # every parameter tensor of every part was updated
@@ -91,10 +99,20 @@ def test_epoch_parts_move_and_checkpoint_restores_everything(name, cifar64, tmp_
     # A fresh supervisor (other initial weights) resumes from the checkpoint exactly.
     torch.manual_seed(1)
     other = cls(cifar64, _small_backbone(name), seed=1)
-    assert any(not torch.equal(v, other.state_dict()[k]) for k, v in sup.state_dict().items()
-               if v.is_floating_point())
-    other.supervise(lr=1e-3, epochs=1, batch_size=32, progress=False, device="cpu",
-                    name=str(tmp_path / "run"), pretrained=True)
+    assert any(
+        not torch.equal(v, other.state_dict()[k])
+        for k, v in sup.state_dict().items()
+        if v.is_floating_point()
+    )
+    other.supervise(
+        lr=1e-3,
+        epochs=1,
+        batch_size=32,
+        progress=False,
+        device="cpu",
+        name=str(tmp_path / "run"),
+        pretrained=True,
+    )
     _assert_same(sup.state_dict(), other.state_dict(), "model")
     _assert_same(sup.optimizer.state_dict(), other.optimizer.state_dict(), "optimizer")
     if adversarial:
@@ -120,8 +138,14 @@ def test_builds_and_steps_at_other_sizes_and_backbones(name, size, kind, tmp_pat
     else:
         watched = [p for p in sup.backbone.parameters()][:3]
         start = [p.detach().clone() for p in watched]
-        history = sup.supervise(epochs=1, batch_size=2, progress=False, device="cpu",
-                                name=str(tmp_path / "run"), save=False)
+        history = sup.supervise(
+            epochs=1,
+            batch_size=2,
+            progress=False,
+            device="cpu",
+            name=str(tmp_path / "run"),
+            save=False,
+        )
         assert sup.global_step == 1 and math.isfinite(history[0]["loss"])
         assert all(not torch.equal(a, p) for a, p in zip(start, watched))
     with torch.no_grad():
@@ -130,8 +154,9 @@ def test_builds_and_steps_at_other_sizes_and_backbones(name, size, kind, tmp_pat
 
 
 # Losses at step 0 are about 0.06 (MSE), 9.5 (two cross entropies), 1.0 (normalised patches).
-@pytest.mark.parametrize("name,ratio", [("denoise", 0.8), ("context", 0.8), ("splitbrain", 0.93),
-                                        ("mae", 0.9)])
+@pytest.mark.parametrize(
+    "name,ratio", [("denoise", 0.8), ("context", 0.8), ("splitbrain", 0.93), ("mae", 0.9)]
+)
 def test_reconstruction_loss_decreases_on_a_fixed_batch(name, ratio, cifar64, tmp_path):
     torch.manual_seed(0)
     ds = cifar64.subset(torch.arange(8))
@@ -145,8 +170,15 @@ def test_reconstruction_loss_decreases_on_a_fixed_batch(name, ratio, cifar64, tm
             return float(sup(batch))
 
     first = fixed_loss()
-    sup.supervise(lr=3e-3, epochs=5, batch_size=8, progress=False, device="cpu",
-                  name=str(tmp_path / "run"), save=False)
+    sup.supervise(
+        lr=3e-3,
+        epochs=5,
+        batch_size=8,
+        progress=False,
+        device="cpu",
+        name=str(tmp_path / "run"),
+        save=False,
+    )
     last = fixed_loss()
     assert last < ratio * first, (first, last)
 
@@ -155,8 +187,15 @@ def test_reconstruction_loss_decreases_on_a_fixed_batch(name, ratio, cifar64, tm
 def test_gan_step_order_discriminator_first_then_generator_side(name, cifar64, tmp_path):
     ds = cifar64.subset(torch.arange(8))
     sup = _cls(name)(ds, seed=0)
-    sup.supervise(epochs=1, batch_size=4, progress=False, device="cpu", save=False,
-                  name=str(tmp_path / "run"), lr_scheduler="constant")  # lr as set: 2e-4
+    sup.supervise(
+        epochs=1,
+        batch_size=4,
+        progress=False,
+        device="cpu",
+        save=False,
+        name=str(tmp_path / "run"),
+        lr_scheduler="constant",
+    )  # lr as set: 2e-4
     if name == "bigan":  # the paper's optimizer, for E and G and for D
         for opt in (sup.optimizer, sup.optimizer_d):
             assert type(opt) is torch.optim.Adam and opt.param_groups[0]["lr"] == 2e-4
@@ -227,8 +266,8 @@ def test_context_erases_random_blocks_and_can_drop_the_discriminator():
     mask = sup.erase_mask(64, 32, 32, torch.device("cpu"))
     assert mask.shape == (64, 1, 32, 32) and set(mask.unique().tolist()) == {0.0, 1.0}
     area = mask.mean(dim=(1, 2, 3))
-    side = round(0.1 * 32) ** 2 / 32 ** 2
-    assert (area >= side - 1e-6).all() and (area <= 3 * 0.3 ** 2 + 0.02).all()
+    side = round(0.1 * 32) ** 2 / 32**2
+    assert (area >= side - 1e-6).all() and (area <= 3 * 0.3**2 + 0.02).all()
     assert len(set(area.tolist())) > 10  # blocks differ between images
 
 
@@ -249,8 +288,9 @@ def test_splitbrain_targets_are_the_other_channels_bins():
     image = torch.zeros(1, 3, 8, 8, dtype=torch.uint8)
     image[0, 0, :, :4] = 255
     image[0, 2, :, 4:] = 255
-    sup = methods.get("splitbrain")(None, image_size=8, l_bins=50, ab_bins=16,
-                                    ab_range=(-110, 110)).eval()
+    sup = methods.get("splitbrain")(
+        None, image_size=8, l_bins=50, ab_bins=16, ab_range=(-110, 110)
+    ).eval()
     lab = color.to_lab(image)
     ab_target, l_target = sup.targets(lab)
     width = 220 / 16  # ab grid step in raw Lab units
@@ -313,8 +353,9 @@ def test_mae_masks_exactly_75_percent_and_scores_only_masked_patches():
     changed[mask == 1] += 1.0
     assert not torch.allclose(criterion(changed, target, mask), criterion(pred, target, mask))
     # patchify follows the ViT's row-major patch order
-    assert torch.equal(patchify(images, 4)[:, 1], images[:, :, :4, 4:8].permute(0, 2, 3, 1)
-                       .reshape(2, -1))
+    assert torch.equal(
+        patchify(images, 4)[:, 1], images[:, :, :4, 4:8].permute(0, 2, 3, 1).reshape(2, -1)
+    )
 
 
 def test_mae_needs_a_vit():

@@ -1,6 +1,7 @@
 """Methods that follow their papers: freezing by dropped gradients, CPC's non-overlapping
 targets, the per-resolution presets, SwAV's and MoCo's queues, per-view encoding, heads given
 as arguments."""
+
 from __future__ import annotations
 
 import pytest
@@ -10,17 +11,29 @@ import torch.nn.functional as F
 
 from super_selfish import augment, data, methods
 from super_selfish.errors import CheckpointError, ConfigError
-from super_selfish.methods import (ContrastivePredictiveCodingSupervisor, DINOSupervisor,
-                                   MomentumContrastSupervisor, PIRLSupervisor,
-                                   RotateNetSupervisor, SimCLRSupervisor, SwAVSupervisor)
+from super_selfish.methods import (
+    ContrastivePredictiveCodingSupervisor,
+    DINOSupervisor,
+    MomentumContrastSupervisor,
+    PIRLSupervisor,
+    RotateNetSupervisor,
+    SimCLRSupervisor,
+    SwAVSupervisor,
+)
 from super_selfish.methods import cpc as cpc_module
 from super_selfish.methods.mae import MAEDecoder
 
 
 def tiny_net() -> nn.Module:
     """A 16-d, two-layer convolutional backbone: fast enough for many runs per test."""
-    return nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.BatchNorm2d(8), nn.ReLU(),
-                         nn.Conv2d(8, 16, 3, 2, 1), nn.BatchNorm2d(16), nn.ReLU())
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, 2, 1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 16, 3, 2, 1),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -30,27 +43,37 @@ def images():
 
 
 def run(sup, name=None, epochs=1, **kw):
-    options = dict(epochs=epochs, batch_size=32, progress=False, device="cpu", lr=1e-3,
-                   optimizer="adam", lr_scheduler="constant")
+    options = dict(
+        epochs=epochs,
+        batch_size=32,
+        progress=False,
+        device="cpu",
+        lr=1e-3,
+        optimizer="adam",
+        lr_scheduler="constant",
+    )
     options.update(kw)
     return sup.supervise(name=name, save=name is not None, **options)
 
 
 # ---------------------------------------------------------------------------- item 1: freezing
 FROZEN = {
-    "dino": (DINOSupervisor, dict(out_dim=64, hidden_dim=32, bottleneck_dim=16,
-                                  freeze_last_layer_steps=3),
-             lambda s: s.head.last_layer.parametrizations.weight.original1),
-    "swav": (SwAVSupervisor, dict(n_prototypes=16, hidden_dim=32, projection_dim=16,
-                                  freeze_prototypes_steps=3),
-             lambda s: s.prototypes.weight),
+    "dino": (
+        DINOSupervisor,
+        dict(out_dim=64, hidden_dim=32, bottleneck_dim=16, freeze_last_layer_steps=3),
+        lambda s: s.head.last_layer.parametrizations.weight.original1,
+    ),
+    "swav": (
+        SwAVSupervisor,
+        dict(n_prototypes=16, hidden_dim=32, projection_dim=16, freeze_prototypes_steps=3),
+        lambda s: s.prototypes.weight,
+    ),
 }
 
 
 def frozen_case(name, images):
     cls, kwargs, part = FROZEN[name]
-    sup = cls(images[:32], tiny_net(), seed=0, augment=augment.build(name, 32, n_local=0),
-              **kwargs)
+    sup = cls(images[:32], tiny_net(), seed=0, augment=augment.build(name, 32, n_local=0), **kwargs)
     return sup, part
 
 
@@ -80,8 +103,7 @@ def test_default_freeze_window_is_at_most_a_tenth_of_a_short_run(name, images):
     layer / prototypes never trained. The default window is min(1 epoch, 10% of the run)."""
     cls, kwargs, part = FROZEN[name]
     kwargs = {k: v for k, v in kwargs.items() if not k.startswith("freeze_")}
-    sup = cls(images[:64], tiny_net(), seed=0, augment=augment.build(name, 32, n_local=0),
-              **kwargs)
+    sup = cls(images[:64], tiny_net(), seed=0, augment=augment.build(name, 32, n_local=0), **kwargs)
     start = part(sup).detach().clone()
     run(sup, batch_size=8)  # 8 steps: frozen for ceil(0.8) = 1 step, then trained
     assert sup.global_step == 8 and not torch.allclose(part(sup), start)
@@ -101,14 +123,15 @@ def _cpc_pixel_sets(sup, direction):
 
 @pytest.mark.parametrize("image_size", [32, 40])
 def test_cpc_default_targets_share_no_pixels_with_their_context(image_size):
-    sup = ContrastivePredictiveCodingSupervisor(image_size=image_size, context_blocks=1,
-                                                context_dim=8, directions=cpc_module.DIRECTIONS)
+    sup = ContrastivePredictiveCodingSupervisor(
+        image_size=image_size, context_blocks=1, context_dim=8, directions=cpc_module.DIRECTIONS
+    )
     assert sup.steps == (3,)  # half-overlapping patches: offsets 1 and 2 touch the context
     for direction in sup.directions:
         rows = _cpc_pixel_sets(sup, direction)
         for k in sup.steps:
             for r in range(sup.grid - k):
-                seen = set().union(*rows[:r + 1])
+                seen = set().union(*rows[: r + 1])
                 assert not rows[r + k] & seen, (direction, k, r)
     # The offsets below the default do share pixels: the check can fail.
     rows = _cpc_pixel_sets(sup, "top-down")
@@ -117,8 +140,13 @@ def test_cpc_default_targets_share_no_pixels_with_their_context(image_size):
 
 def test_cpc_directions_train_their_own_context(images):
     sup = ContrastivePredictiveCodingSupervisor(
-        images[:8], tiny_net(), seed=0, context_blocks=1, context_dim=8,
-        directions=("top-down", "right-left"))
+        images[:8],
+        tiny_net(),
+        seed=0,
+        context_blocks=1,
+        context_dim=8,
+        directions=("top-down", "right-left"),
+    )
     assert len(sup.contexts) == 2 and len(sup.predictors) == 2
     before = [p.detach().clone() for p in sup.contexts[1].parameters()]
     run(sup, batch_size=4, epochs=1)
@@ -141,8 +169,13 @@ def test_pirl_image_branch_uses_the_paper_augmentation():
 
 # ---------------------------------------------------------------------------- item 5: SwAV queue
 def test_swav_queue_follows_the_paper_scaled_to_the_run(images, capsys):
-    kwargs = dict(n_prototypes=16, hidden_dim=32, projection_dim=16, seed=0,
-                  augment=augment.build("swav", 32, n_local=0))
+    kwargs = dict(
+        n_prototypes=16,
+        hidden_dim=32,
+        projection_dim=16,
+        seed=0,
+        augment=augment.build("swav", 32, n_local=0),
+    )
     sup = SwAVSupervisor(images[:32], tiny_net(), **kwargs)
     assert sup.queues[0].size == 32  # min(3840, len(dataset))
     # Fills from epoch min(15, ceil(3 / 20)) = 1 (the second), is full and read in the third.
@@ -159,8 +192,9 @@ def test_swav_queue_follows_the_paper_scaled_to_the_run(images, capsys):
 
 # ---------------------------------------------------------------------------- item 6: MoCo queue
 def test_moco_auto_queue_is_a_tenth_of_the_data_at_most(images):
-    sup = MomentumContrastSupervisor(torch.cat([images] * 8), tiny_net(), hidden_dim=16,
-                                     projection_dim=8)  # 512 images
+    sup = MomentumContrastSupervisor(
+        torch.cat([images] * 8), tiny_net(), hidden_dim=16, projection_dim=8
+    )  # 512 images
     assert sup.queue.size == 51
     run(sup, epochs=0, batch_size=16)
     assert sup.queue.size == 48  # a multiple of the batch below len(dataset) / 10
@@ -185,11 +219,13 @@ def test_simclr_preset_follows_the_paper_per_resolution():
 
 
 # ---------------------------------------------------------------------------- item 8: per view
-PER_VIEW = {"byol": dict(hidden_dim=16, projection_dim=8),
-            "simsiam": dict(hidden_dim=16, projection_dim=8, predictor_hidden_dim=4),
-            "barlow": dict(hidden_dim=16, projection_dim=8),
-            "vicreg": dict(hidden_dim=16, projection_dim=8),
-            "nnclr": dict(hidden_dim=16, projection_dim=8, predictor_hidden_dim=16)}
+PER_VIEW = {
+    "byol": dict(hidden_dim=16, projection_dim=8),
+    "simsiam": dict(hidden_dim=16, projection_dim=8, predictor_hidden_dim=4),
+    "barlow": dict(hidden_dim=16, projection_dim=8),
+    "vicreg": dict(hidden_dim=16, projection_dim=8),
+    "nnclr": dict(hidden_dim=16, projection_dim=8, predictor_hidden_dim=16),
+}
 
 
 @pytest.mark.parametrize("name", list(PER_VIEW))
@@ -249,31 +285,44 @@ def _user_heads(name):
     if name == "denoise":
         return {"decoder": MapDecoder(3)}
     if name == "context":
-        return {"decoder": MapDecoder(3),
-                "discriminator": nn.Sequential(nn.Flatten(), lin(1), nn.Flatten(0))}
+        return {
+            "decoder": MapDecoder(3),
+            "discriminator": nn.Sequential(nn.Flatten(), lin(1), nn.Flatten(0)),
+        }
     if name == "splitbrain":
-        return {"decoder_l": MapDecoder(16 ** 2, False), "decoder_ab": MapDecoder(50, False)}
+        return {"decoder_l": MapDecoder(16**2, False), "decoder_ab": MapDecoder(50, False)}
     if name == "mae":
         return {"decoder": MAEDecoder(192, 4 * 4 * 3, 32, 1, 2)}
     if name == "bigan":
-        return {"encoder_head": lin(128),
-                "generator": nn.Sequential(nn.Linear(128, 3 * 32 * 32), nn.Sigmoid(),
-                                           nn.Unflatten(1, (3, 32, 32))),
-                "discriminator": PairCritic(128)}
+        return {
+            "encoder_head": lin(128),
+            "generator": nn.Sequential(
+                nn.Linear(128, 3 * 32 * 32), nn.Sigmoid(), nn.Unflatten(1, (3, 32, 32))
+            ),
+            "discriminator": PairCritic(128),
+        }
     raise AssertionError(f"no user heads for {name}")
 
 
-ATTRIBUTE = {"predictor": {"rotnet": "classifier", "jigsaw": "classifier",
-                           "relpos": "classifier", "exemplar": "classifier"},
-             "context": {"cpc": "context"}}
+ATTRIBUTE = {
+    "predictor": {
+        "rotnet": "classifier",
+        "jigsaw": "classifier",
+        "relpos": "classifier",
+        "exemplar": "classifier",
+    },
+    "context": {"cpc": "context"},
+}
 
 
 def _tiny_backbone(name):
     if name == "mae":
         return "vit-tiny"
     if name in ("cmc", "splitbrain"):  # an L and an ab encoder
-        return (nn.Sequential(nn.Conv2d(1, 16, 3, 2, 1), nn.ReLU()),
-                nn.Sequential(nn.Conv2d(2, 16, 3, 2, 1), nn.ReLU()))
+        return (
+            nn.Sequential(nn.Conv2d(1, 16, 3, 2, 1), nn.ReLU()),
+            nn.Sequential(nn.Conv2d(2, 16, 3, 2, 1), nn.ReLU()),
+        )
     return tiny_net()
 
 

@@ -1,5 +1,6 @@
 """Memory-bank, predictive and clustering/distillation methods: InstDisc, PIRL, CMC, CPC,
 DINO, SwAV (banks, EMA teachers, checkpoints; their losses: tests/losses)."""
+
 from __future__ import annotations
 
 import math
@@ -12,10 +13,14 @@ from toys import sample_subset
 from super_selfish import augment, data, jigsaw, methods
 from super_selfish.color import to_lab
 from super_selfish.errors import ConfigError
-from super_selfish.methods import (ContrastiveMultiviewCodingSupervisor,
-                                   ContrastivePredictiveCodingSupervisor, DINOSupervisor,
-                                   InstanceDiscriminationSupervisor, PIRLSupervisor,
-                                   SwAVSupervisor)
+from super_selfish.methods import (
+    ContrastiveMultiviewCodingSupervisor,
+    ContrastivePredictiveCodingSupervisor,
+    DINOSupervisor,
+    InstanceDiscriminationSupervisor,
+    PIRLSupervisor,
+    SwAVSupervisor,
+)
 from super_selfish.methods.cpc import ContextNetwork
 from super_selfish.momentum import cosine_momentum
 
@@ -41,6 +46,8 @@ def build(name, dataset=None, image_size=None, **extra):
     if image_size is not None:
         kwargs["image_size"] = image_size
     return cls(dataset, **kwargs) if dataset is not None else cls(**kwargs)
+
+
 # What must learn in each method (module attribute names).
 LEARNERS = {
     "instdisc": ["backbone", "head"],
@@ -59,8 +66,15 @@ def subset():
 
 def ready(sup, batch_size, epochs=1):
     """Optimizer, scheduler, loader and generators without training (epochs=0)."""
-    sup.supervise(epochs=0, batch_size=batch_size, progress=False, save=False, device="cpu",
-                  lr=1e-2, lr_scheduler="constant")  # the recipe's cosine is 0 after 0 epochs
+    sup.supervise(
+        epochs=0,
+        batch_size=batch_size,
+        progress=False,
+        save=False,
+        device="cpu",
+        lr=1e-2,
+        lr_scheduler="constant",
+    )  # the recipe's cosine is 0 after 0 epochs
     sup.total_steps = epochs * len(sup.loader)
     return sup
 
@@ -120,8 +134,9 @@ def test_epoch_trains_every_part_and_checkpoint_restores_exactly(name, subset, t
     sup = build(name, subset, seed=0)
     before = params(sup)
     trainable = {n for n, p in sup.named_parameters() if p.requires_grad}
-    history = sup.supervise(lr=1e-3, epochs=1, batch_size=32, name=run, progress=False,
-                            device="cpu")
+    history = sup.supervise(
+        lr=1e-3, epochs=1, batch_size=32, name=run, progress=False, device="cpu"
+    )
     assert len(history) == 1 and math.isfinite(history[0]["loss"])
     after = params(sup)
     for module in LEARNERS[name]:
@@ -180,7 +195,7 @@ def test_memory_bank_update_rule_and_positive_never_negative(subset):
     sup._defer_bank_update = spy
     bank_before = sup.memory.items.clone()
     sup._train_step(batch, 0, 0)
-    (index, features), = recorded
+    ((index, features),) = recorded
     expected = F.normalize(0.5 * bank_before[index] + 0.5 * features, dim=1)
     assert torch.allclose(sup.memory.items[index], expected, atol=1e-6)
     untouched = torch.ones(len(bank_before), dtype=torch.bool)
@@ -207,12 +222,16 @@ def test_cmc_contrasts_each_view_with_the_other_views_bank(subset):
     (_, (q_l, pos_l, _)), (_, (q_ab, pos_ab, _)) = calls
     assert torch.equal(pos_l, ab_bank[batch.index]) and torch.equal(pos_ab, l_bank[batch.index])
     # Each bank received its own view's features.
-    assert torch.allclose(sup.memory.items[batch.index],
-                          F.normalize(0.5 * l_bank[batch.index] + 0.5 * q_l.detach(), dim=1),
-                          atol=1e-6)
-    assert torch.allclose(sup.ab_memory.items[batch.index],
-                          F.normalize(0.5 * ab_bank[batch.index] + 0.5 * q_ab.detach(), dim=1),
-                          atol=1e-6)
+    assert torch.allclose(
+        sup.memory.items[batch.index],
+        F.normalize(0.5 * l_bank[batch.index] + 0.5 * q_l.detach(), dim=1),
+        atol=1e-6,
+    )
+    assert torch.allclose(
+        sup.ab_memory.items[batch.index],
+        F.normalize(0.5 * ab_bank[batch.index] + 0.5 * q_ab.detach(), dim=1),
+        atol=1e-6,
+    )
     # get_backbone: RGB in, [f_L(L), f_ab(ab)] out.
     images = subset.images[:3]
     sup.eval()
@@ -266,11 +285,16 @@ def test_dino_teacher_follows_ema_and_last_layer_unfreezes(subset):
 
 
 def test_swav_queue_and_prototype_freeze(subset):
-    sup = ready(build("swav", subset, seed=0, queue_length=32, queue_start_epoch=0,
-                      freeze_prototypes_steps=2), 16)
+    sup = ready(
+        build(
+            "swav", subset, seed=0, queue_length=32, queue_start_epoch=0, freeze_prototypes_steps=2
+        ),
+        16,
+    )
     seen = []
     sup.criterion.register_forward_hook(
-        lambda m, args, out: seen.append([q is not None for q in args[2]]))
+        lambda m, args, out: seen.append([q is not None for q in args[2]])
+    )
     proto0 = sup.prototypes.weight.clone()
     steps = batches(sup)
     for i, batch in enumerate(steps):
@@ -292,10 +316,10 @@ def test_cpc_context_is_causal_top_to_bottom():
     out = net(codes)
     for row in range(6):
         changed = codes.clone()
-        changed[:, :, row + 1:] = torch.randn_like(changed[:, :, row + 1:])
+        changed[:, :, row + 1 :] = torch.randn_like(changed[:, :, row + 1 :])
         again = net(changed)
-        assert torch.allclose(again[:, :, :row + 1], out[:, :, :row + 1])
-        assert not torch.allclose(again[:, :, row + 1:], out[:, :, row + 1:])
+        assert torch.allclose(again[:, :, : row + 1], out[:, :, : row + 1])
+        assert not torch.allclose(again[:, :, row + 1 :], out[:, :, row + 1 :])
 
 
 def test_too_small_images_raise_config_error():

@@ -1,4 +1,5 @@
 """The momentum base (BYOL, MoCo, DINO) and the Polyak average of ``supervise(ema=...)``."""
+
 import pytest
 import torch
 import torch.nn as nn
@@ -6,13 +7,15 @@ import torch.nn as nn
 from super_selfish import BYOLSupervisor, Callback, DINOSupervisor
 from super_selfish.momentum import cosine_momentum, ema_update, frozen_copy
 
-IMAGES = torch.randint(0, 256, (32, 3, 16, 16), dtype=torch.uint8,
-                       generator=torch.Generator().manual_seed(0))
+IMAGES = torch.randint(
+    0, 256, (32, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+)
 
 
 def small_byol(**kwargs):
-    return BYOLSupervisor(IMAGES, "convnet-small", hidden_dim=16, projection_dim=8, seed=0,
-                          **kwargs)
+    return BYOLSupervisor(
+        IMAGES, "convnet-small", hidden_dim=16, projection_dim=8, seed=0, **kwargs
+    )
 
 
 class Snapshots(Callback):
@@ -22,9 +25,13 @@ class Snapshots(Callback):
         self.steps = []
 
     def _snap(self, sup):
-        return [(torch.cat([p.detach().flatten() for p in online.parameters()]),
-                 torch.cat([p.detach().flatten() for p in copy.parameters()]))
-                for online, copy in sup.momentum_pairs()]
+        return [
+            (
+                torch.cat([p.detach().flatten() for p in online.parameters()]),
+                torch.cat([p.detach().flatten() for p in copy.parameters()]),
+            )
+            for online, copy in sup.momentum_pairs()
+        ]
 
     def on_train_start(self, sup):
         self.steps.append((None, self._snap(sup)))
@@ -38,15 +45,23 @@ def test_copies_move_towards_the_online_modules_by_the_scheduled_amount(tmp_path
     names = [n for n, _ in sup.named_children() if n.startswith("momentum_")]
     assert names == ["momentum_backbone", "momentum_projector"]
     rec = Snapshots()
-    history = sup.supervise(epochs=1, batch_size=8, lr=1e-2, progress=False, device="cpu",
-                            name=str(tmp_path / "run"), callbacks=[rec])
+    history = sup.supervise(
+        epochs=1,
+        batch_size=8,
+        lr=1e-2,
+        progress=False,
+        device="cpu",
+        name=str(tmp_path / "run"),
+        callbacks=[rec],
+    )
     assert len(rec.steps) == 5
     for step in range(1, 5):
         m, after = rec.steps[step]
         assert m == pytest.approx(cosine_momentum(0.5, step - 1, 4))
         for (_, copy_before), (online, copy_after) in zip(rec.steps[step - 1][1], after):
-            torch.testing.assert_close(copy_after, m * copy_before + (1 - m) * online,
-                                       rtol=0, atol=1e-6)
+            torch.testing.assert_close(
+                copy_after, m * copy_before + (1 - m) * online, rtol=0, atol=1e-6
+            )
     assert rec.steps[1][1][0][1].ne(rec.steps[0][1][0][1]).any()  # step 0 (m 0.5) moved it
     # logged in the history, kept on the supervisor, saved and restored with the checkpoint
     assert history[-1]["momentum"] == 1.0 == sup.current_momentum

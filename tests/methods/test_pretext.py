@@ -1,5 +1,6 @@
 """Pretext methods: RotNet, Jigsaw (CFN), relative patch position, Exemplar; their labels
 and tiling helpers (the semi-hard triplet loss: tests/losses)."""
+
 from __future__ import annotations
 
 import math
@@ -8,8 +9,15 @@ import pytest
 import torch
 from toys import sample_subset
 
-from super_selfish import (ExemplarSupervisor, JigsawSupervisor, RelativePositionSupervisor,
-                           RotateNetSupervisor, data, jigsaw, methods)
+from super_selfish import (
+    ExemplarSupervisor,
+    JigsawSupervisor,
+    RelativePositionSupervisor,
+    RotateNetSupervisor,
+    data,
+    jigsaw,
+    methods,
+)
 from super_selfish.errors import ConfigError
 from super_selfish.methods.relpos import OFFSETS
 from super_selfish.methods.rotnet import rotate_batch
@@ -56,8 +64,9 @@ def test_one_epoch_moves_every_trainable_part(key, subset64, tmp_path):
     before = trainable(sup)
     parts = {name.split(".")[0] for name in before}
     assert "backbone" in parts and len(parts) >= 2  # backbone plus its head
-    history = sup.supervise(lr=1e-3, epochs=1, batch_size=32, name=str(tmp_path / "run"),
-                            progress=False)
+    history = sup.supervise(
+        lr=1e-3, epochs=1, batch_size=32, name=str(tmp_path / "run"), progress=False
+    )
     assert len(history) == 1 and math.isfinite(history[0]["loss"])
     after = dict(sup.named_parameters())
     frozen = [k for k, v in before.items() if torch.equal(v, after[k].detach())]
@@ -89,13 +98,17 @@ def test_resnet18_96px_one_step(key, tmp_path):
     torch.manual_seed(0)
     sup = cls(data.dataset(random_images(8, 96)), backbone="resnet18", seed=0, **kwargs)
     before = trainable(sup)
-    history = sup.supervise(lr=1e-3, epochs=1, batch_size=8, name=str(tmp_path / "run"),
-                            progress=False, save=False)
+    history = sup.supervise(
+        lr=1e-3, epochs=1, batch_size=8, name=str(tmp_path / "run"), progress=False, save=False
+    )
     assert math.isfinite(history[0]["loss"])
     after = dict(sup.named_parameters())
     for part in {k.split(".")[0] for k in before}:
-        assert any(not torch.equal(v, after[k].detach()) for k, v in before.items()
-                   if k.startswith(part + ".")), part
+        assert any(
+            not torch.equal(v, after[k].detach())
+            for k, v in before.items()
+            if k.startswith(part + ".")
+        ), part
 
 
 # ---------------------------------------------------------------------- pretext labels
@@ -125,7 +138,7 @@ def test_cut_tiles_crops_inside_cells_and_the_crop_moves():
     for n in range(6):
         for k in range(4):
             y, x = offsets[n, k].tolist()
-            assert torch.equal(tiles[n, k], images[n, :, y:y + tile, x:x + tile])
+            assert torch.equal(tiles[n, k], images[n, :, y : y + tile, x : x + tile])
             r, c = divmod(k, 2)
             assert r * cell <= y <= (r + 1) * cell - tile
             assert c * cell <= x <= (c + 1) * cell - tile
@@ -141,8 +154,7 @@ def test_permutation_applied_and_inverted_restores_tile_order():
     for n in range(7):
         for i in range(9):
             assert torch.equal(shuffled[n, i], tiles[n, perms[n, i]])
-    assert torch.equal(jigsaw.apply_permutation(shuffled, jigsaw.invert_permutation(perms)),
-                       tiles)
+    assert torch.equal(jigsaw.apply_permutation(shuffled, jigsaw.invert_permutation(perms)), tiles)
 
 
 def test_jigsaw_puzzles_are_labelled_by_their_permutation():
@@ -153,14 +165,15 @@ def test_jigsaw_puzzles_are_labelled_by_their_permutation():
     image = torch.zeros(3, size, size)
     for k in range(grid * grid):
         r, c = divmod(k, grid)
-        image[:, r * cell:(r + 1) * cell, c * cell:(c + 1) * cell] = (k + 1) / 10
+        image[:, r * cell : (r + 1) * cell, c * cell : (c + 1) * cell] = (k + 1) / 10
     puzzles, labels = sup.make_puzzles(image.expand(16, -1, -1, -1))
     source = (puzzles.mean(dim=(2, 3, 4)) * 10).round().long() - 1  # (16, 9) tile origin
     assert torch.equal(source, sup.permutations[labels])
     inverse = jigsaw.invert_permutation(sup.permutations[labels])
     restored = jigsaw.apply_permutation(puzzles, inverse)
-    assert torch.equal((restored.mean(dim=(2, 3, 4)) * 10).round().long() - 1,
-                       torch.arange(9).expand(16, 9))
+    assert torch.equal(
+        (restored.mean(dim=(2, 3, 4)) * 10).round().long() - 1, torch.arange(9).expand(16, 9)
+    )
 
 
 def test_relative_position_labels_match_patch_offsets():
@@ -170,7 +183,7 @@ def test_relative_position_labels_match_patch_offsets():
     image = torch.zeros(3, size, size)
     for r in range(3):
         for c in range(3):
-            block = image[:, r * cell:(r + 1) * cell, c * cell:(c + 1) * cell]
+            block = image[:, r * cell : (r + 1) * cell, c * cell : (c + 1) * cell]
             block[0], block[1], block[2] = r / 4, c / 4, 0.5  # the patch encodes its cell
     centre, neighbour, labels = sup.make_pairs(image.expand(64, -1, -1, -1))
     assert set(labels.tolist()) == set(range(8))
@@ -185,11 +198,16 @@ def test_relative_position_gap_jitter_and_colour_dropping():
     sup = RelativePositionSupervisor(image_size=96)
     assert sup.jitter >= 1 and sup.cell - sup.patch_size - 2 * sup.jitter >= 1  # a real gap
     images = torch.rand(32, 3, 96, 96)
-    _, offsets = jigsaw.cut_tiles(images, 3, sup.patch_size, jitter=sup.jitter,
-                                  generator=torch.Generator().manual_seed(0),
-                                  return_offsets=True)
+    _, offsets = jigsaw.cut_tiles(
+        images,
+        3,
+        sup.patch_size,
+        jitter=sup.jitter,
+        generator=torch.Generator().manual_seed(0),
+        return_offsets=True,
+    )
     assert len(set((offsets[:, 4] % sup.cell).reshape(-1).tolist())) > 1  # jittered
-    tiles = images[:, :, :sup.patch_size, :sup.patch_size]
+    tiles = images[:, :, : sup.patch_size, : sup.patch_size]
     dropped = jigsaw.drop_colour(tiles, generator=torch.Generator().manual_seed(0))
     kept = (dropped == tiles).flatten(2).all(2)  # (N, C): channels left untouched
     assert (kept.sum(1) == 1).all() and len(set(kept.float().argmax(1).tolist())) == 3
@@ -209,8 +227,9 @@ def test_permutation_sets_have_the_documented_hamming_distance():
     assert torch.equal(three, jigsaw.hamming_permutations(9, 100, 0))  # deterministic
     assert not torch.equal(three, jigsaw.hamming_permutations(9, 100, 1))
     # Greedy max-min beats a random draw of the same size by a wide margin.
-    random = torch.stack([torch.randperm(9, generator=torch.Generator().manual_seed(s))
-                          for s in range(100)])
+    random = torch.stack(
+        [torch.randperm(9, generator=torch.Generator().manual_seed(s)) for s in range(100)]
+    )
     assert jigsaw.min_hamming_distance(random) < MIN_HAMMING_3X3_100
 
 
@@ -232,11 +251,14 @@ def test_exemplar_classifier_has_one_class_per_image_and_loads_without_data(subs
 
 
 # ---------------------------------------------------------------------- configuration errors
-@pytest.mark.parametrize("cls, kwargs, size, minimum", [
-    (JigsawSupervisor, {}, 8, 10),
-    (JigsawSupervisor, {"grid": 3}, 12, 15),
-    (RelativePositionSupervisor, {}, 14, 15),
-])
+@pytest.mark.parametrize(
+    "cls, kwargs, size, minimum",
+    [
+        (JigsawSupervisor, {}, 8, 10),
+        (JigsawSupervisor, {"grid": 3}, 12, 15),
+        (RelativePositionSupervisor, {}, 14, 15),
+    ],
+)
 def test_too_small_images_name_image_size_and_the_minimum(cls, kwargs, size, minimum):
     with pytest.raises(ConfigError, match=rf"image_size={size}\b.*at least {minimum} pixels"):
         cls(image_size=size, **kwargs)

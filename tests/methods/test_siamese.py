@@ -1,5 +1,6 @@
 """Joint-embedding methods: MoCo v2/v3, BYOL, SimSiam, Barlow Twins, VICReg, NNCLR (their losses:
 tests/losses)."""
+
 from __future__ import annotations
 
 import math
@@ -12,19 +13,23 @@ from toys import sample_subset
 from super_selfish import Callback, data, methods
 from super_selfish.errors import ConfigError
 from super_selfish.memory import Queue
-from super_selfish.methods import (BarlowTwinsSupervisor, BYOLSupervisor,
-                                   MomentumContrastSupervisor, NNCLRSupervisor,
-                                   SimSiamSupervisor, VICRegSupervisor)
-from super_selfish.momentum import momentum_at
+from super_selfish.methods import (
+    BarlowTwinsSupervisor,
+    BYOLSupervisor,
+    MomentumContrastSupervisor,
+    NNCLRSupervisor,
+    SimSiamSupervisor,
+    VICRegSupervisor,
+)
 from super_selfish.methods.moco import shuffle_permutation
+from super_selfish.momentum import momentum_at
 
 # Small heads keep the CPU tests fast; the paper defaults are checked separately.
 CASES = {
     "moco": (MomentumContrastSupervisor, dict(hidden_dim=64, projection_dim=32)),
     "moco_v3": (MomentumContrastSupervisor, dict(version=3, hidden_dim=64, projection_dim=32)),
     "byol": (BYOLSupervisor, dict(hidden_dim=64, projection_dim=32)),
-    "simsiam": (SimSiamSupervisor, dict(hidden_dim=64, projection_dim=64,
-                                        predictor_hidden_dim=16)),
+    "simsiam": (SimSiamSupervisor, dict(hidden_dim=64, projection_dim=64, predictor_hidden_dim=16)),
     "barlow": (BarlowTwinsSupervisor, dict(hidden_dim=64, projection_dim=64)),
     "vicreg": (VICRegSupervisor, dict(hidden_dim=64, projection_dim=64)),
     "nnclr": (NNCLRSupervisor, dict(hidden_dim=64, projection_dim=32, predictor_hidden_dim=64)),
@@ -47,16 +52,22 @@ def subset():
 
 def ready(sup, batch_size):
     """Optimizer, scheduler and generators without training (epochs=0)."""
-    sup.supervise(epochs=0, batch_size=batch_size, progress=False, save=False, device="cpu",
-                  lr=1e-2)
+    sup.supervise(
+        epochs=0, batch_size=batch_size, progress=False, save=False, device="cpu", lr=1e-2
+    )
     return sup
 
 
 # ---------------------------------------------------------------------------- registry, defaults
 def test_registered_names_and_paper_defaults():
-    for name, cls in [("moco", MomentumContrastSupervisor), ("byol", BYOLSupervisor),
-                      ("simsiam", SimSiamSupervisor), ("barlow", BarlowTwinsSupervisor),
-                      ("vicreg", VICRegSupervisor), ("nnclr", NNCLRSupervisor)]:
+    for name, cls in [
+        ("moco", MomentumContrastSupervisor),
+        ("byol", BYOLSupervisor),
+        ("simsiam", SimSiamSupervisor),
+        ("barlow", BarlowTwinsSupervisor),
+        ("vicreg", VICRegSupervisor),
+        ("nnclr", NNCLRSupervisor),
+    ]:
         assert methods.get(name) is cls and cls.method == name
     moco = MomentumContrastSupervisor()
     assert moco.criterion.temperature == 0.2 and moco.momentum == 0.999
@@ -134,8 +145,13 @@ class Recorder(Callback):
 
     def _snap(self, sup):
         pairs = sup.momentum_pairs() if hasattr(sup, "momentum_pairs") else []
-        return [([p.detach().clone() for p in t.parameters()],
-                 [p.detach().clone() for p in o.parameters()]) for o, t in pairs]
+        return [
+            (
+                [p.detach().clone() for p in t.parameters()],
+                [p.detach().clone() for p in o.parameters()],
+            )
+            for o, t in pairs
+        ]
 
     def on_train_start(self, sup):
         self.start = {n: p.detach().clone() for n, p in trainable(sup).items()}
@@ -152,8 +168,15 @@ def test_one_epoch_learns_and_momentum_follows_ema(case, subset, tmp_path):
         kwargs = dict(kwargs, momentum=0.9)  # a visible EMA step within 4 steps
     sup = cls(subset, "convnet-small", seed=0, **kwargs)
     rec = Recorder()
-    history = sup.supervise(epochs=1, batch_size=16, lr=1e-2, progress=False, device="cpu",
-                            name=str(tmp_path / "run"), callbacks=[rec])
+    history = sup.supervise(
+        epochs=1,
+        batch_size=16,
+        lr=1e-2,
+        progress=False,
+        device="cpu",
+        name=str(tmp_path / "run"),
+        callbacks=[rec],
+    )
     assert len(history) == 1 and math.isfinite(history[0]["loss"])
     assert sup.global_step == 4
     # every trainable parameter tensor has moved
@@ -181,8 +204,14 @@ def test_one_epoch_learns_and_momentum_follows_ema(case, subset, tmp_path):
 
 def test_simsiam_logs_output_std(subset, tmp_path):
     sup = SimSiamSupervisor(subset, seed=0, **CASES["simsiam"][1])
-    history = sup.supervise(epochs=1, batch_size=16, progress=False, device="cpu",
-                            name=str(tmp_path / "run"), save=False)
+    history = sup.supervise(
+        epochs=1,
+        batch_size=16,
+        progress=False,
+        device="cpu",
+        name=str(tmp_path / "run"),
+        save=False,
+    )
     d, n = 64, 16
     bound = math.sqrt(n / (n - 1)) / math.sqrt(d)  # sum_j Var_j <= 1 for unit vectors
     assert 0.2 * bound < history[0]["output_std"] <= bound + 1e-6
@@ -191,7 +220,7 @@ def test_simsiam_logs_output_std(subset, tmp_path):
 # ---------------------------------------------------------------------------- queue
 def test_queue_fifo_order_and_wraparound():
     q = Queue(6, 2, normalize=False)
-    first, second = torch.arange(8.).view(4, 2), 10 + torch.arange(8.).view(4, 2)
+    first, second = torch.arange(8.0).view(4, 2), 10 + torch.arange(8.0).view(4, 2)
     q.push(first)
     assert int(q.filled) == 4 and int(q.pointer) == 4
     torch.testing.assert_close(q.valid(), first)
@@ -201,8 +230,7 @@ def test_queue_fifo_order_and_wraparound():
 
 
 def test_moco_step_enqueues_keys_after_the_loss(subset):
-    sup = ready(MomentumContrastSupervisor(subset, seed=0, queue_size=64, **CASES["moco"][1]),
-                16)
+    sup = ready(MomentumContrastSupervisor(subset, seed=0, queue_size=64, **CASES["moco"][1]), 16)
     assert sup.queue.size == 64 and int(sup.queue.filled) == 0
     batch = next(iter(sup.loader))
     loss = sup(batch)
@@ -240,10 +268,11 @@ def test_queue_and_momentum_state_restored_exactly(case, subset, tmp_path):
         assert any(k.startswith("momentum_backbone.") for k in saved)
     # resuming continues from the restored queue
     again = cls(subset.subset(torch.arange(48)), seed=0, **kwargs)
-    again.supervise(epochs=2, batch_size=16, progress=False, device="cpu", name=name,
-                    resume=True)
-    assert again.global_step == 6 and int((again.queue if case == "moco"
-                                            else again.support_set).filled) == size
+    again.supervise(epochs=2, batch_size=16, progress=False, device="cpu", name=name, resume=True)
+    assert (
+        again.global_step == 6
+        and int((again.queue if case == "moco" else again.support_set).filled) == size
+    )
 
 
 def test_explicit_queue_size_must_fit_the_batch(subset, tmp_path):
@@ -267,13 +296,14 @@ def test_shuffle_permutation_never_reproduces_a_query_group(n, groups):
         assert sorted(perm.tolist()) == list(range(n))
         query_groups = [set(range(g * size, (g + 1) * size)) for g in range(groups)]
         for j in range(groups):
-            key_group = set(perm[j * size:(j + 1) * size].tolist())
+            key_group = set(perm[j * size : (j + 1) * size].tolist())
             assert key_group not in query_groups
             owners = {i // size for i in key_group}  # query groups it draws from
             assert len(owners) == min(groups, size)
             if size % groups == 0:  # evenly from every query group
-                assert all(sum(i // size == g for i in key_group) == size // groups
-                           for g in range(groups))
+                assert all(
+                    sum(i // size == g for i in key_group) == size // groups for g in range(groups)
+                )
 
 
 def test_shuffle_bn_keys_are_unshuffled_and_use_other_statistics():
@@ -304,43 +334,48 @@ def test_shuffle_bn_eval_outputs_do_not_depend_on_the_group():
     with torch.no_grad():
         keys = sup._keys(x, generator=torch.Generator().manual_seed(0))
         other = sup._keys(x, generator=torch.Generator().manual_seed(1))
-        alone = torch.cat([sup.momentum_projector(sup.momentum_backbone(x[i:i + 1]))
-                           for i in range(8)])
+        alone = torch.cat(
+            [sup.momentum_projector(sup.momentum_backbone(x[i : i + 1])) for i in range(8)]
+        )
         queries = sup._query(x.flip(0)).flip(0)
-        queries_alone = torch.cat([sup.projector(sup.backbone(x[i:i + 1])) for i in range(8)])
+        queries_alone = torch.cat([sup.projector(sup.backbone(x[i : i + 1])) for i in range(8)])
     torch.testing.assert_close(keys, alone, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(other, alone, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(queries, queries_alone, rtol=1e-4, atol=1e-5)
 
 
 def test_nnclr_nearest_neighbour_comes_from_the_support_set():
-    sup = NNCLRSupervisor(None, hidden_dim=16, projection_dim=4, predictor_hidden_dim=16,
-                          support_set_size=3)
+    sup = NNCLRSupervisor(
+        None, hidden_dim=16, projection_dim=4, predictor_hidden_dim=16, support_set_size=3
+    )
     z = torch.randn(2, 4)
     torch.testing.assert_close(sup.nearest_neighbour(z), F.normalize(z, dim=1))  # empty set
-    support = F.normalize(torch.tensor([[1., 0, 0, 0], [0, 1., 0, 0], [0, 0, 1., 0]]), dim=1)
+    support = F.normalize(torch.tensor([[1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 1.0, 0]]), dim=1)
     sup.support_set.push(support)
     z = torch.tensor([[0.1, 2.0, 0.0, 0.3], [-1.0, 0.0, 3.0, 0.0]])
     torch.testing.assert_close(sup.nearest_neighbour(z), support[[1, 2]])
 
 
 # ---------------------------------------------------------------------------- validation
-@pytest.mark.parametrize("cls,kwargs,argument", [
-    (MomentumContrastSupervisor, dict(temperature=0.0), "temperature"),
-    (MomentumContrastSupervisor, dict(temperature=-0.1), "temperature"),
-    (NNCLRSupervisor, dict(temperature=0), "temperature"),
-    (MomentumContrastSupervisor, dict(momentum=1.5), "momentum"),
-    (MomentumContrastSupervisor, dict(momentum=-0.1), "momentum"),
-    (BYOLSupervisor, dict(momentum=1.01), "momentum"),
-    (BYOLSupervisor, dict(momentum_schedule="linear"), "momentum_schedule"),
-    (MomentumContrastSupervisor, dict(queue_size=0), "queue_size"),
-    (MomentumContrastSupervisor, dict(version=3, queue_size=256), "queue_size"),
-    (MomentumContrastSupervisor, dict(version=4), "version"),
-    (MomentumContrastSupervisor, dict(shuffle_groups=0), "shuffle_groups"),
-    (BarlowTwinsSupervisor, dict(lambd=-1.0), "lambd"),
-    (VICRegSupervisor, dict(variance=-1.0), "variance"),
-    (SimSiamSupervisor, dict(projection_dim=0), "projection_dim"),
-])
+@pytest.mark.parametrize(
+    "cls,kwargs,argument",
+    [
+        (MomentumContrastSupervisor, dict(temperature=0.0), "temperature"),
+        (MomentumContrastSupervisor, dict(temperature=-0.1), "temperature"),
+        (NNCLRSupervisor, dict(temperature=0), "temperature"),
+        (MomentumContrastSupervisor, dict(momentum=1.5), "momentum"),
+        (MomentumContrastSupervisor, dict(momentum=-0.1), "momentum"),
+        (BYOLSupervisor, dict(momentum=1.01), "momentum"),
+        (BYOLSupervisor, dict(momentum_schedule="linear"), "momentum_schedule"),
+        (MomentumContrastSupervisor, dict(queue_size=0), "queue_size"),
+        (MomentumContrastSupervisor, dict(version=3, queue_size=256), "queue_size"),
+        (MomentumContrastSupervisor, dict(version=4), "version"),
+        (MomentumContrastSupervisor, dict(shuffle_groups=0), "shuffle_groups"),
+        (BarlowTwinsSupervisor, dict(lambd=-1.0), "lambd"),
+        (VICRegSupervisor, dict(variance=-1.0), "variance"),
+        (SimSiamSupervisor, dict(projection_dim=0), "projection_dim"),
+    ],
+)
 def test_invalid_hyper_parameters_name_the_argument(cls, kwargs, argument):
     with pytest.raises(ConfigError, match=f"Invalid {argument}="):
         cls(None, **kwargs)

@@ -1,4 +1,5 @@
 """SimCLR learns: the learning check on the bundled CIFAR-10 sample (marked slow)."""
+
 from __future__ import annotations
 
 import pytest
@@ -15,8 +16,16 @@ def test_learning_check_simclr_beats_random_init_on_the_real_sample():
     train, test = data.dataset("cifar10-sample", "train"), data.dataset("cifar10-sample", "test")
     sup = SimCLRSupervisor(train, seed=0)
     random_init = evaluate.knn_accuracy(sup.get_backbone(), train, test)
-    sup.supervise(lr=2e-3, optimizer="adam", epochs=5, batch_size=256, lr_scheduler="cosine",
-                  progress=False, save=False, seed=0)
+    sup.supervise(
+        lr=2e-3,
+        optimizer="adam",
+        epochs=5,
+        batch_size=256,
+        lr_scheduler="cosine",
+        progress=False,
+        save=False,
+        seed=0,
+    )
     trained = evaluate.knn_accuracy(sup.get_backbone(), train, test)
     assert 0.2 < random_init < 0.36  # above chance (0.1): random conv features already help
     assert trained >= random_init + 0.04, (random_init, trained)

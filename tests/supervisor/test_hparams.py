@@ -1,4 +1,5 @@
 """Constructor arguments become hyper-parameters automatically (checkpoint, from_checkpoint)."""
+
 import inspect
 
 import torch
@@ -12,8 +13,17 @@ from super_selfish.methods import registry
 class ToyWithOptions(ToyRotation):
     """A method that records nothing by hand."""
 
-    def __init__(self, dataset=None, backbone="convnet-small", *, width: int = 4,
-                 tags=("a", "b"), head=None, scale=None, **kwargs):
+    def __init__(
+        self,
+        dataset=None,
+        backbone="convnet-small",
+        *,
+        width: int = 4,
+        tags=("a", "b"),
+        head=None,
+        scale=None,
+        **kwargs,
+    ):
         super().__init__(dataset, backbone, **kwargs)
         self.extra = head if head is not None else nn.Linear(self.backbone.feature_dim, width)
 

@@ -1,5 +1,6 @@
 """Training recipes (super_selfish.recipes), LARS, Polyak averaging (ema=), get_backbone(which=)
 and the original Super-Selfish's names and supervise() arguments."""
+
 from __future__ import annotations
 
 import json
@@ -9,13 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn as nn
+from toys import ToyRotation
 
 import super_selfish
 from super_selfish import Supervisor, backbones, data, methods, recipes, store
 from super_selfish.errors import ConfigError
 from super_selfish.optim import LARS
 from super_selfish.recipes import RECIPES, Recipe
-from toys import ToyRotation
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -34,8 +35,9 @@ class RecipeToy(ToyRotation):
     """A fast method with a recipe of its own (SGD, linear scaling, warm-up then cosine)."""
 
     method = "toy-recipe"
-    default_recipe = Recipe("sgd", 0.1, 32, "linear", 0.01, momentum=0.8, warmup_epochs=10,
-                            paper="test")
+    default_recipe = Recipe(
+        "sgd", 0.1, 32, "linear", 0.01, momentum=0.8, warmup_epochs=10, paper="test"
+    )
 
 
 class LrRecorder(super_selfish.Callback):
@@ -58,11 +60,14 @@ def test_every_registered_method_has_its_recipe():
 
 def test_readme_recipe_table_is_the_recipes_table():
     text = README.read_text()
-    section = text[text.index("### Training recipes"):]
-    rows = [[c.strip() for c in line.strip().strip("|").split("|")]
-            for line in section.splitlines() if line.startswith("| ")]
+    section = text[text.index("### Training recipes") :]
+    rows = [
+        [c.strip() for c in line.strip().strip("|").split("|")]
+        for line in section.splitlines()
+        if line.startswith("| ")
+    ]
     assert rows[0] == recipes.TABLE_HEADER
-    assert rows[1:len(RECIPES) + 1] == recipes.table_rows()
+    assert rows[1 : len(RECIPES) + 1] == recipes.table_rows()
 
 
 def test_rate_scaling_and_warmup_clipping():
@@ -95,12 +100,19 @@ def test_supervise_trains_on_the_methods_recipe(images, tmp_path):
 def test_warmup_then_cosine_at_each_step(images, tmp_path):
     recorder = LrRecorder()
     sup = RecipeToy(images, backbone=tiny_body(), seed=0)
-    sup.supervise(epochs=10, batch_size=16, name=str(tmp_path / "run"), progress=False,
-                  callbacks=[recorder])
+    sup.supervise(
+        epochs=10, batch_size=16, name=str(tmp_path / "run"), progress=False, callbacks=[recorder]
+    )
     base, warmup, total = 0.1 * 16 / 32, 2, 20  # warm-up: 10% of 10 epochs of 2 steps
-    expected = [base * ((k + 1) / warmup if k < warmup else
-                        0.5 * (1 + math.cos(math.pi * (k - warmup) / (total - warmup))))
-                for k in range(1, total + 1)]
+    expected = [
+        base
+        * (
+            (k + 1) / warmup
+            if k < warmup
+            else 0.5 * (1 + math.cos(math.pi * (k - warmup) / (total - warmup)))
+        )
+        for k in range(1, total + 1)
+    ]
     assert recorder.lrs == pytest.approx(expected)
     assert type(sup.optimizer) is torch.optim.SGD
     assert sup.optimizer.param_groups[0]["momentum"] == 0.8
@@ -109,15 +121,28 @@ def test_warmup_then_cosine_at_each_step(images, tmp_path):
 
 def test_explicit_arguments_override_the_recipe(images, tmp_path):
     sup = RecipeToy(images, backbone=tiny_body(), seed=0)
-    sup.supervise(lr=2e-3, optimizer="adamw", weight_decay=0.5, warmup_epochs=0,
-                  lr_scheduler="constant", epochs=1, batch_size=16,
-                  name=str(tmp_path / "a"), progress=False)
+    sup.supervise(
+        lr=2e-3,
+        optimizer="adamw",
+        weight_decay=0.5,
+        warmup_epochs=0,
+        lr_scheduler="constant",
+        epochs=1,
+        batch_size=16,
+        name=str(tmp_path / "a"),
+        progress=False,
+    )
     assert type(sup.optimizer) is torch.optim.AdamW and sup.scheduler is None
     assert sup.optimizer.param_groups[0]["lr"] == 2e-3
     assert [g["weight_decay"] for g in sup.optimizer.param_groups] == [0.5, 0.0]
     assert sup.run_options["from_recipe"] == []
-    sup.supervise(optimizer=torch.optim.Adam, epochs=1, batch_size=16,
-                  name=str(tmp_path / "b"), progress=False)  # only the optimizer given
+    sup.supervise(
+        optimizer=torch.optim.Adam,
+        epochs=1,
+        batch_size=16,
+        name=str(tmp_path / "b"),
+        progress=False,
+    )  # only the optimizer given
     assert type(sup.optimizer) is torch.optim.Adam and sup.base_lr == pytest.approx(0.05)
     assert sup.run_options["optimizer"] == "torch.optim.adam.Adam"
 
@@ -147,28 +172,54 @@ def test_original_super_selfish_supervise_call(images, tmp_path):
     """The original signature, positionally, with a scheduler callable of the optimizer."""
     sup = methods.JigsawNetSupervisor(images, backbone="convnet-small", seed=0)
     steps = lambda optimizer: torch.optim.lr_scheduler.StepLR(  # noqa: E731
-        optimizer, step_size=1, gamma=0.5)
-    sup.supervise(1e-3, torch.optim.Adam, 1, 16, True, 0, str(tmp_path / "base"), False, steps,
-                  progress=False)
+        optimizer, step_size=1, gamma=0.5
+    )
+    sup.supervise(
+        1e-3, torch.optim.Adam, 1, 16, True, 0, str(tmp_path / "base"), False, steps, progress=False
+    )
     assert isinstance(sup.scheduler, torch.optim.lr_scheduler.StepLR)
-    assert sup.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.5 ** 2)  # 2 steps
+    assert sup.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.5**2)  # 2 steps
     assert sup.run_options["warmup_epochs"] == 0.0
     with pytest.raises(ConfigError, match="warmup_epochs"):
-        sup.supervise(lr_scheduler=steps, warmup_epochs=1, epochs=1, batch_size=16,
-                      name=str(tmp_path / "x"), progress=False)
+        sup.supervise(
+            lr_scheduler=steps,
+            warmup_epochs=1,
+            epochs=1,
+            batch_size=16,
+            name=str(tmp_path / "x"),
+            progress=False,
+        )
 
 
 def test_cli_train_uses_the_recipe(tmp_path):
     from PIL import Image
 
     from super_selfish import cli
+
     folder = tmp_path / "images" / "any"
     folder.mkdir(parents=True)
     for i, image in enumerate(data.materialize(data.dataset("cifar10-sample")).images[:16]):
         Image.fromarray(image.permute(1, 2, 0).numpy()).save(folder / f"{i}.png")
     name = str(tmp_path / "run")
-    assert cli.main(["train", "jigsaw", "--dataset", str(tmp_path / "images"), "--epochs", "1",
-                     "--batch-size", "8", "--name", name, "--ema", "0.9"]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                "jigsaw",
+                "--dataset",
+                str(tmp_path / "images"),
+                "--epochs",
+                "1",
+                "--batch-size",
+                "8",
+                "--name",
+                name,
+                "--ema",
+                "0.9",
+            ]
+        )
+        == 0
+    )
     record = json.loads((Path(name) / "history.json").read_text())[-1]
     assert record["optimizer"] == "sgd" and record["lr_scheduler"] == "cosine"
     assert record["base_lr"] == pytest.approx(RECIPES["jigsaw"].lr_for(8))
@@ -180,8 +231,12 @@ def test_cli_train_uses_the_recipe(tmp_path):
 def test_lars_follows_its_formula():
     w = nn.Parameter(torch.tensor([[3.0, 4.0]]))  # ||w|| = 5
     b = nn.Parameter(torch.tensor([1.0, -1.0]))
-    opt = LARS([{"params": [w], "weight_decay": 0.1}, {"params": [b], "weight_decay": 0.0}],
-               lr=0.5, momentum=0.9, eta=0.01)
+    opt = LARS(
+        [{"params": [w], "weight_decay": 0.1}, {"params": [b], "weight_decay": 0.0}],
+        lr=0.5,
+        momentum=0.9,
+        eta=0.01,
+    )
     w.grad, b.grad = torch.tensor([[1.0, 0.0]]), torch.tensor([0.5, 0.5])
     w0 = w.detach().clone()
     u = w.grad + 0.1 * w0
@@ -206,14 +261,20 @@ def test_ema_backbone_averages_and_round_trips(images, tmp_path):
     sup.supervise(epochs=2, batch_size=16, name=name, progress=False, ema=0.5)
     ema, online = sup.get_backbone(which="ema"), sup.get_backbone()
     assert ema is sup.ema_backbone and online is sup.backbone
-    weights = [k for k, v in start.items() if v.is_floating_point() and "running" not in k
-               and (v - online.state_dict()[k]).abs().max() > 1e-4]  # those training moved
+    weights = [
+        k
+        for k, v in start.items()
+        if v.is_floating_point()
+        and "running" not in k
+        and (v - online.state_dict()[k]).abs().max() > 1e-4
+    ]  # those training moved
     assert len(weights) >= 2
     for key in weights:  # between the start and the online weights
         assert not torch.equal(ema.state_dict()[key], online.state_dict()[key])
         assert not torch.equal(ema.state_dict()[key], start[key])
-    assert torch.equal(ema.state_dict()["body.1.running_mean"],
-                       online.state_dict()["body.1.running_mean"])
+    assert torch.equal(
+        ema.state_dict()["body.1.running_mean"], online.state_dict()["body.1.running_mean"]
+    )
     assert not any(p.requires_grad for p in ema.parameters())
     assert sup.run_options["ema"] == 0.5
     loaded = RecipeToy(images, backbone=tiny_body()).load(name)
@@ -241,10 +302,14 @@ def test_dino_transfers_its_teacher_byol_and_moco_their_online_encoder(tmp_path)
 
 
 def test_original_class_names_are_aliases():
-    pairs = {"JigsawNetSupervisor": "JigsawSupervisor", "ExemplarNetSupervisor":
-             "ExemplarSupervisor", "DenoiseNetSupervisor": "DenoiseSupervisor",
-             "ContextNetSupervisor": "ContextSupervisor", "SplitBrainNetSupervisor":
-             "SplitBrainSupervisor", "BiGanSupervisor": "BiGANSupervisor"}
+    pairs = {
+        "JigsawNetSupervisor": "JigsawSupervisor",
+        "ExemplarNetSupervisor": "ExemplarSupervisor",
+        "DenoiseNetSupervisor": "DenoiseSupervisor",
+        "ContextNetSupervisor": "ContextSupervisor",
+        "SplitBrainNetSupervisor": "SplitBrainSupervisor",
+        "BiGanSupervisor": "BiGANSupervisor",
+    }
     for alias, name in pairs.items():
         assert getattr(super_selfish, alias) is getattr(super_selfish, name)
         assert getattr(methods, alias) is getattr(methods, name)
@@ -259,6 +324,7 @@ def test_an_lr_far_from_the_recipes_optimizer_scale_is_warned():
     with pytest.warns(UserWarning, match="optimizer='adam'"):
         simclr.resolve(256, 10, lr=2e-3)
     import warnings
+
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert simclr.resolve(256, 10, lr=0.5)["lr"] == 0.5

@@ -1,5 +1,6 @@
 """Reliability and safety (issue 8): input validation, honest checkpoints, interruptions,
 divergence guard and reproducibility. SimCLR on convnet-small, small cifar10-sample subsets."""
+
 from __future__ import annotations
 
 import os
@@ -17,8 +18,14 @@ from toys import sample_subset
 
 import super_selfish
 from super_selfish import Callback, SimCLRSupervisor, data, store
-from super_selfish.errors import (CheckpointError, ConfigError, DataError, DivergenceError,
-                                  SuperSelfishError, UnknownNameError)
+from super_selfish.errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    DivergenceError,
+    SuperSelfishError,
+    UnknownNameError,
+)
 from super_selfish.memory import Queue
 from super_selfish.methods import registry
 from super_selfish.momentum import ema_update, frozen_copy
@@ -97,115 +104,310 @@ def _inf_images():
 # (id, call(ds, name, tmp_path), exception type, substrings the message must contain: the
 # argument, what was received, what is expected)
 BAD_INPUTS = [
-    ("empty-dataset", lambda ds, n, t: _sup(torch.zeros(0, 3, 32, 32, dtype=torch.uint8)),
-     DataError, ["dataset is empty", "at least one image"]),
+    (
+        "empty-dataset",
+        lambda ds, n, t: _sup(torch.zeros(0, 3, 32, 32, dtype=torch.uint8)),
+        DataError,
+        ["dataset is empty", "at least one image"],
+    ),
     ("empty-folder", lambda ds, n, t: _sup(str(t)), DataError, ["dataset folder", "no images"]),
-    ("batch-larger-than-dataset", lambda ds, n, t: _train(ds, n, batch_size=128), DataError,
-     ["batch_size=128", "64 images", "batch_size <= 64"]),
-    ("mixed-sizes-without-resize", lambda ds, n, t: _train(_MixedSizes(), n), DataError,
-     ["different sizes", "(3, 24, 24)", "size="]),
+    (
+        "batch-larger-than-dataset",
+        lambda ds, n, t: _train(ds, n, batch_size=128),
+        DataError,
+        ["batch_size=128", "64 images", "batch_size <= 64"],
+    ),
+    (
+        "mixed-sizes-without-resize",
+        lambda ds, n, t: _train(_MixedSizes(), n),
+        DataError,
+        ["different sizes", "(3, 24, 24)", "size="],
+    ),
     ("nan-pixels", lambda ds, n, t: _sup(_nan_images()), DataError, ["dataset", "NaN"]),
     ("inf-pixels", lambda ds, n, t: _sup(_inf_images()), DataError, ["dataset", "infinite"]),
-    ("float-range-0-255", lambda ds, n, t: _sup(torch.rand(8, 3, 32, 32) * 255), DataError,
-     ["dataset", "floats in [0", "expected floats in [0, 1]"]),
-    ("negative-integers", lambda ds, n, t: _sup(torch.randint(-5, 5, (8, 3, 32, 32))),
-     DataError, ["dataset", "torch.int64", "expected uint8"]),
-    ("bool-dtype", lambda ds, n, t: _sup(torch.ones(8, 3, 32, 32, dtype=torch.bool)),
-     DataError, ["dataset", "torch.bool", "expected uint8"]),
-    ("beyond-16-bit", lambda ds, n, t: _sup(torch.full((8, 3, 32, 32), 70000)), DataError,
-     ["dataset", "70000", "16-bit (0-65535)"]),
-    ("five-channels", lambda ds, n, t: _sup(torch.zeros(8, 5, 32, 32, dtype=torch.uint8)),
-     DataError, ["dataset", "5 channels", "3 (RGB)"]),
-    ("wrong-ndim", lambda ds, n, t: _sup(torch.zeros(8, 32, dtype=torch.uint8)), DataError,
-     ["dataset", "(8, 32)", "(N, C, H, W)"]),
-    ("non-square-images", lambda ds, n, t: _sup(torch.zeros(8, 3, 32, 24, dtype=torch.uint8)),
-     DataError, ["32x24", "square", "size="]),
-    ("images-too-small", lambda ds, n, t: _sup(torch.zeros(8, 3, 4, 4, dtype=torch.uint8)),
-     DataError, ["4x4", "at least 8x8", "size=N"]),
-    ("image-size-too-small", lambda ds, n, t: _sup(ds, image_size=4), ConfigError,
-     ["image_size=4", "at least 8"]),
-    ("unsupported-dataset-type", lambda ds, n, t: _sup({"images": 1}), DataError,
-     ["dataset of type dict", "torch Dataset"]),
-    ("labels-mismatch", lambda ds, n, t: _sup((torch.zeros(8, 3, 32, 32, dtype=torch.uint8),
-                                               torch.zeros(5))), DataError,
-     ["8 images", "5 labels", "one label per image"]),
-    ("method-needs-labels", lambda ds, n, t: _NeedsLabels(ds.images), DataError,
-     ["needs labels", "yields none", "(images, labels)"]),
-    ("unknown-method", lambda ds, n, t: registry.get("simclrr"), UnknownNameError,
-     ["method 'simclrr'", "Did you mean 'simclr'", "simclr"]),
-    ("unknown-backbone", lambda ds, n, t: _sup(ds, backbone="resnet81"), UnknownNameError,
-     ["backbone 'resnet81'", "Did you mean", "convnet-small"]),
-    ("unknown-augmentation", lambda ds, n, t: _sup(ds, augment="simclrr"), UnknownNameError,
-     ["augmentation preset 'simclrr'", "Did you mean 'simclr'", "byol"]),
-    ("unknown-augmentation-op", lambda ds, n, t: _sup(ds, augment=["hflipp"]), UnknownNameError,
-     ["augmentation op 'hflipp'", "Did you mean"]),
-    ("unknown-dataset", lambda ds, n, t: data.dataset("cifar-10"), UnknownNameError,
-     ["dataset 'cifar-10'", "Did you mean 'cifar10'", "cifar10-sample"]),
-    ("unknown-split", lambda ds, n, t: data.dataset("cifar10-sample", split="val"), ConfigError,
-     ["split='val'", "('train', 'test')"]),
-    ("resize-size-zero", lambda ds, n, t: data.dataset(ds, size=0), ConfigError,
-     ["size=0", "positive int"]),
-    ("unknown-norm", lambda ds, n, t: _sup(ds, norm="instance"), ConfigError,
-     ["norm='instance'", "batch"]),
+    (
+        "float-range-0-255",
+        lambda ds, n, t: _sup(torch.rand(8, 3, 32, 32) * 255),
+        DataError,
+        ["dataset", "floats in [0", "expected floats in [0, 1]"],
+    ),
+    (
+        "negative-integers",
+        lambda ds, n, t: _sup(torch.randint(-5, 5, (8, 3, 32, 32))),
+        DataError,
+        ["dataset", "torch.int64", "expected uint8"],
+    ),
+    (
+        "bool-dtype",
+        lambda ds, n, t: _sup(torch.ones(8, 3, 32, 32, dtype=torch.bool)),
+        DataError,
+        ["dataset", "torch.bool", "expected uint8"],
+    ),
+    (
+        "beyond-16-bit",
+        lambda ds, n, t: _sup(torch.full((8, 3, 32, 32), 70000)),
+        DataError,
+        ["dataset", "70000", "16-bit (0-65535)"],
+    ),
+    (
+        "five-channels",
+        lambda ds, n, t: _sup(torch.zeros(8, 5, 32, 32, dtype=torch.uint8)),
+        DataError,
+        ["dataset", "5 channels", "3 (RGB)"],
+    ),
+    (
+        "wrong-ndim",
+        lambda ds, n, t: _sup(torch.zeros(8, 32, dtype=torch.uint8)),
+        DataError,
+        ["dataset", "(8, 32)", "(N, C, H, W)"],
+    ),
+    (
+        "non-square-images",
+        lambda ds, n, t: _sup(torch.zeros(8, 3, 32, 24, dtype=torch.uint8)),
+        DataError,
+        ["32x24", "square", "size="],
+    ),
+    (
+        "images-too-small",
+        lambda ds, n, t: _sup(torch.zeros(8, 3, 4, 4, dtype=torch.uint8)),
+        DataError,
+        ["4x4", "at least 8x8", "size=N"],
+    ),
+    (
+        "image-size-too-small",
+        lambda ds, n, t: _sup(ds, image_size=4),
+        ConfigError,
+        ["image_size=4", "at least 8"],
+    ),
+    (
+        "unsupported-dataset-type",
+        lambda ds, n, t: _sup({"images": 1}),
+        DataError,
+        ["dataset of type dict", "torch Dataset"],
+    ),
+    (
+        "labels-mismatch",
+        lambda ds, n, t: _sup((torch.zeros(8, 3, 32, 32, dtype=torch.uint8), torch.zeros(5))),
+        DataError,
+        ["8 images", "5 labels", "one label per image"],
+    ),
+    (
+        "method-needs-labels",
+        lambda ds, n, t: _NeedsLabels(ds.images),
+        DataError,
+        ["needs labels", "yields none", "(images, labels)"],
+    ),
+    (
+        "unknown-method",
+        lambda ds, n, t: registry.get("simclrr"),
+        UnknownNameError,
+        ["method 'simclrr'", "Did you mean 'simclr'", "simclr"],
+    ),
+    (
+        "unknown-backbone",
+        lambda ds, n, t: _sup(ds, backbone="resnet81"),
+        UnknownNameError,
+        ["backbone 'resnet81'", "Did you mean", "convnet-small"],
+    ),
+    (
+        "unknown-augmentation",
+        lambda ds, n, t: _sup(ds, augment="simclrr"),
+        UnknownNameError,
+        ["augmentation preset 'simclrr'", "Did you mean 'simclr'", "byol"],
+    ),
+    (
+        "unknown-augmentation-op",
+        lambda ds, n, t: _sup(ds, augment=["hflipp"]),
+        UnknownNameError,
+        ["augmentation op 'hflipp'", "Did you mean"],
+    ),
+    (
+        "unknown-dataset",
+        lambda ds, n, t: data.dataset("cifar-10"),
+        UnknownNameError,
+        ["dataset 'cifar-10'", "Did you mean 'cifar10'", "cifar10-sample"],
+    ),
+    (
+        "unknown-split",
+        lambda ds, n, t: data.dataset("cifar10-sample", split="val"),
+        ConfigError,
+        ["split='val'", "('train', 'test')"],
+    ),
+    (
+        "resize-size-zero",
+        lambda ds, n, t: data.dataset(ds, size=0),
+        ConfigError,
+        ["size=0", "positive int"],
+    ),
+    (
+        "unknown-norm",
+        lambda ds, n, t: _sup(ds, norm="instance"),
+        ConfigError,
+        ["norm='instance'", "batch"],
+    ),
     ("negative-seed", lambda ds, n, t: _sup(ds, seed=-1), ConfigError, ["seed=-1", "non-negative"]),
-    ("temperature-zero", lambda ds, n, t: _sup(ds, temperature=0.0), ConfigError,
-     ["temperature=0.0", "positive"]),
-    ("temperature-negative", lambda ds, n, t: _sup(ds, temperature=-0.5), ConfigError,
-     ["temperature=-0.5", "positive"]),
+    (
+        "temperature-zero",
+        lambda ds, n, t: _sup(ds, temperature=0.0),
+        ConfigError,
+        ["temperature=0.0", "positive"],
+    ),
+    (
+        "temperature-negative",
+        lambda ds, n, t: _sup(ds, temperature=-0.5),
+        ConfigError,
+        ["temperature=-0.5", "positive"],
+    ),
     ("lr-zero", lambda ds, n, t: _train(ds, n, lr=0.0), ConfigError, ["lr=0.0", "positive"]),
-    ("lr-nan", lambda ds, n, t: _train(ds, n, lr=float("nan")), ConfigError,
-     ["lr=nan", "finite"]),
-    ("epochs-negative", lambda ds, n, t: _train(ds, n, epochs=-1), ConfigError,
-     ["epochs=-1", "non-negative int"]),
-    ("batch-size-one", lambda ds, n, t: _train(ds, n, batch_size=1), ConfigError,
-     ["batch_size=1", "at least 2"]),
-    ("weight-decay-negative", lambda ds, n, t: _train(ds, n, weight_decay=-1e-4), ConfigError,
-     ["weight_decay=-0.0001", "non-negative"]),
-    ("warmup-not-a-number", lambda ds, n, t: _train(ds, n, warmup_epochs="2"), ConfigError,
-     ["warmup_epochs='2'", "non-negative number"]),
-    ("unknown-precision", lambda ds, n, t: _train(ds, n, precision="fp8"), ConfigError,
-     ["precision='fp8'", "bf16"]),
-    ("unknown-scheduler", lambda ds, n, t: _train(ds, n, lr_scheduler="linear"), ConfigError,
-     ["lr_scheduler='linear'", "cosine"]),
-    ("keep-last-negative", lambda ds, n, t: _train(ds, n, keep_last=-1), ConfigError,
-     ["keep_last=-1", "non-negative"]),
-    ("num-workers-negative", lambda ds, n, t: _train(ds, n, num_workers=-1), ConfigError,
-     ["num_workers=-1", "non-negative"]),
-    ("grad-clip-zero", lambda ds, n, t: _train(ds, n, grad_clip=0), ConfigError,
-     ["grad_clip=0", "positive"]),
-    ("unknown-device", lambda ds, n, t: _train(ds, n, device="gpu"), ConfigError,
-     ["device='gpu'", "'cpu'"]),
+    ("lr-nan", lambda ds, n, t: _train(ds, n, lr=float("nan")), ConfigError, ["lr=nan", "finite"]),
+    (
+        "epochs-negative",
+        lambda ds, n, t: _train(ds, n, epochs=-1),
+        ConfigError,
+        ["epochs=-1", "non-negative int"],
+    ),
+    (
+        "batch-size-one",
+        lambda ds, n, t: _train(ds, n, batch_size=1),
+        ConfigError,
+        ["batch_size=1", "at least 2"],
+    ),
+    (
+        "weight-decay-negative",
+        lambda ds, n, t: _train(ds, n, weight_decay=-1e-4),
+        ConfigError,
+        ["weight_decay=-0.0001", "non-negative"],
+    ),
+    (
+        "warmup-not-a-number",
+        lambda ds, n, t: _train(ds, n, warmup_epochs="2"),
+        ConfigError,
+        ["warmup_epochs='2'", "non-negative number"],
+    ),
+    (
+        "unknown-precision",
+        lambda ds, n, t: _train(ds, n, precision="fp8"),
+        ConfigError,
+        ["precision='fp8'", "bf16"],
+    ),
+    (
+        "unknown-scheduler",
+        lambda ds, n, t: _train(ds, n, lr_scheduler="linear"),
+        ConfigError,
+        ["lr_scheduler='linear'", "cosine"],
+    ),
+    (
+        "keep-last-negative",
+        lambda ds, n, t: _train(ds, n, keep_last=-1),
+        ConfigError,
+        ["keep_last=-1", "non-negative"],
+    ),
+    (
+        "num-workers-negative",
+        lambda ds, n, t: _train(ds, n, num_workers=-1),
+        ConfigError,
+        ["num_workers=-1", "non-negative"],
+    ),
+    (
+        "grad-clip-zero",
+        lambda ds, n, t: _train(ds, n, grad_clip=0),
+        ConfigError,
+        ["grad_clip=0", "positive"],
+    ),
+    (
+        "unknown-device",
+        lambda ds, n, t: _train(ds, n, device="gpu"),
+        ConfigError,
+        ["device='gpu'", "'cpu'"],
+    ),
     ("empty-run-name", lambda ds, n, t: _train(ds, ""), ConfigError, ["name=''", "store/"]),
-    ("optimizer-not-callable", lambda ds, n, t: _train(ds, n, optimizer=0.01), ConfigError,
-     ["optimizer=0.01", "torch.optim.Adam"]),
-    ("optimizer-unknown-name", lambda ds, n, t: _train(ds, n, optimizer="adma"),
-     UnknownNameError, ["optimizer 'adma'", "Did you mean 'adam'"]),
-    ("callback-not-a-callback", lambda ds, n, t: _train(ds, n, callbacks=[print]), ConfigError,
-     ["callbacks=", "Callback instances"]),
-    ("resume-without-checkpoint", lambda ds, n, t: _train(ds, n, pretrained=True),
-     CheckpointError, ["No checkpoint", "run.pt", "name="]),
-    ("misspelt-argument", lambda ds, n, t: SimCLRSupervisor(ds, temprature=0.1),
-     UnknownNameError, ["SimCLRSupervisor argument 'temprature'", "Did you mean 'temperature'"]),
+    (
+        "optimizer-not-callable",
+        lambda ds, n, t: _train(ds, n, optimizer=0.01),
+        ConfigError,
+        ["optimizer=0.01", "torch.optim.Adam"],
+    ),
+    (
+        "optimizer-unknown-name",
+        lambda ds, n, t: _train(ds, n, optimizer="adma"),
+        UnknownNameError,
+        ["optimizer 'adma'", "Did you mean 'adam'"],
+    ),
+    (
+        "callback-not-a-callback",
+        lambda ds, n, t: _train(ds, n, callbacks=[print]),
+        ConfigError,
+        ["callbacks=", "Callback instances"],
+    ),
+    (
+        "resume-without-checkpoint",
+        lambda ds, n, t: _train(ds, n, pretrained=True),
+        CheckpointError,
+        ["No checkpoint", "run.pt", "name="],
+    ),
+    (
+        "misspelt-argument",
+        lambda ds, n, t: SimCLRSupervisor(ds, temprature=0.1),
+        UnknownNameError,
+        ["SimCLRSupervisor argument 'temprature'", "Did you mean 'temperature'"],
+    ),
     # Hyper-parameters and image sizes checked by the other methods.
-    ("moco-momentum-above-1", lambda ds, n, t: _method("moco", ds, momentum=1.5), ConfigError,
-     ["momentum=1.5", "[0, 1]"]),
-    ("byol-momentum-negative", lambda ds, n, t: _method("byol", ds, momentum=-0.1),
-     ConfigError, ["momentum=-0.1", "[0, 1]"]),
-    ("moco-temperature-zero", lambda ds, n, t: _method("moco", ds, temperature=0), ConfigError,
-     ["temperature=0", "positive"]),
-    ("moco-queue-not-multiple-of-batch", lambda ds, n, t: _method("moco", ds, queue_size=100)
-     .supervise(lr=1e-3, epochs=1, batch_size=16, name=n, progress=False), ConfigError,
-     ["queue_size=100", "multiple of the global batch size 16"]),
-    ("jigsaw-grid-too-fine", lambda ds, n, t: _method("jigsaw", ds, grid=5), ConfigError,
-     ["grid=5", "2, 3 or 4"]),
-    ("jigsaw-images-too-small", lambda ds, n, t: _method("jigsaw", _tiny(), grid=4),
-     ConfigError, ["image_size=12", "at least 20 pixels"]),
-    ("cpc-images-too-small", lambda ds, n, t: _method("cpc", _tiny()), ConfigError,
-     ["image_size=12", "at least 32 pixels"]),
-    ("cpc-patch-larger-than-image", lambda ds, n, t: _method("cpc", ds, patch_size=40),
-     ConfigError, ["patch_size=40", "image_size (32)"]),
-    ("relpos-images-too-small", lambda ds, n, t: _method("relpos", _tiny()), ConfigError,
-     ["image_size=12", "at least 15 pixels"]),
+    (
+        "moco-momentum-above-1",
+        lambda ds, n, t: _method("moco", ds, momentum=1.5),
+        ConfigError,
+        ["momentum=1.5", "[0, 1]"],
+    ),
+    (
+        "byol-momentum-negative",
+        lambda ds, n, t: _method("byol", ds, momentum=-0.1),
+        ConfigError,
+        ["momentum=-0.1", "[0, 1]"],
+    ),
+    (
+        "moco-temperature-zero",
+        lambda ds, n, t: _method("moco", ds, temperature=0),
+        ConfigError,
+        ["temperature=0", "positive"],
+    ),
+    (
+        "moco-queue-not-multiple-of-batch",
+        lambda ds, n, t: _method("moco", ds, queue_size=100).supervise(
+            lr=1e-3, epochs=1, batch_size=16, name=n, progress=False
+        ),
+        ConfigError,
+        ["queue_size=100", "multiple of the global batch size 16"],
+    ),
+    (
+        "jigsaw-grid-too-fine",
+        lambda ds, n, t: _method("jigsaw", ds, grid=5),
+        ConfigError,
+        ["grid=5", "2, 3 or 4"],
+    ),
+    (
+        "jigsaw-images-too-small",
+        lambda ds, n, t: _method("jigsaw", _tiny(), grid=4),
+        ConfigError,
+        ["image_size=12", "at least 20 pixels"],
+    ),
+    (
+        "cpc-images-too-small",
+        lambda ds, n, t: _method("cpc", _tiny()),
+        ConfigError,
+        ["image_size=12", "at least 32 pixels"],
+    ),
+    (
+        "cpc-patch-larger-than-image",
+        lambda ds, n, t: _method("cpc", ds, patch_size=40),
+        ConfigError,
+        ["patch_size=40", "image_size (32)"],
+    ),
+    (
+        "relpos-images-too-small",
+        lambda ds, n, t: _method("relpos", _tiny()),
+        ConfigError,
+        ["image_size=12", "at least 15 pixels"],
+    ),
 ]
 
 
@@ -256,8 +458,9 @@ def test_labels_are_ignored_by_methods_that_need_none(ds, tmp_path):
     runs = []
     for i, source in enumerate((ds, unlabeled)):
         sup = SimCLRSupervisor(source, seed=1, **SMALL)
-        sup.supervise(lr=1e-3, epochs=1, batch_size=32, name=str(tmp_path / f"r{i}"),
-                      progress=False)
+        sup.supervise(
+            lr=1e-3, epochs=1, batch_size=32, name=str(tmp_path / f"r{i}"), progress=False
+        )
         runs.append(state_of(sup))
     assert_same_state(*runs)
 
@@ -270,16 +473,16 @@ def trained(ds, tmp_path_factory):
     """A 3-epoch run keeping the last 2 checkpoints and the best one (both opt-in)."""
     name = str(tmp_path_factory.mktemp("trained") / "run")
     sup = SimCLRSupervisor(ds, seed=0, **SMALL)
-    history = sup.supervise(lr=1e-3, epochs=3, batch_size=32, name=name, progress=False,
-                            keep_last=2, keep_best=True)
+    history = sup.supervise(
+        lr=1e-3, epochs=3, batch_size=32, name=name, progress=False, keep_last=2, keep_best=True
+    )
     return name, sup, history
 
 
 def test_keeps_last_n_and_best(trained):
     name, sup, history = trained
     folder = store.run_dir(name) / "checkpoints"
-    assert sorted(p.name for p in folder.iterdir()) == ["best.pt", "epoch_0002.pt",
-                                                          "epoch_0003.pt"]
+    assert sorted(p.name for p in folder.iterdir()) == ["best.pt", "epoch_0002.pt", "epoch_0003.pt"]
     losses = [r["loss"] for r in history]
     best_epoch = losses.index(min(losses)) + 1
     assert store.read(folder / "best.pt")["epoch"] == best_epoch
@@ -292,7 +495,7 @@ def test_keeps_last_n_and_best(trained):
 def test_truncated_checkpoint_is_refused(trained, tmp_path, cut):
     raw = store.checkpoint_path(trained[0]).read_bytes()
     broken = tmp_path / "broken.pt"
-    broken.write_bytes(raw[:int(len(raw) * cut) if isinstance(cut, float) else cut])
+    broken.write_bytes(raw[: int(len(raw) * cut) if isinstance(cut, float) else cut])
     with pytest.raises(CheckpointError, match="truncated or corrupted"):
         store.read(broken)
     with pytest.raises(CheckpointError, match="truncated or corrupted"):
@@ -391,26 +594,59 @@ class _Snapshot(Callback):
 
     def on_step_end(self, sup, step, metrics):
         if step == self.step:
-            self.files = {p.relative_to(Path(self.name).parent): p.read_bytes()
-                          for p in files_under(Path(self.name).parent)}
+            self.files = {
+                p.relative_to(Path(self.name).parent): p.read_bytes()
+                for p in files_under(Path(self.name).parent)
+            }
 
 
-@pytest.mark.parametrize("mode, error, fragments", [
-    ("nan", DivergenceError, ["Loss became nan", "epoch 2, step 2", "global step 4",
-                              "learning rate", "temperature", "last good checkpoint was kept"]),
-    ("weights", DivergenceError, ["Non-finite", "end of epoch 2", "projector.0.weight",
-                                  "learning rate", "temperature", "last good checkpoint"]),
-    ("crash", RuntimeError, ["simulated crash"]),
-])
-def test_failure_in_epoch_two_keeps_epoch_one_checkpoint_intact(ds, tmp_path, mode, error,
-                                                                fragments):
+@pytest.mark.parametrize(
+    "mode, error, fragments",
+    [
+        (
+            "nan",
+            DivergenceError,
+            [
+                "Loss became nan",
+                "epoch 2, step 2",
+                "global step 4",
+                "learning rate",
+                "temperature",
+                "last good checkpoint was kept",
+            ],
+        ),
+        (
+            "weights",
+            DivergenceError,
+            [
+                "Non-finite",
+                "end of epoch 2",
+                "projector.0.weight",
+                "learning rate",
+                "temperature",
+                "last good checkpoint",
+            ],
+        ),
+        ("crash", RuntimeError, ["simulated crash"]),
+    ],
+)
+def test_failure_in_epoch_two_keeps_epoch_one_checkpoint_intact(
+    ds, tmp_path, mode, error, fragments
+):
     name = str(tmp_path / "run")
     first32 = data.TensorImageDataset(ds.images[:32], ds.labels[:32])  # 2 steps per epoch
     sup = _Failing(first32, seed=0, bad_step=4, mode=mode, **SMALL)
     snapshot = _Snapshot(name, step=3)
     with pytest.raises(error) as info:
-        sup.supervise(lr=1e-3, epochs=3, batch_size=16, name=name, progress=False,
-                      keep_last=5, callbacks=[snapshot])
+        sup.supervise(
+            lr=1e-3,
+            epochs=3,
+            batch_size=16,
+            name=name,
+            progress=False,
+            keep_last=5,
+            callbacks=[snapshot],
+        )
     assert type(info.value) is error
     for fragment in fragments:
         assert fragment in str(info.value), str(info.value)
@@ -422,18 +658,33 @@ def test_failure_in_epoch_two_keeps_epoch_one_checkpoint_intact(ds, tmp_path, mo
 def test_skip_nonfinite_skips_the_bad_batch(ds, tmp_path, capsys):
     first32 = data.TensorImageDataset(ds.images[:32])
     sup = _Failing(first32, seed=0, bad_step=2, mode="nan", **SMALL)
-    history = sup.supervise(lr=1e-3, epochs=1, batch_size=16, name=str(tmp_path / "run"),
-                            progress=False, skip_nonfinite=True)
+    history = sup.supervise(
+        lr=1e-3,
+        epochs=1,
+        batch_size=16,
+        name=str(tmp_path / "run"),
+        progress=False,
+        skip_nonfinite=True,
+    )
     assert sup.global_step == 1  # the bad batch made no update
     assert "non-finite loss at epoch 1, step 2: batch skipped" in capsys.readouterr().err
     assert np.isfinite(history[0]["loss"])
-    assert all(torch.isfinite(v).all() for v in store.read(str(tmp_path / "run"))["state"].values()
-               if v.is_floating_point())
+    assert all(
+        torch.isfinite(v).all()
+        for v in store.read(str(tmp_path / "run"))["state"].values()
+        if v.is_floating_point()
+    )
     # Skipping cannot help once the weights themselves are broken: stop, save nothing.
     broken = _Failing(first32, seed=0, bad_step=1, mode="weights", **SMALL)
     with pytest.raises(DivergenceError, match="epoch 1, step 2"):
-        broken.supervise(lr=1e-3, epochs=1, batch_size=16, name=str(tmp_path / "broken"),
-                         progress=False, skip_nonfinite=True)
+        broken.supervise(
+            lr=1e-3,
+            epochs=1,
+            batch_size=16,
+            name=str(tmp_path / "broken"),
+            progress=False,
+            skip_nonfinite=True,
+        )
     assert not store.checkpoint_path(str(tmp_path / "broken")).exists()
 
 
@@ -472,14 +723,20 @@ if __name__ == "__main__":
 """
 
 
-def _start(script: Path, name: Path, pause_at: int = 0, mode: str = "fresh"
-           ) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]))
-    return subprocess.Popen([sys.executable, str(script), str(name), str(pause_at), mode],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=open(f"{name}.{mode}.log", "w"), text=True, env=env,
-                            cwd=REPO)
+def _start(script: Path, name: Path, pause_at: int = 0, mode: str = "fresh") -> subprocess.Popen:
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]),
+    )
+    return subprocess.Popen(
+        [sys.executable, str(script), str(name), str(pause_at), mode],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=open(f"{name}.{mode}.log", "w"),
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
 
 
 def _finish(proc: subprocess.Popen, log: str) -> str:
@@ -567,10 +824,11 @@ class _WithMomentum(SimCLRSupervisor):
         features = torch.cat(self.encode_views([view1, view2]))
         z1, z2 = self.projector(features).chunk(2)
         with torch.no_grad():
-            self._keys = nn.functional.normalize(self.target(features[:len(z1)]), dim=1)
+            self._keys = nn.functional.normalize(self.target(features[: len(z1)]), dim=1)
         negatives = self.queue.valid()  # empty at the first step
         push_away = (nn.functional.normalize(z1, dim=1) @ negatives.t()).sum() / (
-            len(z1) * max(1, len(negatives)))
+            len(z1) * max(1, len(negatives))
+        )
         return self.criterion(z1, z2) + 0.1 * push_away
 
     def _update(self, loss):
@@ -589,8 +847,15 @@ class _Interrupt(Callback):
 
 
 def test_ctrl_c_then_resume_restores_ema_queue_optimizer_scheduler_rng(ds, tmp_path):
-    options = dict(lr=2e-3, epochs=2, batch_size=16, progress=False, optimizer=torch.optim.AdamW,
-                   lr_scheduler="cosine", warmup_epochs=1)
+    options = dict(
+        lr=2e-3,
+        epochs=2,
+        batch_size=16,
+        progress=False,
+        optimizer=torch.optim.AdamW,
+        lr_scheduler="cosine",
+        warmup_epochs=1,
+    )
     ds = data.TensorImageDataset(ds.images[:48])  # 3 steps per epoch
     reference = _WithMomentum(ds, seed=5)
     reference.supervise(name=str(tmp_path / "ref"), **options)
@@ -623,8 +888,9 @@ def test_ctrl_c_then_resume_restores_ema_queue_optimizer_scheduler_rng(ds, tmp_p
 def test_same_seed_gives_identical_weights_and_another_seed_does_not(trained, ds, tmp_path):
     _, first, history = trained
     again = SimCLRSupervisor(ds, seed=0, **SMALL)
-    again_history = again.supervise(lr=1e-3, epochs=3, batch_size=32, name=str(tmp_path / "a"),
-                                    progress=False, keep_last=2)
+    again_history = again.supervise(
+        lr=1e-3, epochs=3, batch_size=32, name=str(tmp_path / "a"), progress=False, keep_last=2
+    )
     assert_same_state(state_of(again), state_of(first))
     assert [r["loss"] for r in again_history] == [r["loss"] for r in history]
 

@@ -3,6 +3,7 @@ a backbone saved alone, from_checkpoint keeping the image size and a user's subc
 
 Toy supervisors (no augmentation pipeline) and a 16-image dataset keep these fast.
 """
+
 from __future__ import annotations
 
 import os
@@ -88,8 +89,7 @@ def test_a_named_run_refuses_another_methods_checkpoint(ds, tmp_path, capsys):
 def test_one_checkpoint_per_run_by_default_and_one_file_mode(ds, tmp_path):
     name = str(tmp_path / "run")
     quick(ToyRotation(ds, seed=0), name=name, epochs=2)
-    files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")
-                   if p.is_file())
+    files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
     assert files == ["run.pt", "run/history.csv", "run/history.json"]
     modes = {stat.S_IMODE(p.stat().st_mode) for p in tmp_path.rglob("*") if p.is_file()}
     assert len(modes) == 1, modes
@@ -114,8 +114,9 @@ def test_backbone_alone_saves_and_loads(ds, tmp_path):
     backbones.save(custom, tmp_path / "custom.pt")
     with pytest.raises(CheckpointError, match=r"module=MyNet"):
         backbones.load(tmp_path / "custom.pt")
-    again = backbones.load(tmp_path / "custom.pt",
-                           module=nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU()))
+    again = backbones.load(
+        tmp_path / "custom.pt", module=nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())
+    )
     assert torch.equal(again(x), custom.eval()(x))
 
 

@@ -1,5 +1,6 @@
 """Supervisor core: training, saving, loading and resuming, the hooks' order, the optimizer and
 rebuilding every method from its checkpoint."""
+
 from __future__ import annotations
 
 import pytest
@@ -17,8 +18,9 @@ def test_supervise_trains_saves_loads_and_resumes(small_train, tmp_path):
     history = sup.supervise(lr=1e-3, epochs=1, batch_size=32, name=name, progress=False)
     assert len(history) == 1 and torch.isfinite(torch.tensor(history[0]["loss"]))
     after = snapshot(sup.backbone)
-    moved = [k for k in before
-             if before[k].is_floating_point() and not torch.equal(before[k], after[k])]
+    moved = [
+        k for k in before if before[k].is_floating_point() and not torch.equal(before[k], after[k])
+    ]
     assert len(moved) > len(before) // 2
 
     fresh = SimCLRSupervisor(backbone="convnet-small").load(name)
@@ -28,8 +30,9 @@ def test_supervise_trains_saves_loads_and_resumes(small_train, tmp_path):
     assert torch.equal(a(x), b(x))
 
     resumed = SimCLRSupervisor(small_train, seed=0)
-    history = resumed.supervise(lr=1e-3, epochs=2, batch_size=32, name=name, pretrained=True,
-                                progress=False)
+    history = resumed.supervise(
+        lr=1e-3, epochs=2, batch_size=32, name=name, pretrained=True, progress=False
+    )
     assert [r["epoch"] for r in history] == [1, 2]
     assert resumed.epoch == 2 and "optimizer" in resumed.load(name).checkpoint
 
@@ -73,10 +76,16 @@ def test_hooks_are_overridable_and_called_in_order(small_train, tmp_path):
             calls.append("update")
             super()._update(loss)
 
-    Traced(small_train).supervise(epochs=1, batch_size=48, name=str(tmp_path / "r"),
-                                  progress=False)
-    assert calls == ["load_pretrained", "init_data_optimizer", "epochs",
-                     "forward", "update", "forward", "update"]
+    Traced(small_train).supervise(epochs=1, batch_size=48, name=str(tmp_path / "r"), progress=False)
+    assert calls == [
+        "load_pretrained",
+        "init_data_optimizer",
+        "epochs",
+        "forward",
+        "update",
+        "forward",
+        "update",
+    ]
 
 
 def test_every_trainable_part_is_in_the_optimizer(small_train, tmp_path):
@@ -95,8 +104,14 @@ def test_supervise_defaults_to_the_methods_lr_and_optimizer(small_train, tmp_pat
     sup = SlowSGD(small_train)
     history = sup.supervise(epochs=1, batch_size=48, name=str(tmp_path / "r"), progress=False)
     assert type(sup.optimizer) is torch.optim.SGD and history[-1]["lr"] == 5e-3 == sup.base_lr
-    sup.supervise(lr=2e-3, optimizer=torch.optim.Adam, epochs=1, batch_size=48,
-                  name=str(tmp_path / "r2"), progress=False)
+    sup.supervise(
+        lr=2e-3,
+        optimizer=torch.optim.Adam,
+        epochs=1,
+        batch_size=48,
+        name=str(tmp_path / "r2"),
+        progress=False,
+    )
     assert type(sup.optimizer) is torch.optim.Adam
     assert sup.optimizer.param_groups[0]["lr"] == 2e-3
     assert Supervisor.default_lr == 1e-3 and Supervisor.default_optimizer is torch.optim.Adam
@@ -104,13 +119,15 @@ def test_supervise_defaults_to_the_methods_lr_and_optimizer(small_train, tmp_pat
 
 def test_base_supervisor_needs_forward(small_train, tmp_path):
     with pytest.raises(NotImplementedError, match="_forward"):
-        Supervisor(small_train).supervise(epochs=1, batch_size=32, name=str(tmp_path / "r"),
-                                          progress=False)
+        Supervisor(small_train).supervise(
+            epochs=1, batch_size=32, name=str(tmp_path / "r"), progress=False
+        )
 
 
 @pytest.mark.parametrize("method", sorted(__import__("super_selfish").methods.available()))
 def test_from_checkpoint_rebuilds_every_method_with_saved_hyper_parameters(method, tmp_path):
     from super_selfish import methods
+
     cls = methods.get(method)
     train = sample_subset(64)
     options = {"backbone": "vit-tiny"} if method == "mae" else {}
