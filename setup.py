@@ -68,7 +68,7 @@ setup(
             "pandas",
             "tensorboard",
             "scikit-image",  # the reference for the Lab conversion tests
-            "ruff==0.17.6",  # lint and format checks (.ci/run); pinned: formatting changes by release
+            "ruff==0.17.6",  # lint and format checks in .ci/run (pinned: output varies by release)
             # the optional integrations are tested with the real libraries
             *EXTRAS["timm"],
             *EXTRAS["lightning"],

@@ -29,6 +29,7 @@ taken out): how much of the step the augmentation still costs.
 
 writes ``parity.json`` and ``parity.md`` (the table) as each run finishes.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,8 +57,9 @@ BACKBONE = "convnet-small"
 
 
 # ---------------------------------------------------------------------------- shared set-up
-def load_images(n_train: int, n_test: int, sample: bool = False
-                ) -> tuple[data.TensorImageDataset, data.TensorImageDataset]:
+def load_images(
+    n_train: int, n_test: int, sample: bool = False
+) -> tuple[data.TensorImageDataset, data.TensorImageDataset]:
     """``n_train`` real CIFAR-10 training images and ``n_test`` test images, in memory.
 
     ``sample=True`` takes them from the bundled ``cifar10-sample`` (for tests) instead of the
@@ -66,10 +68,14 @@ def load_images(n_train: int, n_test: int, sample: bool = False
     if sample:
         train = data.materialize(data.dataset("cifar10-sample", "train"))
         test = data.materialize(data.dataset("cifar10-sample", "test"))
-        pick = [torch.randperm(len(d), generator=torch.Generator().manual_seed(0))[:n]
-                for d, n in ((train, n_train), (test, n_test))]  # class-mixed subsets
-        return (data.TensorImageDataset(train.images[pick[0]], train.labels[pick[0]]),
-                data.TensorImageDataset(test.images[pick[1]], test.labels[pick[1]]))
+        pick = [
+            torch.randperm(len(d), generator=torch.Generator().manual_seed(0))[:n]
+            for d, n in ((train, n_train), (test, n_test))
+        ]  # class-mixed subsets
+        return (
+            data.TensorImageDataset(train.images[pick[0]], train.labels[pick[0]]),
+            data.TensorImageDataset(test.images[pick[1]], test.labels[pick[1]]),
+        )
     from common import cifar10  # noqa: PLC0415 - needs ../shared/data
 
     return cifar10("train", n_train), cifar10("test", n_test)
@@ -90,25 +96,44 @@ def peak_memory_mib(device: str) -> float:
 
 
 # ---------------------------------------------------------------------------- super_selfish
-def run_ours(method: str, train: Any, backbone: nn.Module, epochs: int, batch_size: int,
-             seed: int, device: str) -> dict[str, Any]:
+def run_ours(
+    method: str,
+    train: Any,
+    backbone: nn.Module,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    device: str,
+) -> dict[str, Any]:
     """Train with this library's defaults; returns the backbone its method evaluates."""
     sup = methods.get(method)(train, backbone=backbone, seed=seed)
     started = time.perf_counter()
-    history = sup.supervise(epochs=epochs, batch_size=batch_size, seed=seed, device=device,
-                            progress=False, save=False)
+    history = sup.supervise(
+        epochs=epochs, batch_size=batch_size, seed=seed, device=device, progress=False, save=False
+    )
     seconds = time.perf_counter() - started
     options = sup.run_options
-    return {"backbone": sup.get_backbone(), "seconds": seconds,
-            "images_per_s": sum(r["images_per_s"] for r in history) / len(history),
-            "loss": history[-1]["loss"],
-            "recipe": f"{options['optimizer']} lr {sup.base_lr:.3g} wd "
-                      f"{options['weight_decay']:g} warm-up {options['warmup_epochs']:g} ep, "
-                      f"{options['lr_scheduler']}"}
+    return {
+        "backbone": sup.get_backbone(),
+        "seconds": seconds,
+        "images_per_s": sum(r["images_per_s"] for r in history) / len(history),
+        "loss": history[-1]["loss"],
+        "recipe": f"{options['optimizer']} lr {sup.base_lr:.3g} wd "
+        f"{options['weight_decay']:g} warm-up {options['warmup_epochs']:g} ep, "
+        f"{options['lr_scheduler']}",
+    }
 
 
-def run_ceiling(method: str, train: Any, backbone: nn.Module, batch_size: int, seed: int,
-                device: str, steps: int = 20, premade: int = 4) -> float:
+def run_ceiling(
+    method: str,
+    train: Any,
+    backbone: nn.Module,
+    batch_size: int,
+    seed: int,
+    device: str,
+    steps: int = 20,
+    premade: int = 4,
+) -> float:
     """Images/s of this library's training step fed with views made in advance.
 
     The supervisor is built on the full training set (queue sizes and the like as in the real
@@ -119,15 +144,16 @@ def run_ceiling(method: str, train: Any, backbone: nn.Module, batch_size: int, s
     generator = torch.Generator().manual_seed(seed)
     views = []
     for i in range(premade):
-        images = train.images[i * batch_size:(i + 1) * batch_size]
+        images = train.images[i * batch_size : (i + 1) * batch_size]
         made = sup.views(images, generator=generator)
         views.append([v.to(device) for v in made])
     cycle = itertools.cycle(views)
     sup.augment_views = lambda images: next(cycle)  # type: ignore[method-assign]
     n = min(len(train), steps * batch_size)
     sup.dataset = data.TensorImageDataset(train.images[:n], train.labels[:n])
-    history = sup.supervise(epochs=1, batch_size=batch_size, seed=seed, device=device,
-                            progress=False, save=False)
+    history = sup.supervise(
+        epochs=1, batch_size=batch_size, seed=seed, device=device, progress=False, save=False
+    )
     return history[-1]["images_per_s"]
 
 
@@ -152,8 +178,14 @@ class _LightlyModel(nn.Module):
 
     def __init__(self, method: str, backbone: nn.Module):
         super().__init__()
-        from lightly.loss import (BarlowTwinsLoss, DINOLoss, NegativeCosineSimilarity,  # noqa
-                                  NTXentLoss, SwaVLoss, VICRegLoss)
+        from lightly.loss import (
+            BarlowTwinsLoss,
+            DINOLoss,
+            NegativeCosineSimilarity,  # noqa
+            NTXentLoss,
+            SwaVLoss,
+            VICRegLoss,
+        )
         from lightly.models.modules import heads  # noqa: PLC0415
         from lightly.models.modules.memory_bank import MemoryBankModule  # noqa: F401
         from lightly.models.modules.nn_memory_bank import NNMemoryBankModule  # noqa
@@ -172,15 +204,18 @@ class _LightlyModel(nn.Module):
             self.prediction_head = heads.BYOLPredictionHead(256, 1024, 256)
             self.criterion = NegativeCosineSimilarity()
         elif method == "simsiam":
-            self.projection_head = heads.ProjectionHead([
-                (dim, 2048, nn.BatchNorm1d(2048), nn.ReLU(inplace=True)),
-                (2048, 2048, nn.BatchNorm1d(2048), None)])
+            self.projection_head = heads.ProjectionHead(
+                [
+                    (dim, 2048, nn.BatchNorm1d(2048), nn.ReLU(inplace=True)),
+                    (2048, 2048, nn.BatchNorm1d(2048), None),
+                ]
+            )
             self.prediction_head = heads.SimSiamPredictionHead(2048, 512, 2048)
             self.criterion = NegativeCosineSimilarity()
         elif method == "barlow":
-            self.projection_head = heads.ProjectionHead([
-                (dim, 2048, nn.BatchNorm1d(2048), nn.ReLU(inplace=True)),
-                (2048, 2048, None, None)])
+            self.projection_head = heads.ProjectionHead(
+                [(dim, 2048, nn.BatchNorm1d(2048), nn.ReLU(inplace=True)), (2048, 2048, None, None)]
+            )
             self.criterion = BarlowTwinsLoss()
         elif method == "vicreg":
             self.projection_head = heads.BarlowTwinsProjectionHead(dim, 2048, 2048)
@@ -193,9 +228,12 @@ class _LightlyModel(nn.Module):
             self.prototypes = heads.SwaVPrototypes(128, 512)
             self.criterion = SwaVLoss()
         elif method == "nnclr":
-            self.projection_head = heads.ProjectionHead([
-                (dim, 2048, nn.BatchNorm1d(2048), nn.ReLU(inplace=True)),
-                (2048, 256, nn.BatchNorm1d(256), None)])
+            self.projection_head = heads.ProjectionHead(
+                [
+                    (dim, 2048, nn.BatchNorm1d(2048), nn.ReLU(inplace=True)),
+                    (2048, 256, nn.BatchNorm1d(256), None),
+                ]
+            )
             self.prediction_head = heads.NNCLRPredictionHead(256, 4096, 256)
             self.criterion = NTXentLoss()
             self.memory_bank = NNMemoryBankModule(size=(4096, 256))
@@ -203,18 +241,27 @@ class _LightlyModel(nn.Module):
             raise ValueError(f"method {method!r}: lightly counterpart not defined here")
         if method in ("moco", "byol", "dino"):
             self.backbone_momentum = copy.deepcopy(self.backbone)
-            self.head_momentum = (self._dino_head(heads, dim) if method == "dino" else
-                                  copy.deepcopy(self.projection_head))  # as lightly builds them
+            self.head_momentum = (
+                self._dino_head(heads, dim)
+                if method == "dino"
+                else copy.deepcopy(self.projection_head)
+            )  # as lightly builds them
             for part in (self.backbone_momentum, self.head_momentum):
                 part.requires_grad_(False)
-            self.momentum_parts = [(self.backbone, self.backbone_momentum),
-                                   (self.projection_head, self.head_momentum)]
+            self.momentum_parts = [
+                (self.backbone, self.backbone_momentum),
+                (self.projection_head, self.head_momentum),
+            ]
 
     @staticmethod
     def _dino_head(heads: Any, dim: int) -> nn.Module:
         head = heads.DINOProjectionHead(dim, 2048, 256, 2048, batch_norm=True)
-        head.layers = heads.ProjectionHead([  # two layers on CIFAR-10, as lightly does
-            (dim, 2048, nn.BatchNorm1d(2048), nn.GELU()), (2048, 256, None, None)]).layers
+        head.layers = heads.ProjectionHead(
+            [  # two layers on CIFAR-10, as lightly does
+                (dim, 2048, nn.BatchNorm1d(2048), nn.GELU()),
+                (2048, 256, None, None),
+            ]
+        ).layers
         return head
 
     def trainable(self) -> list[nn.Parameter]:
@@ -230,17 +277,20 @@ class _LightlyModel(nn.Module):
             z0, z1 = (self.projection_head(self.backbone(x)) for x in views[:2])
             return self.criterion(z0, z1)
         if m == "moco":
+
             def pair(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
                 b, shuffle = utils.batch_shuffle(b)
                 q = self.projection_head(self.backbone(a))
                 k = self.head_momentum(self.backbone_momentum(b))
                 return q, utils.batch_unshuffle(k, shuffle)
+
             x0, x1 = views[:2]
             return 0.5 * (self.criterion(*pair(x0, x1)) + self.criterion(*pair(x1, x0)))
         if m == "byol":
             x0, x1 = views[:2]
-            p0, p1 = (self.prediction_head(self.projection_head(self.backbone(x)))
-                      for x in (x0, x1))
+            p0, p1 = (
+                self.prediction_head(self.projection_head(self.backbone(x))) for x in (x0, x1)
+            )
             with torch.no_grad():
                 t0, t1 = (self.head_momentum(self.backbone_momentum(x)) for x in (x0, x1))
             return 0.5 * (self.criterion(p0, t1) + self.criterion(p1, t0))
@@ -261,8 +311,10 @@ class _LightlyModel(nn.Module):
             return self.criterion(teacher, student, epoch=epoch)
         # swav
         self.prototypes.normalize()
-        out = [self.prototypes(nn.functional.normalize(
-            self.projection_head(self.backbone(x)), dim=1)) for x in views]
+        out = [
+            self.prototypes(nn.functional.normalize(self.projection_head(self.backbone(x)), dim=1))
+            for x in views
+        ]
         return self.criterion(out[:2], out[2:])
 
 
@@ -272,24 +324,34 @@ def _lightly_transform(method: str) -> Any:
 
     if method in ("byol", "barlow"):
         return T.BYOLTransform(
-            view_1_transform=T.BYOLView1Transform(input_size=32, gaussian_blur=0.0,
-                                                  normalize=None),
-            view_2_transform=T.BYOLView2Transform(input_size=32, gaussian_blur=0.0,
-                                                  normalize=None))
+            view_1_transform=T.BYOLView1Transform(input_size=32, gaussian_blur=0.0, normalize=None),
+            view_2_transform=T.BYOLView2Transform(input_size=32, gaussian_blur=0.0, normalize=None),
+        )
     if method == "simsiam":
         return T.SimSiamTransform(input_size=32, gaussian_blur=0.0, normalize=None)
     if method == "swav":
-        return T.SwaVTransform(crop_sizes=[32], crop_counts=[2], crop_min_scales=[0.14],
-                               crop_max_scales=[1.0],
-                               cj_strength=0.5, gaussian_blur=0, normalize=None)
+        return T.SwaVTransform(
+            crop_sizes=[32],
+            crop_counts=[2],
+            crop_min_scales=[0.14],
+            crop_max_scales=[1.0],
+            cj_strength=0.5,
+            gaussian_blur=0,
+            normalize=None,
+        )
     if method == "dino":
-        return T.DINOTransform(global_crop_size=32, n_local_views=0, cj_strength=0.5,
-                               gaussian_blur=(0, 0, 0), normalize=None)
+        return T.DINOTransform(
+            global_crop_size=32,
+            n_local_views=0,
+            cj_strength=0.5,
+            gaussian_blur=(0, 0, 0),
+            normalize=None,
+        )
     if method == "vicreg":
-        return T.VICRegTransform(input_size=32, cj_strength=0.5, gaussian_blur=0.0,
-                                 normalize=None)
-    return T.SimCLRTransform(input_size=32, cj_strength=0.5, gaussian_blur=0.0,
-                             normalize=None)  # simclr, moco, nnclr
+        return T.VICRegTransform(input_size=32, cj_strength=0.5, gaussian_blur=0.0, normalize=None)
+    return T.SimCLRTransform(
+        input_size=32, cj_strength=0.5, gaussian_blur=0.0, normalize=None
+    )  # simclr, moco, nnclr
 
 
 def lightly_recipe(method: str, batch_size: int) -> str:
@@ -302,8 +364,16 @@ def lightly_recipe(method: str, batch_size: int) -> str:
     return f"sgd lr {lr:.3g} wd 5e-4, cosine/epoch"
 
 
-def run_lightly(method: str, train: Any, backbone: nn.Module, epochs: int, batch_size: int,
-                seed: int, device: str, workers: int) -> dict[str, Any]:
+def run_lightly(
+    method: str,
+    train: Any,
+    backbone: nn.Module,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    device: str,
+    workers: int,
+) -> dict[str, Any]:
     """Train as lightly's CIFAR-10 benchmark does, in a plain PyTorch loop."""
     from lightly.utils.lars import LARS  # noqa: PLC0415
     from lightly.utils.scheduler import CosineWarmupScheduler  # noqa: PLC0415
@@ -311,19 +381,26 @@ def run_lightly(method: str, train: Any, backbone: nn.Module, epochs: int, batch
     torch.manual_seed(seed)
     model = _LightlyModel(method, backbone).to(device)
     loader = torch.utils.data.DataLoader(
-        _PILViews(train.images, _lightly_transform(method)), batch_size=batch_size,
-        shuffle=True, drop_last=True, num_workers=workers, persistent_workers=workers > 0,
-        generator=torch.Generator().manual_seed(seed))
+        _PILViews(train.images, _lightly_transform(method)),
+        batch_size=batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        generator=torch.Generator().manual_seed(seed),
+    )
     steps = epochs * len(loader)
     per_step = None
     if method == "vicreg":
-        optimizer = LARS(model.trainable(), lr=0.3 * batch_size / 256, weight_decay=1e-4,
-                         momentum=0.9)
+        optimizer = LARS(
+            model.trainable(), lr=0.3 * batch_size / 256, weight_decay=1e-4, momentum=0.9
+        )
         per_step = CosineWarmupScheduler(optimizer, max(1, steps // 10), steps)
         per_epoch = None
     elif method == "swav":
-        optimizer = torch.optim.Adam(model.trainable(), lr=1e-3 * batch_size / 128,
-                                     weight_decay=1e-6)
+        optimizer = torch.optim.Adam(
+            model.trainable(), lr=1e-3 * batch_size / 128, weight_decay=1e-6
+        )
         per_epoch = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs)
     else:
         lr = 6e-2 if method == "simsiam" else 6e-2 * batch_size / 128
@@ -347,8 +424,13 @@ def run_lightly(method: str, train: Any, backbone: nn.Module, epochs: int, batch
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     seconds = time.perf_counter() - started
-    return {"backbone": model.backbone, "seconds": seconds, "images_per_s": images / seconds,
-            "loss": loss, "recipe": lightly_recipe(method, batch_size)}
+    return {
+        "backbone": model.backbone,
+        "seconds": seconds,
+        "images_per_s": images / seconds,
+        "loss": loss,
+        "recipe": lightly_recipe(method, batch_size),
+    }
 
 
 # ---------------------------------------------------------------------------- one run
@@ -358,22 +440,44 @@ def run_job(method: str, library: str, seed: int, args: argparse.Namespace) -> d
     backbone = copy.deepcopy(fresh_backbone(seed))
     if device_of(args).startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    row: dict[str, Any] = {"method": method, "library": library, "seed": seed,
-                           "epochs": args.epochs, "batch_size": args.batch_size,
-                           "images": len(train), "test_images": len(test)}
+    row: dict[str, Any] = {
+        "method": method,
+        "library": library,
+        "seed": seed,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "images": len(train),
+        "test_images": len(test),
+    }
     if library == "ceiling":
-        row["images_per_s"] = run_ceiling(method, train, backbone, args.batch_size, seed,
-                                          device_of(args), steps=args.ceiling_steps)
+        row["images_per_s"] = run_ceiling(
+            method,
+            train,
+            backbone,
+            args.batch_size,
+            seed,
+            device_of(args),
+            steps=args.ceiling_steps,
+        )
         return row
     if library == "random":
         row["knn"] = evaluate.knn_accuracy(backbone, train, test)
         return row
     if library == "super_selfish":
-        result = run_ours(method, train, backbone, args.epochs, args.batch_size, seed,
-                          device_of(args))
+        result = run_ours(
+            method, train, backbone, args.epochs, args.batch_size, seed, device_of(args)
+        )
     else:
-        result = run_lightly(method, train, backbone, args.epochs, args.batch_size, seed,
-                             device_of(args), args.workers)
+        result = run_lightly(
+            method,
+            train,
+            backbone,
+            args.epochs,
+            args.batch_size,
+            seed,
+            device_of(args),
+            args.workers,
+        )
     row.update({k: v for k, v in result.items() if k != "backbone"})
     row["minutes"] = row.pop("seconds") / 60
     row["peak_mib"] = peak_memory_mib(device_of(args))
@@ -385,21 +489,41 @@ def device_of(args: argparse.Namespace) -> str:
     return args.device or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def run_isolated(method: str, library: str, seed: int, args: argparse.Namespace
-                 ) -> dict[str, Any]:
+def run_isolated(method: str, library: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     """:func:`run_job` in a child process (its own peak memory); returns its row."""
-    command = [sys.executable, __file__, "--job", method, library, str(seed),
-               "--epochs", str(args.epochs), "--images", str(args.images),
-               "--test-images", str(args.test_images), "--batch-size", str(args.batch_size),
-               "--workers", str(args.workers), "--ceiling-steps", str(args.ceiling_steps)]
+    command = [
+        sys.executable,
+        __file__,
+        "--job",
+        method,
+        library,
+        str(seed),
+        "--epochs",
+        str(args.epochs),
+        "--images",
+        str(args.images),
+        "--test-images",
+        str(args.test_images),
+        "--batch-size",
+        str(args.batch_size),
+        "--workers",
+        str(args.workers),
+        "--ceiling-steps",
+        str(args.ceiling_steps),
+    ]
     command += (["--device", args.device] if args.device else []) + (
-        ["--sample"] if args.sample else [])
+        ["--sample"] if args.sample else []
+    )
     done = subprocess.run(command, capture_output=True, text=True)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
         tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-        return {"method": method, "library": library, "seed": seed,
-                "error": " | ".join(tail) or f"exit {done.returncode}"}
+        return {
+            "method": method,
+            "library": library,
+            "seed": seed,
+            "error": " | ".join(tail) or f"exit {done.returncode}",
+        }
     return json.loads(lines[-1])
 
 
@@ -415,9 +539,11 @@ def _fmt(value: Optional[float], spec: str) -> str:
 
 def table(rows: list[dict[str, Any]], methods_order: Sequence[str]) -> str:
     """Markdown table: per method, lightly's row and ours, means over seeds."""
-    lines = ["| method | library | recipe | kNN acc | random-init kNN | images/s | peak MiB "
-             "| minutes | ours / peer images/s | ours / ceiling |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| method | library | recipe | kNN acc | random-init kNN | images/s | peak MiB "
+        "| minutes | ours / peer images/s | ours / ceiling |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for method in methods_order:
         mine = [r for r in rows if r["method"] == method and "error" not in r]
         rnd = _mean([r for r in mine if r["library"] == "random"], "knn")
@@ -430,14 +556,22 @@ def table(rows: list[dict[str, Any]], methods_order: Sequence[str]) -> str:
             knn = [r["knn"] for r in runs]
             knn_text = " / ".join(f"{k:.4f}" for k in knn)
             speed = _mean(runs, "images_per_s")
-            ratio = (f"{speed / peer_speed:.2f}x" if library == "super_selfish" and speed
-                     and peer_speed else "")
-            of_ceiling = (f"{speed / ceiling:.0%} of {ceiling:.0f}" if library == "super_selfish"
-                          and speed and ceiling else "")
-            lines.append(f"| {method} | {library} | {runs[0].get('recipe', '')} | {knn_text} | "
-                         f"{_fmt(rnd, '.4f')} | {_fmt(speed, '.0f')} | "
-                         f"{_fmt(_mean(runs, 'peak_mib'), '.0f')} | "
-                         f"{_fmt(_mean(runs, 'minutes'), '.1f')} | {ratio} | {of_ceiling} |")
+            ratio = (
+                f"{speed / peer_speed:.2f}x"
+                if library == "super_selfish" and speed and peer_speed
+                else ""
+            )
+            of_ceiling = (
+                f"{speed / ceiling:.0%} of {ceiling:.0f}"
+                if library == "super_selfish" and speed and ceiling
+                else ""
+            )
+            lines.append(
+                f"| {method} | {library} | {runs[0].get('recipe', '')} | {knn_text} | "
+                f"{_fmt(rnd, '.4f')} | {_fmt(speed, '.0f')} | "
+                f"{_fmt(_mean(runs, 'peak_mib'), '.0f')} | "
+                f"{_fmt(_mean(runs, 'minutes'), '.1f')} | {ratio} | {of_ceiling} |"
+            )
     errors = [r for r in rows if "error" in r]
     for r in errors:
         lines.append(f"\n{r['method']} {r['library']} seed {r['seed']}: FAILED {r['error']}")
@@ -447,8 +581,12 @@ def table(rows: list[dict[str, Any]], methods_order: Sequence[str]) -> str:
 def parse(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", nargs="*", default=list(METHODS), choices=METHODS)
-    parser.add_argument("--libraries", nargs="*", default=["lightly", "super_selfish", "ceiling"],
-                        choices=["lightly", "super_selfish", "ceiling"])
+    parser.add_argument(
+        "--libraries",
+        nargs="*",
+        default=["lightly", "super_selfish", "ceiling"],
+        choices=["lightly", "super_selfish", "ceiling"],
+    )
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--images", type=int, default=10_000, help="training images (kNN memory)")
     parser.add_argument("--test-images", type=int, default=2_000)
@@ -457,21 +595,30 @@ def parse(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="lightly's DataLoader workers")
     parser.add_argument("--ceiling-steps", type=int, default=20)
     parser.add_argument("--device", default=None, help="default: cuda when available")
-    parser.add_argument("--sample", action="store_true",
-                        help="take the images from the bundled cifar10-sample (quick checks)")
+    parser.add_argument(
+        "--sample",
+        action="store_true",
+        help="take the images from the bundled cifar10-sample (quick checks)",
+    )
     parser.add_argument("--out", default="parity", help="writes OUT.json and OUT.md")
-    parser.add_argument("--in-process", action="store_true",
-                        help="run every job in this process (peak memory is then cumulative)")
-    parser.add_argument("--job", nargs=3, metavar=("METHOD", "LIBRARY", "SEED"),
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run every job in this process (peak memory is then cumulative)",
+    )
+    parser.add_argument(
+        "--job", nargs=3, metavar=("METHOD", "LIBRARY", "SEED"), help=argparse.SUPPRESS
+    )
     return parser.parse_args(argv)
 
 
 def machine_state() -> str:
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
-    return (f"{platform.node()}, {os.cpu_count()} CPUs, load average {load[0]:.1f}, "
-            f"{torch.get_num_threads()} torch thread(s), torch {torch.__version__}"
-            + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""))
+    return (
+        f"{platform.node()}, {os.cpu_count()} CPUs, load average {load[0]:.1f}, "
+        f"{torch.get_num_threads()} torch thread(s), torch {torch.__version__}"
+        + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "")
+    )
 
 
 def main(argv: Optional[Sequence[str]] = None) -> list[dict[str, Any]]:
@@ -480,13 +627,18 @@ def main(argv: Optional[Sequence[str]] = None) -> list[dict[str, Any]]:
         method, library, seed = args.job
         print(json.dumps(run_job(method, library, int(seed), args)), flush=True)
         return []
-    run = (lambda m, lib, s: run_job(m, lib, s, args)) if args.in_process else (
-        lambda m, lib, s: run_isolated(m, lib, s, args))
+    run = (
+        (lambda m, lib, s: run_job(m, lib, s, args))
+        if args.in_process
+        else (lambda m, lib, s: run_isolated(m, lib, s, args))
+    )
     out = Path(args.out)
     rows: list[dict[str, Any]] = []
-    header = (f"{args.images} CIFAR-10 training images (kNN memory), {args.test_images} test "
-              f"images, {BACKBONE}, batch {args.batch_size}, {args.epochs} epoch(s), seeds "
-              f"{args.seeds}, lightly DataLoader workers {args.workers}; {machine_state()}")
+    header = (
+        f"{args.images} CIFAR-10 training images (kNN memory), {args.test_images} test "
+        f"images, {BACKBONE}, batch {args.batch_size}, {args.epochs} epoch(s), seeds "
+        f"{args.seeds}, lightly DataLoader workers {args.workers}; {machine_state()}"
+    )
     print(header, flush=True)
     for seed in args.seeds:
         rnd = run("simclr", "random", seed)  # the initial backbone is the same for all methods
@@ -496,16 +648,24 @@ def main(argv: Optional[Sequence[str]] = None) -> list[dict[str, Any]]:
                 started = time.perf_counter()
                 rows.append(run(method, library, seed))
                 r = rows[-1]
-                print(f"{method} {library} seed {seed}: "
-                      + (f"FAILED {r['error']}" if "error" in r else
-                         f"kNN {r.get('knn', float('nan')):.4f}, "
-                         f"{r.get('images_per_s', float('nan')):.0f} img/s")
-                      + f" ({(time.perf_counter() - started) / 60:.1f} min, load "
-                        f"{os.getloadavg()[0]:.1f})", flush=True)
-                out.with_suffix(".json").write_text(json.dumps(
-                    {"setup": header, "rows": rows}, indent=1))
-                out.with_suffix(".md").write_text(header + "\n\n" + table(rows, args.methods)
-                                                  + "\n")
+                print(
+                    f"{method} {library} seed {seed}: "
+                    + (
+                        f"FAILED {r['error']}"
+                        if "error" in r
+                        else f"kNN {r.get('knn', float('nan')):.4f}, "
+                        f"{r.get('images_per_s', float('nan')):.0f} img/s"
+                    )
+                    + f" ({(time.perf_counter() - started) / 60:.1f} min, load "
+                    f"{os.getloadavg()[0]:.1f})",
+                    flush=True,
+                )
+                out.with_suffix(".json").write_text(
+                    json.dumps({"setup": header, "rows": rows}, indent=1)
+                )
+                out.with_suffix(".md").write_text(
+                    header + "\n\n" + table(rows, args.methods) + "\n"
+                )
     print("\n" + table(rows, args.methods), flush=True)
     return rows
 

@@ -19,6 +19,7 @@ The anchor to beat on one GPU: lightly's CIFAR-10 benchmark reports SimCLR kNN 0
     python benchmarks/time_to_accuracy.py --minutes 12               # SimCLR, 50,000 images
     python benchmarks/time_to_accuracy.py --minutes 12 --methods simclr byol moco
 """
+
 from __future__ import annotations
 
 import argparse
@@ -77,14 +78,18 @@ class Run:
         accuracy = evaluate.knn_accuracy(sup.get_backbone(), self.train, self.test)
         self.eval_seconds.append(time.perf_counter() - started)
         self.curve.append({"epoch": epoch, "minutes": self.minutes(), "knn": accuracy})
-        print(f"{self.method} epoch {epoch}: kNN {accuracy:.4f} at {self.minutes():.2f} min",
-              flush=True)
+        print(
+            f"{self.method} epoch {epoch}: kNN {accuracy:.4f} at {self.minutes():.2f} min",
+            flush=True,
+        )
         return accuracy
 
     def to_level(self) -> dict[float, Optional[float]]:
         """Minutes at which each level was first reached (None: not reached)."""
-        return {level: next((p["minutes"] for p in self.curve if p["knn"] >= level), None)
-                for level in self.args.levels}
+        return {
+            level: next((p["minutes"] for p in self.curve if p["knn"] >= level), None)
+            for level in self.args.levels
+        }
 
 
 def fastest(device: str) -> dict[str, Any]:
@@ -107,16 +112,25 @@ def calibrate(method: str, train: Any, args: argparse.Namespace, device: str) ->
                 torch.cuda.synchronize()
             stamps.append(time.perf_counter())
 
-    sup.supervise(epochs=1, batch_size=args.batch_size, seed=args.seed, device=device,
-                  progress=False, save=False, callbacks=[Stamp()], **fastest(device))
-    steady = stamps[len(stamps) // 2:] if len(stamps) >= 4 else stamps
+    sup.supervise(
+        epochs=1,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        device=device,
+        progress=False,
+        save=False,
+        callbacks=[Stamp()],
+        **fastest(device),
+    )
+    steady = stamps[len(stamps) // 2 :] if len(stamps) >= 4 else stamps
     if len(steady) < 2:
         return float("inf")
     return (steady[-1] - steady[0]) / (len(steady) - 1)
 
 
-def run_method(method: str, train: Any, test: Any, args: argparse.Namespace, device: str
-               ) -> dict[str, Any]:
+def run_method(
+    method: str, train: Any, test: Any, args: argparse.Namespace, device: str
+) -> dict[str, Any]:
     """Calibrate (unless ``--epochs``), train within the budget, score kNN along the way."""
     run = Run(method, train, test, args)
     deadline = run.started + args.minutes * 60
@@ -131,51 +145,82 @@ def run_method(method: str, train: Any, test: Any, args: argparse.Namespace, dev
         eval_s = run.eval_seconds[0]
         left = (deadline - time.perf_counter()) * 0.95 - eval_s  # the final kNN included
         epochs = max(1, math.floor(left / (epoch_s + eval_s / args.eval_every)))
-        print(f"{method}: {step_s * 1000:.1f} ms per step, {epoch_s:.1f} s per epoch, kNN "
-              f"{eval_s:.1f} s: {epochs} epochs fit in the budget", flush=True)
+        print(
+            f"{method}: {step_s * 1000:.1f} ms per step, {epoch_s:.1f} s per epoch, kNN "
+            f"{eval_s:.1f} s: {epochs} epochs fit in the budget",
+            flush=True,
+        )
     stopped = "schedule done"
     try:
-        sup.supervise(epochs=epochs, batch_size=args.batch_size, seed=args.seed, device=device,
-                      progress=False, save=False,
-                      callbacks=[_Clock(run, args.eval_every, deadline)], **fastest(device))
+        sup.supervise(
+            epochs=epochs,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            device=device,
+            progress=False,
+            save=False,
+            callbacks=[_Clock(run, args.eval_every, deadline)],
+            **fastest(device),
+        )
     except _BudgetSpent:
         stopped = "budget spent"
     if not run.curve or run.curve[-1]["epoch"] != run.epochs_done or stopped != "schedule done":
         run.evaluate(sup, run.epochs_done)
-    return {"method": method, "recipe": f"{sup.run_options['optimizer']} lr "
-            f"{sup.base_lr:.3g} wd {sup.run_options['weight_decay']:g}",
-            "epochs_planned": epochs, "epochs_done": run.epochs_done, "stopped": stopped,
-            "random_init_knn": random_init, "final_knn": run.curve[-1]["knn"],
-            "best_knn": max(p["knn"] for p in run.curve), "minutes": run.minutes(),
-            "train_minutes": run.train_seconds / 60,
-            "images_per_s": run.epochs_done * steps_per_epoch * args.batch_size
-            / max(run.train_seconds, 1e-9),
-            "to_level": {str(k): v for k, v in run.to_level().items()}, "curve": run.curve}
+    return {
+        "method": method,
+        "recipe": f"{sup.run_options['optimizer']} lr "
+        f"{sup.base_lr:.3g} wd {sup.run_options['weight_decay']:g}",
+        "epochs_planned": epochs,
+        "epochs_done": run.epochs_done,
+        "stopped": stopped,
+        "random_init_knn": random_init,
+        "final_knn": run.curve[-1]["knn"],
+        "best_knn": max(p["knn"] for p in run.curve),
+        "minutes": run.minutes(),
+        "train_minutes": run.train_seconds / 60,
+        "images_per_s": run.epochs_done
+        * steps_per_epoch
+        * args.batch_size
+        / max(run.train_seconds, 1e-9),
+        "to_level": {str(k): v for k, v in run.to_level().items()},
+        "curve": run.curve,
+    }
 
 
 def table(rows: list[dict[str, Any]], levels: Sequence[float]) -> str:
     """The final markdown table: one row per method."""
     head = " | ".join(f"min to {level:g}" for level in levels)
-    lines = [f"| method | recipe | epochs (planned) | final kNN | best kNN | random init | "
-             f"images/s | train min | total min | {head} |",
-             "|---|---|---|---|---|---|---|---|---|" + "---|" * len(levels)]
+    lines = [
+        f"| method | recipe | epochs (planned) | final kNN | best kNN | random init | "
+        f"images/s | train min | total min | {head} |",
+        "|---|---|---|---|---|---|---|---|---|" + "---|" * len(levels),
+    ]
     for r in rows:
-        reached = " | ".join("-" if r["to_level"][str(level)] is None
-                             else f"{r['to_level'][str(level)]:.1f}" for level in levels)
-        lines.append(f"| {r['method']} | {r['recipe']} | {r['epochs_done']} "
-                     f"({r['epochs_planned']}) | {r['final_knn']:.4f} | {r['best_knn']:.4f} | "
-                     f"{r['random_init_knn']:.4f} | {r['images_per_s']:.0f} | "
-                     f"{r['train_minutes']:.1f} | {r['minutes']:.1f} | {reached} |")
+        reached = " | ".join(
+            "-" if r["to_level"][str(level)] is None else f"{r['to_level'][str(level)]:.1f}"
+            for level in levels
+        )
+        lines.append(
+            f"| {r['method']} | {r['recipe']} | {r['epochs_done']} "
+            f"({r['epochs_planned']}) | {r['final_knn']:.4f} | {r['best_knn']:.4f} | "
+            f"{r['random_init_knn']:.4f} | {r['images_per_s']:.0f} | "
+            f"{r['train_minutes']:.1f} | {r['minutes']:.1f} | {reached} |"
+        )
     return "\n".join(lines)
 
 
 def parse(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--methods", nargs="*", default=["simclr"],
-                        choices=["simclr", "byol", "moco"])
+    parser.add_argument(
+        "--methods", nargs="*", default=["simclr"], choices=["simclr", "byol", "moco"]
+    )
     parser.add_argument("--minutes", type=float, default=12.0, help="budget per method")
-    parser.add_argument("--epochs", type=int, default=None,
-                        help="schedule length (default: as many as fit in the budget)")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="schedule length (default: as many as fit in the budget)",
+    )
     parser.add_argument("--eval-every", type=int, default=5, help="kNN every N epochs")
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--backbone", default="cifar-resnet18")
@@ -185,8 +230,9 @@ def parse(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--calibration-steps", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None, help="default: cuda when available")
-    parser.add_argument("--sample", action="store_true",
-                        help="images from the bundled cifar10-sample (CPU checks)")
+    parser.add_argument(
+        "--sample", action="store_true", help="images from the bundled cifar10-sample (CPU checks)"
+    )
     parser.add_argument("--out", default=None, help="also write OUT.json and OUT.md")
     return parser.parse_args(argv)
 
@@ -205,18 +251,19 @@ def main(argv: Optional[Sequence[str]] = None) -> list[dict[str, Any]]:
 
         train, test = cifar10("train", args.images), cifar10("test", args.test_images)
     where = torch.cuda.get_device_name() if device.startswith("cuda") else "CPU"
-    header = (f"{len(train)} CIFAR-10 training images, {len(test)} test images, "
-              f"{args.backbone}, batch {args.batch_size}, {where}, settings "
-              f"{fastest(device) or 'fp32'}, budget {args.minutes:g} min per method, torch "
-              f"{torch.__version__}")
+    header = (
+        f"{len(train)} CIFAR-10 training images, {len(test)} test images, "
+        f"{args.backbone}, batch {args.batch_size}, {where}, settings "
+        f"{fastest(device) or 'fp32'}, budget {args.minutes:g} min per method, torch "
+        f"{torch.__version__}"
+    )
     print(header, flush=True)
     rows = [run_method(method, train, test, args, device) for method in args.methods]
     text = table(rows, args.levels)
     print("\n" + text, flush=True)
     if args.out:
         out = Path(args.out)
-        out.with_suffix(".json").write_text(json.dumps({"setup": header, "rows": rows},
-                                                       indent=1))
+        out.with_suffix(".json").write_text(json.dumps({"setup": header, "rows": rows}, indent=1))
         out.with_suffix(".md").write_text(header + "\n\n" + text + "\n")
     return rows
 
