@@ -77,21 +77,25 @@ def fit_queue(queue: Queue, batch_size: int, argument: str, multiple: bool = Tru
 MAX_FREEZE_FRACTION = 0.1
 
 
-def default_freeze_steps(sup: Any) -> int:
-    """Steps a head part stays frozen when the user gave no window: one epoch, at most a tenth
-    of the run (rounded up), so short runs still train it.
+def in_freeze_window(sup: Any, steps: Optional[int]) -> bool:
+    """Whether the current step falls in a head part's freeze window (DINO's last layer,
+    SwAV's prototypes).
 
     Args:
-        sup: the supervisor during ``supervise()`` (its ``loader`` and ``total_steps``).
+        sup: the supervisor during ``supervise()`` (its ``global_step``, ``loader`` and
+            ``total_steps``).
+        steps: the window the user gave, in optimizer steps; None: one epoch, at most a tenth
+            of the run (rounded up), so short runs still train the part.
 
     Returns:
-        The number of optimizer steps of the freeze window (0 before a run is set up).
+        True while the part's gradients are to be dropped.
     """
-    loader = getattr(sup, "loader", None)
-    if loader is None:
-        return 0
-    epoch = max(1, len(loader))
-    total = getattr(sup, "total_steps", None)
-    if not total:
-        return epoch
-    return min(epoch, math.ceil(MAX_FREEZE_FRACTION * total))
+    if steps is None:
+        loader = getattr(sup, "loader", None)
+        if loader is None:
+            return False
+        steps = max(1, len(loader))
+        total = getattr(sup, "total_steps", None)
+        if total:
+            steps = min(steps, math.ceil(MAX_FREEZE_FRACTION * total))
+    return sup.global_step < steps

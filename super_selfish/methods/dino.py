@@ -190,9 +190,7 @@ class DINOSupervisor(MomentumSupervisor):
 
     def last_layer_frozen(self) -> bool:
         """Whether this step falls in the last layer's freeze window."""
-        steps = self.freeze_last_layer_steps
-        steps = _joint.default_freeze_steps(self) if steps is None else steps
-        return self.global_step < steps
+        return _joint.in_freeze_window(self, self.freeze_last_layer_steps)
 
     # ------------------------------------------------------------------ training step
     def _forward(self, batch: Batch) -> torch.Tensor:

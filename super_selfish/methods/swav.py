@@ -149,9 +149,7 @@ class SwAVSupervisor(Supervisor):
 
     def prototypes_frozen(self) -> bool:
         """Whether this step falls in the prototypes' freeze window."""
-        steps = self.freeze_prototypes_steps
-        steps = _joint.default_freeze_steps(self) if steps is None else steps
-        return self.global_step < steps
+        return _joint.in_freeze_window(self, self.freeze_prototypes_steps)
 
     def _on_fit_start(self, batch_size: int, *, epochs: int, **run: Any) -> None:
         self._fit_queues(batch_size, epochs)
