@@ -106,7 +106,10 @@ OPTIMIZERS: dict[str, type] = {
 
 
 def factory(
-    name: str, momentum: float = 0.9, betas: tuple[float, float] = (0.9, 0.999)
+    name: str,
+    momentum: float = 0.9,
+    betas: tuple[float, float] = (0.9, 0.999),
+    lars_exclude_1d: bool = True,
 ) -> Callable[..., torch.optim.Optimizer]:
     """``f(params, lr=...)`` for optimizer ``name``: SGD and LARS with ``momentum``, Adam and
     AdamW with ``betas``.
@@ -115,6 +118,8 @@ def factory(
         name: one of :data:`OPTIMIZERS` (``adam``, ``adamw``, ``sgd``, ``lars``).
         momentum: heavy-ball momentum of SGD and LARS.
         betas: Adam's and AdamW's moment coefficients.
+        lars_exclude_1d: LARS's ``exclude_1d`` (leave biases and normalisation weights out of
+            the adaptation).
 
     Returns:
         A callable taking the parameter groups and ``lr=`` that builds the optimizer.
@@ -122,6 +127,8 @@ def factory(
     if name not in OPTIMIZERS:
         raise unknown_name("optimizer", name, OPTIMIZERS)
     cls = OPTIMIZERS[name]
-    if name in ("sgd", "lars"):
+    if name == "lars":
+        return functools.partial(cls, momentum=momentum, exclude_1d=lars_exclude_1d)
+    if name == "sgd":
         return functools.partial(cls, momentum=momentum)
     return functools.partial(cls, betas=tuple(betas))

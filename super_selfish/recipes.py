@@ -43,6 +43,9 @@ class Recipe:
         momentum: SGD's and LARS's momentum.
         betas: Adam's and AdamW's coefficients.
         warmup_epochs: linear warm-up (clipped to a tenth of a run, see :meth:`resolve`).
+        lars_exclude_1d: with LARS, leave biases and normalisation weights (tensors of at
+            most one dimension) out of the layer-wise adaptation, as the papers do; False
+            adapts them too.
         schedule: ``"cosine"`` (decay to 0 over the run, after the warm-up) or ``"constant"``.
         paper: where the recipe comes from.
         deviation: where and why this library's default differs from the paper's.
@@ -58,6 +61,7 @@ class Recipe:
     momentum: float = 0.9
     betas: tuple[float, float] = (0.9, 0.999)
     warmup_epochs: float = 0.0
+    lars_exclude_1d: bool = True
     schedule: str = "cosine"
     paper: str = ""
     deviation: str = ""
@@ -112,7 +116,7 @@ class Recipe:
         """
         if self.factory is not None:
             return self.factory
-        return optim.factory(self.optimizer, self.momentum, self.betas)
+        return optim.factory(self.optimizer, self.momentum, self.betas, self.lars_exclude_1d)
 
     def resolve(
         self,
@@ -133,7 +137,8 @@ class Recipe:
             lr: an explicit learning rate (warned about when far from the scale of the
                 recipe's optimizer and no optimizer is given).
             optimizer: a name of :data:`super_selfish.optim.OPTIMIZERS` (built with this
-                recipe's momentum/betas) or a callable ``f(params, lr=...)``.
+                recipe's momentum/betas and ``lars_exclude_1d``) or a callable
+                ``f(params, lr=...)``.
             weight_decay: an explicit weight decay.
             warmup_epochs: explicit warm-up epochs.
             lr_scheduler: ``"cosine"``, ``"constant"`` or a callable of the optimizer.
@@ -150,7 +155,8 @@ class Recipe:
             if lr is not None:
                 self._warn_if_off_scale(lr, batch_size)
         elif isinstance(optimizer, str):
-            name, optimizer = optimizer, optim.factory(optimizer, self.momentum, self.betas)
+            name = optimizer
+            optimizer = optim.factory(optimizer, self.momentum, self.betas, self.lars_exclude_1d)
         else:
             name = _callable_name(optimizer)
         if lr is None:
@@ -271,7 +277,10 @@ RECIPES: dict[str, Recipe] = {
         "linear",
         1e-6,
         warmup_epochs=10,
+        lars_exclude_1d=False,
         paper="Bardes et al. 2022 (VICReg), App. C",
+        deviation="LARS adapts biases and norm weights too, as lightly's VICReg does (the paper "
+        "leaves them out; adapting them trained better in short runs, docs/parity.md)",
     ),
     "nnclr": Recipe(
         "lars",

@@ -251,6 +251,33 @@ def test_lars_follows_its_formula():
     assert torch.allclose(w, w1 - 0.5 * v)
 
 
+def test_lars_adapts_1d_tensors_when_told():
+    b = nn.Parameter(torch.tensor([3.0, 4.0]))  # ||b|| = 5
+    opt = LARS([{"params": [b], "weight_decay": 0.0}], lr=0.5, eta=0.01, exclude_1d=False)
+    b.grad = torch.tensor([0.6, 0.8])  # ||g|| = 1
+    opt.step()
+    assert torch.allclose(b, torch.tensor([3.0, 4.0]) - 0.5 * 0.05 * torch.tensor([0.6, 0.8]))
+
+
+def test_vicreg_recipe_adapts_biases_and_norm_weights(images, tmp_path):
+    """VICReg's recipe is the one LARS recipe that adapts 1-d tensors too (docs/parity.md);
+    the others leave them out, as their papers do, also when "lars" is named explicitly."""
+    assert RECIPES["vicreg"].lars_exclude_1d is False and "biases" in RECIPES["vicreg"].deviation
+    assert all(r.lars_exclude_1d for k, r in RECIPES.items() if k != "vicreg")
+    for name, optimizer in (("vicreg", None), ("vicreg", "lars"), ("simclr", "lars")):
+        sup = methods.get(name)(images, backbone=tiny_body(), seed=0)
+        sup.supervise(
+            epochs=1,
+            batch_size=16,
+            name=str(tmp_path / name),
+            progress=False,
+            optimizer=optimizer,
+        )
+        assert type(sup.optimizer) is LARS
+        groups = sup.optimizer.param_groups
+        assert [g["exclude_1d"] for g in groups] == [name != "vicreg"] * len(groups)
+
+
 # ---------------------------------------------------------------------------- ema=
 def test_ema_backbone_averages_and_round_trips(images, tmp_path):
     name = str(tmp_path / "run")
