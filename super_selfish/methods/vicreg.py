@@ -30,6 +30,9 @@ class VICRegSupervisor(Supervisor):
     The three terms are logged as ``invariance``, ``variance`` and ``covariance``.
     Each view goes through the backbone and the heads on its own, as in the paper's code, so
     BatchNorm normalises each view with its own batch statistics.
+    The recipe (``recipes.RECIPES["vicreg"]``) is the paper's LARS, rate and weight decay,
+    with one difference: LARS adapts the rate of biases and normalisation weights too (the
+    paper leaves them out), as lightly's VICReg does; the comparison is in ``docs/parity.md``.
 
     Heads as arguments: the expander: ``projector`` (None: the paper's, above) takes a module of
     your own mapping backbone features to the embeddings the loss scores; it is trained, saved
