@@ -32,6 +32,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -1007,7 +1008,7 @@ def compare(
         table = compare("simclr", "cifar10-sample", budget=3, eval=("knn", "linear"),
                         augment=["simclr", "simclr_magnif"], seeds=[0, 1])
     """
-    common = dict(
+    shared = _SharedSettings(
         dataset=dataset,
         backbone=backbone,
         budget=budget,
@@ -1029,7 +1030,7 @@ def compare(
     if augment is not None:
         methods, method_options = _augment_items(methods, augment, method_options)
     if seeds is None:
-        return _compare_once(methods, seed=seed, method_options=method_options, name=name, **common)
+        return _compare_once(methods, shared, seed=seed, method_options=method_options, name=name)
     check(
         isinstance(seeds, (list, tuple))
         and len(seeds) > 0
@@ -1039,14 +1040,12 @@ def compare(
         seeds,
         "a non-empty list of distinct non-negative ints (or None for one seed=)",
     )
-    tables = []
+    tables: list[ComparisonTable] = []
     for each in seeds:
         console.info(f"compare: seed {each} ({len(tables) + 1} of {len(seeds)})")
         run_name = str(Path(name) / f"seed{each}") if name is not None else None
         tables.append(
-            _compare_once(
-                methods, seed=each, method_options=method_options, name=run_name, **common
-            )
+            _compare_once(methods, shared, seed=each, method_options=method_options, name=run_name)
         )
     table = summarize_seeds(tables, seeds)
     if name is not None:
@@ -1055,33 +1054,42 @@ def compare(
     return table
 
 
+@dataclass(frozen=True)
+class _SharedSettings:
+    """The arguments of :func:`compare` that are the same for every seed it runs."""
+
+    dataset: Any
+    backbone: Any
+    budget: Any
+    eval: Union[Sequence[str], Mapping[str, Any]]
+    test_dataset: Any
+    batch_size: int
+    lr: Optional[float]
+    epochs: Optional[int]
+    seconds: Optional[float]
+    eval_train_dataset: Any
+    image_size: Optional[int]
+    device: Optional[Union[str, torch.device]]
+    supervise_options: Optional[Mapping[str, Any]]
+    callbacks: Union[Sequence[Callback], Callable[[str], Sequence[Callback]]]
+    progress: bool
+    keep_backbones: bool
+    baseline: bool
+
+
 def _compare_once(
     methods: Union[MethodSpec, Sequence[MethodSpec], Mapping[str, MethodSpec]],
-    dataset: Any = "cifar10-sample",
-    backbone: Any = "convnet-small",
-    budget: Any = None,
-    eval: Union[Sequence[str], Mapping[str, Any]] = ("knn",),
-    test_dataset: Any = None,
-    seed: int = 0,
-    batch_size: int = 256,
-    lr: Optional[float] = None,
+    shared: _SharedSettings,
     *,
-    epochs: Optional[int] = None,
-    seconds: Optional[float] = None,
-    eval_train_dataset: Any = None,
-    image_size: Optional[int] = None,
-    device: Optional[Union[str, torch.device]] = None,
-    method_options: Optional[Mapping[str, Mapping[str, Any]]] = None,
-    supervise_options: Optional[Mapping[str, Any]] = None,
-    callbacks: Union[Sequence[Callback], Callable[[str], Sequence[Callback]]] = (),
-    name: Optional[str] = None,
-    progress: bool = False,
-    keep_backbones: bool = True,
-    baseline: bool = True,
+    seed: int,
+    method_options: Optional[Mapping[str, Mapping[str, Any]]],
+    name: Optional[str],
 ) -> ComparisonTable:
     """One seed of :func:`compare` (no ``augment`` or ``seeds``)."""
+    dataset, backbone, eval = shared.dataset, shared.backbone, shared.eval
+    batch_size, lr, supervise_options = shared.batch_size, shared.lr, shared.supervise_options
     items = _method_items(methods)
-    plan = parse_budget(budget, epochs, seconds)
+    plan = parse_budget(shared.budget, shared.epochs, shared.seconds)
     validate.non_negative_int(seed, "seed")
     if isinstance(eval, str):
         eval = (eval,)
@@ -1089,7 +1097,9 @@ def _compare_once(
     for p in protocols:  # fail before any training on a misspelt protocol
         evaluate.protocol_key(p)
     train = data.dataset(dataset, "train")
-    memory, test = _eval_sets(dataset, test_dataset, eval_train_dataset, train, bool(protocols))
+    memory, test = _eval_sets(
+        dataset, shared.test_dataset, shared.eval_train_dataset, train, bool(protocols)
+    )
     managed = {
         "lr",
         "epochs",
@@ -1115,8 +1125,8 @@ def _compare_once(
     unknown = set(method_options) - {label for label, _ in items}
     check(not unknown, "method_options", sorted(unknown), "keys among the compared methods")
     target = (
-        torch.device(device)
-        if device is not None
+        torch.device(shared.device)
+        if shared.device is not None
         else (torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
     )
     rng_devices = [target] if target.type == "cuda" else []
@@ -1134,11 +1144,11 @@ def _compare_once(
                 train,
                 backbone=arch,
                 seed=seed,
-                image_size=image_size,
+                image_size=shared.image_size,
                 **dict(method_options.get(label, {})),
             )
             sizes[sup.image_size] = None
-            if baseline and protocols:
+            if shared.baseline and protocols:
                 start = network_fingerprint(sup.get_backbone())
                 reference[label] = start
                 if start not in baselines:
@@ -1149,7 +1159,7 @@ def _compare_once(
                     descriptions.update((k, r.description) for k, r in results.items())
                     _warn_once(results, warned)
             tracker = _Tracker(plan.seconds)
-            extra = callbacks(label) if callable(callbacks) else callbacks
+            extra = shared.callbacks(label) if callable(shared.callbacks) else shared.callbacks
             memory_kind = _reset_peak_memory(target)
             options = dict(
                 lr=lr,
@@ -1158,7 +1168,7 @@ def _compare_once(
                 batch_size=batch_size,
                 seed=seed,
                 device=target,
-                progress=progress,
+                progress=shared.progress,
                 callbacks=[tracker, *extra],
                 save=name is not None,
                 name=str(Path(name) / label) if name is not None else "store/_compare",
@@ -1197,7 +1207,7 @@ def _compare_once(
             record.update(backbone=sup.backbone.name, budget=str(plan), seed=seed)
         records.append(record)
         histories[label] = list(sup.history)
-        if keep_backbones:
+        if shared.keep_backbones:
             backbones[label] = sup.get_backbone().eval()
         summary = ", ".join(f"{k} {record[k]:.4f}" for k in record if k.endswith("_accuracy"))
         console.info(
