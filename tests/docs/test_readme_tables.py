@@ -23,18 +23,25 @@ def test_usage_examples_in_test_py_cover_every_registered_method():
         assert f'method == "{name}"' in source
 
 
-def test_readme_benchmark_lists_each_methods_default_lr():
-    """The README's methods table says at which rate each method ran: its ``default_lr``."""
+def test_readme_benchmark_lists_each_methods_recipe():
+    """The README's methods table says how each method ran: its recipe's optimizer and its
+    rate at the benchmark's batch of 128."""
     from pathlib import Path
 
+    import pytest
+
     from super_selfish import methods
+    from super_selfish.recipes import RECIPES
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     section = readme[readme.index("### Every method against random initialisation") :]
     rows = [
         line.strip("|").split("|")
         for line in section.splitlines()
-        if line.startswith("| ") and "default lr" not in line
+        if line.startswith("| ") and "recipe optimizer" not in line
     ][: len(methods.available())]
-    listed = {cells[0].strip(): float(cells[2]) for cells in rows}
-    assert listed == {name: methods.get(name).default_lr for name in methods.available()}
+    listed = {cells[0].strip(): (cells[2].strip(), float(cells[3])) for cells in rows}
+    assert set(listed) == set(methods.available())
+    for name, (optimizer, lr) in listed.items():
+        assert optimizer == RECIPES[name].optimizer, name
+        assert lr == pytest.approx(RECIPES[name].lr_for(128), rel=1e-3), name
