@@ -236,6 +236,7 @@ MEMORY_NOTES = {
 
 # ---------------------------------------------------------------------------------- the table
 _FIRST = ("method",)
+#: Run measurements: the last columns of a table, and averaged over seeds (summarize_seeds).
 _LAST = (
     "final_loss",
     "epochs",
@@ -804,18 +805,11 @@ def bootstrap_difference(
 
 
 def _summary_metrics(records: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The numeric per-run fields that get a mean and spread over seeds."""
-    wanted = (
-        "final_loss",
-        "epochs",
-        "steps",
-        "train_seconds",
-        "images_per_s",
-        "peak_memory_mb",
-        "eval_seconds",
-    )
+    """The numeric per-run fields that get a mean and spread over seeds: the accuracies and
+    gains, and the run measurements the table lists last (:data:`_LAST`).
+    """
     keys = dict.fromkeys(k for r in records for k in r)
-    return [k for k in keys if k.endswith(("_accuracy", "_gain")) or k in wanted]
+    return [k for k in keys if k.endswith(("_accuracy", "_gain")) or k in _LAST]
 
 
 def summarize_seeds(tables: Sequence[ComparisonTable], seeds: Sequence[int]) -> ComparisonTable:
