@@ -108,15 +108,22 @@ class Recipe:
         """
         return min(self.warmup_epochs, MAX_WARMUP_FRACTION * epochs)
 
-    def optimizer_factory(self) -> Callable[..., Any]:
-        """The factory of this recipe's optimizer.
+    def optimizer_factory(self, name: Optional[str] = None) -> Callable[..., Any]:
+        """The factory of this recipe's optimizer, or of optimizer ``name`` with this recipe's
+        momentum, betas and ``lars_exclude_1d``.
+
+        Args:
+            name: a name of :data:`super_selfish.optim.OPTIMIZERS`; None: the recipe's own
+                (its ``factory`` when it has one).
 
         Returns:
-            ``f(params, lr=...)`` building the optimizer (with the recipe's momentum or betas).
+            ``f(params, lr=...)`` building the optimizer.
         """
-        if self.factory is not None:
+        if name is None and self.factory is not None:
             return self.factory
-        return optim.factory(self.optimizer, self.momentum, self.betas, self.lars_exclude_1d)
+        return optim.factory(
+            name or self.optimizer, self.momentum, self.betas, self.lars_exclude_1d
+        )
 
     def resolve(
         self,
@@ -155,8 +162,7 @@ class Recipe:
             if lr is not None:
                 self._warn_if_off_scale(lr, batch_size)
         elif isinstance(optimizer, str):
-            name = optimizer
-            optimizer = optim.factory(optimizer, self.momentum, self.betas, self.lars_exclude_1d)
+            name, optimizer = optimizer, self.optimizer_factory(optimizer)
         else:
             name = _callable_name(optimizer)
         if lr is None:
